@@ -1,0 +1,1 @@
+//! Criterion benchmarks of http-core live in `benches/`.

@@ -1,0 +1,530 @@
+//! Request-head parsing: incremental, strict, zero-copy.
+
+use std::mem::MaybeUninit;
+
+use bytes::Bytes;
+
+use crate::framing::{merge_content_length, BodyKind, TransferCoding};
+use crate::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
+use crate::limits::MAX_HEADERS_CAP;
+use crate::{Error, Limits};
+
+/// HTTP version of a message. Only 1.0 and 1.1 exist on this wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// HTTP/1.0
+    Http10,
+    /// HTTP/1.1
+    Http11,
+}
+
+impl Version {
+    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// Request method. The common ones are variants; any other valid token is `Other`
+/// (its text is in [`RequestHead::method_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// DELETE
+    Delete,
+    /// OPTIONS
+    Options,
+    /// CONNECT
+    Connect,
+    /// TRACE
+    Trace,
+    /// PATCH
+    Patch,
+    /// Any other method token.
+    Other,
+}
+
+impl Method {
+    fn from_token(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "CONNECT" => Method::Connect,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+
+    /// Idempotent by RFC 9110 §9.2.2: a request with this method may be sent again
+    /// after a failure without changing the result.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get | Method::Head | Method::Options | Method::Trace | Method::Put | Method::Delete
+        )
+    }
+}
+
+/// Connection-level facts a head declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ConnFlags {
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+    /// The `Connection` header names a field other than close / keep-alive / upgrade.
+    pub names_fields: bool,
+}
+
+/// Where the parts of a request head lie in its buffer: the outcome of
+/// [`parse_request`], before the buffer is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedRequest {
+    len: usize,
+    method: Method,
+    method_span: Span,
+    target: Span,
+    version: Version,
+    host: Option<Span>,
+    body: BodyKind,
+    flags: ConnFlags,
+    headers: Vec<HeaderSpan>,
+}
+
+impl ParsedRequest {
+    /// Bytes of the buffer the head took, including its final empty line.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a head has at least a request line.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How the body that follows is framed.
+    pub fn body(&self) -> BodyKind {
+        self.body
+    }
+
+    /// Joins the layout with the head's bytes: exactly the first [`len`](Self::len)
+    /// bytes of the buffer it was parsed from.
+    pub fn into_head(self, bytes: Bytes) -> RequestHead {
+        debug_assert_eq!(bytes.len(), self.len);
+        RequestHead { bytes, parsed: self }
+    }
+}
+
+/// A parsed request head. Accessors borrow from the head's own bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    bytes: Bytes,
+    parsed: ParsedRequest,
+}
+
+impl RequestHead {
+    /// Parses a complete head held in `bytes` (convenience for tests and tools).
+    ///
+    /// ```
+    /// use http_core::{Limits, Method, RequestHead};
+    /// let head = RequestHead::parse_complete(
+    ///     bytes::Bytes::from_static(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ///     &Limits::default(),
+    /// ).unwrap();
+    /// assert_eq!(head.method(), Method::Get);
+    /// assert_eq!(head.target(), "/a?b");
+    /// assert_eq!(head.path(), "/a");
+    /// assert_eq!(head.header("host"), Some(&b"x"[..]));
+    /// ```
+    pub fn parse_complete(bytes: Bytes, limits: &Limits) -> Result<RequestHead, Error> {
+        match parse_request(&bytes, limits)? {
+            Some(p) => {
+                let head = bytes.slice(..p.len());
+                Ok(p.into_head(head))
+            }
+            None => Err(Error::UnexpectedEof),
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.parsed.method
+    }
+
+    /// The method as sent (a token).
+    pub fn method_str(&self) -> &str {
+        std::str::from_utf8(self.parsed.method_span.get(&self.bytes)).unwrap_or_default()
+    }
+
+    /// The request target as sent: origin, absolute, authority or asterisk form.
+    /// Always ASCII.
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(self.parsed.target.get(&self.bytes)).unwrap_or_default()
+    }
+
+    /// The path of the target, without query; for absolute form the path after the
+    /// authority (`/` when empty); for asterisk and authority form the target itself.
+    pub fn path(&self) -> &str {
+        let t = self.target();
+        let t = if t.starts_with('/') {
+            t
+        } else if let Some(after_scheme) = t.find("://").map(|i| &t[i + 3..]) {
+            match after_scheme.find(['/', '?']) {
+                Some(i) if after_scheme.as_bytes()[i] == b'/' => &after_scheme[i..],
+                _ => "/",
+            }
+        } else {
+            return t;
+        };
+        match t.find('?') {
+            Some(i) => &t[..i],
+            None => t,
+        }
+    }
+
+    /// The query of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        let t = self.target();
+        t.find('?').map(|i| &t[i + 1..])
+    }
+
+    /// The version.
+    pub fn version(&self) -> Version {
+        self.parsed.version
+    }
+
+    /// The `Host` header value, if present.
+    pub fn host(&self) -> Option<&[u8]> {
+        self.parsed.host.map(|s| s.get(&self.bytes))
+    }
+
+    /// All header lines in order.
+    pub fn headers(&self) -> HeaderIter<'_> {
+        HeaderIter::new(&self.bytes, &self.parsed.headers)
+    }
+
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// How the body is framed.
+    pub fn body(&self) -> BodyKind {
+        self.parsed.body
+    }
+
+    /// Whether the client allows the connection to stay open after this request.
+    pub fn keep_alive(&self) -> bool {
+        self.parsed.flags.keep_alive
+    }
+
+    /// `Expect: 100-continue` was sent (HTTP/1.1 only).
+    pub fn expects_continue(&self) -> bool {
+        self.parsed.flags.expect_continue
+    }
+
+    /// The client asks to switch protocols: `Connection: upgrade` with an `Upgrade`
+    /// header, over HTTP/1.1.
+    pub fn is_upgrade(&self) -> bool {
+        self.parsed.flags.upgrade
+    }
+
+    /// The `Connection` header names fields besides close/keep-alive/upgrade, which a
+    /// proxy must remove before forwarding.
+    pub fn connection_names_fields(&self) -> bool {
+        self.parsed.flags.names_fields
+    }
+
+    /// The raw bytes of the head.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+/// Parses a request head at the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete (and within limits),
+/// `Ok(Some(parsed))` once complete (`parsed.len()` bytes consumed; anything after
+/// them is the body or the next pipelined request), or the error a server answers.
+///
+/// ```
+/// use http_core::{parse_request, BodyKind, Limits};
+/// let limits = Limits::default();
+/// assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHo", &limits), Ok(None));
+/// let buf = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /";
+/// let parsed = parse_request(buf, &limits).unwrap().unwrap();
+/// assert_eq!(parsed.len(), buf.len() - 8);
+/// assert_eq!(parsed.body(), BodyKind::Length(3));
+/// ```
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest>, Error> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut storage) {
+        Ok(s) => s,
+        Err(e) => return Err(classify_error(e, buf, limits)),
+    };
+    let len = match status {
+        httparse::Status::Partial => {
+            check_partial(buf, limits)?;
+            return Ok(None);
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if len > limits.max_head_len {
+        return Err(oversized(buf, limits));
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(Error::BadRequestLine);
+    };
+    if target.len() > limits.max_uri_len {
+        return Err(Error::UriTooLong);
+    }
+    if req.headers.len() > limits.max_headers.min(MAX_HEADERS_CAP) {
+        return Err(Error::TooManyHeaders);
+    }
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let method_kind = Method::from_token(method);
+    check_target(method_kind, target.as_bytes())?;
+
+    let mut headers = Vec::with_capacity(req.headers.len());
+    let mut host: Option<Span> = None;
+    let mut content_length: Option<u64> = None;
+    let mut te = TransferCoding::default();
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut conn_upgrade = false;
+    let mut names_fields = false;
+    let mut has_upgrade = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        headers.push(HeaderSpan {
+            name: Span::of(buf, name),
+            value: Span::of(buf, value),
+        });
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                if host.is_some() || !is_valid_host(value) {
+                    return Err(Error::BadHost);
+                }
+                host = Some(Span::of(buf, value));
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => has_upgrade = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => for_each_token(value, |t| {
+                if t.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    conn_upgrade = true;
+                } else {
+                    names_fields = true;
+                }
+            }),
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                content_length = merge_content_length(content_length, value)?;
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => te.add(value),
+            _ => {}
+        }
+    }
+    if version == Version::Http11 && host.is_none() {
+        return Err(Error::MissingHost);
+    }
+    let body = if te.present {
+        if content_length.is_some() {
+            return Err(Error::LengthWithTransferEncoding);
+        }
+        if version == Version::Http10 {
+            return Err(Error::BadTransferEncoding);
+        }
+        te.request_framing()?
+    } else {
+        match content_length {
+            Some(n) if n > limits.max_body_len => return Err(Error::BodyTooLarge),
+            Some(0) | None => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+        }
+    };
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    Ok(Some(ParsedRequest {
+        len,
+        method: method_kind,
+        method_span: Span::of(buf, method.as_bytes()),
+        target: Span::of(buf, target.as_bytes()),
+        version,
+        host,
+        body,
+        flags: ConnFlags {
+            keep_alive,
+            expect_continue: expect_continue && version == Version::Http11,
+            upgrade: has_upgrade && conn_upgrade && version == Version::Http11,
+            names_fields,
+        },
+        headers,
+    }))
+}
+
+/// The request-target forms of RFC 9112 §3.2, each only with the methods that allow it.
+fn check_target(method: Method, target: &[u8]) -> Result<(), Error> {
+    if !target.iter().all(|&b| b.is_ascii_graphic()) || target.contains(&b'#') {
+        return Err(Error::BadTarget);
+    }
+    let ok = match target.first() {
+        _ if method == Method::Connect => is_valid_host(target) && !target.is_empty(),
+        Some(b'/') => true,
+        Some(b'*') => target.len() == 1 && method == Method::Options,
+        Some(c) if c.is_ascii_alphabetic() => is_absolute_uri(target),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadTarget)
+    }
+}
+
+/// `scheme "://" authority [path-abempty] [ "?" query ]`, with a valid authority.
+fn is_absolute_uri(t: &[u8]) -> bool {
+    let Some(colon) = t.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let scheme_ok = t[..colon]
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || !t[colon..].starts_with(b"://") {
+        return false;
+    }
+    let rest = &t[colon + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    !authority.is_empty() && is_valid_host(authority)
+}
+
+/// `uri-host [":" port]` in the characters RFC 3986 allows there (no userinfo).
+fn is_valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+fn classify_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> Error {
+    match e {
+        httparse::Error::TooManyHeaders => Error::TooManyHeaders,
+        httparse::Error::Version => version_error(buf),
+        httparse::Error::HeaderName | httparse::Error::HeaderValue => Error::BadHeader,
+        _ => {
+            // A target too long to be worth reading is 414 even when the line has
+            // other faults later.
+            if request_line_target_len(buf) > limits.max_uri_len {
+                Error::UriTooLong
+            } else {
+                Error::BadRequestLine
+            }
+        }
+    }
+}
+
+/// `HTTP/x.y` with other digits is a version we do not speak (505); anything
+/// else in that place is a malformed request line (400).
+fn version_error(buf: &[u8]) -> Error {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let version = match line.iter().rposition(|&b| b == b' ') {
+        Some(i) => &line[i + 1..],
+        None => return Error::BadRequestLine,
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Error::VersionNotSupported
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => Error::VersionNotSupported,
+        _ => Error::BadRequestLine,
+    }
+}
+
+/// Length of the target seen so far on the request line (which may be unfinished).
+fn request_line_target_len(buf: &[u8]) -> usize {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let Some(sp) = line.iter().position(|&b| b == b' ') else {
+        return 0;
+    };
+    let rest = &line[sp + 1..];
+    rest.iter()
+        .position(|&b| b == b' ' || b == b'\r')
+        .unwrap_or(rest.len())
+}
+
+/// An incomplete head is refused as soon as it can no longer fit the limits.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Error> {
+    if request_line_target_len(buf) > limits.max_uri_len {
+        return Err(Error::UriTooLong);
+    }
+    if buf.len() > limits.max_head_len {
+        return Err(oversized(buf, limits));
+    }
+    Ok(())
+}
+
+fn oversized(buf: &[u8], limits: &Limits) -> Error {
+    if request_line_target_len(buf) > limits.max_uri_len {
+        Error::UriTooLong
+    } else {
+        Error::HeadTooLarge
+    }
+}
