@@ -59,6 +59,9 @@ pub enum Error {
     /// The head did not arrive within [`Limits::header_timeout`](crate::Limits::header_timeout).
     #[error("request head timed out")]
     HeaderTimeout,
+    /// The request body stalled for longer than [`Limits::body_timeout`](crate::Limits::body_timeout).
+    #[error("request body timed out")]
+    BodyTimeout,
     /// The peer closed the connection in the middle of a message.
     #[error("connection closed in the middle of a message")]
     UnexpectedEof,
@@ -90,7 +93,7 @@ impl Error {
             Error::HeadTooLarge | Error::TooManyHeaders => 431,
             Error::BodyTooLarge => 413,
             Error::VersionNotSupported => 505,
-            Error::HeaderTimeout => 408,
+            Error::HeaderTimeout | Error::BodyTimeout => 408,
             Error::BadResponse => 502,
         }
     }

@@ -26,6 +26,7 @@
 
 mod chunked;
 mod date;
+mod driver;
 mod error;
 mod framing;
 mod headers;
@@ -35,6 +36,10 @@ mod response;
 
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
 pub use date::{with_date, DATE_LEN};
+pub use driver::{
+    serve_connection, Body, BodyError, Io, LogValue, Request, RequestBody, Response, Server, Service,
+    ShutdownSignal, ShutdownTrigger, Upgraded,
+};
 pub use error::Error;
 pub use framing::{parse_content_length, BodyKind};
 pub use headers::{for_each_token, is_hop_by_hop, list_contains, HeaderIter, HOP_BY_HOP};

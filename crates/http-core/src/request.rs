@@ -278,7 +278,15 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
     let mut req = httparse::Request::new(&mut []);
     let status = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(s) => s,
-        Err(e) => return Err(classify_error(e, buf, limits)),
+        Err(e) => match classify_error(e, buf, limits) {
+            Some(err) => return Err(err),
+            // The version is still arriving and may yet turn out to be `HTTP/d.d`:
+            // wait, so the status does not depend on how the bytes were split.
+            None => {
+                check_partial(buf, limits)?;
+                return Ok(None);
+            }
+        },
     };
     let len = match status {
         httparse::Status::Partial => {
@@ -399,7 +407,7 @@ fn check_target(method: Method, target: &[u8]) -> Result<(), Error> {
         return Err(Error::BadTarget);
     }
     let ok = match target.first() {
-        _ if method == Method::Connect => is_valid_host(target) && !target.is_empty(),
+        _ if method == Method::Connect => is_authority_form(target),
         Some(b'/') => true,
         Some(b'*') => target.len() == 1 && method == Method::Options,
         Some(c) if c.is_ascii_alphabetic() => is_absolute_uri(target),
@@ -410,6 +418,16 @@ fn check_target(method: Method, target: &[u8]) -> Result<(), Error> {
     } else {
         Err(Error::BadTarget)
     }
+}
+
+/// `authority-form = uri-host ":" port` (RFC 9112 §3.2.3). The port is required:
+/// CONNECT has no default port (RFC 9110 §9.3.6).
+fn is_authority_form(t: &[u8]) -> bool {
+    let Some(colon) = t.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&t[..colon], &t[colon + 1..]);
+    !host.is_empty() && is_valid_host(host) && !port.is_empty() && port.iter().all(u8::is_ascii_digit)
 }
 
 /// `scheme "://" authority [path-abempty] [ "?" query ]`, with a valid authority.
@@ -460,47 +478,72 @@ fn is_valid_host(v: &[u8]) -> bool {
     })
 }
 
-fn classify_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> Error {
-    match e {
+/// The error a server answers for an `httparse` failure, or `None` when the
+/// request line is unfinished and its version may still turn out well-formed.
+fn classify_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> Option<Error> {
+    // A target too long to be worth reading is 414 whatever else is wrong with
+    // the head: the same answer `check_partial` gives when the head arrives in
+    // pieces and the long target is seen before the later fault.
+    if request_line_target_len(buf) > limits.max_uri_len {
+        return Some(Error::UriTooLong);
+    }
+    Some(match e {
         httparse::Error::TooManyHeaders => Error::TooManyHeaders,
-        httparse::Error::Version => version_error(buf),
+        httparse::Error::Version => return version_error(buf),
         httparse::Error::HeaderName | httparse::Error::HeaderValue => Error::BadHeader,
-        _ => {
-            // A target too long to be worth reading is 414 even when the line has
-            // other faults later.
-            if request_line_target_len(buf) > limits.max_uri_len {
-                Error::UriTooLong
-            } else {
-                Error::BadRequestLine
-            }
-        }
+        _ => Error::BadRequestLine,
+    })
+}
+
+/// The request line (without its line ending) and whether it is complete,
+/// after the empty lines `httparse` skips before it (RFC 9112 §2.2).
+fn request_line(mut buf: &[u8]) -> (&[u8], bool) {
+    loop {
+        buf = match buf {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => rest,
+            _ => break,
+        };
+    }
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => (buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]), true),
+        None => (buf.strip_suffix(b"\r").unwrap_or(buf), false),
     }
 }
 
-/// `HTTP/x.y` with other digits is a version we do not speak (505); anything
-/// else in that place is a malformed request line (400).
-fn version_error(buf: &[u8]) -> Error {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
-    let version = match line.iter().rposition(|&b| b == b' ') {
-        Some(i) => &line[i + 1..],
-        None => return Error::BadRequestLine,
+/// `HTTP-version = "HTTP/" DIGIT "." DIGIT` (RFC 9112 §2.3) with digits other
+/// than 1.0 / 1.1 is a version we do not speak (505); anything else in that
+/// place, or a line that is not exactly `method SP target SP version`, is a
+/// malformed request line (400). `None`: the line is unfinished and what has
+/// arrived of the version may still become `HTTP/d.d` (httparse refuses e.g.
+/// `HTTP/2` before the `.0` arrives).
+fn version_error(buf: &[u8]) -> Option<Error> {
+    let (line, complete) = request_line(buf);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Some(Error::BadRequestLine);
     };
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            Error::VersionNotSupported
-        }
-        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => Error::VersionNotSupported,
-        _ => Error::BadRequestLine,
+    const SHAPE: &[u8; 8] = b"HTTP/0.0";
+    let fits_shape = version.len() <= SHAPE.len()
+        && version
+            .iter()
+            .zip(SHAPE)
+            .all(|(&b, &s)| if s == b'0' { b.is_ascii_digit() } else { b == s });
+    if !fits_shape {
+        Some(Error::BadRequestLine)
+    } else if !complete {
+        None
+    } else if version.len() == SHAPE.len() {
+        Some(Error::VersionNotSupported)
+    } else {
+        Some(Error::BadRequestLine)
     }
 }
 
 /// Length of the target seen so far on the request line (which may be unfinished).
 fn request_line_target_len(buf: &[u8]) -> usize {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = &buf[..line_end];
+    let (line, _) = request_line(buf);
     let Some(sp) = line.iter().position(|&b| b == b' ') else {
         return 0;
     };

@@ -1,0 +1,209 @@
+//! Reading a request body from the connection, decoding its framing on the way.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::service::Io;
+use crate::{BodyKind, ChunkedDecoder, Error, Limits};
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The body's framing is malformed or over a limit; the driver answers with
+    /// this error's status and closes the connection.
+    #[error(transparent)]
+    Invalid(#[from] Error),
+    /// The transport failed.
+    #[error("reading the request body: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Done,
+}
+
+/// Per-request body state kept by the connection, so the driver knows after the
+/// service returns whether the body was read to its end.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyProgress {
+    pub framing: Framing,
+    /// `Expect: 100-continue` was asked and the interim answer not sent yet.
+    pub continue_pending: bool,
+    /// A framing error met while reading; the driver answers it.
+    pub error: Option<Error>,
+    /// The body stopped for an I/O failure or timeout; the connection cannot go on.
+    pub broken: bool,
+    pub timeout: Duration,
+}
+
+impl BodyProgress {
+    pub fn new(kind: BodyKind, expect_continue: bool, limits: &Limits) -> Self {
+        let framing = match kind {
+            BodyKind::Empty | BodyKind::UntilClose => Framing::Done,
+            BodyKind::Length(n) => Framing::Length(n),
+            BodyKind::Chunked => Framing::Chunked(ChunkedDecoder::new(limits)),
+        };
+        BodyProgress {
+            continue_pending: expect_continue && !matches!(framing, Framing::Done),
+            framing,
+            error: None,
+            broken: false,
+            timeout: limits.body_timeout,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.framing, Framing::Done)
+    }
+
+    /// The bytes still to come when the body has a declared length.
+    pub fn remaining_len(&self) -> Option<u64> {
+        match &self.framing {
+            Framing::Length(n) => Some(*n),
+            Framing::Done => Some(0),
+            Framing::Chunked(_) => None,
+        }
+    }
+
+    pub fn is_chunked(&self) -> bool {
+        matches!(self.framing, Framing::Chunked(_))
+    }
+}
+
+/// The body of a request, read on demand from the connection.
+///
+/// Data comes out as [`Bytes`] split from the connection's read buffer, without
+/// copying. When the client sent `Expect: 100-continue`, the interim
+/// `100 Continue` is written on the first read, so a service that answers without
+/// reading never invites the body.
+pub struct RequestBody<'a> {
+    io: &'a mut dyn Io,
+    buf: &'a mut BytesMut,
+    progress: &'a mut BodyProgress,
+}
+
+impl fmt::Debug for RequestBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("framing", &self.progress.framing)
+            .finish()
+    }
+}
+
+impl<'a> RequestBody<'a> {
+    pub(crate) fn new(io: &'a mut dyn Io, buf: &'a mut BytesMut, progress: &'a mut BodyProgress) -> Self {
+        RequestBody { io, buf, progress }
+    }
+
+    /// True when the body has been read to its end (or there is none).
+    pub fn is_end(&self) -> bool {
+        self.progress.is_done()
+    }
+
+    /// The bytes still to come when the body has a declared length.
+    pub fn remaining_len(&self) -> Option<u64> {
+        self.progress.remaining_len()
+    }
+
+    /// True when the body is chunked on the wire.
+    pub fn is_chunked(&self) -> bool {
+        self.progress.is_chunked()
+    }
+
+    /// The next piece of the body, or `None` at its end.
+    pub async fn data(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let r = self.next_data().await;
+        match &r {
+            Err(BodyError::Invalid(e)) => {
+                self.progress.error = Some(*e);
+                self.progress.framing = Framing::Done;
+            }
+            Err(BodyError::Io(_)) => {
+                self.progress.broken = true;
+                self.progress.framing = Framing::Done;
+            }
+            Ok(_) => {}
+        }
+        r
+    }
+
+    /// Reads the whole body into memory, refusing more than `max` bytes
+    /// ([`Error::BodyTooLarge`]).
+    pub async fn to_bytes(&mut self, max: usize) -> Result<Bytes, BodyError> {
+        let mut out = BytesMut::new();
+        while let Some(chunk) = self.data().await? {
+            if out.len() + chunk.len() > max {
+                self.progress.error = Some(Error::BodyTooLarge);
+                self.progress.framing = Framing::Done;
+                return Err(BodyError::Invalid(Error::BodyTooLarge));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    async fn next_data(&mut self) -> Result<Option<Bytes>, BodyError> {
+        loop {
+            match &mut self.progress.framing {
+                Framing::Done => return Ok(None),
+                Framing::Length(remaining) => {
+                    if !self.buf.is_empty() {
+                        let take = (*remaining).min(self.buf.len() as u64) as usize;
+                        *remaining -= take as u64;
+                        if *remaining == 0 {
+                            self.progress.framing = Framing::Done;
+                        }
+                        return Ok(Some(self.buf.split_to(take).freeze()));
+                    }
+                }
+                Framing::Chunked(dec) => {
+                    let p = dec.decode(self.buf)?;
+                    if !p.data.is_empty() {
+                        let mut part = self.buf.split_to(p.consumed);
+                        part.advance(p.data.start);
+                        return Ok(Some(part.freeze()));
+                    }
+                    self.buf.advance(p.consumed);
+                    if p.done {
+                        self.progress.framing = Framing::Done;
+                        return Ok(None);
+                    }
+                    if p.consumed > 0 {
+                        continue;
+                    }
+                }
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more bytes into the buffer, sending `100 Continue` first if owed.
+    async fn fill(&mut self) -> Result<(), BodyError> {
+        if self.progress.continue_pending {
+            self.progress.continue_pending = false;
+            let w = async {
+                self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                self.io.flush().await
+            };
+            tokio::time::timeout(self.progress.timeout, w)
+                .await
+                .map_err(|_| Error::BodyTimeout)??;
+        }
+        self.buf.reserve(16 * 1024);
+        let n = tokio::time::timeout(self.progress.timeout, self.io.read_buf(self.buf))
+            .await
+            .map_err(|_| Error::BodyTimeout)??;
+        if n == 0 {
+            return Err(BodyError::Invalid(Error::UnexpectedEof));
+        }
+        Ok(())
+    }
+}

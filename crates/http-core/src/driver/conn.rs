@@ -1,0 +1,487 @@
+//! The connection loop: read heads, call the service, write responses in order.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+use super::body::{BodyProgress, RequestBody};
+use super::pool;
+use super::service::{Body, Io, LogFields, Request, ResponseParts, Service, UpgradeFnBox};
+use super::shutdown::ShutdownSignal;
+use crate::response::{write_content_length, write_header, write_status_line};
+use crate::{
+    parse_request, with_date, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version,
+};
+
+/// Response bodies up to this size are copied into the write buffer so the head
+/// and body leave in one write; larger ones are written from their own buffer.
+const COPY_BODY_MAX: usize = 32 * 1024;
+/// Write-buffer fill at which streamed body bytes are flushed.
+const STREAM_FLUSH_AT: usize = 32 * 1024;
+/// Unread request body the driver discards to keep a connection alive; beyond
+/// it the connection is closed instead.
+const DRAIN_MAX: u64 = 256 * 1024;
+/// After answering an error, unread input is discarded for at most this long
+/// (and this much) before closing, so the client sees the answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+enum Next {
+    /// The request buffer is empty; wait for the next request.
+    Idle,
+    /// Close the connection (`linger`: discard unread input first).
+    Close { linger: bool },
+    /// Hand the connection to a protocol-switch handler.
+    Upgrade(UpgradeFnBox),
+}
+
+struct Conn<T> {
+    io: T,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    peer: Option<SocketAddr>,
+    limits: Arc<Limits>,
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it, it idles past
+/// [`Limits::keep_alive_timeout`], framing becomes uncertain, or `shutdown` fires
+/// (then the request in progress is finished first).
+///
+/// ```
+/// use std::sync::Arc;
+/// use http_core::{serve_connection, Limits, Request, Response, Service, ShutdownSignal};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// struct Hello;
+/// impl Service for Hello {
+///     async fn call(&self, _req: Request<'_>) -> Response {
+///         Response::text(200, "hello\n")
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let (mut client, server) = tokio::io::duplex(4096);
+/// tokio::spawn(serve_connection(server, None, Arc::new(Hello), Arc::new(Limits::default()), ShutdownSignal::never()));
+/// client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+/// let mut out = String::new();
+/// client.read_to_string(&mut out).await.unwrap();
+/// assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+/// assert!(out.ends_with("\r\n\r\nhello\n"));
+/// # });
+/// ```
+pub async fn serve_connection<T: Io, S: Service>(
+    io: T,
+    peer: Option<SocketAddr>,
+    service: Arc<S>,
+    limits: Arc<Limits>,
+    mut shutdown: ShutdownSignal,
+) {
+    let mut conn = Conn {
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        peer,
+        limits,
+    };
+    let next = loop {
+        if conn.rbuf.is_empty() {
+            // Idle: hold no buffers while waiting for the next request.
+            pool::give(std::mem::take(&mut conn.rbuf));
+            pool::give(std::mem::take(&mut conn.wbuf));
+            if shutdown.is_triggered() {
+                break Next::Close { linger: false };
+            }
+            let wait = tokio::time::timeout(
+                conn.limits.keep_alive_timeout,
+                read_idle(&mut conn.io, &mut conn.rbuf),
+            );
+            tokio::select! {
+                r = wait => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break Next::Close { linger: false },
+                },
+                () = shutdown.triggered() => break Next::Close { linger: false },
+            }
+        }
+        // The busy part is boxed so that an idle connection's task stays small.
+        match Box::pin(conn.serve_buffered(&service, &shutdown)).await {
+            Next::Idle => continue,
+            other => break other,
+        }
+    };
+    match next {
+        Next::Upgrade(handler) => {
+            let leftover = conn.rbuf.split().freeze();
+            pool::give(std::mem::take(&mut conn.wbuf));
+            handler(super::service::Upgraded::new(Box::new(conn.io), leftover)).await;
+        }
+        Next::Close { linger } => conn.close(linger).await,
+        Next::Idle => {}
+    }
+}
+
+/// Reads the first bytes of a request through a stack buffer, so the connection
+/// takes a pooled buffer only once data has arrived.
+async fn read_idle<T: AsyncRead + Unpin>(io: &mut T, rbuf: &mut BytesMut) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut stack = [0u8; 2048];
+        let mut rb = ReadBuf::new(&mut stack);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n > 0 {
+            if rbuf.capacity() == 0 {
+                *rbuf = pool::take();
+            }
+            rbuf.extend_from_slice(rb.filled());
+        }
+        Poll::Ready(Ok(n))
+    })
+    .await
+}
+
+impl<T: Io> Conn<T> {
+    /// Serves every request whose bytes are buffered or arrive within the header
+    /// timeout, buffering responses and flushing when no complete request remains.
+    async fn serve_buffered<S: Service>(&mut self, service: &Arc<S>, shutdown: &ShutdownSignal) -> Next {
+        let head_started = Instant::now();
+        loop {
+            let parsed = match parse_request(&self.rbuf, &self.limits) {
+                Ok(p) => p,
+                Err(e) => return self.fail(e).await,
+            };
+            let Some(parsed) = parsed else {
+                if !self.wbuf.is_empty() && self.flush().await.is_err() {
+                    return Next::Close { linger: false };
+                }
+                if self.rbuf.is_empty() {
+                    return Next::Idle;
+                }
+                let left = self.limits.header_timeout.saturating_sub(head_started.elapsed());
+                match tokio::time::timeout(left, self.read_more()).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    Ok(_) => return Next::Close { linger: false },
+                    Err(_) => return self.fail(Error::HeaderTimeout).await,
+                }
+            };
+            let len = parsed.len();
+            let head = parsed.into_head(self.rbuf.split_to(len).freeze());
+            match self.serve_one(head, service, shutdown).await {
+                Next::Idle => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Serves one request whose head has been read.
+    async fn serve_one<S: Service>(
+        &mut self,
+        head: RequestHead,
+        service: &Arc<S>,
+        shutdown: &ShutdownSignal,
+    ) -> Next {
+        let started = Instant::now();
+        let mut progress = BodyProgress::new(head.body(), head.expects_continue(), &self.limits);
+        let response = {
+            let req = Request {
+                head: &head,
+                body: RequestBody::new(&mut self.io, &mut self.rbuf, &mut progress),
+                peer: self.peer,
+            };
+            service.call(req).await
+        };
+        if let Some(e) = progress.error {
+            // The body was malformed: whatever the service made of it is void.
+            drop(response);
+            return self.fail(e).await;
+        }
+        if progress.broken {
+            return Next::Close { linger: false };
+        }
+        let mut resp = response.into_parts();
+        let mut close = resp.close || !head.keep_alive() || shutdown.is_triggered();
+        // A body the service did not read must be discarded before the next request.
+        let mut drain = false;
+        if !progress.is_done() {
+            if progress.continue_pending {
+                // The client is waiting for our go-ahead and may or may not send the body.
+                close = true;
+            } else if progress.remaining_len().is_some_and(|n| n <= DRAIN_MAX) || progress.is_chunked() {
+                drain = true;
+            } else {
+                close = true;
+            }
+        }
+        let upgrade = if resp.status == 101 {
+            resp.upgrade.take()
+        } else {
+            None
+        };
+        let version = head.version();
+        let written = self
+            .write_response(&mut resp, head.method(), version, &mut close, upgrade.is_some())
+            .await;
+        log_request(
+            self.peer,
+            &head,
+            resp.status,
+            written.as_ref().ok().copied(),
+            started,
+            &resp.log,
+        );
+        if written.is_err() {
+            return Next::Close { linger: false };
+        }
+        if let Some(handler) = upgrade {
+            if self.flush().await.is_err() {
+                return Next::Close { linger: false };
+            }
+            return Next::Upgrade(handler);
+        }
+        if drain && !close && !self.drain_body(&mut progress).await {
+            close = true;
+        }
+        if close {
+            return Next::Close {
+                linger: !progress.is_done(),
+            };
+        }
+        Next::Idle
+    }
+
+    /// Writes one response into the write buffer (streamed bodies are flushed as
+    /// they go). Returns the number of body bytes sent.
+    async fn write_response(
+        &mut self,
+        resp: &mut ResponseParts,
+        method: Method,
+        version: Version,
+        close: &mut bool,
+        upgrade: bool,
+    ) -> io::Result<u64> {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = pool::take();
+        }
+        let status = resp.status;
+        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
+        let body_len = resp.body.len();
+        let chunked =
+            !bodiless_status && body_len.is_none() && version == Version::Http11 && method != Method::Head;
+        if !bodiless_status && body_len.is_none() && version == Version::Http10 && method != Method::Head {
+            // Close-delimited: the only way to end an unknown-length body for HTTP/1.0.
+            *close = true;
+        }
+        let w = &mut self.wbuf;
+        write_status_line(w, status);
+        with_date(|d| write_header(w, "Date", d));
+        for (name, value) in &resp.headers {
+            write_header(w, name, value);
+        }
+        for (name, value) in &resp.owned_headers {
+            write_header(w, name, value);
+        }
+        if upgrade {
+            write_header(w, "Connection", b"upgrade");
+        } else if *close {
+            write_header(w, "Connection", b"close");
+        } else if version == Version::Http10 {
+            write_header(w, "Connection", b"keep-alive");
+        }
+        if !bodiless_status {
+            match body_len {
+                Some(n) => write_content_length(w, n),
+                None if chunked => write_header(w, "Transfer-Encoding", b"chunked"),
+                None => {}
+            }
+        }
+        w.put_slice(b"\r\n");
+        let body = std::mem::replace(&mut resp.body, Body::Empty);
+        if bodiless_status || method == Method::Head {
+            return Ok(0);
+        }
+        match body {
+            Body::Empty => Ok(0),
+            Body::Full(b) => {
+                let n = b.len() as u64;
+                if b.len() <= COPY_BODY_MAX {
+                    self.wbuf.extend_from_slice(&b);
+                } else {
+                    self.flush().await?;
+                    self.write_all(&b).await?;
+                }
+                Ok(n)
+            }
+            Body::Stream { len, reader } => self.write_stream(reader, len, chunked).await,
+        }
+    }
+
+    async fn write_stream(
+        &mut self,
+        mut reader: Box<dyn AsyncRead + Send + Unpin>,
+        len: Option<u64>,
+        chunked: bool,
+    ) -> io::Result<u64> {
+        let mut sent: u64 = 0;
+        let mut chunk = if chunked { vec![0u8; 16 * 1024] } else { Vec::new() };
+        loop {
+            if let Some(n) = len {
+                if sent == n {
+                    return Ok(sent);
+                }
+            }
+            let got = if chunked {
+                let got = reader.read(&mut chunk).await?;
+                ChunkedEncoder::chunk(&chunk[..got], &mut self.wbuf);
+                got
+            } else {
+                let want = len.map_or(16 * 1024, |n| (n - sent).min(16 * 1024) as usize);
+                self.wbuf.reserve(want);
+                let mut limited = (&mut reader).take(want as u64);
+                limited.read_buf(&mut self.wbuf).await?
+            };
+            if got == 0 {
+                if len.is_some() {
+                    // The source ended before its declared length: the client
+                    // cannot be told in-band, so the connection is aborted.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "response body ended early",
+                    ));
+                }
+                if chunked {
+                    ChunkedEncoder::finish(&mut self.wbuf);
+                }
+                return Ok(sent);
+            }
+            sent += got as u64;
+            if self.wbuf.len() >= STREAM_FLUSH_AT {
+                self.flush().await?;
+            }
+        }
+    }
+
+    /// Discards the unread rest of a request body. False if that is not possible
+    /// (too large, malformed, slow), in which case the connection must close.
+    async fn drain_body(&mut self, progress: &mut BodyProgress) -> bool {
+        let mut body = RequestBody::new(&mut self.io, &mut self.rbuf, progress);
+        let mut discarded: u64 = 0;
+        loop {
+            match body.data().await {
+                Ok(Some(d)) => {
+                    discarded += d.len() as u64;
+                    if discarded > DRAIN_MAX {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Answers a protocol error with its status and closes.
+    async fn fail(&mut self, e: Error) -> Next {
+        tracing::debug!(peer = ?self.peer, error = %e, "refusing request");
+        let mut resp = Response::text(e.status(), Bytes::from(format!("{e}\n"))).into_parts();
+        let mut close = true;
+        if self
+            .write_response(&mut resp, Method::Get, Version::Http11, &mut close, false)
+            .await
+            .is_ok()
+        {
+            let _ = self.flush().await;
+        }
+        Next::Close { linger: true }
+    }
+
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(pool::BUF_CAPACITY);
+        }
+        self.io.read_buf(&mut self.rbuf).await
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match tokio::time::timeout(self.limits.write_timeout, self.io.write_all(data)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let w = async {
+                self.io.write_all(&self.wbuf).await?;
+                self.io.flush().await
+            };
+            match tokio::time::timeout(self.limits.write_timeout, w).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes, sends FIN, and (after an error) reads and discards what the
+    /// client still sends for a moment, so the answer is not lost to a reset.
+    async fn close(mut self, linger: bool) {
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
+        if linger {
+            let mut discarded = 0;
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                while discarded < LINGER_BYTES {
+                    match self.io.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => discarded += n,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        }
+        pool::give(self.rbuf);
+        pool::give(self.wbuf);
+    }
+}
+
+/// The access-log line: one per request, at info level.
+fn log_request(
+    peer: Option<SocketAddr>,
+    head: &RequestHead,
+    status: u16,
+    bytes: Option<u64>,
+    started: Instant,
+    extra: &[(&'static str, super::service::LogValue)],
+) {
+    tracing::info!(
+        target: "access",
+        "{} \"{} {} {}\" {} {} {:.3}ms{}",
+        PeerDisplay(peer),
+        head.method_str(),
+        head.target(),
+        head.version().as_str(),
+        status,
+        bytes.map_or(-1, |b| b as i64),
+        started.elapsed().as_secs_f64() * 1000.0,
+        LogFields(extra),
+    );
+}
+
+struct PeerDisplay(Option<SocketAddr>);
+
+impl std::fmt::Display for PeerDisplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("-"),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The async side: one connection loop and one accept loop, shared by every server.
+
+mod body;
+mod conn;
+mod pool;
+mod server;
+mod service;
+mod shutdown;
+
+pub use body::{BodyError, RequestBody};
+pub use conn::serve_connection;
+pub use server::Server;
+pub use service::{Body, Io, LogValue, Request, Response, Service, Upgraded};
+pub use shutdown::{ShutdownSignal, ShutdownTrigger};

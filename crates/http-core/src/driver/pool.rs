@@ -1,0 +1,36 @@
+//! A per-thread free list of I/O buffers, so that an idle connection holds none
+//! and a busy one does not allocate for each request.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// Capacity of a pooled buffer: a typical head and a small response fit in one.
+pub(crate) const BUF_CAPACITY: usize = 8 * 1024;
+/// Buffers kept per thread. Enough for the connections one thread serves at once.
+const MAX_POOLED: usize = 256;
+
+thread_local! {
+    static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer with at least [`BUF_CAPACITY`] bytes of room.
+pub(crate) fn take() -> BytesMut {
+    FREE.with(|f| f.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(BUF_CAPACITY))
+}
+
+/// Returns a buffer to this thread's list. Buffers that grew large are dropped
+/// rather than kept, so one big response does not pin memory forever.
+pub(crate) fn give(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() < BUF_CAPACITY || buf.capacity() > 4 * BUF_CAPACITY {
+        return;
+    }
+    FREE.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < MAX_POOLED {
+            f.push(buf);
+        }
+    });
+}

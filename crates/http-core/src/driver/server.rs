@@ -1,0 +1,138 @@
+//! The accept loop: connection limit and graceful shutdown.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::conn::serve_connection;
+use super::service::Service;
+use super::shutdown::ShutdownSignal;
+use crate::Limits;
+
+/// Accepts TCP connections and serves each with [`serve_connection`].
+///
+/// Defaults: [`Limits::default`], at most 25 000 open connections (further clients
+/// wait in the listen backlog), and 10 s for in-flight requests to finish once
+/// shutdown begins, after which the remaining connections are dropped.
+///
+/// ```no_run
+/// use http_core::{Request, Response, Server, Service};
+///
+/// struct Hello;
+/// impl Service for Hello {
+///     async fn call(&self, _req: Request<'_>) -> Response {
+///         Response::text(200, "hello\n")
+///     }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// Server::new(Hello)
+///     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+///     .await
+/// # }
+/// ```
+pub struct Server<S> {
+    service: Arc<S>,
+    limits: Limits,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+}
+
+impl<S: Service> Server<S> {
+    /// A server for `service` with the defaults above.
+    pub fn new(service: S) -> Self {
+        Self::from_arc(Arc::new(service))
+    }
+
+    /// A server for a service that is shared with other code.
+    pub fn from_arc(service: Arc<S>) -> Self {
+        Server {
+            service,
+            limits: Limits::default(),
+            max_connections: 25_000,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the limits applied to every connection.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the most connections served at once (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Sets how long in-flight requests may take to finish after shutdown begins.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Accepts and serves connections until `shutdown` resolves, then stops
+    /// accepting, lets open connections finish their current request (idle ones
+    /// close at once) within the shutdown timeout, and returns.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let limits = Arc::new(self.limits);
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let (trigger, signal) = ShutdownSignal::new();
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = &mut shutdown => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    let service = self.service.clone();
+                    let limits = limits.clone();
+                    let signal = signal.clone();
+                    tasks.spawn(async move {
+                        serve_connection(stream, Some(peer), service, limits, signal).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        trigger.trigger();
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = tasks.len(),
+                "shutdown timeout: closing remaining connections"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        Ok(())
+    }
+}

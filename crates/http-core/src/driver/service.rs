@@ -1,0 +1,380 @@
+//! What a service sees and answers: [`Request`], [`Response`], [`Body`], [`Upgraded`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::body::RequestBody;
+use crate::RequestHead;
+
+/// Anything the driver can run a connection over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Answers requests. The driver calls it once per request, in order, and writes
+/// the responses it returns in the same order.
+///
+/// The driver owns the framing: it writes `Date`, `Content-Length` or
+/// `Transfer-Encoding`, and `Connection` itself, and suppresses the body for `HEAD`,
+/// 1xx, 204 and 304. A service answers `HEAD` exactly as `GET`.
+pub trait Service: Send + Sync + 'static {
+    /// Answers one request. The request body, if any, is read through `req.body`.
+    fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send;
+}
+
+impl<S: Service> Service for Arc<S> {
+    fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send {
+        (**self).call(req)
+    }
+}
+
+/// One request as handed to a [`Service`].
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The parsed head.
+    pub head: &'a RequestHead,
+    /// The body, read on demand from the connection.
+    pub body: RequestBody<'a>,
+    /// The client's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+}
+
+/// A response body.
+pub enum Body {
+    /// No body (`Content-Length: 0` where a body is allowed).
+    Empty,
+    /// A body held in memory.
+    Full(Bytes),
+    /// A body read from `reader`. With `len: Some(n)` exactly `n` bytes are sent
+    /// (`Content-Length`); a reader that ends early aborts the connection. With
+    /// `len: None` the body is chunked for HTTP/1.1 clients and close-delimited
+    /// for HTTP/1.0 ones.
+    Stream {
+        /// The exact length, when known.
+        len: Option<u64>,
+        /// Where the bytes come from.
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+    },
+}
+
+impl Body {
+    /// The length the body declares, if known.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Body::Empty => Some(0),
+            Body::Full(b) => Some(b.len() as u64),
+            Body::Stream { len, .. } => *len,
+        }
+    }
+
+    /// True for a body known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Stream { len, .. } => write!(f, "Body::Stream(len: {len:?})"),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body::Full(b)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Body::Full(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Body::Full(Bytes::from(s))
+    }
+}
+
+/// A value added to the driver's access-log line for a request.
+#[derive(Debug, Clone)]
+pub enum LogValue {
+    /// A text, such as a backend address.
+    Text(Arc<str>),
+    /// A duration, such as the upstream time.
+    Duration(Duration),
+}
+
+impl fmt::Display for LogValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogValue::Text(t) => f.write_str(t),
+            LogValue::Duration(d) => write!(f, "{:.3}ms", d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+pub(crate) type UpgradeFnBox = Box<dyn FnOnce(Upgraded) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A response: status, headers, body.
+///
+/// ```
+/// use http_core::{Body, Response};
+/// let r = Response::new(200)
+///     .header("Content-Type", "text/plain")
+///     .body("hello");
+/// assert_eq!(r.status(), 200);
+/// assert_eq!(r.body_ref().len(), Some(5));
+/// ```
+pub struct Response {
+    status: u16,
+    headers: Vec<(&'static str, Bytes)>,
+    owned_headers: Vec<(String, Bytes)>,
+    body: Body,
+    close: bool,
+    upgrade: Option<UpgradeFnBox>,
+    log: Vec<(&'static str, LogValue)>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("owned_headers", &self.owned_headers)
+            .field("body", &self.body)
+            .field("close", &self.close)
+            .field("upgrade", &self.upgrade.is_some())
+            .finish()
+    }
+}
+
+/// Header names the driver writes itself; a service's copies are dropped.
+pub(crate) fn is_framing_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("transfer-encoding")
+        || name.eq_ignore_ascii_case("connection")
+        || name.eq_ignore_ascii_case("date")
+}
+
+/// A header value a response may carry: no CR, LF or NUL (response splitting).
+fn valid_value(v: &[u8]) -> bool {
+    !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(crate::framing::is_tchar)
+}
+
+impl Response {
+    /// An empty response with `status` (100–999).
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            owned_headers: Vec::new(),
+            body: Body::Empty,
+            close: false,
+            upgrade: None,
+            log: Vec::new(),
+        }
+    }
+
+    /// A `text/plain` response: the form every error answer takes.
+    ///
+    /// ```
+    /// let r = http_core::Response::text(404, "not found\n");
+    /// assert_eq!(r.status(), 404);
+    /// ```
+    pub fn text(status: u16, text: impl Into<Body>) -> Self {
+        Response::new(status)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(text)
+    }
+
+    /// Adds a header with a static name. Values holding CR, LF or NUL, invalid names,
+    /// and the framing headers the driver writes itself (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `Date`) are dropped.
+    pub fn header(mut self, name: &'static str, value: impl Into<Bytes>) -> Self {
+        self.push_header(name, value);
+        self
+    }
+
+    /// Adds a header in place; see [`header`](Self::header). Returns false when dropped.
+    pub fn push_header(&mut self, name: &'static str, value: impl Into<Bytes>) -> bool {
+        let value = value.into();
+        if !valid_name(name) || !valid_value(&value) || is_framing_header(name) {
+            tracing::warn!(name, "response header dropped");
+            return false;
+        }
+        self.headers.push((name, value));
+        true
+    }
+
+    /// Adds a header whose name is only known at run time (as a proxy forwards them).
+    /// Same checks as [`header`](Self::header). Returns false when dropped.
+    pub fn push_owned_header(&mut self, name: &str, value: impl Into<Bytes>) -> bool {
+        let value = value.into();
+        if !valid_name(name) || !valid_value(&value) || is_framing_header(name) {
+            tracing::warn!(name, "response header dropped");
+            return false;
+        }
+        self.owned_headers.push((name.to_owned(), value));
+        true
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Replaces the body in place.
+    pub fn set_body(&mut self, body: Body) {
+        self.body = body;
+    }
+
+    /// Asks the driver to close the connection after this response.
+    pub fn close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Makes this a protocol switch: the driver writes the head (status should be
+    /// 101), then hands the raw connection to `f` and serves no more requests on it.
+    pub fn on_upgrade<F, Fut>(mut self, f: F) -> Self
+    where
+        F: FnOnce(Upgraded) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.upgrade = Some(Box::new(move |u| Box::pin(f(u))));
+        self
+    }
+
+    /// Adds `key=value` to the driver's access-log line for this request.
+    pub fn log_field(mut self, key: &'static str, value: LogValue) -> Self {
+        self.log.push((key, value));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The headers set so far, in order (static names first, then run-time names).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(n, v)| (*n, &v[..]))
+            .chain(self.owned_headers.iter().map(|(n, v)| (n.as_str(), &v[..])))
+    }
+
+    /// The body.
+    pub fn body_ref(&self) -> &Body {
+        &self.body
+    }
+
+    pub(crate) fn into_parts(self) -> ResponseParts {
+        ResponseParts {
+            status: self.status,
+            headers: self.headers,
+            owned_headers: self.owned_headers,
+            body: self.body,
+            close: self.close,
+            upgrade: self.upgrade,
+            log: self.log,
+        }
+    }
+}
+
+pub(crate) struct ResponseParts {
+    pub status: u16,
+    pub headers: Vec<(&'static str, Bytes)>,
+    pub owned_headers: Vec<(String, Bytes)>,
+    pub body: Body,
+    pub close: bool,
+    pub upgrade: Option<UpgradeFnBox>,
+    pub log: Vec<(&'static str, LogValue)>,
+}
+
+/// Extra access-log fields, printed as ` key=value` pairs.
+pub(crate) struct LogFields<'a>(pub &'a [(&'static str, LogValue)]);
+
+impl fmt::Display for LogFields<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (k, v) in self.0 {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The raw connection after a protocol switch, with any bytes the client sent
+/// after the upgrade request that were already read.
+pub struct Upgraded {
+    io: Box<dyn Io>,
+    read_buf: Bytes,
+}
+
+impl fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("buffered", &self.read_buf.len())
+            .finish()
+    }
+}
+
+impl Upgraded {
+    pub(crate) fn new(io: Box<dyn Io>, read_buf: Bytes) -> Self {
+        Upgraded { io, read_buf }
+    }
+
+    /// The connection and the bytes already read from it.
+    pub fn into_parts(self) -> (Box<dyn Io>, Bytes) {
+        (self.io, self.read_buf)
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read_buf.is_empty() {
+            let n = self.read_buf.len().min(buf.remaining());
+            buf.put_slice(&self.read_buf[..n]);
+            self.read_buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
