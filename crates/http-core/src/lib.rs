@@ -37,8 +37,8 @@ mod response;
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
 pub use date::{with_date, DATE_LEN};
 pub use driver::{
-    serve_connection, Body, BodyError, Io, LogValue, Request, RequestBody, Response, Server, Service,
-    ShutdownSignal, ShutdownTrigger, Upgraded,
+    serve_connection, Body, BodyError, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, RequestBody,
+    Response, Server, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use error::Error;
 pub use framing::{parse_content_length, BodyKind};

@@ -280,10 +280,8 @@ impl<T: Io> Conn<T> {
         let w = &mut self.wbuf;
         write_status_line(w, status);
         with_date(|d| write_header(w, "Date", d));
+        w.extend_from_slice(resp.block.as_bytes());
         for (name, value) in &resp.headers {
-            write_header(w, name, value);
-        }
-        for (name, value) in &resp.owned_headers {
             write_header(w, name, value);
         }
         if upgrade {

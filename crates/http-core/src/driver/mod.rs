@@ -10,5 +10,7 @@ mod shutdown;
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use server::Server;
-pub use service::{Body, Io, LogValue, Request, Response, Service, Upgraded};
+pub use service::{
+    Body, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, Response, Service, Upgraded,
+};
 pub use shutdown::{ShutdownSignal, ShutdownTrigger};

@@ -142,7 +142,7 @@ pub(crate) type UpgradeFnBox = Box<dyn FnOnce(Upgraded) -> Pin<Box<dyn Future<Ou
 pub struct Response {
     status: u16,
     headers: Vec<(&'static str, Bytes)>,
-    owned_headers: Vec<(String, Bytes)>,
+    block: HeaderBlock,
     body: Body,
     close: bool,
     upgrade: Option<UpgradeFnBox>,
@@ -154,7 +154,7 @@ impl fmt::Debug for Response {
         f.debug_struct("Response")
             .field("status", &self.status)
             .field("headers", &self.headers)
-            .field("owned_headers", &self.owned_headers)
+            .field("block", &self.block)
             .field("body", &self.body)
             .field("close", &self.close)
             .field("upgrade", &self.upgrade.is_some())
@@ -185,7 +185,7 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
-            owned_headers: Vec::new(),
+            block: HeaderBlock::default(),
             body: Body::Empty,
             close: false,
             upgrade: None,
@@ -224,16 +224,13 @@ impl Response {
         true
     }
 
-    /// Adds a header whose name is only known at run time (as a proxy forwards them).
-    /// Same checks as [`header`](Self::header). Returns false when dropped.
-    pub fn push_owned_header(&mut self, name: &str, value: impl Into<Bytes>) -> bool {
-        let value = value.into();
-        if !valid_name(name) || !valid_value(&value) || is_framing_header(name) {
-            tracing::warn!(name, "response header dropped");
-            return false;
-        }
-        self.owned_headers.push((name.to_owned(), value));
-        true
+    /// Adds a block of pre-serialized header lines, written before the headers
+    /// added one by one. Build it once and reuse it for many responses (a cached
+    /// file's headers), or build one per response when names are only known at
+    /// run time (headers a proxy forwards).
+    pub fn header_block(mut self, block: HeaderBlock) -> Self {
+        self.block = block;
+        self
     }
 
     /// Sets the body.
@@ -275,12 +272,14 @@ impl Response {
         self.status
     }
 
-    /// The headers set so far, in order (static names first, then run-time names).
+    /// The headers added one by one, in order (the header block is not included).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (*n, &v[..]))
-            .chain(self.owned_headers.iter().map(|(n, v)| (n.as_str(), &v[..])))
+        self.headers.iter().map(|(n, v)| (*n, &v[..]))
+    }
+
+    /// The header block.
+    pub fn block(&self) -> &HeaderBlock {
+        &self.block
     }
 
     /// The body.
@@ -292,7 +291,7 @@ impl Response {
         ResponseParts {
             status: self.status,
             headers: self.headers,
-            owned_headers: self.owned_headers,
+            block: self.block,
             body: self.body,
             close: self.close,
             upgrade: self.upgrade,
@@ -304,11 +303,66 @@ impl Response {
 pub(crate) struct ResponseParts {
     pub status: u16,
     pub headers: Vec<(&'static str, Bytes)>,
-    pub owned_headers: Vec<(String, Bytes)>,
+    pub block: HeaderBlock,
     pub body: Body,
     pub close: bool,
     pub upgrade: Option<UpgradeFnBox>,
     pub log: Vec<(&'static str, LogValue)>,
+}
+
+/// Header lines serialized once (`Name: value\r\n` each), checked as they were added.
+///
+/// ```
+/// use http_core::{HeaderBlock, Response};
+/// let mut b = HeaderBlock::builder();
+/// b.push("Content-Type", b"text/html");
+/// assert!(!b.push("X-Bad", b"a\r\nInjected: 1"));
+/// assert!(!b.push("Content-Length", b"5")); // the driver writes framing itself
+/// let block = b.build();
+/// assert_eq!(block.as_bytes(), b"Content-Type: text/html\r\n");
+/// let r = Response::new(200).header_block(block.clone());
+/// assert_eq!(r.block(), &block);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderBlock(Bytes);
+
+/// Builds a [`HeaderBlock`].
+#[derive(Debug, Default)]
+pub struct HeaderBlockBuilder(bytes::BytesMut);
+
+impl HeaderBlock {
+    /// An empty builder.
+    pub fn builder() -> HeaderBlockBuilder {
+        HeaderBlockBuilder::default()
+    }
+
+    /// The serialized lines.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl HeaderBlockBuilder {
+    /// Appends one header line. Refuses (and returns false for) an invalid name, a
+    /// value holding CR, LF or NUL, and the headers the driver writes itself.
+    pub fn push(&mut self, name: &str, value: &[u8]) -> bool {
+        if !valid_name(name) || !valid_value(value) || is_framing_header(name) {
+            tracing::debug!(name, "header not added to block");
+            return false;
+        }
+        crate::write_header(&mut self.0, name, value);
+        true
+    }
+
+    /// True when no line was added.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The finished block.
+    pub fn build(self) -> HeaderBlock {
+        HeaderBlock(self.0.freeze())
+    }
 }
 
 /// Extra access-log fields, printed as ` key=value` pairs.
