@@ -38,7 +38,7 @@ pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
 pub use date::{with_date, DATE_LEN};
 pub use driver::{
     serve_connection, Body, BodyError, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, RequestBody,
-    Response, Server, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
+    Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use error::Error;
 pub use framing::{parse_content_length, BodyKind};

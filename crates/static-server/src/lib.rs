@@ -1,3 +1,451 @@
-//! Static-file server library on `http-core`. Built in the static-server issue;
-//! this crate only reserves its place in the workspace for now.
+//! An embeddable static-file HTTP server on `http-core`.
+//!
+//! Serves a directory with every caching and range rule of RFC 9110, no way out of
+//! the root, and small files answered from memory with their headers pre-built.
+//!
+//! ```no_run
+//! use static_server::StaticFiles;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let files = StaticFiles::builder("static")
+//!     .listing(true)
+//!     .server_id("backend-9002")
+//!     .build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let handle = files.spawn(listener)?;
+//! println!("serving on http://{}", handle.local_addr());
+//! handle.wait().await?;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cache;
+mod conditional;
+mod encoding;
+mod listing;
+mod multipart;
+mod path;
+mod range;
+mod resolve;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_core::{
+    Body, HeaderBlock, Limits, Method, Request, RequestHead, Response, Server, ServerHandle, Service,
+};
+use tokio::net::TcpListener;
+
+use cache::{Cache, Entry, Variant};
+use conditional::Precondition;
+use encoding::Coding;
+use path::PathError;
+use range::RangeRequest;
+pub use resolve::SymlinkPolicy;
+use resolve::{Found, NotFound};
+
+/// Why a server could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The root directory cannot be opened.
+    #[error("root directory {path}: {source}")]
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The root exists but is not a directory.
+    #[error("root {0} is not a directory")]
+    RootNotDirectory(PathBuf),
+    /// An extra header has an invalid name or value.
+    #[error("invalid extra header {0:?}")]
+    BadHeader(String),
+}
+
+/// Configures a [`StaticFiles`] server. Every setting has a default suitable for
+/// serving a site to the internet.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    root: PathBuf,
+    index: Vec<String>,
+    listing: bool,
+    symlinks: SymlinkPolicy,
+    dotfiles: bool,
+    precompressed: bool,
+    cache_max_file: u64,
+    cache_capacity: u64,
+    headers: Vec<(String, String)>,
+    server_id: Option<String>,
+    limits: Limits,
+    revalidate: Duration,
+}
+
+impl Builder {
+    /// Index file names tried, in order, for a directory request. Default: `index.html`.
+    pub fn index_files<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.index = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a directory without an index file gets an HTML listing. Default: off (404).
+    pub fn listing(mut self, on: bool) -> Self {
+        self.listing = on;
+        self
+    }
+
+    /// What to do with symbolic links. Default: [`SymlinkPolicy::WithinRoot`].
+    pub fn symlinks(mut self, policy: SymlinkPolicy) -> Self {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Whether names starting with `.` are served. Default: off (404), except `/.well-known/`.
+    pub fn dotfiles(mut self, on: bool) -> Self {
+        self.dotfiles = on;
+        self
+    }
+
+    /// Whether `FILE.br` / `FILE.gz` are served to clients that accept them. Default: on.
+    pub fn precompressed(mut self, on: bool) -> Self {
+        self.precompressed = on;
+        self
+    }
+
+    /// In-memory cache: files up to `max_file` bytes are kept in memory, up to
+    /// `capacity` bytes in all. Default: 1 MiB and 64 MiB. `capacity` 0 disables it.
+    /// Larger files stream from disk in 16 KiB reads, so a download costs about
+    /// 64 KiB of memory whatever the file's size.
+    pub fn cache(mut self, max_file: u64, capacity: u64) -> Self {
+        self.cache_max_file = max_file;
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// How long a cached file is trusted before its size and modification time are
+    /// checked again. Default: 1 s.
+    pub fn revalidate_after(mut self, d: Duration) -> Self {
+        self.revalidate = d;
+        self
+    }
+
+    /// Adds a header to every response.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Names this instance: every response carries `X-Served-By: NAME`.
+    pub fn server_id(mut self, name: impl Into<String>) -> Self {
+        self.server_id = Some(name.into());
+        self
+    }
+
+    /// Connection limits used by [`StaticFiles::serve`] and [`StaticFiles::spawn`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Checks the root and the headers and builds the server.
+    pub fn build(self) -> Result<StaticFiles, Error> {
+        let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Root {
+            path: self.root.clone(),
+            source,
+        })?;
+        if !root.is_dir() {
+            return Err(Error::RootNotDirectory(self.root));
+        }
+        let mut common = Vec::new();
+        if let Some(id) = &self.server_id {
+            common.push(("X-Served-By".to_owned(), id.clone()));
+        }
+        common.extend(self.headers.iter().cloned());
+        let mut block = HeaderBlock::builder();
+        for (n, v) in &common {
+            if !block.push(n, v.as_bytes()) {
+                return Err(Error::BadHeader(n.clone()));
+            }
+        }
+        Ok(StaticFiles {
+            inner: Arc::new(Inner {
+                root,
+                common_block: block.build(),
+                common,
+                cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
+                cfg: self,
+            }),
+        })
+    }
+}
+
+/// A static-file service: plug it into [`http_core::Server`] or use
+/// [`serve`](Self::serve) / [`spawn`](Self::spawn). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StaticFiles {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    cfg: Builder,
+    common: Vec<(String, String)>,
+    common_block: HeaderBlock,
+    cache: Cache,
+}
+
+impl StaticFiles {
+    /// A builder serving `root`.
+    pub fn builder(root: impl AsRef<Path>) -> Builder {
+        Builder {
+            root: root.as_ref().to_path_buf(),
+            index: vec!["index.html".to_owned()],
+            listing: false,
+            symlinks: SymlinkPolicy::WithinRoot,
+            dotfiles: false,
+            precompressed: true,
+            cache_max_file: 1 << 20,
+            cache_capacity: 64 << 20,
+            headers: Vec::new(),
+            server_id: None,
+            limits: Limits::default(),
+            revalidate: Duration::from_secs(1),
+        }
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Serves `listener` until `shutdown` resolves, then drains gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let limits = self.inner.cfg.limits.clone();
+        Server::new(self).limits(limits).serve(listener, shutdown).await
+    }
+
+    /// Serves `listener` on a new task; the handle knows the bound address.
+    pub fn spawn(self, listener: TcpListener) -> std::io::Result<ServerHandle> {
+        let limits = self.inner.cfg.limits.clone();
+        Server::new(self).limits(limits).spawn(listener)
+    }
+}
+
+impl Service for StaticFiles {
+    async fn call(&self, req: Request<'_>) -> Response {
+        self.inner.handle(req.head)
+    }
+}
+
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+impl Inner {
+    fn handle(&self, head: &RequestHead) -> Response {
+        match head.method() {
+            Method::Get | Method::Head => {}
+            Method::Options => {
+                return Response::new(204)
+                    .header("Allow", ALLOW)
+                    .header_block(self.common_block.clone());
+            }
+            _ => {
+                return self.text(405, "method not allowed\n").header("Allow", ALLOW);
+            }
+        }
+        let raw = head.path();
+        if let Some(entry) = self.cache.get_fresh(raw) {
+            return self.respond(head, &entry);
+        }
+        let safe = match path::sanitize(raw, self.cfg.dotfiles) {
+            Ok(p) => p,
+            Err(PathError::BadRequest) => return self.text(400, "bad request path\n"),
+            Err(PathError::Hidden) => return self.not_found(),
+        };
+        let segs = resolve::segments(&safe);
+        let found = match resolve::find(&self.root, &segs, self.cfg.symlinks) {
+            Ok(f) => f,
+            Err(e) => return self.not_found_error(e),
+        };
+        match found {
+            Found::File { path, meta } => {
+                if safe.trailing_slash {
+                    // `/file.html/` names no directory.
+                    return self.not_found();
+                }
+                self.serve_file(head, raw, &segs, path, meta)
+            }
+            Found::Dir { .. } if !safe.trailing_slash => {
+                let mut location = safe.to_url_path(true);
+                if let Some(q) = head.query() {
+                    location.push('?');
+                    location.push_str(q);
+                }
+                self.text(301, "moved permanently\n").header("Location", location)
+            }
+            Found::Dir { path } => {
+                for index in &self.cfg.index {
+                    let mut with_index = segs.clone();
+                    with_index.push(index);
+                    if let Ok(Found::File { path, meta }) =
+                        resolve::find(&self.root, &with_index, self.cfg.symlinks)
+                    {
+                        return self.serve_file(head, raw, &with_index, path, meta);
+                    }
+                }
+                if self.cfg.listing {
+                    match listing::render(&path, &safe.to_url_path(true), self.cfg.dotfiles) {
+                        Ok(html) => Response::new(200)
+                            .header("Content-Type", "text/html; charset=utf-8")
+                            .header("Cache-Control", "no-cache")
+                            .header("X-Content-Type-Options", "nosniff")
+                            .header_block(self.common_block.clone())
+                            .body(html),
+                        Err(e) => self.not_found_error(e.into()),
+                    }
+                } else {
+                    self.not_found()
+                }
+            }
+        }
+    }
+
+    /// Loads (or revalidates) the entry for a file and answers from it.
+    fn serve_file(
+        &self,
+        head: &RequestHead,
+        key: &str,
+        segs: &[&str],
+        path: PathBuf,
+        meta: std::fs::Metadata,
+    ) -> Response {
+        let mut sidecars = Vec::new();
+        if self.cfg.precompressed {
+            for coding in [Coding::Brotli, Coding::Gzip] {
+                let mut side = segs.to_vec();
+                let last = format!("{}{}", segs.last().copied().unwrap_or_default(), coding.suffix());
+                side.pop();
+                side.push(&last);
+                if let Ok(Found::File { path, meta }) = resolve::find(&self.root, &side, self.cfg.symlinks) {
+                    sidecars.push((coding, path, meta));
+                }
+            }
+        }
+        let entry = self.cache.load(key, path, meta, sidecars, &self.common);
+        match entry {
+            Ok(entry) => self.respond(head, &entry),
+            Err(e) => self.not_found_error(e.into()),
+        }
+    }
+
+    fn respond(&self, head: &RequestHead, entry: &Entry) -> Response {
+        let variant = match entry.codings() {
+            [] => &entry.identity,
+            available => match encoding::choose(head.header("accept-encoding"), available) {
+                Some(c) => entry.variant(c),
+                None => &entry.identity,
+            },
+        };
+        match conditional::evaluate(head, &variant.etag, variant.modified) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => return Response::new(304).header_block(variant.block.clone()),
+            Precondition::Failed => return self.text(412, "precondition failed\n"),
+        }
+        if let Some(r) = head.header("range") {
+            if conditional::if_range_allows(head, &variant.etag, variant.modified) {
+                match range::parse(r, variant.len) {
+                    RangeRequest::Full => {}
+                    RangeRequest::Unsatisfiable => {
+                        return self
+                            .text(416, "range not satisfiable\n")
+                            .header("Content-Range", format!("bytes */{}", variant.len));
+                    }
+                    RangeRequest::Ranges(ranges) => return self.partial(head, variant, ranges),
+                }
+            }
+        }
+        Response::new(200)
+            .header_block(variant.block.clone())
+            .body(self.body(head, variant, 0, variant.len))
+    }
+
+    fn partial(&self, head: &RequestHead, v: &Variant, ranges: Vec<(u64, u64)>) -> Response {
+        if let [(s, e)] = ranges[..] {
+            return Response::new(206)
+                .header_block(v.block.clone())
+                .header("Content-Range", format!("bytes {s}-{e}/{}", v.len))
+                .body(self.body(head, v, s, e - s + 1));
+        }
+        let boundary = multipart::boundary();
+        let body = match &v.body {
+            Some(data) => multipart::from_memory(&ranges, data, &v.content_type, &boundary),
+            None => multipart::from_file(ranges, v.path.clone(), v.len, &v.content_type, &boundary),
+        };
+        Response::new(206)
+            .header_block(v.block_without_type.clone())
+            .header(
+                "Content-Type",
+                format!("multipart/byteranges; boundary={boundary}"),
+            )
+            .body(body)
+    }
+
+    /// `len` bytes of a variant from `start`: a slice of memory, or a file stream.
+    fn body(&self, head: &RequestHead, v: &Variant, start: u64, len: u64) -> Body {
+        if let Some(data) = &v.body {
+            return Body::Full(data.slice(start as usize..(start + len) as usize));
+        }
+        if head.method() == Method::Head {
+            return Body::Stream {
+                len: Some(len),
+                reader: Box::new(tokio::io::empty()),
+            };
+        }
+        match cache::open_at(&v.path, start) {
+            Ok(file) => {
+                use tokio::io::AsyncReadExt;
+                Body::Stream {
+                    len: Some(len),
+                    reader: Box::new(tokio::fs::File::from_std(file).take(len)),
+                }
+            }
+            Err(e) => {
+                // Vanished between stat and open: the driver sees a short body and
+                // aborts the connection rather than send wrong bytes.
+                tracing::warn!(path = %v.path.display(), error = %e, "file vanished");
+                Body::Stream {
+                    len: Some(len),
+                    reader: Box::new(tokio::io::empty()),
+                }
+            }
+        }
+    }
+
+    fn text(&self, status: u16, msg: &'static str) -> Response {
+        Response::text(status, msg).header_block(self.common_block.clone())
+    }
+
+    fn not_found(&self) -> Response {
+        self.text(404, "not found\n")
+    }
+
+    fn not_found_error(&self, e: NotFound) -> Response {
+        match e {
+            NotFound::Absent => self.not_found(),
+            NotFound::Forbidden => self.text(403, "forbidden\n"),
+            NotFound::Io(e) => {
+                tracing::error!(error = %e, "file system error");
+                self.text(500, "internal error\n")
+            }
+        }
+    }
+}

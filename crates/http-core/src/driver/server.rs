@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,37 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Starts serving `listener` on a new task and returns a handle that knows the
+    /// bound address and can stop the server.
+    ///
+    /// ```
+    /// use http_core::{Request, Response, Server, Service};
+    /// struct Hello;
+    /// impl Service for Hello {
+    ///     async fn call(&self, _req: Request<'_>) -> Response {
+    ///         Response::text(200, "hello\n")
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let handle = Server::new(Hello).spawn(listener).unwrap();
+    /// assert_ne!(handle.local_addr().port(), 0);
+    /// handle.shutdown().await;
+    /// # });
+    /// ```
+    pub fn spawn(self, listener: TcpListener) -> io::Result<ServerHandle> {
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(ServerHandle {
+            local_addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
     /// Accepts and serves connections until `shutdown` resolves, then stops
     /// accepting, lets open connections finish their current request (idle ones
     /// close at once) within the shutdown timeout, and returns.
@@ -134,5 +166,36 @@ impl<S: Service> Server<S> {
             while tasks.join_next().await.is_some() {}
         }
         Ok(())
+    }
+}
+
+/// A server running on its own task (see [`Server::spawn`]). Dropping the handle
+/// shuts the server down gracefully, as [`shutdown`](Self::shutdown) does without waiting.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// The address the listener is bound to (with the real port when bound to 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server stops by itself (it only does so on shutdown).
+    pub async fn wait(mut self) -> io::Result<()> {
+        let r = (&mut self.task).await;
+        self.stop.take();
+        r.unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }

@@ -1,0 +1,297 @@
+//! Files kept in memory with their response headers pre-built, revalidated by
+//! size and modification time at most once per revalidation interval.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_core::HeaderBlock;
+
+use crate::encoding::Coding;
+
+/// Most paths remembered; beyond it new files are served but not kept.
+const MAX_ENTRIES: usize = 16 * 1024;
+/// Longest request path used as a cache key.
+const MAX_KEY_LEN: usize = 512;
+
+/// One representation of a file: the file itself or a precompressed sidecar.
+#[derive(Debug)]
+pub(crate) struct Variant {
+    pub path: PathBuf,
+    pub len: u64,
+    pub modified: SystemTime,
+    pub etag: Bytes,
+    pub content_type: Bytes,
+    /// Every header of a 200 answer except those the driver writes.
+    pub block: HeaderBlock,
+    /// The same without `Content-Type`, for multipart answers.
+    pub block_without_type: HeaderBlock,
+    /// The content, when small enough to keep in memory.
+    pub body: Option<Bytes>,
+}
+
+impl Variant {
+    fn same_file(&self, path: &Path, meta: &Metadata) -> bool {
+        self.path == path && self.len == meta.len() && meta.modified().ok() == Some(self.modified)
+    }
+
+    fn memory(&self) -> u64 {
+        self.body.as_ref().map_or(0, |b| b.len() as u64)
+    }
+}
+
+/// A file and its sidecars.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub identity: Variant,
+    br: Option<Variant>,
+    gzip: Option<Variant>,
+    codings: Vec<Coding>,
+    checked_ms: AtomicU64,
+}
+
+impl Entry {
+    /// The codings available besides identity.
+    pub fn codings(&self) -> &[Coding] {
+        &self.codings
+    }
+
+    pub fn variant(&self, c: Coding) -> &Variant {
+        match c {
+            Coding::Brotli => self.br.as_ref(),
+            Coding::Gzip => self.gzip.as_ref(),
+        }
+        .unwrap_or(&self.identity)
+    }
+
+    fn memory(&self) -> u64 {
+        self.identity.memory()
+            + self.br.as_ref().map_or(0, Variant::memory)
+            + self.gzip.as_ref().map_or(0, Variant::memory)
+    }
+
+    fn same_files(&self, path: &Path, meta: &Metadata, sidecars: &[(Coding, PathBuf, Metadata)]) -> bool {
+        self.identity.same_file(path, meta)
+            && self.codings.len() == sidecars.len()
+            && sidecars.iter().all(|(c, p, m)| self.variant(*c).same_file(p, m))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    map: RwLock<HashMap<Box<str>, Arc<Entry>>>,
+    bytes: AtomicU64,
+    max_file: u64,
+    capacity: u64,
+    revalidate_ms: u64,
+    base: Instant,
+}
+
+impl Cache {
+    pub fn new(max_file: u64, capacity: u64, revalidate: Duration) -> Self {
+        Cache {
+            map: RwLock::new(HashMap::new()),
+            bytes: AtomicU64::new(0),
+            max_file,
+            capacity,
+            revalidate_ms: revalidate.as_millis() as u64,
+            base: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
+    /// The entry for `key` if it was checked against the disk recently enough.
+    pub fn get_fresh(&self, key: &str) -> Option<Arc<Entry>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let entry = map.get(key)?;
+        (self
+            .now_ms()
+            .saturating_sub(entry.checked_ms.load(Ordering::Relaxed))
+            < self.revalidate_ms)
+            .then(|| entry.clone())
+    }
+
+    /// The entry for a file just found on disk: the cached one if the files are
+    /// unchanged, else a new one (kept when the key and the budget allow).
+    pub fn load(
+        &self,
+        key: &str,
+        path: PathBuf,
+        meta: Metadata,
+        sidecars: Vec<(Coding, PathBuf, Metadata)>,
+        common: &[(String, String)],
+    ) -> io::Result<Arc<Entry>> {
+        let cacheable = self.capacity > 0 && is_clean_key(key);
+        if cacheable {
+            let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = map.get(key) {
+                if e.same_files(&path, &meta, &sidecars) {
+                    e.checked_ms.store(self.now_ms(), Ordering::Relaxed);
+                    return Ok(e.clone());
+                }
+            }
+        }
+        let vary = !sidecars.is_empty();
+        let identity = build_variant(&path, &path, &meta, None, vary, common, self.max_file)?;
+        let mut entry = Entry {
+            identity,
+            br: None,
+            gzip: None,
+            codings: Vec::new(),
+            checked_ms: AtomicU64::new(self.now_ms()),
+        };
+        for (coding, side_path, side_meta) in sidecars {
+            let v = build_variant(
+                &side_path,
+                &path,
+                &side_meta,
+                Some(coding),
+                vary,
+                common,
+                self.max_file,
+            )?;
+            match coding {
+                Coding::Brotli => entry.br = Some(v),
+                Coding::Gzip => entry.gzip = Some(v),
+            }
+            entry.codings.push(coding);
+        }
+        let entry = Arc::new(entry);
+        if cacheable {
+            self.insert(key, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    fn insert(&self, key: &str, entry: Arc<Entry>) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let old = map.get(key).map_or(0, |e| e.memory());
+        let new = entry.memory();
+        let used = self.bytes.load(Ordering::Relaxed) - old;
+        if used + new > self.capacity || (map.len() >= MAX_ENTRIES && !map.contains_key(key)) {
+            return;
+        }
+        self.bytes.store(used + new, Ordering::Relaxed);
+        map.insert(key.into(), entry);
+    }
+}
+
+/// Keys are request paths; only paths already in plain form are kept, so a file
+/// cannot be cached under many spellings (`/a`, `//a`, `/%61`) to exhaust memory.
+fn is_clean_key(key: &str) -> bool {
+    key.len() <= MAX_KEY_LEN
+        && key.starts_with('/')
+        && !key.contains('%')
+        && !key.contains("//")
+        && !key.contains("/./")
+}
+
+/// The strong entity-tag of a file: size and modification time to the nanosecond.
+pub(crate) fn etag(len: u64, modified: SystemTime) -> String {
+    let d = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("\"{:x}-{:x}.{:x}\"", len, d.as_secs(), d.subsec_nanos())
+}
+
+/// `Content-Type` from the name of the (uncompressed) file.
+fn content_type(name_path: &Path) -> String {
+    let mime = mime_guess::from_path(name_path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let textual = mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "image/svg+xml"
+                | "application/xhtml+xml"
+        );
+    if textual {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    }
+}
+
+/// Reads the file (when small) and pre-builds its headers.
+fn build_variant(
+    path: &Path,
+    name_path: &Path,
+    meta: &Metadata,
+    coding: Option<Coding>,
+    vary: bool,
+    common: &[(String, String)],
+    max_file: u64,
+) -> io::Result<Variant> {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut len = meta.len();
+    let body = if len <= max_file {
+        let mut data = Vec::with_capacity(len as usize);
+        std::fs::File::open(path)?
+            .take(max_file + 1)
+            .read_to_end(&mut data)?;
+        if data.len() as u64 > max_file {
+            None
+        } else {
+            len = data.len() as u64;
+            Some(Bytes::from(data))
+        }
+    } else {
+        None
+    };
+    let etag = etag(len, modified);
+    let ctype = content_type(name_path);
+    let last_modified = httpdate::fmt_http_date(modified);
+    let build = |with_type: bool| {
+        let mut b = HeaderBlock::builder();
+        if with_type {
+            b.push("Content-Type", ctype.as_bytes());
+        }
+        if let Some(c) = coding {
+            b.push("Content-Encoding", c.token().as_bytes());
+        }
+        b.push("ETag", etag.as_bytes());
+        b.push("Last-Modified", last_modified.as_bytes());
+        b.push("Accept-Ranges", b"bytes");
+        b.push("X-Content-Type-Options", b"nosniff");
+        if vary {
+            b.push("Vary", b"Accept-Encoding");
+        }
+        for (n, v) in common {
+            b.push(n, v.as_bytes());
+        }
+        b.build()
+    };
+    Ok(Variant {
+        path: path.to_path_buf(),
+        len,
+        modified,
+        block: build(true),
+        block_without_type: build(false),
+        etag: Bytes::from(etag.clone()),
+        content_type: Bytes::from(ctype.clone()),
+        body,
+    })
+}
+
+/// Opens `path` positioned at `start`.
+pub(crate) fn open_at(path: &Path, start: u64) -> io::Result<std::fs::File> {
+    let mut f = std::fs::File::open(path)?;
+    if start > 0 {
+        f.seek(SeekFrom::Start(start))?;
+    }
+    Ok(f)
+}
