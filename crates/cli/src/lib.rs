@@ -3,16 +3,59 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Log lines waiting to be written to stderr. Writing each line with its own
+/// system call would cost as much as serving the request it describes, so lines
+/// are gathered and written together: when 32 KiB have gathered, every 100 ms, and
+/// at exit ([`flush_logs`]).
+static LOG_BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+const LOG_FLUSH_AT: usize = 32 * 1024;
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Writes what has gathered in the log buffer to stderr.
+pub fn flush_logs() {
+    let pending = std::mem::take(&mut *LOG_BUFFER.lock().unwrap_or_else(|p| p.into_inner()));
+    if !pending.is_empty() {
+        let _ = std::io::stderr().lock().write_all(&pending);
+    }
+}
+
+struct BufferedStderr;
+
+impl Write for BufferedStderr {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let full = {
+            let mut buf = LOG_BUFFER.lock().unwrap_or_else(|p| p.into_inner());
+            buf.extend_from_slice(data);
+            buf.len() >= LOG_FLUSH_AT
+        };
+        if full {
+            flush_logs();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Starts logging to stderr. `RUST_LOG` sets the filter; `default` applies when
 /// it is unset. Each request's access line is at info level, target `access`.
 pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = std::thread::Builder::new().name("log-flush".into()).spawn(|| loop {
+        std::thread::sleep(LOG_FLUSH_EVERY);
+        flush_logs();
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| BufferedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -71,8 +114,9 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     })
 }
 
-/// Prints the line that tells users (and scripts) where the server is.
+/// Prints the line that tells users (and scripts) where the server is, at once.
 pub fn announce(what: &str, addr: SocketAddr) {
+    flush_logs();
     eprintln!("{what} listening on http://{addr}");
 }
 
@@ -86,7 +130,10 @@ where
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    match rt.block_on(main) {
+    let result = rt.block_on(main);
+    drop(rt);
+    flush_logs();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

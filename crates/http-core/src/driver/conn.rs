@@ -461,14 +461,14 @@ fn log_request(
 ) {
     tracing::info!(
         target: "access",
-        "{} \"{} {} {}\" {} {} {:.3}ms{}",
+        "{} \"{} {} {}\" {} {} {}us{}",
         PeerDisplay(peer),
         head.method_str(),
         head.target(),
         head.version().as_str(),
         status,
         bytes.map_or(-1, |b| b as i64),
-        started.elapsed().as_secs_f64() * 1000.0,
+        started.elapsed().as_micros(),
         LogFields(extra),
     );
 }
