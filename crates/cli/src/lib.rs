@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod logfmt;
+
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines
 /// are gathered and written together: when 32 KiB have gathered, every 100 ms, and
@@ -56,8 +58,7 @@ pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| BufferedStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+        .event_format(logfmt::LineFormat)
         .init();
 }
 

@@ -1,0 +1,242 @@
+//! `rr-proxy`: the round-robin load balancer (HTTP or TCP mode) with an optional
+//! admin endpoint. All balancing logic lives in the `rr-proxy` library.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use http_core::{Limits, ShutdownSignal};
+use rr_proxy::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyKind, Timeouts};
+
+/// Round-robin load balancer: hands each request (or, with --mode tcp, each
+/// connection) to the next healthy backend.
+///
+/// Durations are written like 500ms, 2s, 1m (a bare number is seconds).
+#[derive(Debug, Parser)]
+#[command(name = "rr-proxy", version, about, long_about = None)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
+    listen: SocketAddr,
+
+    /// A backend, optionally weighted (for --strategy weighted). Repeat for each backend.
+    #[arg(long = "backend", value_name = "ADDR[=WEIGHT]")]
+    backends: Vec<BackendSpec>,
+
+    /// How the next backend is chosen: round-robin, weighted or least-connections.
+    #[arg(long, value_name = "NAME", default_value = "round-robin")]
+    strategy: StrategyKind,
+
+    /// Balance HTTP requests (http) or TCP connections (tcp).
+    #[arg(long, value_name = "MODE", default_value = "http")]
+    mode: Mode,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+
+    /// Path probed by active health checks.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    health_path: String,
+
+    /// Time between active health checks.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    health_interval: Duration,
+
+    /// Longest a health check may take.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    health_timeout: Duration,
+
+    /// Statuses that pass a health check, as LOW-HIGH (by default any answer below 500).
+    #[arg(long, value_name = "LOW-HIGH", default_value = "200-499", value_parser = parse_range)]
+    health_expect: (u16, u16),
+
+    /// Passing checks in a row that bring a backend back.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    health_rise: u32,
+
+    /// Failing checks in a row that take a backend out.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    health_fall: u32,
+
+    /// Turn active health checks off (passive ejection stays on).
+    #[arg(long)]
+    no_health_check: bool,
+
+    /// Consecutive failed exchanges that eject a backend (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    eject_after: u32,
+
+    /// How long an ejected backend stays out when active checks are off.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    eject_for: Duration,
+
+    /// Backend connect timeout.
+    #[arg(long, value_name = "DUR", default_value = "3s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// Wait for a backend's response head before answering 504.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    response_timeout: Duration,
+
+    /// Longest pause while a body streams to or from a backend.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Idle keep-alive connections kept per backend.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pool_max_idle: usize,
+
+    /// How long an idle backend connection is kept.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pool_idle_timeout: Duration,
+
+    /// Most backends tried for one request when connecting fails.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_attempts: usize,
+
+    /// How long an idle client connection is kept open.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    keep_alive_timeout: Duration,
+
+    /// Time a client has to send a complete request head.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// Most client connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 25_000)]
+    max_connections: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration {s:?}: expected e.g. 500ms, 2s, 1m");
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("bad status range {s:?}: expected e.g. 200-399");
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if !(100..=999).contains(&a) || !(100..=999).contains(&b) || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("bad arguments");
+            return cli::fail(first.trim_start_matches("error: "));
+        }
+    };
+    if cli.backends.is_empty() {
+        return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
+    }
+    cli::init_logging("info");
+    let threads = cli.threads;
+    cli::run(threads, run(cli))
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let mut builder = Proxy::builder()
+        .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
+        .strategy_boxed(cli.strategy.build())
+        .mode(cli.mode)
+        .timeouts(Timeouts {
+            connect: cli.connect_timeout,
+            response: cli.response_timeout,
+            idle: cli.idle_timeout,
+        })
+        .limits(Limits {
+            keep_alive_timeout: cli.keep_alive_timeout,
+            header_timeout: cli.header_timeout,
+            ..Limits::default()
+        })
+        .pool(PoolConfig {
+            max_idle: cli.pool_max_idle,
+            idle_timeout: cli.pool_idle_timeout,
+        })
+        .passive_health(PassiveHealth {
+            max_failures: cli.eject_after,
+            ejection: cli.eject_for,
+        })
+        .max_attempts(cli.max_attempts)
+        .max_connections(cli.max_connections);
+    if !cli.no_health_check {
+        builder = builder.health_check(HealthCheck {
+            interval: cli.health_interval,
+            timeout: cli.health_timeout,
+            path: cli.health_path.clone(),
+            expect: cli.health_expect.0..=cli.health_expect.1,
+            rise: cli.health_rise,
+            fall: cli.health_fall,
+            tcp_only: cli.mode == Mode::Tcp,
+        });
+    }
+    let proxy = builder.build().map_err(|e| e.to_string())?;
+    let handle = proxy.handle();
+
+    let listener = cli::bind(cli.listen).await?;
+    let admin = match cli.admin {
+        Some(addr) => Some(cli::bind(addr).await?),
+        None => None,
+    };
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    cli::announce("rr-proxy", local);
+    tracing::info!(
+        mode = cli.mode.as_str(),
+        strategy = cli.strategy.as_str(),
+        backends = cli.backends.len(),
+        "balancing"
+    );
+
+    let (trigger, signal) = ShutdownSignal::new();
+    tokio::spawn(async move {
+        cli::shutdown_signal().await;
+        trigger.trigger();
+    });
+    let admin_task = admin.map(|listener| {
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!("admin endpoint on http://{a} (GET /stats, GET /metrics)");
+        }
+        let mut s = signal.clone();
+        tokio::spawn(rr_proxy::serve_admin(handle, listener, async move {
+            s.triggered().await
+        }))
+    });
+    let mut s = signal.clone();
+    let served = proxy
+        .serve(listener, async move { s.triggered().await })
+        .await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    served.map_err(|e| format!("serving failed: {e}"))
+}
