@@ -1,6 +1,6 @@
 //! The connection loop: read heads, call the service, write responses in order.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -47,6 +47,8 @@ struct Conn<T> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     peer: Option<SocketAddr>,
+    /// The peer as the access log shows it, formatted once per connection.
+    peer_text: Box<str>,
     limits: Arc<Limits>,
 }
 
@@ -83,11 +85,16 @@ pub async fn serve_connection<T: Io, S: Service>(
     limits: Arc<Limits>,
     mut shutdown: ShutdownSignal,
 ) {
+    let peer_text = match peer {
+        Some(p) if tracing::enabled!(target: "access", tracing::Level::INFO) => p.to_string().into(),
+        _ => "-".into(),
+    };
     let mut conn = Conn {
         io,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         peer,
+        peer_text,
         limits,
     };
     let next = loop {
@@ -150,7 +157,8 @@ impl<T: Io> Conn<T> {
     /// Serves every request whose bytes are buffered or arrive within the header
     /// timeout, buffering responses and flushing when no complete request remains.
     async fn serve_buffered<S: Service>(&mut self, service: &Arc<S>, shutdown: &ShutdownSignal) -> Next {
-        let head_started = Instant::now();
+        // Taken only when a head is found incomplete: most heads arrive whole.
+        let mut head_started: Option<Instant> = None;
         loop {
             let parsed = match parse_request(&self.rbuf, &self.limits) {
                 Ok(p) => p,
@@ -163,7 +171,8 @@ impl<T: Io> Conn<T> {
                 if self.rbuf.is_empty() {
                     return Next::Idle;
                 }
-                let left = self.limits.header_timeout.saturating_sub(head_started.elapsed());
+                let started = *head_started.get_or_insert_with(Instant::now);
+                let left = self.limits.header_timeout.saturating_sub(started.elapsed());
                 match tokio::time::timeout(left, self.read_more()).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Close { linger: false },
@@ -228,7 +237,7 @@ impl<T: Io> Conn<T> {
             .write_response(&mut resp, head.method(), version, &mut close, upgrade.is_some())
             .await;
         log_request(
-            self.peer,
+            &self.peer_text,
             &head,
             resp.status,
             written.as_ref().ok().copied(),
@@ -418,9 +427,15 @@ impl<T: Io> Conn<T> {
                 self.io.write_all(&self.wbuf).await?;
                 self.io.flush().await
             };
-            match tokio::time::timeout(self.limits.write_timeout, w).await {
-                Ok(r) => r?,
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            let mut w = std::pin::pin!(w);
+            // Most writes complete at once; a timer is armed only for one that waits.
+            let first = poll_fn(|cx| Poll::Ready(w.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(r) => r?,
+                Poll::Pending => match tokio::time::timeout(self.limits.write_timeout, w).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                },
             }
             self.wbuf.clear();
         }
@@ -452,7 +467,7 @@ impl<T: Io> Conn<T> {
 
 /// The access-log line: one per request, at info level.
 fn log_request(
-    peer: Option<SocketAddr>,
+    peer: &str,
     head: &RequestHead,
     status: u16,
     bytes: Option<u64>,
@@ -462,7 +477,7 @@ fn log_request(
     tracing::info!(
         target: "access",
         "{} \"{} {} {}\" {} {} {}us{}",
-        PeerDisplay(peer),
+        peer,
         head.method_str(),
         head.target(),
         head.version().as_str(),
@@ -471,15 +486,4 @@ fn log_request(
         started.elapsed().as_micros(),
         LogFields(extra),
     );
-}
-
-struct PeerDisplay(Option<SocketAddr>);
-
-impl std::fmt::Display for PeerDisplay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("-"),
-        }
-    }
 }
