@@ -50,7 +50,13 @@ pub(crate) fn render(dir: &Path, url_path: &str, dotfiles: bool) -> std::io::Res
         html.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
     }
     for (name, is_dir, size, modified) in rows {
-        let href: String = percent_encoding::utf8_percent_encode(&name, SEGMENT).collect();
+        let encoded: String = percent_encoding::utf8_percent_encode(&name, SEGMENT).collect();
+        // Bug fix (listing_href_is_html_escaped): SEGMENT leaves `&` and `'` as
+        // they are, so a file named `x&amp;y.txt` was linked as `./x&amp;y.txt`,
+        // which a browser decodes to `./x&y.txt`, another file. The attribute
+        // value must be HTML-escaped after percent-encoding.
+        let mut href = String::with_capacity(encoded.len());
+        html_escape(&encoded, &mut href);
         let mut shown = String::new();
         html_escape(&name, &mut shown);
         let slash = if is_dir { "/" } else { "" };

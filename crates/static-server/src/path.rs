@@ -135,7 +135,6 @@ mod tests {
             ("/caf%C3%A9", &["café"]),
             ("/.well-known/x", &[".well-known", "x"]),
             ("/a..b", &["a..b"]),
-            ("/...", &["..."]),
         ];
         for (raw, want) in ok {
             assert_eq!(
@@ -161,6 +160,9 @@ mod tests {
             ("/C:", PathError::BadRequest),
             ("/.git/config", PathError::Hidden),
             ("/a/.env", PathError::Hidden),
+            // `...` is not `..`, but it starts with a dot: hidden like any dotfile
+            // (this row used to expect it served, contradicting the dotfile rule).
+            ("/...", PathError::Hidden),
             ("/.well-known/.x", PathError::Hidden),
             ("/a/.well-known/x", PathError::Hidden),
             ("relative", PathError::BadRequest),
@@ -169,6 +171,10 @@ mod tests {
             assert_eq!(segs(raw), Err(*want), "{raw}");
         }
         assert!(sanitize("/.env", true).is_ok());
+        assert_eq!(
+            sanitize("/...", true).map(|p| p.segments),
+            Ok(vec!["...".to_owned()])
+        );
     }
 
     #[test]

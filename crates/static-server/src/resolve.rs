@@ -35,6 +35,14 @@ pub(crate) enum NotFound {
 
 impl From<io::Error> for NotFound {
     fn from(e: io::Error) -> Self {
+        // Bug fix (symlink_loop_is_404_not_500): a link cycle under the root made
+        // `canonicalize` fail with ELOOP, whose kind is not matched below, so every
+        // request through it got a 500 and an error log line. A path through a
+        // cycle names nothing: 404, like a dangling link.
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return NotFound::Absent;
+        }
         match e.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidFilename => {
                 NotFound::Absent

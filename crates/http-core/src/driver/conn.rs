@@ -129,7 +129,8 @@ pub async fn serve_connection<T: Io, S: Service>(
             pool::give(std::mem::take(&mut conn.wbuf));
             handler(super::service::Upgraded::new(Box::new(conn.io), leftover)).await;
         }
-        Next::Close { linger } => conn.close(linger).await,
+        // Boxed like the busy part: its buffers must not enlarge every idle task.
+        Next::Close { linger } => Box::pin(conn.close(linger)).await,
         Next::Idle => {}
     }
 }
