@@ -51,10 +51,12 @@ impl Write for BufferedStderr {
 pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = std::thread::Builder::new().name("log-flush".into()).spawn(|| loop {
-        std::thread::sleep(LOG_FLUSH_EVERY);
-        flush_logs();
-    });
+    let _ = std::thread::Builder::new()
+        .name("log-flush".into())
+        .spawn(|| loop {
+            std::thread::sleep(LOG_FLUSH_EVERY);
+            flush_logs();
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| BufferedStderr)
@@ -137,6 +139,21 @@ where
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// Parses the command line. `--help` and `--version` print and exit 0; a bad
+/// flag prints one line (clap's first, the error itself) and exits 2.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see --help)");
+            std::process::exit(2);
+        }
     }
 }
 

@@ -35,14 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_core::{
-    Body, HeaderBlock, Limits, Method, Request, RequestHead, Response, Server, ServerHandle, Service,
-};
+use http_core::{Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service};
 use tokio::net::TcpListener;
 
 use cache::{Cache, Entry, Variant};
 use conditional::Precondition;
 use encoding::Coding;
+pub use http_core::{Limits, ServerHandle};
 use path::PathError;
 use range::RangeRequest;
 pub use resolve::SymlinkPolicy;

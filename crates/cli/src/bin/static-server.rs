@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
 use http_core::Limits;
 use static_server::{StaticFiles, SymlinkPolicy};
 
@@ -45,6 +46,9 @@ struct Args {
     /// Memory for cached files in all, in bytes (0 disables the cache).
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     cache_size: u64,
+    /// Milliseconds a cached file is trusted before its size and mtime are checked again.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    revalidate_ms: u64,
     /// Extra response header, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
@@ -63,7 +67,7 @@ enum Symlinks {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse_args();
     cli::init_logging("info");
     let threads = args.threads;
     cli::run(threads, run(args))
@@ -80,6 +84,7 @@ async fn run(args: Args) -> Result<(), String> {
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
         .cache(args.cache_max_file, args.cache_size)
+        .revalidate_after(Duration::from_millis(args.revalidate_ms))
         .limits(Limits {
             header_timeout: Duration::from_secs(args.header_timeout),
             keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout),
