@@ -26,7 +26,9 @@ pub enum BodyError {
 #[derive(Debug, Clone)]
 pub(crate) enum Framing {
     Length(u64),
-    Chunked(ChunkedDecoder),
+    /// Boxed: chunked request bodies are rare, and the decoder would otherwise
+    /// enlarge every request's state.
+    Chunked(Box<ChunkedDecoder>),
     Done,
 }
 
@@ -49,7 +51,7 @@ impl BodyProgress {
         let framing = match kind {
             BodyKind::Empty | BodyKind::UntilClose => Framing::Done,
             BodyKind::Length(n) => Framing::Length(n),
-            BodyKind::Chunked => Framing::Chunked(ChunkedDecoder::new(limits)),
+            BodyKind::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(limits))),
         };
         BodyProgress {
             continue_pending: expect_continue && !matches!(framing, Framing::Done),

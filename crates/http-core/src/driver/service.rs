@@ -140,13 +140,13 @@ pub(crate) type UpgradeFnBox = Box<dyn FnOnce(Upgraded) -> Pin<Box<dyn Future<Ou
 /// assert_eq!(r.body_ref().len(), Some(5));
 /// ```
 pub struct Response {
-    status: u16,
-    headers: Vec<(&'static str, Bytes)>,
-    block: HeaderBlock,
-    body: Body,
-    close: bool,
-    upgrade: Option<UpgradeFnBox>,
-    log: Vec<(&'static str, LogValue)>,
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, Bytes)>,
+    pub(crate) block: HeaderBlock,
+    pub(crate) body: Body,
+    pub(crate) close: bool,
+    pub(crate) upgrade: Option<UpgradeFnBox>,
+    pub(crate) log: Vec<(&'static str, LogValue)>,
 }
 
 impl fmt::Debug for Response {
@@ -286,28 +286,6 @@ impl Response {
     pub fn body_ref(&self) -> &Body {
         &self.body
     }
-
-    pub(crate) fn into_parts(self) -> ResponseParts {
-        ResponseParts {
-            status: self.status,
-            headers: self.headers,
-            block: self.block,
-            body: self.body,
-            close: self.close,
-            upgrade: self.upgrade,
-            log: self.log,
-        }
-    }
-}
-
-pub(crate) struct ResponseParts {
-    pub status: u16,
-    pub headers: Vec<(&'static str, Bytes)>,
-    pub block: HeaderBlock,
-    pub body: Body,
-    pub close: bool,
-    pub upgrade: Option<UpgradeFnBox>,
-    pub log: Vec<(&'static str, LogValue)>,
 }
 
 /// Header lines serialized once (`Name: value\r\n` each), checked as they were added.
