@@ -139,7 +139,8 @@ impl Builder {
         self
     }
 
-    /// Names this instance: every response carries `X-Served-By: NAME`.
+    /// Names this instance: every response carries `X-Served-By: NAME` and
+    /// `Server-Timing: served-by;desc="NAME"` (which a page's scripts can read).
     pub fn server_id(mut self, name: impl Into<String>) -> Self {
         self.server_id = Some(name.into());
         self
@@ -163,6 +164,10 @@ impl Builder {
         let mut common = Vec::new();
         if let Some(id) = &self.server_id {
             common.push(("X-Served-By".to_owned(), id.clone()));
+            // Scripts cannot read the headers of the page that loaded them, but they
+            // can read Server-Timing entries: this lets a page name its backend.
+            let quoted = id.replace('\\', "\\\\").replace('"', "\\\"");
+            common.push(("Server-Timing".to_owned(), format!("served-by;desc=\"{quoted}\"")));
         }
         common.extend(self.headers.iter().cloned());
         let mut block = HeaderBlock::builder();

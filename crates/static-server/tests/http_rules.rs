@@ -646,6 +646,7 @@ fn server_id_and_extra_headers_on_every_response() {
         let r = c.response(req.starts_with("HEAD"));
         assert_eq!(r.status, status, "{req:?}");
         r.expect("X-Served-By", "backend-9002")
+            .expect("Server-Timing", "served-by;desc=\"backend-9002\"")
             .expect("X-Frame-Options", "DENY")
             .expect("Strict-Transport-Security", "max-age=63072000");
     }
