@@ -34,7 +34,11 @@ where
             Level::TRACE => " TRACE ",
         };
         w.write_str(level)?;
-        let mut visitor = Fields { w: &mut w, result: Ok(()), first: true };
+        let mut visitor = Fields {
+            w: &mut w,
+            result: Ok(()),
+            first: true,
+        };
         event.record(&mut visitor);
         visitor.result?;
         w.write_char('\n')
@@ -72,7 +76,9 @@ impl Visit for Fields<'_, '_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.result.is_ok() {
-            self.result = self.name(field).and_then(|()| write!(Escaped(self.w), "{value:?}"));
+            self.result = self
+                .name(field)
+                .and_then(|()| write!(Escaped(self.w), "{value:?}"));
         }
     }
 }
@@ -111,13 +117,25 @@ fn write_timestamp(w: &mut Writer<'_>) -> fmt::Result {
             s.1.clear();
             let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
             let t = secs % 86_400;
-            let _ = write!(s.1, "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+            let _ = write!(
+                s.1,
+                "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            );
             s.0 = secs;
         }
         w.write_str(&s.1)
     })?;
     let ms = now.subsec_millis();
-    let digits = [b'.', b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8, b'Z'];
+    let digits = [
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ];
     w.write_str(std::str::from_utf8(&digits).unwrap_or(".000Z"))
 }
 
