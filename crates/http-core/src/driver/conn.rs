@@ -83,7 +83,7 @@ pub async fn serve_connection<T: Io, S: Service>(
     peer: Option<SocketAddr>,
     service: Arc<S>,
     limits: Arc<Limits>,
-    mut shutdown: ShutdownSignal,
+    shutdown: ShutdownSignal,
 ) {
     let peer_text = match peer {
         Some(p) if tracing::enabled!(target: "access", tracing::Level::INFO) => p.to_string().into(),
@@ -97,6 +97,16 @@ pub async fn serve_connection<T: Io, S: Service>(
         peer_text,
         limits,
     };
+    // One idle timer and one shutdown wait for the connection's whole life: arming
+    // and disarming them around every request cost more than parsing it. The timer
+    // fires at most once per keep-alive period and is moved on if the connection
+    // was busy meanwhile.
+    let mut idle_since = Instant::now();
+    let idle_timer = tokio::time::sleep(conn.limits.keep_alive_timeout);
+    tokio::pin!(idle_timer);
+    let mut shutdown_wait = shutdown.clone();
+    let shutdown_fired = shutdown_wait.triggered();
+    tokio::pin!(shutdown_fired);
     let next = loop {
         if conn.rbuf.is_empty() {
             // Idle: hold no buffers while waiting for the next request.
@@ -105,21 +115,27 @@ pub async fn serve_connection<T: Io, S: Service>(
             if shutdown.is_triggered() {
                 break Next::Close { linger: false };
             }
-            let wait = tokio::time::timeout(
-                conn.limits.keep_alive_timeout,
-                read_idle(&mut conn.io, &mut conn.rbuf),
-            );
-            tokio::select! {
-                r = wait => match r {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => break Next::Close { linger: false },
-                },
-                () = shutdown.triggered() => break Next::Close { linger: false },
+            let idle = loop {
+                tokio::select! {
+                    biased;
+                    r = read_idle(&mut conn.io, &mut conn.rbuf) => break matches!(r, Ok(n) if n > 0),
+                    () = &mut idle_timer => {
+                        let deadline = idle_since + conn.limits.keep_alive_timeout;
+                        if Instant::now() >= deadline {
+                            break false;
+                        }
+                        idle_timer.as_mut().reset(deadline.into());
+                    }
+                    () = &mut shutdown_fired => break false,
+                }
+            };
+            if !idle {
+                break Next::Close { linger: false };
             }
         }
         // The busy part is boxed so that an idle connection's task stays small.
         match Box::pin(conn.serve_buffered(&service, &shutdown)).await {
-            Next::Idle => continue,
+            Next::Idle => idle_since = Instant::now(),
             other => break other,
         }
     };
