@@ -333,31 +333,40 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
             value: Span::of(buf, value),
         });
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            4 if eq_lower(name, b"host") => {
                 if host.is_some() || !is_valid_host(value) {
                     return Err(Error::BadHost);
                 }
                 host = Some(Span::of(buf, value));
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if eq_lower(name, b"expect") => {
                 expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => has_upgrade = true,
-            10 if name.eq_ignore_ascii_case(b"connection") => for_each_token(value, |t| {
-                if t.eq_ignore_ascii_case(b"close") {
-                    conn_close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            7 if eq_lower(name, b"upgrade") => has_upgrade = true,
+            10 if eq_lower(name, b"connection") => {
+                // The two common single values first: no list splitting for them.
+                if eq_lower(value, b"keep-alive") {
                     conn_keep_alive = true;
-                } else if t.eq_ignore_ascii_case(b"upgrade") {
-                    conn_upgrade = true;
+                } else if eq_lower(value, b"close") {
+                    conn_close = true;
                 } else {
-                    names_fields = true;
+                    for_each_token(value, |t| {
+                        if t.eq_ignore_ascii_case(b"close") {
+                            conn_close = true;
+                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                            conn_keep_alive = true;
+                        } else if t.eq_ignore_ascii_case(b"upgrade") {
+                            conn_upgrade = true;
+                        } else {
+                            names_fields = true;
+                        }
+                    })
                 }
-            }),
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            }
+            14 if eq_lower(name, b"content-length") => {
                 content_length = merge_content_length(content_length, value)?;
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => te.add(value),
+            17 if eq_lower(name, b"transfer-encoding") => te.add(value),
             _ => {}
         }
     }
@@ -401,9 +410,36 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
     }))
 }
 
+/// ASCII case-insensitive equality with `lower`, a lowercase name made of
+/// letters and `-`. Setting bit 5 of each byte maps `A-Z` to `a-z`; among the
+/// bytes that can reach here (token characters, or field-value bytes) only the
+/// letter itself or its capital maps to a given letter, and only `-` to `-`
+/// (CR, the other candidate, never occurs inside a value). So eight bytes
+/// compare at a time.
+#[inline(always)]
+fn eq_lower(bytes: &[u8], lower: &[u8]) -> bool {
+    if bytes.len() != lower.len() {
+        return false;
+    }
+    let mut a = bytes.chunks_exact(8);
+    let mut b = lower.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        let x = u64::from_le_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if x | 0x2020_2020_2020_2020 != y {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(&x, &y)| x | 0x20 == y)
+}
+
 /// The request-target forms of RFC 9112 §3.2, each only with the methods that allow it.
 fn check_target(method: Method, target: &[u8]) -> Result<(), Error> {
-    if !target.iter().all(|&b| b.is_ascii_graphic()) || target.contains(&b'#') {
+    // httparse admits 0x21..=0x7E and 0x80..=0xFF; a target is ASCII and has no fragment.
+    if !target.is_ascii() || memchr::memchr(b'#', target).is_some() {
         return Err(Error::BadTarget);
     }
     let ok = match target.first() {
@@ -452,8 +488,16 @@ fn is_absolute_uri(t: &[u8]) -> bool {
 
 /// `uri-host [":" port]` in the characters RFC 3986 allows there (no userinfo).
 fn is_valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
+    v.iter().all(|&b| HOST_BYTE[b as usize])
+}
+
+/// The bytes of `uri-host [":" port]` (RFC 3986, no userinfo).
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
             || matches!(
                 b,
                 b'-' | b'.'
@@ -474,9 +518,11 @@ fn is_valid_host(v: &[u8]) -> bool {
                     | b':'
                     | b'['
                     | b']'
-            )
-    })
-}
+            );
+        i += 1;
+    }
+    t
+};
 
 /// The error a server answers for an `httparse` failure, or `None` when the
 /// request line is unfinished and its version may still turn out well-formed.

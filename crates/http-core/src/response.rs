@@ -110,9 +110,13 @@ impl ResponseHead {
 /// assert_eq!(head.status(), 200);
 /// ```
 pub fn parse_response(buf: &[u8], method: Method, limits: &Limits) -> Result<Option<ParsedResponse>, Error> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
-    let mut res = httparse::Response::new(&mut storage);
-    let status = match res.parse(buf) {
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut res = httparse::Response::new(&mut []);
+    let status = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut storage,
+    ) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge),
         Err(_) => return Err(Error::BadResponse),
@@ -146,15 +150,17 @@ pub fn parse_response(buf: &[u8], method: Method, limits: &Limits) -> Result<Opt
             name: Span::of(buf, name),
             value: Span::of(buf, h.value),
         });
-        if name.eq_ignore_ascii_case(b"content-length") {
-            content_length = merge_content_length(content_length, h.value).map_err(|_| Error::BadResponse)?;
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te.add(h.value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for_each_token(h.value, |t| {
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                content_length =
+                    merge_content_length(content_length, h.value).map_err(|_| Error::BadResponse)?;
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => te.add(h.value),
+            10 if name.eq_ignore_ascii_case(b"connection") => for_each_token(h.value, |t| {
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep |= t.eq_ignore_ascii_case(b"keep-alive");
-            });
+            }),
+            _ => {}
         }
     }
     let no_body = method == Method::Head || (100..200).contains(&code) || code == 204 || code == 304;
