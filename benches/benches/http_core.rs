@@ -1,1 +1,238 @@
-fn main() {}
+//! http-core against raw httparse: request and response heads, a pipeline, writing a
+//! response head, and decoding chunked bodies.
+//!
+//! `cargo bench -p benches` runs all of it; `cargo bench -p benches -- parse` only the
+//! parse groups. See `benches/README.md` for the figures.
+
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use benches::{chunked_body, pipeline, PIPELINED_GET, PIPELINE_DEPTH, REQ, REQ_SHORT, RESP};
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http_core::{
+    parse_request, parse_response, with_date, write_content_length, write_header, write_status_line,
+    BodyKind, ChunkedDecoder, Limits, Method, MAX_HEADERS_CAP,
+};
+
+/// Raw httparse on a request, with a fresh `[EMPTY_HEADER; N]` table as a caller
+/// would build per request. Returns the head length.
+fn raw_request<const N: usize>(buf: &[u8]) -> usize {
+    let mut headers = [httparse::EMPTY_HEADER; N];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req.parse(buf);
+    // Keep the header table observable so its stores cannot be dropped as dead.
+    black_box(&req);
+    match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("raw httparse: {other:?}"),
+    }
+}
+
+/// Raw httparse exactly as http-core calls it: 256 uninitialized header slots.
+fn raw_request_uninit(buf: &[u8]) -> usize {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(buf, &mut storage);
+    black_box(&req);
+    match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("raw httparse (uninit): {other:?}"),
+    }
+}
+
+/// Raw httparse on a response head with `[EMPTY_HEADER; N]`.
+fn raw_response<const N: usize>(buf: &[u8]) -> usize {
+    let mut headers = [httparse::EMPTY_HEADER; N];
+    let mut res = httparse::Response::new(&mut headers);
+    let status = res.parse(buf);
+    black_box(&res);
+    match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("raw httparse response: {other:?}"),
+    }
+}
+
+/// Raw httparse on a response head with 256 uninitialized slots: what
+/// `parse_response` would cost if it used them as `parse_request` does.
+fn raw_response_uninit(buf: &[u8]) -> usize {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut res = httparse::Response::new(&mut []);
+    let status =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut storage);
+    black_box(&res);
+    match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("raw httparse response (uninit): {other:?}"),
+    }
+}
+
+/// One request-head group: raw httparse (16 / 32 initialized slots, 256 uninit
+/// slots as http-core uses) beside `http_core::parse_request`.
+fn bench_request(c: &mut Criterion, group_name: &str, input: &'static [u8]) {
+    let limits = Limits::default();
+    // Sanity: every contender sees a complete head of the whole input.
+    assert_eq!(raw_request::<16>(input), input.len());
+    assert_eq!(raw_request_uninit(input), input.len());
+    let parsed = parse_request(input, &limits)
+        .expect("valid request")
+        .expect("complete head");
+    assert_eq!(parsed.len(), input.len());
+    assert_eq!(parsed.body(), BodyKind::Empty);
+
+    let mut g = c.benchmark_group(group_name);
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("httparse_16", |b| b.iter(|| raw_request::<16>(black_box(input))));
+    g.bench_function("httparse_32", |b| b.iter(|| raw_request::<32>(black_box(input))));
+    g.bench_function("httparse_uninit256", |b| {
+        b.iter(|| raw_request_uninit(black_box(input)))
+    });
+    g.bench_function("http_core", |b| {
+        b.iter(|| parse_request(black_box(input), &limits))
+    });
+    g.finish();
+}
+
+fn parse_req(c: &mut Criterion) {
+    assert_eq!(REQ.len(), 720, "httparse's REQ is 720 bytes");
+    bench_request(c, "parse_req_720", REQ);
+}
+
+fn parse_req_short(c: &mut Criterion) {
+    assert_eq!(REQ_SHORT.len(), 68, "httparse's REQ_SHORT is 68 bytes");
+    bench_request(c, "parse_req_short_68", REQ_SHORT);
+}
+
+/// Ten pipelined GETs in one buffer, each parsed and skipped by its length.
+fn parse_pipeline(c: &mut Criterion) {
+    let limits = Limits::default();
+    let buf = pipeline();
+    assert_eq!(buf.len(), PIPELINED_GET.len() * PIPELINE_DEPTH);
+
+    let http_core_all = |buf: &[u8]| {
+        let (mut pos, mut n) = (0, 0);
+        while pos < buf.len() {
+            let parsed = parse_request(&buf[pos..], &limits)
+                .expect("valid request")
+                .expect("complete head");
+            pos += black_box(&parsed).len();
+            n += 1;
+        }
+        n
+    };
+    let raw_all = |buf: &[u8]| {
+        let (mut pos, mut n) = (0, 0);
+        while pos < buf.len() {
+            pos += raw_request::<16>(&buf[pos..]);
+            n += 1;
+        }
+        n
+    };
+    assert_eq!(http_core_all(&buf), PIPELINE_DEPTH);
+    assert_eq!(raw_all(&buf), PIPELINE_DEPTH);
+
+    let mut g = c.benchmark_group("parse_pipeline_10");
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    g.bench_function("httparse_16", |b| b.iter(|| raw_all(black_box(&buf))));
+    g.bench_function("http_core", |b| b.iter(|| http_core_all(black_box(&buf))));
+    g.finish();
+}
+
+/// An nginx-like 200 response head, as a proxy reads it from a backend.
+fn parse_resp(c: &mut Criterion) {
+    let limits = Limits::default();
+    assert_eq!(raw_response::<16>(RESP), RESP.len());
+    assert_eq!(raw_response_uninit(RESP), RESP.len());
+    let parsed = parse_response(RESP, Method::Get, &limits)
+        .expect("valid response")
+        .expect("complete head");
+    assert_eq!(parsed.len(), RESP.len());
+    assert_eq!(parsed.body(), BodyKind::Length(6154));
+
+    let mut g = c.benchmark_group("parse_resp_nginx");
+    g.throughput(Throughput::Bytes(RESP.len() as u64));
+    g.bench_function("httparse_16", |b| b.iter(|| raw_response::<16>(black_box(RESP))));
+    g.bench_function("httparse_32", |b| b.iter(|| raw_response::<32>(black_box(RESP))));
+    g.bench_function("httparse_256", |b| {
+        b.iter(|| raw_response::<MAX_HEADERS_CAP>(black_box(RESP)))
+    });
+    g.bench_function("httparse_uninit256", |b| {
+        b.iter(|| raw_response_uninit(black_box(RESP)))
+    });
+    g.bench_function("http_core", |b| {
+        b.iter(|| parse_response(black_box(RESP), Method::Get, &limits))
+    });
+    g.finish();
+}
+
+/// Status line, Date, four headers and Content-Length into one reused buffer.
+fn write_resp_head(c: &mut Criterion) {
+    fn write(out: &mut BytesMut, status: u16, len: u64) {
+        out.clear();
+        write_status_line(out, status);
+        with_date(|d| write_header(out, "Date", d));
+        write_header(out, "Server", b"rr-http");
+        write_header(out, "Content-Type", b"text/html; charset=utf-8");
+        write_header(out, "Last-Modified", b"Tue, 20 Oct 2015 11:04:12 GMT");
+        write_header(out, "ETag", b"\"56262a5c-180a\"");
+        write_content_length(out, len);
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut out = BytesMut::with_capacity(1024);
+    write(&mut out, 200, 6154);
+    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nDate: "));
+    assert!(out.ends_with(b"Content-Length: 6154\r\n\r\n"));
+    let head_len = out.len();
+
+    let mut g = c.benchmark_group("write_resp_head");
+    g.throughput(Throughput::Bytes(head_len as u64));
+    g.bench_function("http_core", |b| {
+        b.iter(|| {
+            write(&mut out, black_box(200), black_box(6154));
+            black_box(&out[..]);
+        })
+    });
+    g.finish();
+}
+
+/// 64 KiB of body in chunked coding, decoded in one buffer.
+fn chunked_decode(c: &mut Criterion) {
+    const BODY: usize = 64 * 1024;
+    let limits = Limits::default();
+    let decode_all = |wire: &[u8]| {
+        let mut dec = ChunkedDecoder::new(&limits);
+        let (mut pos, mut data) = (0, 0);
+        loop {
+            let p = dec.decode(&wire[pos..]).expect("valid chunked body");
+            data += p.data.len();
+            pos += p.consumed;
+            if p.done {
+                break;
+            }
+            assert!(p.consumed > 0, "decoder stalled on a complete body");
+        }
+        (pos, data)
+    };
+
+    let mut g = c.benchmark_group("chunked_decode_64k");
+    // Throughput counts body bytes (the payload), not the framing around them.
+    g.throughput(Throughput::Bytes(BODY as u64));
+    for (chunks, chunk_len) in [(16, 4096), (1024, 64)] {
+        let wire = chunked_body(chunks, chunk_len);
+        assert_eq!(decode_all(&wire), (wire.len(), BODY));
+        g.bench_function(format!("{chunks}x{chunk_len}B"), |b| {
+            b.iter(|| decode_all(black_box(&wire)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = parse_req, parse_req_short, parse_pipeline, parse_resp, write_resp_head, chunked_decode
+}
+criterion_main!(benches);
