@@ -1,3 +1,85 @@
-//! Round-robin reverse proxy library on `http-core`. Built in the rr-proxy issue;
-//! this crate only reserves its place in the workspace for now.
+//! An embeddable load balancer on [`http_core`]: round-robin (or weighted, or
+//! least-connections) over a set of backends, in HTTP mode (per request, pooled
+//! keep-alive upstream connections) or TCP mode (per connection).
+//!
+//! # What it guarantees
+//! - **Strict rotation.** [`RoundRobin`] advances one shared atomic counter per
+//!   request: N requests over k healthy backends give each ⌊N/k⌋ or ⌈N/k⌉, from
+//!   any number of clients and worker threads.
+//! - **No request lost or duplicated.** A request is sent again (to the next
+//!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
+//!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
+//!   DELETE), its whole body is still at hand, and no response byte arrived. A POST
+//!   is never sent twice. A pooled connection the backend closed is noticed before
+//!   reuse and replaced.
+//! - **No smuggling.** Clients are parsed by `http_core`'s strict rules; anything
+//!   framed ambiguously is refused before a backend is chosen. The body is
+//!   re-framed for the backend (`Content-Length` rewritten, chunked re-encoded),
+//!   so the backend only ever sees well-formed framing.
+//! - **Bounded memory.** Bodies stream both ways through fixed buffers.
+//! - **Every wait has a timeout** ([`Timeouts`], [`http_core::Limits`], [`HealthCheck`]).
+//!
+//! # Failures and what the client gets
+//! | situation | answer |
+//! |---|---|
+//! | no eligible backend | 503 with `Retry-After` |
+//! | connect refused / timed out | next backend; after the last attempt 502 / 504 |
+//! | no response head within [`Timeouts::response`] | 504 |
+//! | malformed response head or body framing | 502 (or the client connection is cut mid-body) |
+//! | backend closed before answering | idempotent with a replayable body: next backend; otherwise 502 |
+//!
+//! # Headers
+//! Hop-by-hop fields and every field the `Connection` header names are removed in
+//! both directions; `X-Forwarded-For` gets the client address appended,
+//! `X-Forwarded-Proto` and `X-Forwarded-Host` are set (a client's values are
+//! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept.
+//!
+//! # Embedding
+//! ```
+//! use std::time::Duration;
+//! use rr_proxy::{HealthCheck, Proxy};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let proxy = Proxy::builder()
+//!     .backend("127.0.0.1:9002".parse().unwrap(), 1)
+//!     .backend("127.0.0.1:9003".parse().unwrap(), 1)
+//!     .response_timeout(Duration::from_secs(10))
+//!     .health_check(HealthCheck { path: "/health".into(), ..HealthCheck::default() })
+//!     .build()
+//!     .unwrap();
+//! let handle = proxy.handle();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(proxy.serve(listener, async { let _ = stopped.await; }));
+//!
+//! // At run time: read counters, take a backend out of rotation, add one.
+//! assert_eq!(handle.stats().backends.len(), 2);
+//! handle.drain("127.0.0.1:9003".parse().unwrap()).unwrap();
+//! handle.add_backend("127.0.0.1:9004".parse().unwrap(), 1).unwrap();
+//!
+//! let _ = stop.send(());
+//! server.await.unwrap().unwrap();
+//! # });
+//! ```
+//! The admin endpoint ([`serve_admin`]) exposes the same over HTTP: `GET /stats`
+//! (JSON), `GET /metrics` (Prometheus), `POST /backends/{addr}/drain` and `/enable`;
+//! see [`admin`] for every route.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+mod backend;
+mod config;
+mod error;
+mod forward;
+mod health;
+mod proxy;
+mod strategy;
+mod tcp;
+
+pub use admin::{serve_admin, AdminService};
+pub use backend::{Backend, BackendState, BackendStats};
+pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
+pub use error::{ProxyError, SpecError};
+pub use proxy::{Proxy, ProxyBuilder, ProxyHandle, ProxyStats};
+pub use strategy::{LeastConnections, RoundRobin, Strategy, StrategyKind, Weighted};

@@ -232,9 +232,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }))
     });
     let mut s = signal.clone();
-    let served = proxy
-        .serve(listener, async move { s.triggered().await })
-        .await;
+    let served = proxy.serve(listener, async move { s.triggered().await }).await;
     if let Some(t) = admin_task {
         let _ = t.await;
     }

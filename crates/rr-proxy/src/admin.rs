@@ -1,0 +1,376 @@
+//! The admin endpoint: stats, metrics and run-time backend changes over HTTP.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /` | this list of routes, as text |
+//! | `GET /stats` | proxy and backend counters as JSON |
+//! | `GET /metrics` | the same in the Prometheus text format |
+//! | `GET /backends/{addr}` | one backend as JSON |
+//! | `POST /backends/{addr}/drain` | stop sending new requests to it |
+//! | `POST /backends/{addr}/enable` | put a drained backend back into rotation |
+//! | `POST /backends/{addr}?weight=N` | add a backend (weight 1 when not given) |
+//! | `DELETE /backends/{addr}` | remove a backend |
+//!
+//! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`, brackets may be percent-encoded).
+//! Changes answer 200 with the backend's JSON (201 when added), 404 for an unknown
+//! backend, 409 for a duplicate, 400 for a bad address or weight.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use http_core::{Method, Request, Response, Server, Service};
+use tokio::net::TcpListener;
+
+use crate::{BackendStats, ProxyError, ProxyHandle, ProxyStats};
+
+/// The admin endpoint as an [`http_core::Service`]; serve it with
+/// [`http_core::Server`] or [`serve_admin`].
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    handle: ProxyHandle,
+}
+
+impl AdminService {
+    /// An admin endpoint for the proxy behind `handle`.
+    pub fn new(handle: ProxyHandle) -> Self {
+        AdminService { handle }
+    }
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` resolves.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let proxy = rr_proxy::Proxy::builder()
+///     .backend("127.0.0.1:9002".parse().unwrap(), 1)
+///     .build()
+///     .unwrap();
+/// let admin = tokio::net::TcpListener::bind("127.0.0.1:9100").await?;
+/// tokio::spawn(rr_proxy::serve_admin(proxy.handle(), admin, std::future::pending()));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:44444").await?;
+/// proxy.serve(listener, std::future::pending()).await
+/// # }
+/// ```
+pub async fn serve_admin(
+    handle: ProxyHandle,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    Server::new(AdminService::new(handle))
+        .shutdown_timeout(std::time::Duration::from_secs(2))
+        .serve(listener, shutdown)
+        .await
+}
+
+const INDEX: &str = "rr-proxy admin\n\
+GET    /stats                      counters as JSON\n\
+GET    /metrics                    counters in the Prometheus text format\n\
+GET    /backends/{addr}            one backend as JSON\n\
+POST   /backends/{addr}/drain      stop sending new requests to a backend\n\
+POST   /backends/{addr}/enable     put a drained backend back into rotation\n\
+POST   /backends/{addr}?weight=N   add a backend\n\
+DELETE /backends/{addr}            remove a backend\n";
+
+impl Service for AdminService {
+    async fn call(&self, req: Request<'_>) -> Response {
+        let head = req.head;
+        let method = head.method();
+        let path = head.path();
+        let read = matches!(method, Method::Get | Method::Head);
+        match path {
+            "/" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
+            "/stats" => only(read, "GET, HEAD", || json(200, stats_json(&self.handle.stats()))),
+            "/metrics" => only(read, "GET, HEAD", || {
+                Response::new(200)
+                    .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    .body(metrics_text(&self.handle.stats()))
+            }),
+            _ => match path.strip_prefix("/backends/") {
+                Some(rest) => self.backend_route(method, rest, head.query()),
+                None => Response::text(404, "not found\n"),
+            },
+        }
+    }
+}
+
+impl AdminService {
+    fn backend_route(&self, method: Method, rest: &str, query: Option<&str>) -> Response {
+        let (addr_text, action) = match rest.rsplit_once('/') {
+            Some((a, act)) => (a, Some(act)),
+            None => (rest, None),
+        };
+        let Some(addr) = parse_addr(addr_text) else {
+            return Response::text(400, "bad backend address: expected IP:PORT\n");
+        };
+        let h = &self.handle;
+        let result = match (method, action) {
+            (Method::Get | Method::Head, None) => h.backend(addr).map(|b| (200, b)),
+            (Method::Post, Some("drain")) => h.drain(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
+            (Method::Post, Some("enable")) => h.enable(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
+            (Method::Post | Method::Put, None) => {
+                let weight = match query.map(weight_param) {
+                    None => 1,
+                    Some(Some(w)) => w,
+                    Some(None) => return Response::text(400, "bad weight: expected weight=N with N >= 1\n"),
+                };
+                h.add_backend(addr, weight)
+                    .and_then(|()| h.backend(addr))
+                    .map(|b| (201, b))
+            }
+            (Method::Delete, None) => match h.backend(addr) {
+                Ok(b) => h.remove_backend(addr).map(|()| (200, b)),
+                Err(e) => Err(e),
+            },
+            (_, Some("drain" | "enable")) => {
+                return Response::text(405, "method not allowed\n").header("Allow", "POST")
+            }
+            (_, None) => {
+                return Response::text(405, "method not allowed\n")
+                    .header("Allow", "GET, HEAD, POST, PUT, DELETE")
+            }
+            (_, Some(_)) => return Response::text(404, "not found\n"),
+        };
+        match result {
+            Ok((status, b)) => json(status, backend_json(&b)),
+            Err(e @ ProxyError::UnknownBackend(_)) => Response::text(404, format!("{e}\n")),
+            Err(e @ ProxyError::DuplicateBackend(_)) => Response::text(409, format!("{e}\n")),
+            Err(e) => Response::text(400, format!("{e}\n")),
+        }
+    }
+}
+
+fn only(allowed: bool, allow: &'static str, f: impl FnOnce() -> Response) -> Response {
+    if allowed {
+        f()
+    } else {
+        Response::text(405, "method not allowed\n").header("Allow", allow)
+    }
+}
+
+fn json(status: u16, body: String) -> Response {
+    Response::new(status)
+        .header("Content-Type", "application/json")
+        .header("Cache-Control", "no-store")
+        .body(body)
+}
+
+fn weight_param(query: &str) -> Option<u32> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("weight="))
+        .and_then(|w| w.parse::<u32>().ok())
+        .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
+}
+
+/// `IP:PORT`, with `%5B`, `%5D` and `%3A` decoded.
+fn parse_addr(text: &str) -> Option<SocketAddr> {
+    if let Ok(a) = text.parse() {
+        return Some(a);
+    }
+    let decoded = text
+        .replace("%5B", "[")
+        .replace("%5b", "[")
+        .replace("%5D", "]")
+        .replace("%5d", "]")
+        .replace("%3A", ":")
+        .replace("%3a", ":");
+    decoded.parse().ok()
+}
+
+/// Escapes a string for a JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn write_backend(out: &mut String, b: &BackendStats) {
+    out.push_str("{\"addr\":");
+    json_str(out, &b.addr.to_string());
+    let _ = write!(
+        out,
+        ",\"weight\":{},\"state\":\"{}\",\"healthy\":{},\"draining\":{},\"requests\":{},\"failures\":{},\
+         \"active\":{},\"idle\":{},\"bytes_sent\":{},\"bytes_received\":{},\"connects\":{},\"reused\":{}}}",
+        b.weight,
+        b.state.as_str(),
+        b.healthy,
+        b.state == crate::BackendState::Draining,
+        b.requests,
+        b.failures,
+        b.active,
+        b.idle,
+        b.bytes_sent,
+        b.bytes_received,
+        b.connects,
+        b.reused,
+    );
+}
+
+fn backend_json(b: &BackendStats) -> String {
+    let mut out = String::with_capacity(256);
+    write_backend(&mut out, b);
+    out.push('\n');
+    out
+}
+
+/// The `/stats` document.
+pub(crate) fn stats_json(s: &ProxyStats) -> String {
+    let mut out = String::with_capacity(256 + 256 * s.backends.len());
+    out.push_str("{\"strategy\":");
+    json_str(&mut out, &s.strategy);
+    let _ = write!(
+        out,
+        ",\"mode\":\"{}\",\"requests\":{},\"no_backend\":{},\"retries\":{},\"bad_gateway\":{},\
+         \"gateway_timeout\":{},\"backends\":[",
+        s.mode.as_str(),
+        s.requests,
+        s.no_backend,
+        s.retries,
+        s.bad_gateway,
+        s.gateway_timeout
+    );
+    for (i, b) in s.backends.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_backend(&mut out, b);
+    }
+    out.push_str("]}\n");
+    out
+}
+
+/// The `/metrics` document (Prometheus text exposition format 0.0.4).
+pub(crate) fn metrics_text(s: &ProxyStats) -> String {
+    let mut out = String::with_capacity(1024 + 512 * s.backends.len());
+    let proxy: [(&str, &str, &str, u64); 5] = [
+        (
+            "rr_proxy_requests_total",
+            "counter",
+            "Requests (HTTP mode) or connections (TCP mode) received.",
+            s.requests,
+        ),
+        (
+            "rr_proxy_no_backend_total",
+            "counter",
+            "Requests answered 503 because no backend was available.",
+            s.no_backend,
+        ),
+        (
+            "rr_proxy_retries_total",
+            "counter",
+            "Extra attempts on another backend or connection.",
+            s.retries,
+        ),
+        (
+            "rr_proxy_bad_gateway_total",
+            "counter",
+            "Requests answered 502.",
+            s.bad_gateway,
+        ),
+        (
+            "rr_proxy_gateway_timeout_total",
+            "counter",
+            "Requests answered 504.",
+            s.gateway_timeout,
+        ),
+    ];
+    for (name, kind, help, v) in proxy {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    }
+    type Get = fn(&BackendStats) -> u64;
+    let per_backend: [(&str, &str, &str, Get); 9] = [
+        (
+            "rr_proxy_backend_requests_total",
+            "counter",
+            "Requests or connections sent to the backend.",
+            |b| b.requests,
+        ),
+        (
+            "rr_proxy_backend_failures_total",
+            "counter",
+            "Failed exchanges with the backend.",
+            |b| b.failures,
+        ),
+        (
+            "rr_proxy_backend_active",
+            "gauge",
+            "Requests or tunnels in progress on the backend.",
+            |b| b.active as u64,
+        ),
+        (
+            "rr_proxy_backend_idle_connections",
+            "gauge",
+            "Idle pooled connections to the backend.",
+            |b| b.idle as u64,
+        ),
+        (
+            "rr_proxy_backend_up",
+            "gauge",
+            "1 when the backend passes health checks.",
+            |b| u64::from(b.healthy),
+        ),
+        (
+            "rr_proxy_backend_draining",
+            "gauge",
+            "1 when the backend is drained.",
+            |b| u64::from(b.state == crate::BackendState::Draining),
+        ),
+        (
+            "rr_proxy_backend_sent_bytes_total",
+            "counter",
+            "Body bytes sent to the backend (TCP mode: all bytes).",
+            |b| b.bytes_sent,
+        ),
+        (
+            "rr_proxy_backend_received_bytes_total",
+            "counter",
+            "Body bytes received from the backend (TCP mode: all bytes).",
+            |b| b.bytes_received,
+        ),
+        (
+            "rr_proxy_backend_connections_total",
+            "counter",
+            "Connections opened to the backend.",
+            |b| b.connects,
+        ),
+    ];
+    for (name, kind, help, get) in per_backend {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for b in &s.backends {
+            let _ = writeln!(out, "{name}{{backend=\"{}\"}} {}", b.addr, get(b));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_weights() {
+        assert_eq!(parse_addr("127.0.0.1:80"), Some("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(parse_addr("%5B::1%5D:80"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_addr("nope"), None);
+        assert_eq!(weight_param("weight=3"), Some(3));
+        assert_eq!(weight_param("a=1&weight=0"), None);
+    }
+
+    #[test]
+    fn json_escapes() {
+        let mut s = String::new();
+        json_str(&mut s, "a\"b\\c\n");
+        assert_eq!(s, r#""a\"b\\c\u000a""#);
+    }
+}

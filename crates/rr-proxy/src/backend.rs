@@ -1,0 +1,405 @@
+//! A backend: address, weight, health, counters and its idle-connection pool.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::config::PassiveHealth;
+
+const ENABLED: u8 = 0;
+const DRAINING: u8 = 1;
+
+/// One server behind the proxy. Strategies see backends through the accessors;
+/// the proxy updates the counters as it forwards.
+#[derive(Debug)]
+pub struct Backend {
+    id: u64,
+    addr: SocketAddr,
+    label: Arc<str>,
+    weight: u32,
+    admin: AtomicU8,
+    healthy: AtomicBool,
+    removed: AtomicBool,
+    /// Failed exchanges in a row (passive health).
+    consecutive_failures: AtomicU32,
+    /// Passing / failing active probes in a row.
+    probe_passes: AtomicU32,
+    probe_fails: AtomicU32,
+    /// When a passively ejected backend may be tried again (ms since `epoch`), 0 if not ejected.
+    ejected_until_ms: AtomicU64,
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    connects: AtomicU64,
+    reused: AtomicU64,
+    /// Smooth weighted round-robin's running weight (used by [`Weighted`](crate::Weighted)).
+    pub(crate) wrr_current: AtomicI64,
+    pool: Mutex<Vec<Idle>>,
+}
+
+/// A pooled upstream connection (it holds no buffer while idle).
+#[derive(Debug)]
+pub(crate) struct Idle {
+    pub stream: TcpStream,
+    since: Instant,
+}
+
+/// Where a backend stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendState {
+    /// Receives new requests.
+    Healthy,
+    /// Failed its health checks or was ejected: receives nothing until it recovers.
+    Unhealthy,
+    /// Taken out of rotation by an operator: finishes what it has, receives nothing new.
+    Draining,
+}
+
+impl BackendState {
+    /// `"healthy"`, `"unhealthy"` or `"draining"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendState::Healthy => "healthy",
+            BackendState::Unhealthy => "unhealthy",
+            BackendState::Draining => "draining",
+        }
+    }
+}
+
+/// A snapshot of a backend's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Weight.
+    pub weight: u32,
+    /// Rotation state (draining wins over health).
+    pub state: BackendState,
+    /// Passes health checks (independently of draining).
+    pub healthy: bool,
+    /// Requests (HTTP mode) or connections (TCP mode) sent to it.
+    pub requests: u64,
+    /// Failed exchanges: refused or timed-out connects, timeouts, malformed responses.
+    pub failures: u64,
+    /// Requests or tunnels in progress.
+    pub active: usize,
+    /// Idle pooled connections.
+    pub idle: usize,
+    /// Body bytes sent to it (TCP mode: all bytes).
+    pub bytes_sent: u64,
+    /// Body bytes received from it (TCP mode: all bytes).
+    pub bytes_received: u64,
+    /// Connections opened to it.
+    pub connects: u64,
+    /// Requests sent over a reused pooled connection.
+    pub reused: u64,
+}
+
+impl Backend {
+    pub(crate) fn new(id: u64, addr: SocketAddr, weight: u32) -> Backend {
+        Backend {
+            id,
+            addr,
+            label: Arc::from(addr.to_string()),
+            weight,
+            admin: AtomicU8::new(ENABLED),
+            healthy: AtomicBool::new(true),
+            removed: AtomicBool::new(false),
+            consecutive_failures: AtomicU32::new(0),
+            probe_passes: AtomicU32::new(0),
+            probe_fails: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            wrr_current: AtomicI64::new(0),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A number unique among the backends of one proxy.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address as text (shared, for log lines).
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// The weight (1 or more).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Requests (or tunnels, or TCP connections) in progress.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// True when health checks pass.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// True when an operator drained it.
+    pub fn is_draining(&self) -> bool {
+        self.admin.load(Ordering::Relaxed) == DRAINING
+    }
+
+    /// True when it may receive new requests: healthy, not drained, not removed.
+    pub fn is_eligible(&self) -> bool {
+        self.is_healthy() && !self.is_draining() && !self.removed.load(Ordering::Relaxed)
+    }
+
+    /// The rotation state.
+    pub fn state(&self) -> BackendState {
+        if self.is_draining() {
+            BackendState::Draining
+        } else if self.is_healthy() {
+            BackendState::Healthy
+        } else {
+            BackendState::Unhealthy
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> BackendStats {
+        BackendStats {
+            addr: self.addr,
+            weight: self.weight,
+            state: self.state(),
+            healthy: self.is_healthy(),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            active: self.in_flight(),
+            idle: self.lock_pool().len(),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
+        }
+    }
+
+    // ---- counters ----
+
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_connect(&self) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_reuse(&self) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_sent(&self, n: u64) {
+        self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_received(&self, n: u64) {
+        self.bytes_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Marks one more exchange in progress until the guard is dropped.
+    pub(crate) fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    // ---- health ----
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Counts a failed exchange. True when this ejected the backend.
+    pub(crate) fn record_failure(&self, passive: &PassiveHealth) -> bool {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if passive.max_failures > 0
+            && n >= passive.max_failures
+            && self.healthy.swap(false, Ordering::Relaxed)
+        {
+            let until = self.now_ms() + passive.ejection.as_millis() as u64;
+            self.ejected_until_ms.store(until, Ordering::Relaxed);
+            self.probe_passes.store(0, Ordering::Relaxed);
+            tracing::warn!(backend = %self.addr, failures = n, "backend ejected after consecutive failures");
+            return true;
+        }
+        false
+    }
+
+    /// Counts a successful exchange.
+    pub(crate) fn record_success(&self) {
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Re-admits a passively ejected backend once its ejection time is over (used
+    /// when there are no active checks). True when it changed state.
+    pub(crate) fn maybe_readmit(&self, passive: &PassiveHealth) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 || self.is_healthy() || self.now_ms() < until {
+            return false;
+        }
+        self.ejected_until_ms.store(0, Ordering::Relaxed);
+        // Half-open: one more failure ejects it again.
+        self.consecutive_failures
+            .store(passive.max_failures.saturating_sub(1), Ordering::Relaxed);
+        self.healthy.store(true, Ordering::Relaxed);
+        tracing::info!(backend = %self.addr, "backend re-admitted after its ejection time");
+        true
+    }
+
+    /// Counts an active probe. True when the backend changed health.
+    pub(crate) fn record_probe(&self, passed: bool, rise: u32, fall: u32) -> bool {
+        if passed {
+            self.probe_fails.store(0, Ordering::Relaxed);
+            let n = self.probe_passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= rise.max(1) && !self.is_healthy() {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                self.ejected_until_ms.store(0, Ordering::Relaxed);
+                self.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(backend = %self.addr, "backend healthy: health checks pass");
+                return true;
+            }
+        } else {
+            self.probe_passes.store(0, Ordering::Relaxed);
+            let n = self.probe_fails.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= fall.max(1) && self.healthy.swap(false, Ordering::Relaxed) {
+                tracing::warn!(backend = %self.addr, "backend unhealthy: health checks fail");
+                self.clear_pool();
+                return true;
+            }
+        }
+        false
+    }
+
+    pub(crate) fn set_draining(&self, draining: bool) {
+        self.admin
+            .store(if draining { DRAINING } else { ENABLED }, Ordering::Relaxed);
+        if draining {
+            self.clear_pool();
+        }
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+        self.clear_pool();
+    }
+
+    // ---- pool ----
+
+    fn lock_pool(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // A panic while holding the lock cannot leave the Vec inconsistent.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection that is still open; the most recently used first. Connections past `idle_timeout`, closed by the backend, or with
+    /// unexpected bytes waiting are dropped on the way.
+    pub(crate) fn take_idle(&self, idle_timeout: Duration) -> Option<TcpStream> {
+        loop {
+            let idle = self.lock_pool().pop()?;
+            if idle.since.elapsed() >= idle_timeout {
+                // Everything older is expired too.
+                self.lock_pool().clear();
+                return None;
+            }
+            if is_open_and_quiet(&idle.stream) {
+                return Some(idle.stream);
+            }
+            tracing::debug!(backend = %self.addr, "pooled connection closed by the backend; replaced");
+        }
+    }
+
+    /// Returns a connection whose exchange ended cleanly. Dropped instead when the
+    /// pool is full or the backend no longer takes requests.
+    pub(crate) fn put_idle(&self, stream: TcpStream, max_idle: usize) {
+        if !self.is_eligible() {
+            return;
+        }
+        quiesce(&stream);
+        let mut pool = self.lock_pool();
+        if pool.len() < max_idle {
+            pool.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes pooled connections idle for `idle_timeout` or longer.
+    pub(crate) fn sweep_pool(&self, idle_timeout: Duration) {
+        self.lock_pool().retain(|i| i.since.elapsed() < idle_timeout);
+    }
+
+    /// Closes every pooled connection.
+    pub(crate) fn clear_pool(&self) {
+        self.lock_pool().clear();
+    }
+}
+
+/// True when nothing is waiting to be read: the peer has not closed the
+/// connection and has not sent anything unasked.
+///
+/// [`quiesce`] cleared the connection's read readiness when it went idle, so
+/// without a readiness event since then nothing arrived and no system call is
+/// needed; after an event (data, or the backend's FIN), one non-blocking read tells.
+fn is_open_and_quiet(s: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match s.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(s.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Forgets the read readiness left over from reading the last response (without
+/// a system call), so that the next readiness event means new bytes or a close.
+/// Readiness for "closed" is kept by tokio.
+fn quiesce(s: &TcpStream) {
+    let _ = s.try_io(Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
+}
+
+/// An exchange in progress on a backend (see [`Backend::in_flight`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    pub(crate) fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

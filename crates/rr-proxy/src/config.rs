@@ -1,0 +1,233 @@
+//! Settings: mode, timeouts, health checks, connection pool, backend specifications.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::SpecError;
+
+/// What the proxy balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Layer 7 (default): each HTTP request goes to the next backend, over pooled
+    /// keep-alive connections.
+    #[default]
+    Http,
+    /// Layer 4: each accepted TCP connection goes to the next backend and bytes are
+    /// copied both ways unchanged.
+    Tcp,
+}
+
+impl Mode {
+    /// `"http"` or `"tcp"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "http" => Ok(Mode::Http),
+            "tcp" => Ok(Mode::Tcp),
+            other => Err(format!("unknown mode {other:?}: expected http or tcp")),
+        }
+    }
+}
+
+/// Every wait the proxy does on a backend, each bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to a backend. Default 3 s; on expiry the next
+    /// backend is tried.
+    pub connect: Duration,
+    /// From the end of the forwarded request to the end of the backend's response
+    /// head. Default 30 s; on expiry the client gets 504.
+    pub response: Duration,
+    /// Longest pause while streaming a body to or from a backend (no bytes moving).
+    /// Default 30 s; on expiry the exchange is aborted.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            response: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Upstream keep-alive connection pool, per backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most idle connections kept per backend. Default 128; 0 disables pooling.
+    pub max_idle: usize,
+    /// How long an idle connection is kept. Default 30 s: shorter than the idle
+    /// timeouts of common servers (nginx 75 s, HAProxy 50 s), so the proxy closes
+    /// first in the usual case. A connection the backend closed sooner is noticed
+    /// before reuse and replaced.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_idle: 128,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Active health checks: each backend is probed every `interval`.
+///
+/// A probe is `GET path HTTP/1.1` on a fresh connection (or, with `tcp_only`, just
+/// a connect); it passes when the status is in `expect` within `timeout`. A backend
+/// becomes unhealthy after `fall` failed probes in a row and healthy again after
+/// `rise` passing probes in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Time between probes. Default 2 s.
+    pub interval: Duration,
+    /// Longest a probe may take. Default 1 s.
+    pub timeout: Duration,
+    /// Path probed. Default `/`.
+    pub path: String,
+    /// Statuses that pass. Default 200–399.
+    pub expect: RangeInclusive<u16>,
+    /// Passing probes in a row that make a backend healthy. Default 2.
+    pub rise: u32,
+    /// Failing probes in a row that make a backend unhealthy. Default 3.
+    pub fall: u32,
+    /// Probe with a TCP connect only (for TCP mode with non-HTTP backends). Default false.
+    pub tcp_only: bool,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            path: "/".to_owned(),
+            expect: 200..=399,
+            rise: 2,
+            fall: 3,
+            tcp_only: false,
+        }
+    }
+}
+
+/// Passive health: a backend is ejected after consecutive failed exchanges
+/// (refused or timed-out connects, response timeouts, malformed responses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Consecutive failures that eject a backend. Default 3; 0 disables ejection.
+    pub max_failures: u32,
+    /// How long an ejected backend is left out when there are no active checks
+    /// (with active checks, it comes back after `rise` passing probes). Default 10 s.
+    pub ejection: Duration,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        PassiveHealth {
+            max_failures: 3,
+            ejection: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A backend as given on the command line: `ADDR` or `ADDR=WEIGHT`.
+///
+/// ```
+/// use rr_proxy::BackendSpec;
+/// let spec: BackendSpec = "127.0.0.1:9002=3".parse().unwrap();
+/// assert_eq!(spec.addr.port(), 9002);
+/// assert_eq!(spec.weight, 3);
+/// assert!("127.0.0.1:9002=0".parse::<BackendSpec>().is_err());
+/// assert!("nonsense".parse::<BackendSpec>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// The backend's address.
+    pub addr: SocketAddr,
+    /// Its weight (1 when not given).
+    pub weight: u32,
+}
+
+/// The largest weight accepted.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+impl FromStr for BackendSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, weight) = match s.rsplit_once('=') {
+            Some((a, w)) => {
+                let weight = w
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| SpecError::BadWeight(w.to_owned()))?;
+                (a, weight)
+            }
+            None => (s, 1),
+        };
+        let addr = match addr.parse::<SocketAddr>() {
+            Ok(a) => a,
+            // HOST:PORT: resolved once, now (the first address wins).
+            Err(_) if addr.contains(':') => addr
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| SpecError::BadAddress(addr.to_owned()))?,
+            Err(_) => return Err(SpecError::BadAddress(addr.to_owned())),
+        };
+        if addr.port() == 0 {
+            return Err(SpecError::BadAddress(s.to_owned()));
+        }
+        Ok(BackendSpec { addr, weight })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_specs() {
+        let ok = |s: &str| s.parse::<BackendSpec>().unwrap();
+        assert_eq!(ok("127.0.0.1:80").weight, 1);
+        assert_eq!(ok("127.0.0.1:80=7").weight, 7);
+        assert_eq!(ok("[::1]:80=2").addr, "[::1]:80".parse().unwrap());
+        assert_eq!(ok("localhost:8080").addr.port(), 8080);
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:0",
+            "127.0.0.1:99999",
+            "127.0.0.1:80=",
+            "127.0.0.1:80=-1",
+            "127.0.0.1:80=x",
+            "127.0.0.1:80=0",
+            "127.0.0.1:80=1000001",
+            "=3",
+        ] {
+            assert!(bad.parse::<BackendSpec>().is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!("tcp".parse::<Mode>(), Ok(Mode::Tcp));
+        assert!("udp".parse::<Mode>().is_err());
+    }
+}

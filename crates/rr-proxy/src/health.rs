@@ -1,0 +1,121 @@
+//! The health checker: active probes, re-admission after passive ejection, and
+//! sweeping expired pooled connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_core::{parse_response, Limits, Method, ShutdownSignal};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::backend::Backend;
+use crate::config::HealthCheck;
+use crate::proxy::Shared;
+
+/// How often pools are swept and ejections expire when there are no active checks.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown` fires.
+pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+    let tick = match &shared.config.health {
+        Some(h) => h.interval.min(MAINTENANCE_TICK.max(h.interval / 4)),
+        None => MAINTENANCE_TICK,
+    };
+    let probe_every = shared.config.health.as_ref().map(|h| h.interval);
+    let mut last_probe: Option<tokio::time::Instant> = None;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shutdown.triggered() => return,
+        }
+        let all = shared.all();
+        let mut changed = false;
+        for b in all.iter() {
+            b.sweep_pool(shared.config.pool.idle_timeout);
+        }
+        match (&shared.config.health, probe_every) {
+            (Some(check), Some(every)) => {
+                let due = last_probe.is_none_or(|t| t.elapsed() >= every);
+                if due {
+                    last_probe = Some(tokio::time::Instant::now());
+                    let mut probes = JoinSet::new();
+                    for b in all.iter() {
+                        let (b, check) = (b.clone(), check.clone());
+                        let limits = shared.config.limits.clone();
+                        probes.spawn(async move {
+                            let passed = probe(&b, &check, &limits).await;
+                            b.record_probe(passed, check.rise, check.fall)
+                        });
+                    }
+                    let wait = async {
+                        while let Some(r) = probes.join_next().await {
+                            changed |= r.unwrap_or(false);
+                        }
+                    };
+                    tokio::select! {
+                        () = wait => {}
+                        () = shutdown.triggered() => return,
+                    }
+                }
+            }
+            _ => {
+                for b in all.iter() {
+                    changed |= b.maybe_readmit(&shared.config.passive);
+                }
+            }
+        }
+        if changed {
+            shared.refresh();
+        }
+    }
+}
+
+/// One probe: true when the backend answered in time with an expected status.
+async fn probe(b: &Backend, check: &HealthCheck, limits: &Limits) -> bool {
+    let r = tokio::time::timeout(check.timeout, probe_inner(b, check, limits)).await;
+    match r {
+        Ok(Ok(())) => true,
+        Ok(Err(why)) => {
+            tracing::debug!(backend = %b.addr(), why, "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(backend = %b.addr(), "health check timed out");
+            false
+        }
+    }
+}
+
+async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), &'static str> {
+    let mut s = TcpStream::connect(b.addr()).await.map_err(|_| "connect failed")?;
+    if check.tcp_only {
+        return Ok(());
+    }
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rr-proxy-health-check\r\nConnection: close\r\n\r\n",
+        check.path,
+        b.addr()
+    );
+    s.write_all(req.as_bytes()).await.map_err(|_| "write failed")?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let n = s.read_buf(&mut buf).await.map_err(|_| "read failed")?;
+        match parse_response(&buf, Method::Get, limits) {
+            Ok(Some(p)) => {
+                let len = p.len();
+                let head = p.into_head(bytes::Bytes::copy_from_slice(&buf[..len]));
+                return if check.expect.contains(&head.status()) {
+                    Ok(())
+                } else {
+                    Err("unexpected status")
+                };
+            }
+            Ok(None) if n > 0 => continue,
+            Ok(None) => return Err("closed before a response"),
+            Err(_) => return Err("malformed response"),
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The builder, the proxy, its shared state and the run-time handle.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http_core::{Limits, Server, ShutdownSignal};
+use tokio::net::TcpListener;
+
+use crate::backend::Backend;
+use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
+use crate::forward::ProxyService;
+use crate::strategy::{RoundRobin, Strategy};
+use crate::{BackendStats, ProxyError};
+
+/// Everything fixed when the proxy is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub mode: Mode,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub pool: PoolConfig,
+    pub health: Option<HealthCheck>,
+    pub passive: PassiveHealth,
+    pub max_attempts: usize,
+    pub retry_after: u64,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Proxy-wide counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub requests: AtomicU64,
+    pub no_backend: AtomicU64,
+    pub retries: AtomicU64,
+    pub bad_gateway: AtomicU64,
+    pub gateway_timeout: AtomicU64,
+}
+
+/// State shared by the serving tasks, the health checker and every handle.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub strategy: Box<dyn Strategy>,
+    /// Every backend, in the order added.
+    all: RwLock<Arc<[Arc<Backend>]>>,
+    /// The backends that may take new requests, in the order added.
+    eligible: RwLock<Arc<[Arc<Backend>]>>,
+    next_id: AtomicU64,
+    pub counters: Counters,
+}
+
+impl Shared {
+    /// The backends that may take new requests now.
+    pub fn eligible(&self) -> Arc<[Arc<Backend>]> {
+        self.eligible.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every backend.
+    pub fn all(&self) -> Arc<[Arc<Backend>]> {
+        self.all.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Recomputes the eligible set after a health or admin change.
+    pub fn refresh(&self) {
+        let all = self.all();
+        let eligible: Arc<[Arc<Backend>]> = all.iter().filter(|b| b.is_eligible()).cloned().collect();
+        *self.eligible.write().unwrap_or_else(|e| e.into_inner()) = eligible;
+    }
+
+    /// Picks a backend for a request, skipping those `tried` already.
+    pub fn pick(&self, tried: impl Fn(u64) -> bool) -> Option<Arc<Backend>> {
+        let eligible = self.eligible();
+        if eligible.is_empty() {
+            return None;
+        }
+        let first = self.strategy.pick(&eligible) % eligible.len();
+        (0..eligible.len())
+            .map(|k| &eligible[(first + k) % eligible.len()])
+            .find(|b| !tried(b.id()))
+            .cloned()
+    }
+
+    /// Counts a failed exchange on `backend`, ejecting it when it failed too often.
+    pub fn failure(&self, backend: &Backend) {
+        if backend.record_failure(&self.config.passive) {
+            backend.clear_pool();
+            self.refresh();
+        }
+    }
+
+    fn find(&self, addr: SocketAddr) -> Result<Arc<Backend>, ProxyError> {
+        self.all()
+            .iter()
+            .find(|b| b.addr() == addr)
+            .cloned()
+            .ok_or(ProxyError::UnknownBackend(addr))
+    }
+}
+
+/// Builds a [`Proxy`]. Every setting has a documented default; only backends are required.
+///
+/// ```
+/// use std::time::Duration;
+/// use rr_proxy::{HealthCheck, Proxy, Weighted};
+///
+/// let proxy = Proxy::builder()
+///     .backend("127.0.0.1:9002".parse().unwrap(), 3)
+///     .backend("127.0.0.1:9003".parse().unwrap(), 1)
+///     .strategy(Weighted::new())
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Duration::from_secs(10))
+///     .health_check(HealthCheck { path: "/healthz".into(), ..HealthCheck::default() })
+///     .build()
+///     .unwrap();
+/// assert_eq!(proxy.handle().backends().len(), 2);
+/// ```
+pub struct ProxyBuilder {
+    backends: Vec<(SocketAddr, u32)>,
+    strategy: Box<dyn Strategy>,
+    config: Config,
+}
+
+impl std::fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("backends", &self.backends)
+            .field("strategy", &self.strategy.name())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        ProxyBuilder {
+            backends: Vec::new(),
+            strategy: Box::new(RoundRobin::new()),
+            config: Config {
+                mode: Mode::Http,
+                timeouts: Timeouts::default(),
+                limits: Limits::default(),
+                pool: PoolConfig::default(),
+                health: None,
+                passive: PassiveHealth::default(),
+                max_attempts: 3,
+                retry_after: 1,
+                max_connections: 25_000,
+                shutdown_timeout: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
+impl ProxyBuilder {
+    /// Adds a backend with a weight (1 or more; only [`Weighted`](crate::Weighted) uses it).
+    pub fn backend(mut self, addr: SocketAddr, weight: u32) -> Self {
+        self.backends.push((addr, weight));
+        self
+    }
+
+    /// Adds several backends.
+    pub fn backends(mut self, list: impl IntoIterator<Item = (SocketAddr, u32)>) -> Self {
+        self.backends.extend(list);
+        self
+    }
+
+    /// Sets the strategy. Default [`RoundRobin`].
+    pub fn strategy(mut self, strategy: impl Strategy) -> Self {
+        self.strategy = Box::new(strategy);
+        self
+    }
+
+    /// Sets a boxed strategy (e.g. from [`StrategyKind::build`](crate::StrategyKind::build)).
+    pub fn strategy_boxed(mut self, strategy: Box<dyn Strategy>) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// HTTP (default) or TCP balancing.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Sets all backend timeouts at once. Default [`Timeouts::default`].
+    pub fn timeouts(mut self, t: Timeouts) -> Self {
+        self.config.timeouts = t;
+        self
+    }
+
+    /// Backend connect timeout. Default 3 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.timeouts.connect = d;
+        self
+    }
+
+    /// Wait for a backend's response head. Default 30 s (then 504).
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.config.timeouts.response = d;
+        self
+    }
+
+    /// Longest pause while streaming a body to or from a backend. Default 30 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.timeouts.idle = d;
+        self
+    }
+
+    /// Limits applied to clients (sizes, client-side timeouts). Default [`Limits::default`];
+    /// its sizes also bound backend response heads.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Upstream connection pool. Default [`PoolConfig::default`].
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.config.pool = pool;
+        self
+    }
+
+    /// Turns on active health checks. Default: off (passive ejection only).
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.config.health = Some(check);
+        self
+    }
+
+    /// Passive ejection settings. Default [`PassiveHealth::default`].
+    pub fn passive_health(mut self, passive: PassiveHealth) -> Self {
+        self.config.passive = passive;
+        self
+    }
+
+    /// Most backends tried for one request when connecting fails. Default 3 (at least 1).
+    pub fn max_attempts(mut self, n: usize) -> Self {
+        self.config.max_attempts = n.max(1);
+        self
+    }
+
+    /// `Retry-After` seconds sent with 503 when no backend is available. Default 1.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.config.retry_after = secs;
+        self
+    }
+
+    /// Most client connections served at once. Default 25 000.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n.max(1);
+        self
+    }
+
+    /// How long in-flight work may take to finish after shutdown begins. Default 10 s.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.config.shutdown_timeout = d;
+        self
+    }
+
+    /// Checks the settings and builds the proxy.
+    pub fn build(self) -> Result<Proxy, ProxyError> {
+        if self.backends.is_empty() {
+            return Err(ProxyError::NoBackends);
+        }
+        if self.config.timeouts.connect.is_zero()
+            || self.config.timeouts.response.is_zero()
+            || self.config.timeouts.idle.is_zero()
+        {
+            return Err(ProxyError::InvalidConfig("timeouts must be longer than zero"));
+        }
+        if let Some(h) = &self.config.health {
+            if h.interval.is_zero() || h.timeout.is_zero() {
+                return Err(ProxyError::InvalidConfig(
+                    "health-check interval and timeout must be longer than zero",
+                ));
+            }
+            if !h.path.starts_with('/') || !h.path.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ProxyError::InvalidConfig(
+                    "health-check path must start with / and hold no spaces or control bytes",
+                ));
+            }
+        }
+        let mut list: Vec<Arc<Backend>> = Vec::with_capacity(self.backends.len());
+        for (i, (addr, weight)) in self.backends.iter().enumerate() {
+            check_weight(*addr, *weight)?;
+            if list.iter().any(|b| b.addr() == *addr) {
+                return Err(ProxyError::DuplicateBackend(*addr));
+            }
+            list.push(Arc::new(Backend::new(i as u64, *addr, *weight)));
+        }
+        let all: Arc<[Arc<Backend>]> = list.into();
+        let shared = Arc::new(Shared {
+            config: self.config,
+            strategy: self.strategy,
+            eligible: RwLock::new(all.clone()),
+            next_id: AtomicU64::new(all.len() as u64),
+            all: RwLock::new(all),
+            counters: Counters::default(),
+        });
+        Ok(Proxy { shared })
+    }
+}
+
+fn check_weight(addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
+    if weight == 0 || weight > MAX_WEIGHT {
+        return Err(ProxyError::ZeroWeight(addr));
+    }
+    Ok(())
+}
+
+/// A load balancer ready to serve. Build it with [`Proxy::builder`], keep a
+/// [`ProxyHandle`] for stats and run-time changes, then [`serve`](Proxy::serve).
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("mode", &self.shared.config.mode)
+            .field("backends", &self.shared.all().len())
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// A builder with every default.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// A handle for stats and run-time changes; cheap to clone, usable from any thread.
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves clients accepted on `listener` until `shutdown` resolves, then stops
+    /// accepting, lets in-flight requests finish (within the shutdown timeout) and
+    /// returns. Runs the health checker meanwhile. HTTP mode serves through
+    /// [`http_core::Server`]; TCP mode copies bytes per connection.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let (trigger, signal) = ShutdownSignal::new();
+        // The checker stops with the proxy, also when this future is dropped.
+        let mut health = AbortOnDrop(tokio::spawn(crate::health::run(self.shared.clone(), signal)));
+        let config = &self.shared.config;
+        let result = match config.mode {
+            Mode::Http => {
+                let service = ProxyService::new(self.shared.clone());
+                Server::new(service)
+                    .limits(config.limits.clone())
+                    .max_connections(config.max_connections)
+                    .shutdown_timeout(config.shutdown_timeout)
+                    .serve(listener, shutdown)
+                    .await
+            }
+            Mode::Tcp => crate::tcp::serve(self.shared.clone(), listener, shutdown).await,
+        };
+        trigger.trigger();
+        let _ = (&mut health.0).await;
+        result
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Proxy-wide counters and every backend's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// The strategy's name.
+    pub strategy: String,
+    /// `http` or `tcp`.
+    pub mode: Mode,
+    /// Requests (HTTP mode) or connections (TCP mode) received.
+    pub requests: u64,
+    /// Requests answered 503 because no backend was available.
+    pub no_backend: u64,
+    /// Extra attempts made on another backend or connection.
+    pub retries: u64,
+    /// Requests answered 502.
+    pub bad_gateway: u64,
+    /// Requests answered 504.
+    pub gateway_timeout: u64,
+    /// Each backend, in the order added.
+    pub backends: Vec<BackendStats>,
+}
+
+/// Reads stats and changes the backends of a running (or not yet running) proxy.
+///
+/// ```
+/// let proxy = rr_proxy::Proxy::builder()
+///     .backend("127.0.0.1:9002".parse().unwrap(), 1)
+///     .build()
+///     .unwrap();
+/// let handle = proxy.handle();
+/// handle.add_backend("127.0.0.1:9003".parse().unwrap(), 1).unwrap();
+/// handle.drain("127.0.0.1:9002".parse().unwrap()).unwrap();
+/// let stats = handle.stats();
+/// assert_eq!(stats.backends.len(), 2);
+/// assert_eq!(stats.backends[0].state, rr_proxy::BackendState::Draining);
+/// ```
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle").finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// Proxy-wide and per-backend counters.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.shared.counters;
+        ProxyStats {
+            strategy: self.shared.strategy.name().to_owned(),
+            mode: self.shared.config.mode,
+            requests: c.requests.load(Ordering::Relaxed),
+            no_backend: c.no_backend.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            bad_gateway: c.bad_gateway.load(Ordering::Relaxed),
+            gateway_timeout: c.gateway_timeout.load(Ordering::Relaxed),
+            backends: self.backends(),
+        }
+    }
+
+    /// Each backend's counters, in the order added.
+    pub fn backends(&self) -> Vec<BackendStats> {
+        self.shared.all().iter().map(|b| b.stats()).collect()
+    }
+
+    /// One backend's counters.
+    pub fn backend(&self, addr: SocketAddr) -> Result<BackendStats, ProxyError> {
+        Ok(self.shared.find(addr)?.stats())
+    }
+
+    /// Adds a backend; it takes requests at once (healthy until checks say otherwise).
+    pub fn add_backend(&self, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
+        check_weight(addr, weight)?;
+        {
+            let mut all = self.shared.all.write().unwrap_or_else(|e| e.into_inner());
+            if all.iter().any(|b| b.addr() == addr) {
+                return Err(ProxyError::DuplicateBackend(addr));
+            }
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let mut list: Vec<Arc<Backend>> = all.to_vec();
+            list.push(Arc::new(Backend::new(id, addr, weight)));
+            *all = list.into();
+        }
+        self.shared.refresh();
+        tracing::info!(backend = %addr, weight, "backend added");
+        Ok(())
+    }
+
+    /// Removes a backend: it gets no new requests, its idle connections close, and
+    /// requests in progress on it finish.
+    pub fn remove_backend(&self, addr: SocketAddr) -> Result<(), ProxyError> {
+        {
+            let mut all = self.shared.all.write().unwrap_or_else(|e| e.into_inner());
+            let Some(pos) = all.iter().position(|b| b.addr() == addr) else {
+                return Err(ProxyError::UnknownBackend(addr));
+            };
+            all[pos].mark_removed();
+            let mut list: Vec<Arc<Backend>> = all.to_vec();
+            list.remove(pos);
+            *all = list.into();
+        }
+        self.shared.refresh();
+        tracing::info!(backend = %addr, "backend removed");
+        Ok(())
+    }
+
+    /// Drains a backend: no new requests; requests in progress finish; pooled
+    /// connections close.
+    pub fn drain(&self, addr: SocketAddr) -> Result<(), ProxyError> {
+        self.shared.find(addr)?.set_draining(true);
+        self.shared.refresh();
+        tracing::info!(backend = %addr, "backend draining");
+        Ok(())
+    }
+
+    /// Puts a drained backend back into rotation (if it is healthy).
+    pub fn enable(&self, addr: SocketAddr) -> Result<(), ProxyError> {
+        self.shared.find(addr)?.set_draining(false);
+        self.shared.refresh();
+        tracing::info!(backend = %addr, "backend enabled");
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! What crosses the proxy: headers (hop-by-hop, X-Forwarded-*, Via, Host) and
+//! body framing in both directions.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+
+#[test]
+fn request_hop_by_hop_and_connection_named_headers_are_removed() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let req = "GET /h?q=1 HTTP/1.1\r\n\
+        Host: example.com:8080\r\n\
+        Connection: keep-alive, X-Private, x-other\r\n\
+        X-Private: secret\r\n\
+        X-Other: secret too\r\n\
+        Keep-Alive: timeout=5\r\n\
+        Proxy-Connection: keep-alive\r\n\
+        TE: trailers\r\n\
+        Trailer: X-Sum\r\n\
+        Upgrade: h2c\r\n\
+        X-Normal: yes\r\n\
+        \r\n";
+    let out = raw_one(proxy.addr, req);
+    assert_eq!(status_of(&out), 200, "{out}");
+    let seen = &b.rec.seen()[0];
+    assert_eq!(seen.target, "/h?q=1");
+    assert_eq!(seen.version, "HTTP/1.1");
+    assert_eq!(seen.header("Host"), Some("example.com:8080"));
+    assert_eq!(seen.header("X-Normal"), Some("yes"));
+    for gone in [
+        "Connection",
+        "X-Private",
+        "X-Other",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Upgrade",
+        "Transfer-Encoding",
+    ] {
+        assert!(
+            seen.header(gone).is_none(),
+            "{gone} was forwarded: {:?}",
+            seen.headers
+        );
+    }
+}
+
+/// One request on a fresh connection; reads one Content-Length response.
+fn raw_one(addr: std::net::SocketAddr, req: &str) -> String {
+    let mut req = req.to_owned();
+    if !req.contains("Connection: close") && !req.contains("HTTP/1.0") {
+        // Let the proxy close after answering so `raw` returns promptly.
+        req = req.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+        // A second Connection line is fine: tokens accumulate.
+    }
+    raw(addr, req.as_bytes())
+}
+
+#[test]
+fn forwarded_headers_are_appended_and_overwritten() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let agent = agent();
+    let r = agent
+        .get(&proxy.url("/xf"))
+        .set("Host", "site.example")
+        .set("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+        .set("X-Forwarded-Proto", "https")
+        .set("X-Forwarded-Host", "evil.example")
+        .set("Via", "1.0 earlier")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = &b.rec.seen()[0];
+    assert_eq!(
+        seen.headers_named("X-Forwarded-For"),
+        ["203.0.113.7, 10.0.0.1, 127.0.0.1"]
+    );
+    assert_eq!(seen.headers_named("X-Forwarded-Proto"), ["http"]);
+    assert_eq!(seen.headers_named("X-Forwarded-Host"), ["site.example"]);
+    assert_eq!(seen.headers_named("Via"), ["1.0 earlier, 1.1 rr-proxy"]);
+    assert_eq!(seen.header("Host"), Some("site.example"));
+
+    // Without earlier values: set fresh.
+    get(&agent, &proxy.url("/xf2"));
+    let seen = &b.rec.seen()[1];
+    assert_eq!(seen.headers_named("X-Forwarded-For"), ["127.0.0.1"]);
+    assert_eq!(seen.headers_named("Via"), ["1.1 rr-proxy"]);
+    assert_eq!(seen.headers_named("X-Forwarded-Host"), [proxy.addr.to_string()]);
+}
+
+#[test]
+fn response_hop_by_hop_headers_are_removed() {
+    let rt = runtime();
+    let raw_backend = RawBackend::start(
+        &rt,
+        b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: hidden\r\nKeep-Alive: timeout=5\r\n\
+Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    let proxy = TestProxy::start(&rt, rr_proxy::Proxy::builder().backend(raw_backend.addr, 1));
+    let r = get(&agent(), &proxy.url("/"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok");
+    assert_eq!(r.header("X-Kept"), Some("yes"));
+    for gone in ["X-Secret", "Keep-Alive", "Proxy-Connection", "Upgrade"] {
+        assert!(
+            r.header(gone).is_none(),
+            "{gone} reached the client: {:?}",
+            r.headers
+        );
+    }
+    // The backend's own hop-by-hop headers on an http-core backend, too.
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let r = get(&agent(), &proxy.url("/hop"));
+    assert_eq!(r.header("X-Kept"), Some("yes"));
+    assert!(r.header("Keep-Alive").is_none() && r.header("Upgrade").is_none());
+    assert!(r.header("Proxy-Connection").is_none());
+}
+
+#[test]
+fn chunked_request_passes_as_chunked_and_lengths_stay() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let out = raw(
+        proxy.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    );
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert!(out.ends_with("\r\n\r\nhello world"), "{out}");
+    let seen = &b.rec.seen()[0];
+    assert_eq!(seen.header("Transfer-Encoding"), Some("chunked"));
+    assert!(seen.header("Content-Length").is_none());
+    assert_eq!(seen.body, b"hello world");
+
+    // Content-Length bodies keep their length (duplicates normalised to one line).
+    let out = raw(
+        proxy.addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde",
+    );
+    assert_eq!(status_of(&out), 200, "{out}");
+    let seen = &b.rec.seen()[1];
+    assert_eq!(seen.headers_named("Content-Length"), ["5"]);
+    assert!(seen.header("Transfer-Encoding").is_none());
+    assert_eq!(seen.body, b"abcde");
+}
+
+#[test]
+fn streamed_chunked_upload_larger_than_the_prefetch() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    // ureq sends a reader as chunked.
+    let r = agent()
+        .post(&proxy.url("/echo"))
+        .send(std::io::Cursor::new(body.clone()))
+        .unwrap();
+    let mut echoed = Vec::new();
+    r.into_reader().read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed == body);
+    assert_eq!(b.rec.seen()[0].header("Transfer-Encoding"), Some("chunked"));
+}
+
+#[test]
+fn http10_client_gets_a_dechunked_close_delimited_body() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let out = raw(proxy.addr, b"GET /chunked?n=100000 HTTP/1.0\r\n\r\n");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(!head.contains("Transfer-Encoding"), "{head}");
+    assert!(head.contains("Connection: close"), "{head}");
+    assert_eq!(body.len(), 100_000);
+    assert!(body.bytes().all(|c| c == b'z'));
+    // The backend got an HTTP/1.1 request with a Host.
+    let seen = &b.rec.seen()[0];
+    assert_eq!(seen.version, "HTTP/1.1");
+    assert_eq!(seen.header("Host"), Some(b.addr.to_string().as_str()));
+
+    // An HTTP/1.1 client gets the same body chunked.
+    let r = get(&agent(), &proxy.url("/chunked?n=100000"));
+    assert_eq!(r.body.len(), 100_000);
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+}
+
+#[test]
+fn head_and_bodiless_responses_keep_their_framing() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let agent = agent();
+    let r = call(&agent, "HEAD", &proxy.url("/big?n=12345"), None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some("12345"));
+    assert!(r.body.is_empty());
+    // The pooled connection stays usable after HEAD.
+    for _ in 0..3 {
+        let r = get(&agent, &proxy.url("/big?n=10"));
+        assert_eq!(r.body, b"zzzzzzzzzz");
+    }
+    let stats = proxy.handle.stats();
+    assert_eq!(stats.backends[0].connects, 1, "{stats:?}");
+    assert_eq!(stats.backends[0].reused, 3);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let rt = runtime();
+    let bs: Vec<TestBackend> = (0..2)
+        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
+        .collect();
+    let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
+    let mut req = String::new();
+    for i in 0..6 {
+        req.push_str(&format!("GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    req.push_str("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let out = raw(proxy.addr, req.as_bytes());
+    let mut pos = 0;
+    for i in 0..6 {
+        let needle = format!("b{} /p{i}\n", i % 2);
+        let at = out[pos..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{needle:?} in {out}"));
+        pos += at;
+    }
+    assert!(out.ends_with("/last\n"), "{out}");
+}
