@@ -60,6 +60,7 @@ pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| BufferedStderr)
+        .with_ansi(false)
         .event_format(logfmt::LineFormat)
         .init();
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The event format used by every binary.
@@ -24,7 +24,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         write_timestamp(&mut w)?;
         let level = match *event.metadata().level() {
             Level::ERROR => " ERROR ",
@@ -34,6 +34,19 @@ where
             Level::TRACE => " TRACE ",
         };
         w.write_str(level)?;
+        // The spans the event happened in, outermost first: `backend{id=backend-9002}: `.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                w.write_str(span.name())?;
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(w, "{{{fields}}}")?;
+                    }
+                }
+                w.write_str(": ")?;
+            }
+        }
         let mut visitor = Fields {
             w: &mut w,
             result: Ok(()),

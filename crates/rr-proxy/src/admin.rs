@@ -64,7 +64,14 @@ pub async fn serve_admin(
         .await
 }
 
+/// The live status page served at `/`: per backend its state, counters and share
+/// of requests, refreshed from `/stats`, with drain and enable buttons. Everything
+/// is inline: the page loads nothing from anywhere else.
+const STATUS_PAGE: &str = include_str!("status.html");
+
 const INDEX: &str = "rr-proxy admin\n\
+GET    /                           live status page (HTML)\n\
+GET    /help                       this list\n\
 GET    /stats                      counters as JSON\n\
 GET    /metrics                    counters in the Prometheus text format\n\
 GET    /backends/{addr}            one backend as JSON\n\
@@ -80,7 +87,14 @@ impl Service for AdminService {
         let path = head.path();
         let read = matches!(method, Method::Get | Method::Head);
         match path {
-            "/" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
+            "/" => only(read, "GET, HEAD", || {
+                Response::new(200)
+                    .header("Content-Type", "text/html; charset=utf-8")
+                    .header("Cache-Control", "no-cache")
+                    .header("X-Content-Type-Options", "nosniff")
+                    .body(STATUS_PAGE)
+            }),
+            "/help" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
             "/stats" => only(read, "GET, HEAD", || json(200, stats_json(&self.handle.stats()))),
             "/metrics" => only(read, "GET, HEAD", || {
                 Response::new(200)

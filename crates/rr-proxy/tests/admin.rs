@@ -81,7 +81,18 @@ fn stats_and_metrics() {
         let (_, value) = line.rsplit_once(' ').unwrap();
         value.parse::<f64>().unwrap();
     }
-    assert_eq!(get(&agent, &admin.url("/")).status, 200);
+    // `/` is the live status page: HTML that renders `/stats` and drains/enables
+    // through the API, with nothing loaded from elsewhere.
+    let page = get(&agent, &admin.url("/"));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = page.text();
+    assert!(html.contains("fetch(\"/stats\""), "{html}");
+    assert!(html.contains("/backends/${encodeURIComponent(addr)}/${action}"), "{html}");
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+    let help = get(&agent, &admin.url("/help"));
+    assert_eq!(help.status, 200);
+    assert!(help.text().contains("POST   /backends/{addr}/drain"));
     assert_eq!(get(&agent, &admin.url("/nope")).status, 404);
     assert_eq!(
         call(&agent, "POST", &admin.url("/stats"), Some(b""))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::conn::serve_connection;
 use super::service::Service;
@@ -100,9 +101,14 @@ impl<S: Service> Server<S> {
     pub fn spawn(self, listener: TcpListener) -> io::Result<ServerHandle> {
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(self.serve(listener, async {
-            let _ = stopped.await;
-        }));
+        // The caller's tracing span follows the server onto its task, so log lines
+        // say which server wrote them when several run in one process.
+        let task = tokio::spawn(
+            self.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .instrument(tracing::Span::current()),
+        );
         Ok(ServerHandle {
             local_addr,
             stop: Some(stop),
@@ -138,10 +144,13 @@ impl<S: Service> Server<S> {
                     let service = self.service.clone();
                     let limits = limits.clone();
                     let signal = signal.clone();
-                    tasks.spawn(async move {
-                        serve_connection(stream, Some(peer), service, limits, signal).await;
-                        drop(permit);
-                    });
+                    tasks.spawn(
+                        async move {
+                            serve_connection(stream, Some(peer), service, limits, signal).await;
+                            drop(permit);
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
