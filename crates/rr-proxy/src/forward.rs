@@ -487,8 +487,9 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
     out.put_slice(b" HTTP/1.1\r\n");
 
     let named = head.connection_names_fields();
-    let mut xff: Option<BytesMut> = None;
-    let mut via: Option<BytesMut> = None;
+    // X-Forwarded-For and Via are rebuilt below, each as one line that keeps the
+    // values received and appends ours; written straight into `out`.
+    let (mut has_xff, mut has_via) = (false, false);
     for (name, value) in head.headers() {
         let n = name.as_bytes();
         if is_hop_by_hop(name)
@@ -500,11 +501,11 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
             continue;
         }
         if n.eq_ignore_ascii_case(b"x-forwarded-for") {
-            append_list(&mut xff, value);
+            has_xff = true;
             continue;
         }
         if n.eq_ignore_ascii_case(b"via") {
-            append_list(&mut via, value);
+            has_via = true;
             continue;
         }
         if named && !n.eq_ignore_ascii_case(b"host") && connection_names(head, n) {
@@ -517,29 +518,38 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
         // An HTTP/1.0 request without Host: HTTP/1.1 requires one.
         put_header(&mut out, b"Host", backend.label().as_bytes());
     }
-    if let Some(peer) = peer {
-        let mut ip = BytesMut::new();
-        let _ = std::fmt::Write::write_fmt(&mut BytesMutWriter(&mut ip), format_args!("{}", peer.ip()));
-        append_list(&mut xff, &ip);
-    }
-    if let Some(xff) = &xff {
-        put_header(&mut out, b"X-Forwarded-For", xff);
+    if has_xff || peer.is_some() {
+        out.put_slice(b"X-Forwarded-For: ");
+        let mut first = true;
+        if has_xff {
+            put_values(&mut out, head, "x-forwarded-for", &mut first);
+        }
+        if let Some(peer) = peer {
+            if !first {
+                out.put_slice(b", ");
+            }
+            let _ = std::fmt::Write::write_fmt(&mut BytesMutWriter(&mut out), format_args!("{}", peer.ip()));
+        }
+        out.put_slice(b"\r\n");
     }
     put_header(&mut out, b"X-Forwarded-Proto", b"http");
     if let Some(h) = host {
         put_header(&mut out, b"X-Forwarded-Host", h);
     }
-    append_list(
-        &mut via,
-        if head.version() == Version::Http10 {
-            VIA_10
-        } else {
-            VIA
-        },
-    );
-    if let Some(via) = &via {
-        put_header(&mut out, b"Via", via);
+    out.put_slice(b"Via: ");
+    let mut first = true;
+    if has_via {
+        put_values(&mut out, head, "via", &mut first);
     }
+    if !first {
+        out.put_slice(b", ");
+    }
+    out.put_slice(if head.version() == Version::Http10 {
+        VIA_10
+    } else {
+        VIA
+    });
+    out.put_slice(b"\r\n");
     if head.is_upgrade() {
         if let Some(u) = head.header("upgrade") {
             put_header(&mut out, b"Connection", b"upgrade");
@@ -573,13 +583,15 @@ fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn append_list(list: &mut Option<BytesMut>, value: &[u8]) {
-    match list {
-        Some(l) => {
-            l.put_slice(b", ");
-            l.put_slice(value);
+/// Appends every value of header `name`, comma-separated, after what `first` says
+/// was written already.
+fn put_values(out: &mut BytesMut, head: &RequestHead, name: &str, first: &mut bool) {
+    for (_, v) in head.headers().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if !*first {
+            out.put_slice(b", ");
         }
-        None => *list = Some(BytesMut::from(value)),
+        out.put_slice(v);
+        *first = false;
     }
 }
 

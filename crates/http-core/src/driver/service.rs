@@ -122,7 +122,7 @@ impl fmt::Display for LogValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LogValue::Text(t) => f.write_str(t),
-            LogValue::Duration(d) => write!(f, "{:.3}ms", d.as_secs_f64() * 1000.0),
+            LogValue::Duration(d) => write!(f, "{}us", d.as_micros()),
         }
     }
 }
@@ -263,6 +263,10 @@ impl Response {
 
     /// Adds `key=value` to the driver's access-log line for this request.
     pub fn log_field(mut self, key: &'static str, value: LogValue) -> Self {
+        if self.log.capacity() == 0 {
+            // Callers usually add a couple (a proxy: backend and upstream time).
+            self.log.reserve_exact(2);
+        }
         self.log.push((key, value));
         self
     }
