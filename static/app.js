@@ -92,8 +92,25 @@ async function burst() {
   button.disabled = false;
 }
 
+// One more request after the page and its three assets: with four backends, a
+// load would otherwise take exactly one turn of the rotation and every reload
+// would land on the same backend. With five, each reload moves on by one.
+async function followUp() {
+  try {
+    const r = await fetch("page.html", { method: "HEAD", cache: "no-store" });
+    const by = r.headers.get("X-Served-By") || "(unknown)";
+    document.getElementById("next-by").textContent = by;
+    document.body.dataset.nextBy = by;
+  } catch (e) {
+    document.getElementById("next-by").textContent = "(failed)";
+  }
+}
+
 document.getElementById("burst").addEventListener("click", burst);
 // The status page lives on the balancer's admin port (44445 unless changed).
 const statusPort = new URLSearchParams(location.search).get("admin") || "44445";
 document.getElementById("status-link").href = `${location.protocol}//${location.hostname}:${statusPort}/`;
-window.addEventListener("load", showAssets);
+window.addEventListener("load", () => {
+  showAssets();
+  followUp();
+});

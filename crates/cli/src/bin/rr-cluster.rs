@@ -55,7 +55,10 @@ fn parse_ports(s: &str) -> Result<PortList, String> {
         let part = part.trim();
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                let (a, b): (u16, u16) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
                 if a == 0 || b < a || b - a >= 1024 {
                     return Err(bad());
                 }

@@ -143,19 +143,7 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("bad arguments");
-            return cli::fail(first.trim_start_matches("error: "));
-        }
-    };
+    let cli: Cli = cli::parse_args();
     if cli.backends.is_empty() {
         return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
     }
@@ -224,7 +212,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     });
     let admin_task = admin.map(|listener| {
         if let Ok(a) = listener.local_addr() {
-            tracing::info!("admin endpoint on http://{a} (GET /stats, GET /metrics)");
+            cli::announce("admin", a);
         }
         let mut s = signal.clone();
         tokio::spawn(rr_proxy::serve_admin(handle, listener, async move {
