@@ -389,7 +389,10 @@ fn the_page_names_its_backend_and_every_asset_and_repeated_loads_name_all_four()
         let distinct: BTreeSet<&String> = rows.values().map(|(_, by)| by).collect();
         assert_eq!(distinct.len(), 4, "load {load}: {rows:?}");
         let next_by = attr(&dom, "<body", "data-next-by").unwrap_or_default();
-        assert_eq!(next_by, served_by, "load {load}: the fifth request wraps round to the page's backend");
+        assert_eq!(
+            next_by, served_by,
+            "load {load}: the fifth request wraps round to the page's backend"
+        );
         // The name the page shows is the backend the balancer chose for it.
         let port = served_by.trim_start_matches("backend-");
         cluster.log_line(&[
