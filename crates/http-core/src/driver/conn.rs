@@ -33,6 +33,14 @@ const DRAIN_MAX: u64 = 256 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// What ended an idle wait.
+enum IdleWake {
+    /// Bytes arrived (true) or the peer closed or failed (false).
+    Read(bool),
+    Timer,
+    Shutdown,
+}
+
 enum Next {
     /// The request buffer is empty; wait for the next request.
     Idle,
@@ -116,17 +124,28 @@ pub async fn serve_connection<T: Io, S: Service>(
                 break Next::Close { linger: false };
             }
             let idle = loop {
-                tokio::select! {
+                let wake = tokio::select! {
                     biased;
-                    r = read_idle(&mut conn.io, &mut conn.rbuf) => break matches!(r, Ok(n) if n > 0),
-                    () = &mut idle_timer => {
+                    r = read_idle(&mut conn.io, &mut conn.rbuf) => IdleWake::Read(matches!(r, Ok(n) if n > 0)),
+                    () = &mut idle_timer => IdleWake::Timer,
+                    () = &mut shutdown_fired => IdleWake::Shutdown,
+                };
+                match wake {
+                    IdleWake::Read(got) => break got,
+                    IdleWake::Timer => {
                         let deadline = idle_since + conn.limits.keep_alive_timeout;
                         if Instant::now() >= deadline {
                             break false;
                         }
                         idle_timer.as_mut().reset(deadline.into());
                     }
-                    () = &mut shutdown_fired => break false,
+                    IdleWake::Shutdown => {
+                        // A request may have arrived just as shutdown began: answer
+                        // it (with `Connection: close`) rather than drop it unread.
+                        let mut read = std::pin::pin!(read_idle(&mut conn.io, &mut conn.rbuf));
+                        let got = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+                        break matches!(got, Poll::Ready(Ok(n)) if n > 0);
+                    }
                 }
             };
             if !idle {
