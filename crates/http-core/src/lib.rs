@@ -35,7 +35,7 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
-pub use date::{with_date, DATE_LEN};
+pub use date::{with_date, with_date_at, DATE_LEN};
 pub use driver::{
     serve_connection, Body, BodyError, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, RequestBody,
     Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,

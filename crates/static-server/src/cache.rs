@@ -109,16 +109,15 @@ impl Cache {
     }
 
     /// The entry for `key` if it was checked against the disk recently enough.
-    pub fn get_fresh(&self, key: &str) -> Option<Arc<Entry>> {
+    pub fn get_fresh(&self, key: &str, now: Instant) -> Option<Arc<Entry>> {
         if self.capacity == 0 {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let entry = map.get(key)?;
-        (self
-            .now_ms()
-            .saturating_sub(entry.checked_ms.load(Ordering::Relaxed))
-            < self.revalidate_ms)
+        // `now` is the driver's reading for this request: no clock read here.
+        let now_ms = now.saturating_duration_since(self.base).as_millis() as u64;
+        (now_ms.saturating_sub(entry.checked_ms.load(Ordering::Relaxed)) < self.revalidate_ms)
             .then(|| entry.clone())
     }
 

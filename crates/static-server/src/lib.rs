@@ -247,14 +247,14 @@ impl StaticFiles {
 
 impl Service for StaticFiles {
     async fn call(&self, req: Request<'_>) -> Response {
-        self.inner.handle(req.head)
+        self.inner.handle(req.head, req.received)
     }
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 impl Inner {
-    fn handle(&self, head: &RequestHead) -> Response {
+    fn handle(&self, head: &RequestHead, now: std::time::Instant) -> Response {
         match head.method() {
             Method::Get | Method::Head => {}
             Method::Options => {
@@ -267,7 +267,7 @@ impl Inner {
             }
         }
         let raw = head.path();
-        if let Some(entry) = self.cache.get_fresh(raw) {
+        if let Some(entry) = self.cache.get_fresh(raw, now) {
             return self.respond(head, &entry);
         }
         let safe = match path::sanitize(raw, self.cfg.dotfiles) {

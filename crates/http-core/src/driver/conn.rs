@@ -17,7 +17,7 @@ use super::service::{Body, Io, LogFields, Request, Service, UpgradeFnBox};
 use super::shutdown::ShutdownSignal;
 use crate::response::{write_content_length, write_header, write_status_line};
 use crate::{
-    parse_request, with_date, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version,
+    parse_request, with_date_at, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version,
 };
 
 /// Response bodies up to this size are copied into the write buffer so the head
@@ -57,6 +57,8 @@ struct Conn<T> {
     peer: Option<SocketAddr>,
     /// The peer as the access log shows it, formatted once per connection.
     peer_text: Box<str>,
+    /// When the last response was done: the start of the idle period.
+    last_active: Instant,
     limits: Arc<Limits>,
 }
 
@@ -104,12 +106,12 @@ pub async fn serve_connection<T: Io, S: Service>(
         peer,
         peer_text,
         limits,
+        last_active: Instant::now(),
     };
     // One idle timer and one shutdown wait for the connection's whole life: arming
     // and disarming them around every request cost more than parsing it. The timer
     // fires at most once per keep-alive period and is moved on if the connection
     // was busy meanwhile.
-    let mut idle_since = Instant::now();
     let idle_timer = tokio::time::sleep(conn.limits.keep_alive_timeout);
     tokio::pin!(idle_timer);
     let mut shutdown_wait = shutdown.clone();
@@ -133,7 +135,7 @@ pub async fn serve_connection<T: Io, S: Service>(
                 match wake {
                     IdleWake::Read(got) => break got,
                     IdleWake::Timer => {
-                        let deadline = idle_since + conn.limits.keep_alive_timeout;
+                        let deadline = conn.last_active + conn.limits.keep_alive_timeout;
                         if Instant::now() >= deadline {
                             break false;
                         }
@@ -154,7 +156,7 @@ pub async fn serve_connection<T: Io, S: Service>(
         }
         // The busy part is boxed so that an idle connection's task stays small.
         match Box::pin(conn.serve_buffered(&service, &shutdown)).await {
-            Next::Idle => idle_since = Instant::now(),
+            Next::Idle => {}
             other => break other,
         }
     };
@@ -238,6 +240,7 @@ impl<T: Io> Conn<T> {
                 head: &head,
                 body: RequestBody::new(&mut self.io, &mut self.rbuf, &mut progress),
                 peer: self.peer,
+                received: started,
             };
             service.call(req).await
         };
@@ -270,14 +273,23 @@ impl<T: Io> Conn<T> {
         };
         let version = head.version();
         let written = self
-            .write_response(&mut resp, head.method(), version, &mut close, upgrade.is_some())
+            .write_response(
+                &mut resp,
+                head.method(),
+                version,
+                &mut close,
+                upgrade.is_some(),
+                started,
+            )
             .await;
+        let done = Instant::now();
+        self.last_active = done;
         log_request(
             &self.peer_text,
             &head,
             resp.status,
             written.as_ref().ok().copied(),
-            started,
+            done.saturating_duration_since(started),
             &resp.log,
         );
         if written.is_err() {
@@ -309,6 +321,7 @@ impl<T: Io> Conn<T> {
         version: Version,
         close: &mut bool,
         upgrade: bool,
+        now: Instant,
     ) -> io::Result<u64> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
@@ -324,7 +337,7 @@ impl<T: Io> Conn<T> {
         }
         let w = &mut self.wbuf;
         write_status_line(w, status);
-        with_date(|d| write_header(w, "Date", d));
+        with_date_at(now, |d| write_header(w, "Date", d));
         w.extend_from_slice(resp.block.as_bytes());
         for (name, value) in &resp.headers {
             write_header(w, name, value);
@@ -438,7 +451,14 @@ impl<T: Io> Conn<T> {
         let mut resp = Response::text(e.status(), Bytes::from(format!("{e}\n")));
         let mut close = true;
         if self
-            .write_response(&mut resp, Method::Get, Version::Http11, &mut close, false)
+            .write_response(
+                &mut resp,
+                Method::Get,
+                Version::Http11,
+                &mut close,
+                false,
+                Instant::now(),
+            )
             .await
             .is_ok()
         {
@@ -516,7 +536,7 @@ fn log_request(
     head: &RequestHead,
     status: u16,
     bytes: Option<u64>,
-    started: Instant,
+    elapsed: Duration,
     extra: &[(&'static str, super::service::LogValue)],
 ) {
     if !tracing::enabled!(target: "access", tracing::Level::INFO) {
@@ -546,7 +566,7 @@ fn log_request(
             None => line.push('-'),
         }
         line.push(' ');
-        line.push_str(num.format(started.elapsed().as_micros() as u64));
+        line.push_str(num.format(elapsed.as_micros() as u64));
         line.push_str("us");
         if !extra.is_empty() {
             use std::fmt::Write as _;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -45,6 +45,9 @@ pub struct Request<'a> {
     pub body: RequestBody<'a>,
     /// The client's address, when the transport has one.
     pub peer: Option<SocketAddr>,
+    /// When the driver started on this request (its head had been read): a clock
+    /// reading services may reuse instead of taking their own.
+    pub received: Instant,
 }
 
 /// A response body.
