@@ -88,8 +88,14 @@ fn stats_and_metrics() {
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
     let html = page.text();
     assert!(html.contains("fetch(\"/stats\""), "{html}");
-    assert!(html.contains("/backends/${encodeURIComponent(addr)}/${action}"), "{html}");
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+    assert!(
+        html.contains("/backends/${encodeURIComponent(addr)}/${action}"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resources"
+    );
     let help = get(&agent, &admin.url("/help"));
     assert_eq!(help.status, 200);
     assert!(help.text().contains("POST   /backends/{addr}/drain"));
