@@ -144,13 +144,18 @@ impl<S: Service> Server<S> {
                     let service = self.service.clone();
                     let limits = limits.clone();
                     let signal = signal.clone();
-                    tasks.spawn(
-                        async move {
-                            serve_connection(stream, Some(peer), service, limits, signal).await;
-                            drop(permit);
-                        }
-                        .instrument(tracing::Span::current()),
-                    );
+                    let conn = async move {
+                        serve_connection(stream, Some(peer), service, limits, signal).await;
+                        drop(permit);
+                    };
+                    // Entering and leaving a span on every poll costs; only when
+                    // the server runs inside one is it worth it.
+                    let span = tracing::Span::current();
+                    if span.is_none() {
+                        tasks.spawn(conn);
+                    } else {
+                        tasks.spawn(conn.instrument(span));
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
