@@ -5,11 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::proxy::Shared;
 
@@ -20,50 +18,14 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let permits = Arc::new(Semaphore::new(shared.config.max_connections));
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = &mut shutdown => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let shared = shared.clone();
-                tasks.spawn(async move {
-                    relay(&shared, stream, peer).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        while tasks.try_join_next().is_some() {}
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(shared.config.shutdown_timeout, async {
-        while tasks.join_next().await.is_some() {}
+    let (max, grace) = (shared.config.max_connections, shared.config.shutdown_timeout);
+    // A tunnel carries no requests to finish: it runs until its ends close, or
+    // until the shutdown timeout aborts it.
+    http_core::accept_loop(listener, max, grace, shutdown, move |stream, peer, _signal| {
+        let shared = shared.clone();
+        async move { relay(&shared, stream, peer).await }
     })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = tasks.len(),
-            "shutdown timeout: closing remaining connections"
-        );
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-    Ok(())
+    .await
 }
 
 /// Connects `client` to the next healthy backend (trying a bounded number) and
@@ -71,7 +33,6 @@ pub(crate) async fn serve(
 async fn relay(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let _ = client.set_nodelay(true);
     let mut tried: Vec<u64> = Vec::new();
     for attempt in 0..shared.config.max_attempts {
         let Some(backend) = shared.pick(|id| tried.contains(&id)) else {

@@ -47,7 +47,7 @@ pub(crate) fn if_range_allows(head: &RequestHead, etag: &[u8], modified: SystemT
     let Some(v) = head.header("if-range") else {
         return true;
     };
-    let v = trim(v);
+    let v = v.trim_ascii();
     if v.starts_with(b"\"") {
         v == etag
     } else if v.starts_with(b"W/") {
@@ -60,7 +60,7 @@ pub(crate) fn if_range_allows(head: &RequestHead, etag: &[u8], modified: SystemT
 /// Does a comma-separated list of entity-tags (or `*`) match `etag`?
 /// Strong comparison requires both to be strong; weak ignores the `W/` prefix.
 fn list_matches(list: &[u8], etag: &[u8], strong: bool) -> bool {
-    let list = trim(list);
+    let list = list.trim_ascii();
     if list == b"*" {
         return true;
     }
@@ -99,24 +99,15 @@ fn for_each_etag(list: &[u8], mut f: impl FnMut(&[u8])) {
                 i += 1;
             }
         }
-        let tag = trim(&list[start..i]);
+        let tag = list[start..i].trim_ascii();
         if !tag.is_empty() {
             f(tag);
         }
     }
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
 fn parse_date(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(trim(v)).ok()?;
+    let s = std::str::from_utf8(v.trim_ascii()).ok()?;
     httpdate::parse_http_date(s).ok().map(unix_secs)
 }
 

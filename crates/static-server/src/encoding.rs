@@ -30,10 +30,10 @@ fn quality(accept: &[u8], coding: &str) -> u16 {
     let mut star = None;
     http_core::for_each_token(accept, |element| {
         let mut parts = element.split(|&b| b == b';');
-        let name = trim(parts.next().unwrap_or_default());
+        let name = parts.next().unwrap_or_default().trim_ascii();
         let mut q = 1000;
         for p in parts {
-            let p = trim(p);
+            let p = p.trim_ascii();
             if p.len() > 2 && p[..2].eq_ignore_ascii_case(b"q=") {
                 q = parse_q(&p[2..]).unwrap_or(0);
             }
@@ -65,15 +65,6 @@ fn parse_q(v: &[u8]) -> Option<u16> {
         b'1' if thousandths == 0 => Some(1000),
         _ => None,
     }
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 /// The best coding among `available` that the client accepts (brotli wins a tie).

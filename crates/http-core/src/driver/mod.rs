@@ -9,7 +9,7 @@ mod shutdown;
 
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
-pub use server::{Server, ServerHandle};
+pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{
     Body, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, Response, Service, Upgraded,
 };

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -121,66 +121,95 @@ impl<S: Service> Server<S> {
     /// close at once) within the shutdown timeout, and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let limits = Arc::new(self.limits);
-        let permits = Arc::new(Semaphore::new(self.max_connections));
-        let (trigger, signal) = ShutdownSignal::new();
-        let mut tasks = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                () = &mut shutdown => break,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    // Responses are written whole; Nagle would only delay them.
-                    let _ = stream.set_nodelay(true);
-                    let service = self.service.clone();
-                    let limits = limits.clone();
-                    let signal = signal.clone();
-                    let conn = async move {
-                        serve_connection(stream, Some(peer), service, limits, signal).await;
-                        drop(permit);
-                    };
-                    // Entering and leaving a span on every poll costs; only when
-                    // the server runs inside one is it worth it.
-                    let span = tracing::Span::current();
-                    if span.is_none() {
-                        tasks.spawn(conn);
-                    } else {
-                        tasks.spawn(conn.instrument(span));
-                    }
-                }
-                Err(e) => {
-                    // Out of file descriptors or similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let service = self.service;
+        accept_loop(
+            listener,
+            self.max_connections,
+            self.shutdown_timeout,
+            shutdown,
+            move |stream, peer, signal| {
+                serve_connection(stream, Some(peer), service.clone(), limits.clone(), signal)
+            },
+        )
+        .await
+    }
+}
+
+/// The accept loop under [`Server`], for servers of other protocols (a TCP relay):
+/// accepts connections until `shutdown` resolves, runs `handle` for each on its own
+/// task (at most `max_connections` at once; further clients wait in the listen
+/// backlog), then stops accepting, fires the [`ShutdownSignal`] it gave each
+/// handler, waits up to `shutdown_timeout` for the handlers to finish and aborts
+/// the rest. Accepted sockets have `TCP_NODELAY` set. Handler tasks run in the
+/// caller's tracing span, if any.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+    mut handle: F,
+) -> io::Result<()>
+where
+    F: FnMut(TcpStream, SocketAddr, ShutdownSignal) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let (trigger, signal) = ShutdownSignal::new();
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Responses are written whole; Nagle would only delay them.
+                let _ = stream.set_nodelay(true);
+                let work = handle(stream, peer, signal.clone());
+                let conn = async move {
+                    work.await;
+                    drop(permit);
+                };
+                // Entering and leaving a span on every poll costs; only when the
+                // server runs inside one is it worth it.
+                let span = tracing::Span::current();
+                if span.is_none() {
+                    tasks.spawn(conn);
+                } else {
+                    tasks.spawn(conn.instrument(span));
                 }
             }
-            while tasks.try_join_next().is_some() {}
+            Err(e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        drop(listener);
-        trigger.trigger();
-        let drained = tokio::time::timeout(self.shutdown_timeout, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                open = tasks.len(),
-                "shutdown timeout: closing remaining connections"
-            );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-        }
-        Ok(())
+        while tasks.try_join_next().is_some() {}
     }
+    drop(listener);
+    trigger.trigger();
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = tasks.len(),
+            "shutdown timeout: closing remaining connections"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    Ok(())
 }
 
 /// A server running on its own task (see [`Server::spawn`]). Dropping the handle
