@@ -23,7 +23,14 @@ pub(crate) fn take() -> BytesMut {
 /// Returns a buffer to this thread's list. Buffers that grew large are dropped
 /// rather than kept, so one big response does not pin memory forever.
 pub(crate) fn give(mut buf: BytesMut) {
+    if buf.capacity() == 0 {
+        return;
+    }
     buf.clear();
+    // A read buffer whose heads were split off has a smaller capacity left; once
+    // those heads are dropped, `reserve` takes the whole allocation back without
+    // allocating. Without this no read buffer would ever be reused.
+    buf.reserve(BUF_CAPACITY);
     if buf.capacity() < BUF_CAPACITY || buf.capacity() > 4 * BUF_CAPACITY {
         return;
     }
@@ -33,4 +40,25 @@ pub(crate) fn give(mut buf: BytesMut) {
             f.push(buf);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: after a head was split off (and dropped), the buffer used to be
+    /// refused for having less than `BUF_CAPACITY` left, so every request
+    /// allocated a new 8 KiB buffer.
+    #[test]
+    fn a_buffer_with_heads_split_off_is_reused() {
+        let pooled = || FREE.with(|f| f.borrow().len());
+        let mut buf = take();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let head = buf.split_to(buf.len()).freeze();
+        drop(head);
+        let before = pooled();
+        give(buf);
+        assert_eq!(pooled(), before + 1, "the buffer was kept for reuse");
+        assert!(take().capacity() >= BUF_CAPACITY);
+    }
 }
