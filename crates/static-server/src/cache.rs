@@ -174,15 +174,48 @@ impl Cache {
     }
 
     fn insert(&self, key: &str, entry: Arc<Entry>) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        let old = map.get(key).map_or(0, |e| e.memory());
         let new = entry.memory();
-        let used = self.bytes.load(Ordering::Relaxed) - old;
-        if used + new > self.capacity || (map.len() >= MAX_ENTRIES && !map.contains_key(key)) {
+        if new > self.capacity {
             return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut used = self.bytes.load(Ordering::Relaxed) - map.remove(key).map_or(0, |e| e.memory());
+        // Full: make room by dropping entries in the map's (effectively random)
+        // order. Random eviction keeps no per-request bookkeeping on the hot path,
+        // and a popular file that is dropped comes back on its next request.
+        while used + new > self.capacity || map.len() >= MAX_ENTRIES {
+            let Some(victim) = map.keys().next().cloned() else {
+                break;
+            };
+            if let Some(e) = map.remove(&victim) {
+                used -= e.memory();
+            }
         }
         self.bytes.store(used + new, Ordering::Relaxed);
         map.insert(key.into(), entry);
+    }
+
+    /// Forgets `key` (its file is gone), returning its memory to the budget.
+    pub fn remove(&self, key: &str) {
+        // Most misses were never cached: only those take the write lock.
+        if !self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+        {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.remove(key) {
+            self.bytes.fetch_sub(e.memory(), Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(test)]
+    fn stats(&self) -> (usize, u64) {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        (map.len(), self.bytes.load(Ordering::Relaxed))
     }
 }
 
@@ -293,4 +326,38 @@ pub(crate) fn open_at(path: &Path, start: u64) -> io::Result<std::fs::File> {
         f.seek(SeekFrom::Start(start))?;
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, len: usize) -> (PathBuf, Metadata) {
+        let p = dir.join(name);
+        std::fs::write(&p, vec![b'x'; len]).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        (p, m)
+    }
+
+    /// Regression: a full cache used to refuse every new file for good, and the
+    /// memory of deleted files was never given back.
+    #[test]
+    fn a_full_cache_evicts_and_a_removed_entry_frees_its_memory() {
+        let dir = std::env::temp_dir().join(format!("ss-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = Cache::new(1000, 2500, Duration::from_secs(1));
+        for i in 0..5 {
+            let (p, m) = file(&dir, &format!("f{i}"), 1000);
+            cache.load(&format!("/f{i}"), p, m, Vec::new(), &[]).unwrap();
+            let (entries, bytes) = cache.stats();
+            assert!(bytes <= 2500, "over budget: {bytes}");
+            assert_eq!(bytes, entries as u64 * 1000);
+        }
+        // The newest file is always in; older ones made room for it.
+        assert!(cache.get_fresh("/f4", Instant::now()).is_some());
+        assert_eq!(cache.stats(), (2, 2000));
+        cache.remove("/f4");
+        assert_eq!(cache.stats(), (1, 1000));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

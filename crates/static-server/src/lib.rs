@@ -278,7 +278,11 @@ impl Inner {
         let segs = resolve::segments(&safe);
         let found = match resolve::find(&self.root, &segs, self.cfg.symlinks) {
             Ok(f) => f,
-            Err(e) => return self.not_found_error(e),
+            Err(e) => {
+                // A cached file that is gone must not keep its memory.
+                self.cache.remove(raw);
+                return self.not_found_error(e);
+            }
         };
         match found {
             Found::File { path, meta } => {
