@@ -43,6 +43,11 @@ impl ParsedResponse {
         self.head.body
     }
 
+    /// The status code (no need to attach the bytes to read it).
+    pub fn status(&self) -> u16 {
+        self.head.status
+    }
+
     /// Joins the layout with the head's bytes: exactly the first [`len`](Self::len)
     /// bytes of the buffer it was parsed from.
     pub fn into_head(self, bytes: Bytes) -> ResponseHead {

@@ -105,9 +105,7 @@ async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Resul
         let n = s.read_buf(&mut buf).await.map_err(|_| "read failed")?;
         match parse_response(&buf, Method::Get, limits) {
             Ok(Some(p)) => {
-                let len = p.len();
-                let head = p.into_head(bytes::Bytes::copy_from_slice(&buf[..len]));
-                return if check.expect.contains(&head.status()) {
+                return if check.expect.contains(&p.status()) {
                     Ok(())
                 } else {
                     Err("unexpected status")
