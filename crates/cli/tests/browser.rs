@@ -5,30 +5,21 @@
 //! Needs Debian's `chromium` package (`.ci/run` installs it); without it the tests
 //! say they skipped and pass.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rr-cluster");
-const TIMEOUT: Duration = Duration::from_secs(10);
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{backend_name, run_within, static_root, Cluster, TempDir, TIMEOUT};
+
 /// Longest one Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Fresh Chromium runs allowed to see all four backends name the page.
 /// Loads in a row that must name all four backends (five requests a load).
 const MAX_LOADS: usize = 4;
 const ASSETS: [&str; 3] = ["style.css", "app.js", "logo.svg"];
-
-fn static_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../static")
-        .canonicalize()
-        .expect("static/ in the workspace root")
-}
 
 /// `chromium` or `chromium-browser` on PATH or in /usr/bin.
 fn find_chromium() -> Option<PathBuf> {
@@ -58,90 +49,34 @@ macro_rules! chromium_or_skip {
     };
 }
 
-/// A unique temporary directory; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("rr-browser-{}-{tag}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs Chromium headless on `url` with a fresh profile and `extra` flags; its
 /// stdout. Killed (with its helper processes) after [`CHROMIUM_TIMEOUT`].
 fn chromium(bin: &Path, url: &str, extra: &[&str]) -> String {
     let profile = TempDir::new("profile");
-    let mut child = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--disable-quic",
-        ])
-        .arg(format!("--user-data-dir={}", profile.0.display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout can end the renderer and the other
-        // helpers too.
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {url} {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr: {}",
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    assert!(
-        status.success(),
-        "chromium {url} {extra:?}: {status:?}; stderr: {err}"
+    let out = run_within(
+        Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(url),
+        CHROMIUM_TIMEOUT,
     );
-    out
+    assert!(
+        out.status.success(),
+        "chromium {url} {extra:?}: {:?}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The DOM after the page's scripts ran.
@@ -209,136 +144,28 @@ fn asset_rows(dom: &str) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// A running `rr-cluster` on free ports serving `static/`; killed on drop.
-struct Cluster {
-    child: Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    backends: Vec<SocketAddr>,
-    lines: mpsc::Receiver<String>,
-    log: Vec<String>,
+/// A GET that must succeed (redirects followed; a 4xx or 5xx fails); its body.
+fn get_body(url: &str) -> String {
+    let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
+    let resp = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    resp.into_string().unwrap()
 }
 
-impl Cluster {
-    fn start() -> Cluster {
-        let mut child = Command::new(BIN)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--backend-ports",
-                "0,0,0,0",
-                "--admin",
-                "127.0.0.1:0",
-            ])
-            .arg("--root")
-            .arg(static_root())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rr-cluster");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Keeps reading after the announcements so the pipe never fills.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut backends, mut admin, mut proxy) = (Vec::new(), None, None);
-        let deadline = Instant::now() + TIMEOUT;
-        while backends.len() < 4 || admin.is_none() || proxy.is_none() {
-            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("rr-cluster did not announce its listeners within {TIMEOUT:?}: {e}");
-                }
-            };
-            if let Some((who, addr)) = line.split_once(" listening on http://") {
-                let addr: SocketAddr = addr.trim().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
-                match who {
-                    "admin" => admin = Some(addr),
-                    "rr-cluster" => proxy = Some(addr),
-                    _ => backends.push(addr),
-                }
-            }
-        }
-        Cluster {
-            child,
-            proxy: proxy.unwrap(),
-            admin: admin.unwrap(),
-            backends,
-            lines: rx,
-            log: Vec::new(),
-        }
-    }
-
-    fn names(&self) -> BTreeSet<String> {
-        self.backends
-            .iter()
-            .map(|a| format!("backend-{}", a.port()))
-            .collect()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.proxy)
-    }
-
-    /// A GET through the balancer (or to the admin listener); its body.
-    fn get(&self, url: &str) -> String {
-        let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
-        let resp = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        resp.into_string().unwrap()
-    }
-
-    /// Requests the balancer has taken so far (the `requests` total of `/stats`).
-    fn proxied(&self) -> u64 {
-        let stats = self.get(&format!("http://{}/stats", self.admin));
-        let at = stats.find("\"requests\":").expect("requests in /stats") + "\"requests\":".len();
-        let n = &stats[at..];
-        n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
-            .parse()
-            .unwrap()
-    }
-
-    /// Waits for a log line containing every one of `parts`.
-    fn log_line(&mut self, parts: &[&str]) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            self.log.extend(self.lines.try_iter());
-            if let Some(l) = self.log.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {parts:?} in {:#?}",
-                self.log
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Requests the balancer has taken so far (the `requests` total of `/stats`).
+fn proxied(cluster: &Cluster) -> u64 {
+    let stats = get_body(&format!("http://{}/stats", cluster.admin));
+    let at = stats.find("\"requests\":").expect("requests in /stats") + "\"requests\":".len();
+    let n = &stats[at..];
+    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
 }
 
 #[test]
 fn the_page_names_its_backend_and_every_asset_and_repeated_loads_name_all_four() {
     let chromium = chromium_or_skip!();
-    let mut cluster = Cluster::start();
-    let names = cluster.names();
+    let mut cluster = Cluster::start(&static_root(), &[]);
+    let names: BTreeSet<String> = cluster.backends.iter().map(|&a| backend_name(a)).collect();
     let admin_port = cluster.admin.port();
 
     let mut named = BTreeSet::new();
@@ -347,10 +174,10 @@ fn the_page_names_its_backend_and_every_asset_and_repeated_loads_name_all_four()
         // balancer really sent this page request to.
         let target = format!("/page.html?admin={admin_port}&load={load}");
         let url = format!("http://{}{target}", cluster.proxy);
-        let before = cluster.proxied();
+        let before = proxied(&cluster);
         let dom = dump_dom(&chromium, &url);
         // `/stats` is on the admin listener: it does not count itself.
-        let requests = cluster.proxied() - before;
+        let requests = proxied(&cluster) - before;
 
         // Every asset loaded and named a backend; the page names its own.
         assert_eq!(
@@ -395,7 +222,7 @@ fn the_page_names_its_backend_and_every_asset_and_repeated_loads_name_all_four()
         );
         // The name the page shows is the backend the balancer chose for it.
         let port = served_by.trim_start_matches("backend-");
-        cluster.log_line(&[
+        cluster.process.wait_for_line(&[
             &format!("\"GET {target} HTTP/1.1\" 200"),
             &format!("backend=127.0.0.1:{port} "),
         ]);
@@ -423,10 +250,10 @@ fn the_page_names_its_backend_and_every_asset_and_repeated_loads_name_all_four()
 #[test]
 fn the_status_page_shows_four_healthy_backends() {
     let chromium = chromium_or_skip!();
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(&static_root(), &[]);
     // Some traffic, so the share bars have something to show.
     for _ in 0..40 {
-        cluster.get(&cluster.url("/page.html"));
+        get_body(&cluster.url("/page.html"));
     }
     let url = format!("http://{}/", cluster.admin);
     let dom = dump_dom(&chromium, &url);

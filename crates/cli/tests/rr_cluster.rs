@@ -3,181 +3,34 @@
 //! JSON, draining, Ctrl-C (SIGINT) during a burst, and the errors for a taken
 //! port or a bad port list. Requests go through ureq.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rr-cluster");
-const TIMEOUT: Duration = Duration::from_secs(10);
+use common::{
+    accepts_connections, agent, assert_help_and_version, backend_name, call, get, run, static_root, Cluster,
+    TempDir, RR_CLUSTER, TIMEOUT,
+};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn static_root() -> PathBuf {
-    workspace().join("static")
-}
-
-/// A running `rr-cluster`; killed on drop if still running.
-struct Cluster {
-    child: Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    /// In the order they were announced.
-    backends: Vec<SocketAddr>,
-    /// stderr lines after the announcements. A thread keeps reading stderr into
-    /// this unbounded channel, so the pipe never fills.
-    lines: mpsc::Receiver<String>,
-}
-
-impl Cluster {
-    /// Starts four backends on free ports serving `root`, the balancer and the
-    /// admin listener, and waits for all six `listening on` lines.
-    fn start(root: &Path) -> Cluster {
-        let mut child = Command::new(BIN)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--backend-ports",
-                "0,0,0,0",
-                "--admin",
-                "127.0.0.1:0",
-            ])
-            .arg("--root")
-            .arg(root)
-            .args(["--threads", "2"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rr-cluster");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut backends = Vec::new();
-        let (mut admin, mut proxy) = (None, None);
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + TIMEOUT;
-        while backends.len() < 4 || admin.is_none() || proxy.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("rr-cluster did not announce its listeners within {TIMEOUT:?} ({e}); stderr: {seen:#?}");
-                }
-            };
-            if let Some((who, addr)) = line.split_once(" listening on http://") {
-                let addr: SocketAddr = addr.trim().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
-                assert_eq!(addr.ip().to_string(), "127.0.0.1", "{line:?}");
-                assert_ne!(addr.port(), 0, "{line:?}");
-                match who.rsplit(' ').next().unwrap_or(who) {
-                    "admin" => admin = Some(addr),
-                    "rr-cluster" => proxy = Some(addr),
-                    name => {
-                        assert_eq!(name, format!("backend-{}", addr.port()), "{line:?}");
-                        backends.push(addr);
-                    }
-                }
-            }
-            seen.push(line);
-        }
-        Cluster {
-            child,
-            proxy: proxy.unwrap(),
-            admin: admin.unwrap(),
-            backends,
-            lines: rx,
+/// [`Cluster::start`] with two worker threads, checking every announcement: a real
+/// port on 127.0.0.1, and each backend named `backend-PORT`.
+fn start_cluster(root: &Path) -> Cluster {
+    let cluster = Cluster::start(root, &["--threads", "2"]);
+    for (who, addr) in &cluster.listeners {
+        assert_eq!(addr.ip().to_string(), "127.0.0.1", "{who} {addr}");
+        assert_ne!(addr.port(), 0, "{who} {addr}");
+        if cluster.backends.contains(addr) {
+            assert_eq!(*who, backend_name(*addr), "{who} {addr}");
         }
     }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
-    }
-
-    /// Waits for the process to exit within `limit`; kills it and panics otherwise.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "rr-cluster did not exit within {limit:?}; stderr: {:#?}",
-                    self.drain_lines()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// stderr lines received so far (after the announcements).
-    fn drain_lines(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.proxy)
-    }
-
-    /// `backend-PORT`, the name a backend gives itself in `X-Served-By`.
-    fn name(addr: SocketAddr) -> String {
-        format!("backend-{}", addr.port())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(TIMEOUT).redirects(0).build()
-}
-
-/// GET that returns the status, `X-Served-By` and body whatever the status.
-fn get(agent: &ureq::Agent, url: &str) -> (u16, String, Vec<u8>) {
-    let resp = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("GET {url}: {e}"),
-    };
-    let status = resp.status();
-    let by = resp.header("X-Served-By").unwrap_or_default().to_string();
-    let mut body = Vec::new();
-    resp.into_reader()
-        .read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
-    (status, by, body)
+    cluster
 }
 
 /// One backend of the admin `/stats` document.
@@ -246,7 +99,7 @@ fn assert_stats_agree(
 ) {
     for (addr, b) in after {
         let delta = b.requests - before[addr].requests;
-        let mine = counted.get(&Cluster::name(*addr)).copied().unwrap_or(0);
+        let mine = counted.get(&backend_name(*addr)).copied().unwrap_or(0);
         assert_eq!(
             delta, mine,
             "/stats says {addr} took {delta} requests, the test counted {mine}"
@@ -256,11 +109,11 @@ fn assert_stats_agree(
 
 #[test]
 fn four_backends_take_turns_stats_agree_and_draining_moves_the_share() {
-    let mut cluster = Cluster::start(&static_root());
+    let mut cluster = start_cluster(&static_root());
     let page = std::fs::read(static_root().join("page.html")).unwrap();
     let agent = agent();
     assert_eq!(cluster.backends.len(), 4);
-    let names: Vec<String> = cluster.backends.iter().map(|&a| Cluster::name(a)).collect();
+    let names: Vec<String> = cluster.backends.iter().map(|&a| backend_name(a)).collect();
 
     // Every backend serves the page itself and names itself.
     for (addr, name) in cluster.backends.iter().zip(&names) {
@@ -296,7 +149,7 @@ fn four_backends_take_turns_stats_agree_and_draining_moves_the_share() {
     let counts = turns(&cluster, &agent, 30, &page);
     let expected: BTreeMap<String, u64> = names
         .iter()
-        .filter(|n| **n != Cluster::name(drained))
+        .filter(|n| **n != backend_name(drained))
         .map(|n| (n.clone(), 10))
         .collect();
     assert_eq!(counts, expected, "after draining {drained}");
@@ -320,53 +173,18 @@ fn four_backends_take_turns_stats_agree_and_draining_moves_the_share() {
 
     // The access log interleaves the balancer's and the backends' lines: each
     // request through the balancer names the backend it went to.
-    let deadline = Instant::now() + TIMEOUT;
-    let mut log = Vec::new();
-    let wanted = format!("backend={drained}");
-    while !log
-        .iter()
-        .any(|l: &String| l.contains("GET /page.html") && l.contains(&wanted))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no access line naming {drained} in {log:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        log.extend(cluster.drain_lines());
-    }
+    cluster
+        .process
+        .wait_for_line(&["GET /page.html", &format!("backend={drained}")]);
 
-    cluster.signal("TERM");
-    assert_eq!(cluster.wait_exit(TIMEOUT).code(), Some(0));
+    cluster.process.signal("TERM");
+    assert_eq!(cluster.process.wait_exit(TIMEOUT).code(), Some(0));
 }
 
+/// POST `url` without a body: the status and the body, whatever the status.
 fn post(agent: &ureq::Agent, url: &str) -> (u16, String) {
-    let resp = match agent.post(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("POST {url}: {e}"),
-    };
+    let resp = call(agent.post(url));
     (resp.status(), resp.into_string().unwrap())
-}
-
-/// A unique temporary directory; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("rr-cluster-{}-{tag}-{nanos:x}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Size of the file the slow downloads fetch: far more than the balancer's socket
@@ -507,11 +325,11 @@ fn attempt(agent: &ureq::Agent, url: &str, page: &[u8]) -> Outcome {
 fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     let root = TempDir::new("sigint");
     let page = std::fs::read(static_root().join("page.html")).unwrap();
-    std::fs::write(root.0.join("page.html"), &page).unwrap();
+    std::fs::write(root.path().join("page.html"), &page).unwrap();
     let big: Vec<u8> = (0..BIG).map(big_byte).collect();
-    std::fs::write(root.0.join("big.bin"), &big).unwrap();
+    std::fs::write(root.path().join("big.bin"), &big).unwrap();
     drop(big);
-    let mut cluster = Cluster::start(&root.0);
+    let mut cluster = start_cluster(root.path());
     let proxy = cluster.proxy;
 
     // Downloads that are mid-body when the signal comes: they must complete.
@@ -566,18 +384,18 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     std::thread::sleep(Duration::from_millis(300));
 
     let signalled = Instant::now();
-    cluster.signal("INT");
+    cluster.process.signal("INT");
     // The balancer has stopped accepting but keeps serving what is in flight: the
     // process is still there while the downloads are unfinished.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        cluster.child.try_wait().unwrap().is_none(),
+        !cluster.process.has_exited(),
         "rr-cluster exited while responses were still in flight"
     );
     for g in &go {
         let _ = g.send(());
     }
-    let status = cluster.wait_exit(TIMEOUT);
+    let status = cluster.process.wait_exit(TIMEOUT);
     let exited = signalled.elapsed();
     stop.store(true, Ordering::Relaxed);
     for (i, d) in downloads.into_iter().enumerate() {
@@ -589,7 +407,7 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
         status.code(),
         Some(0),
         "{status:?}; stderr: {:#?}",
-        cluster.drain_lines()
+        cluster.process.stderr()
     );
     assert!(
         exited < Duration::from_secs(5),
@@ -597,10 +415,7 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     );
     // Every listener is closed.
     for addr in cluster.backends.iter().chain([&cluster.proxy, &cluster.admin]) {
-        assert!(
-            TcpStream::connect_timeout(addr, Duration::from_secs(1)).is_err(),
-            "{addr} still open"
-        );
+        assert!(!accepts_connections(*addr), "{addr} still open");
     }
 
     // What counts:
@@ -651,43 +466,15 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     );
 }
 
-/// Runs the binary to completion with a timeout.
-fn run(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rr-cluster {args:?} did not exit within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// One line on stderr, `error: ...` containing each of `must_contain`, nothing on
-/// stdout, and a non-zero exit.
+/// [`common::assert_one_error_line`], and nothing on stdout.
 #[track_caller]
-fn assert_one_error_line(out: &Output, must_contain: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit {:?}; stderr: {stderr}", out.status);
+fn assert_one_error_line_and_no_stdout(out: &Output, must_contain: &[&str]) {
+    common::assert_one_error_line(out, must_contain);
     assert!(
         out.stdout.is_empty(),
         "stdout: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for s in must_contain {
-        assert!(lines[0].contains(s), "{s:?} not in {stderr}");
-    }
 }
 
 #[test]
@@ -703,49 +490,45 @@ fn a_taken_port_is_one_clear_error_naming_it() {
         ("127.0.0.1:0", addr.as_str(), "0,0,0,0"),
         ("127.0.0.1:0", "127.0.0.1:0", &*format!("0,{port},0")),
     ] {
-        let out = run(&[
-            "--root",
-            root,
-            "--listen",
-            listen,
-            "--admin",
-            admin,
-            "--backend-ports",
-            backends,
-        ]);
-        assert_one_error_line(&out, &[&addr, "already in use"]);
+        let out = run(
+            RR_CLUSTER,
+            &[
+                "--root",
+                root,
+                "--listen",
+                listen,
+                "--admin",
+                admin,
+                "--backend-ports",
+                backends,
+            ],
+        );
+        assert_one_error_line_and_no_stdout(&out, &[&addr, "already in use"]);
     }
 }
 
 #[test]
 fn a_bad_port_range_is_one_line_and_exit_2() {
-    let out = run(&["--backend-ports", "9002-9001"]);
+    let out = run(RR_CLUSTER, &["--backend-ports", "9002-9001"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert_one_error_line(&out, &["9002-9001", "--backend-ports"]);
+    assert_one_error_line_and_no_stdout(&out, &["9002-9001", "--backend-ports"]);
 }
 
 #[test]
 fn help_and_version() {
-    let out = run(&["--help"]);
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--root",
-        "--listen",
-        "--backend-ports",
-        "--strategy",
-        "--admin",
-        "--threads",
-        "--help",
-        "--version",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}: {help}");
-    }
-    let out = run(&["--version"]);
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("rr-cluster {}\n", env!("CARGO_PKG_VERSION"))
+    assert_help_and_version(
+        RR_CLUSTER,
+        "rr-cluster",
+        &[
+            "--root",
+            "--listen",
+            "--backend-ports",
+            "--strategy",
+            "--admin",
+            "--threads",
+            "--help",
+            "--version",
+        ],
     );
 }
 
