@@ -594,3 +594,31 @@ async fn an_independent_client_is_served() {
     assert_eq!(get, (200, "target=/hello?x=1\n".to_owned()));
     assert_eq!(post, (200, Some("7".to_owned()), "payload".to_owned()));
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_ends() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = Server::new(TestService::default())
+        .max_connections(1)
+        .spawn(listener)
+        .unwrap();
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut first).await.ends_with("target=/one\n"));
+    // The second connection is only in the listen backlog while the first is open.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second
+        .write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut byte)).await;
+    assert!(early.is_err(), "served while the limit was reached");
+    drop(first);
+    assert!(read_response(&mut second).await.ends_with("target=/two\n"));
+    handle.shutdown().await;
+}

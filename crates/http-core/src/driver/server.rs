@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -153,18 +152,19 @@ where
     F: FnMut(TcpStream, SocketAddr, ShutdownSignal) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let max_connections = max_connections.max(1);
     let (trigger, signal) = ShutdownSignal::new();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= max_connections {
+            // At the limit: wait for a connection to end before accepting another.
+            tokio::select! {
+                _ = tasks.join_next() => continue,
+                () = &mut shutdown => break,
+            }
+        }
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = &mut shutdown => break,
@@ -173,18 +173,17 @@ where
             Ok((stream, peer)) => {
                 // Responses are written whole; Nagle would only delay them.
                 let _ = stream.set_nodelay(true);
+                // The handler's future is spawned as it is: wrapping it in another
+                // async block (to hold a semaphore permit, say) would store it twice
+                // over in every connection's task, idle or not.
                 let work = handle(stream, peer, signal.clone());
-                let conn = async move {
-                    work.await;
-                    drop(permit);
-                };
                 // Entering and leaving a span on every poll costs; only when the
                 // server runs inside one is it worth it.
                 let span = tracing::Span::current();
                 if span.is_none() {
-                    tasks.spawn(conn);
+                    tasks.spawn(work);
                 } else {
-                    tasks.spawn(conn.instrument(span));
+                    tasks.spawn(work.instrument(span));
                 }
             }
             Err(e) => {
@@ -193,7 +192,6 @@ where
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        while tasks.try_join_next().is_some() {}
     }
     drop(listener);
     trigger.trigger();
