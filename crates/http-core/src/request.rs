@@ -490,13 +490,50 @@ fn is_absolute_uri(t: &[u8]) -> bool {
     !authority.is_empty() && is_valid_host(authority)
 }
 
-/// `uri-host [":" port]` in the characters RFC 3986 allows there (no userinfo).
+/// `uri-host [":" port]` (RFC 3986 §3.2.2–3.2.3; no userinfo): a bracketed IP
+/// literal or a reg-name (unreserved, sub-delims, valid `%XX`; dotted IPv4 is a
+/// reg-name by its characters), then an optional colon and digits. One pass.
 fn is_valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| HOST_BYTE[b as usize])
+    if v.first() == Some(&b'[') {
+        // Inside the brackets: IPv6 (hex, ':' and '.') or IPvFuture ("v" hex "."
+        // then unreserved / sub-delims / ':').
+        let Some(close) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside_ok = close > 1 && v[1..close].iter().all(|&b| REG_NAME_BYTE[b as usize] || b == b':');
+        return inside_ok
+            && match &v[close + 1..] {
+                [] => true,
+                [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+                _ => false,
+            };
+    }
+    // The common case first: a name of plain reg-name bytes and no port, checked
+    // branch-free.
+    if v.iter().fold(true, |ok, &b| ok & REG_NAME_BYTE[b as usize]) {
+        return true;
+    }
+    // reg-name = *( unreserved / pct-encoded / sub-delims ), then [":" port].
+    let mut i = 0;
+    while let Some(&b) = v.get(i) {
+        if REG_NAME_BYTE[b as usize] {
+            i += 1;
+        } else if b == b'%' {
+            if !(v.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && v.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if b == b':' {
+            return v[i + 1..].iter().all(u8::is_ascii_digit);
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
-/// The bytes of `uri-host [":" port]` (RFC 3986, no userinfo).
-static HOST_BYTE: [bool; 256] = {
+/// unreserved and sub-delims of RFC 3986.
+static REG_NAME_BYTE: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
@@ -518,10 +555,6 @@ static HOST_BYTE: [bool; 256] = {
                     | b','
                     | b';'
                     | b'='
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
             );
         i += 1;
     }

@@ -619,6 +619,78 @@ fn rows() -> Vec<Row> {
             "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
             err(Error::BadHost, 400),
         ),
+        row(
+            "Host `a:b:c`: two colons",
+            "GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `a:80x`: non-digit port",
+            "GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `[::1`: unclosed IP literal",
+            "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `[::1]x`: text after an IP literal",
+            "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `[]`: empty IP literal",
+            "GET / HTTP/1.1\r\nHost: []\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `ex%zzample`: bad percent-escape",
+            "GET / HTTP/1.1\r\nHost: ex%zzample\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `ex%4`: truncated percent-escape",
+            "GET / HTTP/1.1\r\nHost: ex%4\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `a]b`: bracket in a reg-name",
+            "GET / HTTP/1.1\r\nHost: a]b\r\n\r\n",
+            err(Error::BadHost, 400),
+        ),
+        row(
+            "Host `127.0.0.1:44444`: IPv4 and port",
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:44444\r\n\r\n",
+            ok(Head {
+                host: Some(b"127.0.0.1:44444"),
+                ..GET
+            }),
+        ),
+        row(
+            "Host `example.com:`: empty port (RFC 3986 allows it)",
+            "GET / HTTP/1.1\r\nHost: example.com:\r\n\r\n",
+            ok(Head {
+                host: Some(b"example.com:"),
+                ..GET
+            }),
+        ),
+        row(
+            "Host `ex%41mple.com`: percent-escape",
+            "GET / HTTP/1.1\r\nHost: ex%41mple.com\r\n\r\n",
+            ok(Head {
+                host: Some(b"ex%41mple.com"),
+                ..GET
+            }),
+        ),
+        row(
+            "Host `[v1.fe:x]:80`: IPvFuture literal",
+            "GET / HTTP/1.1\r\nHost: [v1.fe:x]:80\r\n\r\n",
+            ok(Head {
+                host: Some(b"[v1.fe:x]:80"),
+                ..GET
+            }),
+        ),
         // ---- Content-Length ----------------------------------------------------
         row(
             "Content-Length 3 (body bytes not consumed)",
