@@ -500,7 +500,10 @@ fn is_valid_host(v: &[u8]) -> bool {
         let Some(close) = v.iter().position(|&b| b == b']') else {
             return false;
         };
-        let inside_ok = close > 1 && v[1..close].iter().all(|&b| REG_NAME_BYTE[b as usize] || b == b':');
+        let inside_ok = close > 1
+            && v[1..close]
+                .iter()
+                .all(|&b| REG_NAME_BYTE[b as usize] || b == b':');
         return inside_ok
             && match &v[close + 1..] {
                 [] => true,
@@ -519,7 +522,9 @@ fn is_valid_host(v: &[u8]) -> bool {
         if REG_NAME_BYTE[b as usize] {
             i += 1;
         } else if b == b'%' {
-            if !(v.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && v.get(i + 2).is_some_and(u8::is_ascii_hexdigit)) {
+            if !(v.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && v.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
                 return false;
             }
             i += 3;
