@@ -13,7 +13,7 @@
 //!     .build()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let handle = files.spawn(listener)?;
-//! println!("serving on http://{}", handle.local_addr());
+//! let bound = handle.local_addr(); // the real port when bound to port 0
 //! handle.wait().await?;
 //! # Ok(())
 //! # }
