@@ -613,3 +613,41 @@ async fn connections_over_the_limit_wait_until_one_ends() {
     assert!(read_response(&mut second).await.ends_with("target=/two\n"));
     handle.shutdown().await;
 }
+
+/// Under load the listener defers accepting until a connection's first bytes
+/// arrive; a client that connects and only writes later must still be served,
+/// as must one whose request arrives at once, on both sides of the switch.
+#[tokio::test]
+async fn clients_are_served_whether_accept_is_deferred_or_not() {
+    let srv = TestServer::start(Limits::default()).await;
+    // Open keep-alive connections count as load: deferral switches on.
+    let mut busy = Vec::new();
+    for i in 0..4 {
+        let mut s = srv.connect().await;
+        s.write_all(format!("GET /busy{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(read_response(&mut s)
+            .await
+            .ends_with(&format!("target=/busy{i}\n")));
+        busy.push(s);
+    }
+    // Connects now, speaks after a pause longer than the deferral period.
+    let mut late = srv.connect().await;
+    let mut prompt = srv.connect().await;
+    prompt.write_all(b"GET /prompt HTTP/1.0\r\n\r\n").await.unwrap();
+    let (r, closed) = read_to_close(&mut prompt).await;
+    assert!(closed && r.ends_with("target=/prompt\n"), "{r}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    late.write_all(b"GET /late HTTP/1.0\r\n\r\n").await.unwrap();
+    let (r, closed) = read_to_close(&mut late).await;
+    assert!(closed && r.ends_with("target=/late\n"), "{r}");
+    // Load gone: deferral switches off again and a fresh client is served.
+    drop(busy);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut s = srv.connect().await;
+    s.write_all(b"GET /after HTTP/1.0\r\n\r\n").await.unwrap();
+    let (r, closed) = read_to_close(&mut s).await;
+    assert!(closed && r.ends_with("target=/after\n"), "{r}");
+    assert_eq!(srv.service.seen.load(Ordering::SeqCst), 7);
+}

@@ -30,7 +30,7 @@ pub(crate) async fn serve(
 
 /// Connects `client` to the next healthy backend (trying a bounded number) and
 /// copies bytes both ways until both sides are done.
-async fn relay(shared: &Shared, mut client: TcpStream, peer: SocketAddr) {
+async fn relay(shared: &Shared, mut client: http_core::LazyTcpStream, peer: SocketAddr) {
     let started = Instant::now();
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let mut tried: Vec<u64> = Vec::new();

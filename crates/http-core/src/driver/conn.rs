@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use super::body::{BodyProgress, RequestBody};
+use super::lazy::LazyTcpStream;
 use super::pool;
 use super::service::{Body, Io, LogFields, Request, Service, UpgradeFnBox};
 use super::shutdown::ShutdownSignal;
@@ -450,7 +451,8 @@ impl<T: Io> Conn<T> {
         tracing::debug!(peer = ?self.peer, error = %e, "refusing request");
         let mut resp = Response::text(e.status(), Bytes::from(format!("{e}\n")));
         let mut close = true;
-        if self
+        // Left in the write buffer: `close` sends it together with the FIN.
+        let _ = self
             .write_response(
                 &mut resp,
                 Method::Get,
@@ -459,11 +461,7 @@ impl<T: Io> Conn<T> {
                 false,
                 Instant::now(),
             )
-            .await
-            .is_ok()
-        {
-            let _ = self.flush().await;
-        }
+            .await;
         Next::Close { linger: true }
     }
 
@@ -505,8 +503,14 @@ impl<T: Io> Conn<T> {
     /// Flushes, sends FIN, and (after an error) reads and discards what the
     /// client still sends for a moment, so the answer is not lost to a reset.
     async fn close(mut self, linger: bool) {
-        let _ = self.flush().await;
-        let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
+        let io: &mut dyn std::any::Any = &mut self.io;
+        if let Some(tcp) = io.downcast_mut::<LazyTcpStream>() {
+            // The last response and the FIN leave in one segment.
+            let _ = tokio::time::timeout(self.limits.write_timeout, tcp.finish(&self.wbuf)).await;
+        } else {
+            let _ = self.flush().await;
+            let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
+        }
         if linger {
             let mut discarded = 0;
             let mut sink = [0u8; 4096];

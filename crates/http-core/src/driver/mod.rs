@@ -2,6 +2,8 @@
 
 mod body;
 mod conn;
+mod lazy;
+mod listener;
 mod pool;
 mod server;
 mod service;
@@ -9,6 +11,7 @@ mod shutdown;
 
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
+pub use lazy::LazyTcpStream;
 pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{
     Body, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, Response, Service, Upgraded,

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::conn::serve_connection;
+use super::lazy::LazyTcpStream;
+use super::listener::Acceptor;
 use super::service::Service;
 use super::shutdown::ShutdownSignal;
 use crate::Limits;
@@ -20,6 +22,11 @@ use crate::Limits;
 /// Defaults: [`Limits::default`], at most 25 000 open connections (further clients
 /// wait in the listen backlog), and 10 s for in-flight requests to finish once
 /// shutdown begins, after which the remaining connections are dropped.
+///
+/// On Linux the listener delays ACKs, so that a request's ACK travels with its
+/// response, and while other connections are being served it hands over new ones
+/// only once their first bytes have arrived (`TCP_DEFER_ACCEPT`), so that a
+/// request is read the moment its connection is accepted.
 ///
 /// ```no_run
 /// use http_core::{Request, Response, Server, Service};
@@ -121,8 +128,8 @@ impl<S: Service> Server<S> {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let limits = Arc::new(self.limits);
         let service = self.service;
-        accept_loop(
-            listener,
+        run_accept_loop(
+            Acceptor::new(listener, true)?,
             self.max_connections,
             self.shutdown_timeout,
             shutdown,
@@ -139,17 +146,33 @@ impl<S: Service> Server<S> {
 /// task (at most `max_connections` at once; further clients wait in the listen
 /// backlog), then stops accepting, fires the [`ShutdownSignal`] it gave each
 /// handler, waits up to `shutdown_timeout` for the handlers to finish and aborts
-/// the rest. Accepted sockets have `TCP_NODELAY` set. Handler tasks run in the
-/// caller's tracing span, if any.
+/// the rest. Accepted sockets have `TCP_NODELAY` set and come as
+/// [`LazyTcpStream`]s, which join the event loop only once they have to wait.
+/// Handler tasks run in the caller's tracing span, if any.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+    handle: F,
+) -> io::Result<()>
+where
+    F: FnMut(LazyTcpStream, SocketAddr, ShutdownSignal) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let acceptor = Acceptor::new(listener, false)?;
+    run_accept_loop(acceptor, max_connections, shutdown_timeout, shutdown, handle).await
+}
+
+async fn run_accept_loop<F, Fut>(
+    mut acceptor: Acceptor,
     max_connections: usize,
     shutdown_timeout: Duration,
     shutdown: impl Future<Output = ()>,
     mut handle: F,
 ) -> io::Result<()>
 where
-    F: FnMut(TcpStream, SocketAddr, ShutdownSignal) -> Fut,
+    F: FnMut(LazyTcpStream, SocketAddr, ShutdownSignal) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let max_connections = max_connections.max(1);
@@ -165,8 +188,9 @@ where
                 () = &mut shutdown => break,
             }
         }
+        acceptor.adapt(tasks.len());
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = acceptor.accept() => a,
             () = &mut shutdown => break,
         };
         match accepted {
@@ -193,7 +217,7 @@ where
             }
         }
     }
-    drop(listener);
+    drop(acceptor);
     trigger.trigger();
     let drained = tokio::time::timeout(shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
