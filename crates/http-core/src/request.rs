@@ -208,9 +208,41 @@ impl RequestHead {
         self.parsed.version
     }
 
-    /// The `Host` header value, if present.
+    /// The host the request is for: the authority of an absolute-form target,
+    /// whatever the `Host` header says (RFC 9112 §3.2.2 makes a server ignore it
+    /// then), else the `Host` header value, if present.
     pub fn host(&self) -> Option<&[u8]> {
+        if let Some((authority, _)) = self.split_absolute_form() {
+            return Some(authority.as_bytes());
+        }
         self.parsed.host.map(|s| s.get(&self.bytes))
+    }
+
+    /// Whether the target is in absolute form (`http://host/path`), as clients
+    /// send it to forward proxies.
+    pub fn is_absolute_form(&self) -> bool {
+        self.split_absolute_form().is_some()
+    }
+
+    /// The target in origin form, as it is sent on to an origin server: for an
+    /// absolute-form target its path and query (empty when it has neither, which
+    /// stands for `/`; it may then start with `?`), else the target as sent.
+    pub fn origin_form(&self) -> &str {
+        match self.split_absolute_form() {
+            Some((_, rest)) => rest,
+            None => self.target(),
+        }
+    }
+
+    /// For an absolute-form target: its authority and what follows it.
+    fn split_absolute_form(&self) -> Option<(&str, &str)> {
+        let t = self.target();
+        if !t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) || self.method() == Method::Connect {
+            return None;
+        }
+        let after_scheme = &t[t.find("://")? + 3..];
+        let end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+        Some(after_scheme.split_at(end))
     }
 
     /// All header lines in order.

@@ -483,7 +483,14 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
     let mut out = BytesMut::with_capacity(head.as_bytes().len() + 160 + pre.len.min(WRITE_PIECE) + 16);
     out.put_slice(head.method_str().as_bytes());
     out.put_u8(b' ');
-    out.put_slice(head.target().as_bytes());
+    // An absolute-form target goes on in origin form, with its authority as the
+    // Host (RFC 9112 §3.2.2: the received Host is then replaced).
+    let absolute = head.is_absolute_form();
+    let target = head.origin_form();
+    if !target.starts_with(['/', '*']) {
+        out.put_u8(b'/');
+    }
+    out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
 
     let named = head.connection_names_fields();
@@ -511,12 +518,17 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
         if named && !n.eq_ignore_ascii_case(b"host") && connection_names(head, n) {
             continue;
         }
+        if absolute && n.eq_ignore_ascii_case(b"host") {
+            continue;
+        }
         put_header(&mut out, n, value);
     }
     let host = head.host();
-    if host.is_none() {
+    match host {
+        Some(h) if absolute => put_header(&mut out, b"Host", h),
+        Some(_) => {}
         // An HTTP/1.0 request without Host: HTTP/1.1 requires one.
-        put_header(&mut out, b"Host", backend.label().as_bytes());
+        None => put_header(&mut out, b"Host", backend.label().as_bytes()),
     }
     if has_xff || peer.is_some() {
         out.put_slice(b"X-Forwarded-For: ");

@@ -95,6 +95,31 @@ fn forwarded_headers_are_appended_and_overwritten() {
     assert_eq!(seen.headers_named("X-Forwarded-Host"), [proxy.addr.to_string()]);
 }
 
+/// RFC 9112 §3.2.2: for an absolute-form target the received Host is ignored and
+/// replaced by the target's authority; the backend gets the origin form.
+#[test]
+fn absolute_form_target_goes_on_in_origin_form_with_its_authority_as_host() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let r = raw_one(
+        proxy.addr,
+        "GET http://site.example:8080/abs?x=1 HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    let r = raw_one(
+        proxy.addr,
+        "GET http://site.example?q HTTP/1.1\r\nHost: site.example\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    let seen = b.rec.seen();
+    assert_eq!(seen[0].target, "/abs?x=1");
+    assert_eq!(seen[0].headers_named("Host"), ["site.example:8080"]);
+    assert_eq!(seen[0].headers_named("X-Forwarded-Host"), ["site.example:8080"]);
+    assert_eq!(seen[1].target, "/?q");
+    assert_eq!(seen[1].headers_named("Host"), ["site.example"]);
+}
+
 #[test]
 fn response_hop_by_hop_headers_are_removed() {
     let rt = runtime();
