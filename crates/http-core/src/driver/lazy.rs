@@ -110,6 +110,7 @@ impl LazyTcpStream {
     pub async fn finish(&mut self, last: &[u8]) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
         let mut sent = 0;
+        #[cfg(target_os = "linux")]
         if !last.is_empty() {
             let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
             let queued = match &self.inner {
