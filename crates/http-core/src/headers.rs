@@ -51,6 +51,17 @@ impl<'a> HeaderIter<'a> {
     }
 }
 
+impl<'a> HeaderIter<'a> {
+    /// The value of the first header named `name` (ASCII case-insensitive),
+    /// compared as bytes: no name is turned into a `&str` on the way.
+    pub(crate) fn find_value(mut self, name: &str) -> Option<&'a [u8]> {
+        let buf = self.buf;
+        self.spans
+            .find(|h| h.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value.get(buf))
+    }
+}
+
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, &'a [u8]);
 

@@ -168,6 +168,21 @@ impl RequestHead {
 
     /// The method as sent (a token).
     pub fn method_str(&self) -> &str {
+        let known = match self.method() {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other => "",
+        };
+        if !known.is_empty() {
+            return known;
+        }
         std::str::from_utf8(self.parsed.method_span.get(&self.bytes)).unwrap_or_default()
     }
 
@@ -252,9 +267,7 @@ impl RequestHead {
 
     /// The first value of header `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers().find_value(name)
     }
 
     /// How the body is framed.

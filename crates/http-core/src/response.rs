@@ -89,9 +89,7 @@ impl ResponseHead {
 
     /// The first value of header `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.headers().find_value(name)
     }
 
     /// The raw bytes of the head.

@@ -177,8 +177,9 @@ pub async fn serve_connection<T: Io, S: Service>(
 /// takes a pooled buffer only once data has arrived.
 async fn read_idle<T: AsyncRead + Unpin>(io: &mut T, rbuf: &mut BytesMut) -> io::Result<usize> {
     poll_fn(|cx| {
-        let mut stack = [0u8; 2048];
-        let mut rb = ReadBuf::new(&mut stack);
+        // Left uninitialised: zeroing it on every wakeup cost a 2 KiB memset.
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        let mut rb = ReadBuf::uninit(&mut stack);
         ready!(Pin::new(&mut *io).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         if n > 0 {
