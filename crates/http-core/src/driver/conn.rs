@@ -577,7 +577,9 @@ fn log_request(
             use std::fmt::Write as _;
             let _ = write!(line, "{}", LogFields(extra));
         }
-        tracing::info!(target: "access", "{}", line.as_str());
+        // As a `str` field the line reaches the subscriber's `record_str` as it
+        // is; `"{}"` would send it through `fmt::Arguments` and a formatter.
+        tracing::info!(target: "access", message = line.as_str());
     });
 }
 
