@@ -54,6 +54,13 @@ impl<'a> HeaderIter<'a> {
 impl<'a> HeaderIter<'a> {
     /// The value of the first header named `name` (ASCII case-insensitive),
     /// compared as bytes: no name is turned into a `&str` on the way.
+    /// The same lines with names as bytes: for a caller that only compares them,
+    /// this skips turning every name into a `&str`.
+    pub fn raw(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let buf = self.buf;
+        self.spans.map(move |h| (h.name.get(buf), h.value.get(buf)))
+    }
+
     pub(crate) fn find_value(mut self, name: &str) -> Option<&'a [u8]> {
         let buf = self.buf;
         self.spans
@@ -120,8 +127,9 @@ pub const HOP_BY_HOP: [&str; 7] = [
 /// assert!(http_core::is_hop_by_hop("Keep-Alive"));
 /// assert!(!http_core::is_hop_by_hop("Content-Type"));
 /// ```
-pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+pub fn is_hop_by_hop(name: impl AsRef<[u8]>) -> bool {
+    let name = name.as_ref();
+    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -251,10 +251,12 @@ impl RequestHead {
 
     /// For an absolute-form target: its authority and what follows it.
     fn split_absolute_form(&self) -> Option<(&str, &str)> {
-        let t = self.target();
-        if !t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) || self.method() == Method::Connect {
+        // Checked on the bytes first: most targets start with '/'.
+        let first = self.parsed.target.get(&self.bytes).first();
+        if !first.is_some_and(u8::is_ascii_alphabetic) || self.method() == Method::Connect {
             return None;
         }
+        let t = self.target();
         let after_scheme = &t[t.find("://")? + 3..];
         let end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
         Some(after_scheme.split_at(end))

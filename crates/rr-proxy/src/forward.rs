@@ -497,9 +497,8 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
     // X-Forwarded-For and Via are rebuilt below, each as one line that keeps the
     // values received and appends ours; written straight into `out`.
     let (mut has_xff, mut has_via) = (false, false);
-    for (name, value) in head.headers() {
-        let n = name.as_bytes();
-        if is_hop_by_hop(name)
+    for (n, value) in head.headers().raw() {
+        if is_hop_by_hop(n)
             || n.eq_ignore_ascii_case(b"content-length")
             || n.eq_ignore_ascii_case(b"expect")
             || n.eq_ignore_ascii_case(b"x-forwarded-proto")
@@ -540,7 +539,7 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
             if !first {
                 out.put_slice(b", ");
             }
-            let _ = std::fmt::Write::write_fmt(&mut BytesMutWriter(&mut out), format_args!("{}", peer.ip()));
+            put_ip(&mut out, peer.ip());
         }
         out.put_slice(b"\r\n");
     }
@@ -583,7 +582,8 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
 /// True when a `Connection` header of `head` names the field `name`.
 fn connection_names(head: &RequestHead, name: &[u8]) -> bool {
     head.headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .raw()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
         .any(|(_, v)| http_core::list_contains(v, name))
 }
 
@@ -598,12 +598,35 @@ fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 /// Appends every value of header `name`, comma-separated, after what `first` says
 /// was written already.
 fn put_values(out: &mut BytesMut, head: &RequestHead, name: &str, first: &mut bool) {
-    for (_, v) in head.headers().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+    for (_, v) in head
+        .headers()
+        .raw()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    {
         if !*first {
             out.put_slice(b", ");
         }
         out.put_slice(v);
         *first = false;
+    }
+}
+
+/// Writes an address as `Display` does; IPv4 without the formatting machinery,
+/// which cost as much as building the rest of the request head.
+fn put_ip(out: &mut BytesMut, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                out.put_slice(num.format(octet).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            let _ = std::fmt::Write::write_fmt(&mut BytesMutWriter(out), format_args!("{ip}"));
+        }
     }
 }
 
@@ -871,23 +894,23 @@ async fn read_head(
 fn response_headers(head: &ResponseHead, switching: bool) -> HeaderBlock {
     // The values of the `Connection` lines (a name listed there is hop-by-hop).
     let mut connection: Vec<&[u8]> = Vec::new();
-    for (n, v) in head.headers() {
-        if n.eq_ignore_ascii_case("connection") {
+    for (n, v) in head.headers().raw() {
+        // A value that only names a header dropped anyway (the usual
+        // `keep-alive`) changes nothing: not keeping it spares an allocation.
+        if n.eq_ignore_ascii_case(b"connection") && !is_hop_by_hop(v) {
             connection.push(v);
         }
     }
-    let mut block = HeaderBlock::builder();
-    for (name, value) in head.headers() {
-        if switching && name.eq_ignore_ascii_case("upgrade") {
+    let mut block = HeaderBlock::builder_with_capacity(head.as_bytes().len());
+    for (name, value) in head.headers().raw() {
+        if switching && name.eq_ignore_ascii_case(b"upgrade") {
             block.push(name, value);
             continue;
         }
         if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("date")
-            || connection
-                .iter()
-                .any(|v| http_core::list_contains(v, name.as_bytes()))
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"date")
+            || connection.iter().any(|v| http_core::list_contains(v, name))
         {
             continue;
         }

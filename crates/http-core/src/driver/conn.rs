@@ -573,10 +573,7 @@ fn log_request(
         line.push(' ');
         line.push_str(num.format(elapsed.as_micros() as u64));
         line.push_str("us");
-        if !extra.is_empty() {
-            use std::fmt::Write as _;
-            let _ = write!(line, "{}", LogFields(extra));
-        }
+        LogFields(extra).push_to(&mut line);
         // As a `str` field the line reaches the subscriber's `record_str` as it
         // is; `"{}"` would send it through `fmt::Arguments` and a formatter.
         tracing::info!(target: "access", message = line.as_str());
