@@ -24,6 +24,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// A 256-entry table of the bytes `$c` for which `$pred` holds, built at compile
+/// time: a byte class tested with one load instead of a chain of comparisons.
+macro_rules! byte_table {
+    (|$c:ident| $pred:expr) => {{
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $c = i as u8;
+            table[i] = $pred;
+            i += 1;
+        }
+        table
+    }};
+}
+
 mod chunked;
 mod date;
 mod driver;
