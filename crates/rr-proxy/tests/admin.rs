@@ -31,9 +31,7 @@ impl Admin {
 #[test]
 fn stats_and_metrics() {
     let rt = runtime();
-    let bs: Vec<TestBackend> = (0..2)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let bs = TestBackend::start_many(&rt, 2);
     let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
     let admin = start_admin(&rt, &proxy);
     let agent = agent();
@@ -111,9 +109,7 @@ fn stats_and_metrics() {
 #[test]
 fn drain_and_enable_over_http() {
     let rt = runtime();
-    let bs: Vec<TestBackend> = (0..2)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let bs = TestBackend::start_many(&rt, 2);
     let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
     let admin = start_admin(&rt, &proxy);
     let agent = agent();

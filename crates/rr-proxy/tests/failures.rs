@@ -168,9 +168,7 @@ fn refused_connections_go_to_the_next_backend_and_eject() {
 #[test]
 fn killed_backend_loses_no_get_and_returns_after_health_checks() {
     let rt = runtime();
-    let mut bs: Vec<TestBackend> = (0..4)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let mut bs = TestBackend::start_many(&rt, 4);
     let proxy = TestProxy::start(
         &rt,
         builder(&bs.iter().collect::<Vec<_>>()).health_check(fast_health()),
@@ -218,9 +216,7 @@ fn killed_backend_loses_no_get_and_returns_after_health_checks() {
 #[test]
 fn posts_reach_a_backend_exactly_once() {
     let rt = runtime();
-    let mut bs: Vec<TestBackend> = (0..4)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let mut bs = TestBackend::start_many(&rt, 4);
     let proxy = TestProxy::start(
         &rt,
         builder(&bs.iter().collect::<Vec<_>>())

@@ -243,9 +243,7 @@ fn head_and_bodiless_responses_keep_their_framing() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let rt = runtime();
-    let bs: Vec<TestBackend> = (0..2)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let bs = TestBackend::start_many(&rt, 2);
     let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
     let mut req = String::new();
     for i in 0..6 {

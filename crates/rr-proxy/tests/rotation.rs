@@ -100,9 +100,7 @@ fn weighted_follows_weights() {
 #[test]
 fn least_connections_avoids_the_busy_backend() {
     let rt = runtime();
-    let bs: Vec<TestBackend> = (0..2)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let bs = TestBackend::start_many(&rt, 2);
     let proxy = TestProxy::start(
         &rt,
         builder(&bs.iter().collect::<Vec<_>>()).strategy(LeastConnections::new()),

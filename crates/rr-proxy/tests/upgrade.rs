@@ -20,9 +20,7 @@ fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
 #[test]
 fn websocket_style_echo_through_the_proxy() {
     let rt = runtime();
-    let bs: Vec<TestBackend> = (0..2)
-        .map(|i| TestBackend::start(&rt, &format!("b{i}")))
-        .collect();
+    let bs = TestBackend::start_many(&rt, 2);
     let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
     for (round, backend) in bs.iter().enumerate() {
         let mut s = TcpStream::connect(proxy.addr).unwrap();

@@ -235,6 +235,11 @@ impl TestBackend {
         Self::start_with(rt, name, Limits::default())
     }
 
+    /// `n` backends named `b0`, `b1`, ...
+    pub fn start_many(rt: &Runtime, n: usize) -> Vec<TestBackend> {
+        (0..n).map(|i| Self::start(rt, &format!("b{i}"))).collect()
+    }
+
     pub fn start_with(rt: &Runtime, name: &str, limits: Limits) -> TestBackend {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
