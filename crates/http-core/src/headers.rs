@@ -61,11 +61,10 @@ impl<'a> HeaderIter<'a> {
         self.spans.map(move |h| (h.name.get(buf), h.value.get(buf)))
     }
 
-    pub(crate) fn find_value(mut self, name: &str) -> Option<&'a [u8]> {
-        let buf = self.buf;
-        self.spans
-            .find(|h| h.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| h.value.get(buf))
+    pub(crate) fn find_value(self, name: &str) -> Option<&'a [u8]> {
+        self.raw()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 }
 

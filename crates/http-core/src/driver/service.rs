@@ -371,18 +371,10 @@ impl HeaderBlockBuilder {
 /// Extra access-log fields, printed as ` key=value` pairs.
 pub(crate) struct LogFields<'a>(pub &'a [(&'static str, LogValue)]);
 
-impl fmt::Display for LogFields<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (k, v) in self.0 {
-            write!(f, " {k}={v}")?;
-        }
-        Ok(())
-    }
-}
-
 impl LogFields<'_> {
-    /// Appends ` key=value` pairs to `line` as [`fmt::Display`] would, without
-    /// the formatting machinery (it cost as much as the rest of the log line).
+    /// Appends ` key=value` pairs to `line`, values as [`LogValue`]'s `Display`
+    /// writes them, without the formatting machinery (it cost as much as the
+    /// rest of the log line).
     pub(crate) fn push_to(&self, line: &mut String) {
         let mut num = itoa::Buffer::new();
         for (k, v) in self.0 {
