@@ -52,8 +52,6 @@ impl<'a> HeaderIter<'a> {
 }
 
 impl<'a> HeaderIter<'a> {
-    /// The value of the first header named `name` (ASCII case-insensitive),
-    /// compared as bytes: no name is turned into a `&str` on the way.
     /// The same lines with names as bytes: for a caller that only compares them,
     /// this skips turning every name into a `&str`.
     pub fn raw(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
@@ -61,6 +59,8 @@ impl<'a> HeaderIter<'a> {
         self.spans.map(move |h| (h.name.get(buf), h.value.get(buf)))
     }
 
+    /// The value of the first header named `name` (ASCII case-insensitive),
+    /// compared as bytes: no name is turned into a `&str` on the way.
     pub(crate) fn find_value(self, name: &str) -> Option<&'a [u8]> {
         self.raw()
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
