@@ -81,14 +81,19 @@ pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled, so that a signal sent
+/// right after the `listening on` line cannot kill the process unhandled. Call
+/// it inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        match (term, int) {
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -99,12 +104,12 @@ pub async fn shutdown_signal() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down");
 }
 
 /// Binds a listener, turning the error into a message that names the address.
@@ -124,12 +129,25 @@ pub fn announce(what: &str, addr: SocketAddr) {
     eprintln!("{what} listening on http://{addr}");
 }
 
+/// Raises the soft open-file limit to the hard one, so that the connection cap
+/// (sized from it) is reached before `accept` runs out of descriptors.
+fn raise_fd_limit() {
+    match http_core::raise_fd_limit() {
+        Ok(l) if l.now > l.before => {
+            tracing::info!("raised the open-file limit from {} to {}", l.before, l.now);
+        }
+        Ok(l) => tracing::debug!("open-file limit {}", l.now),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
 /// Runs `main` on a runtime and turns an error into one line on stderr and exit code 1.
 pub fn run<F, E>(threads: Option<usize>, main: F) -> std::process::ExitCode
 where
     F: Future<Output = Result<(), E>>,
     E: Display,
 {
+    raise_fd_limit();
     let rt = match runtime(threads) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),

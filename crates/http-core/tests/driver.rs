@@ -586,8 +586,10 @@ async fn an_independent_client_is_served() {
     assert_eq!(post, (200, Some("7".to_owned()), "payload".to_owned()));
 }
 
+/// At the connection limit a waiting client is let in as soon as a connection
+/// is idle (the idle one is closed to make room), but not while all are busy.
 #[tokio::test]
-async fn connections_over_the_limit_wait_until_one_ends() {
+async fn connections_over_the_limit_wait_for_one_to_be_idle() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = Server::new(TestService::default())
@@ -596,21 +598,27 @@ async fn connections_over_the_limit_wait_until_one_ends() {
         .unwrap();
     let mut first = TcpStream::connect(addr).await.unwrap();
     first
-        .write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    assert!(read_response(&mut first).await.ends_with("target=/one\n"));
-    // The second connection is only in the listen backlog while the first is open.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The second connection is only in the listen backlog while the first is busy.
     let mut second = TcpStream::connect(addr).await.unwrap();
     second
         .write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
     let mut byte = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut byte)).await;
+    let early = tokio::time::timeout(Duration::from_millis(200), second.read(&mut byte)).await;
     assert!(early.is_err(), "served while the limit was reached");
-    drop(first);
+    // Once answered, the first connection is idle and gives way.
+    assert!(read_response(&mut first).await.ends_with("slow done\n"));
     assert!(read_response(&mut second).await.ends_with("target=/two\n"));
+    let closed = tokio::time::timeout(Duration::from_secs(2), first.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the idle connection was closed: {closed:?}"
+    );
     handle.shutdown().await;
 }
 

@@ -148,7 +148,7 @@ impl Default for ProxyBuilder {
                 passive: PassiveHealth::default(),
                 max_attempts: 3,
                 retry_after: 1,
-                max_connections: 25_000,
+                max_connections: http_core::connection_capacity(2),
                 shutdown_timeout: Duration::from_secs(10),
             },
         }
@@ -247,7 +247,9 @@ impl ProxyBuilder {
         self
     }
 
-    /// Most client connections served at once. Default 25 000.
+    /// Most client connections served at once. Default: what the open-file
+    /// limit allows at two descriptors a client ([`http_core::connection_capacity`]`(2)`),
+    /// at most 25 000. At the cap, idle keep-alive clients are closed to make room.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.config.max_connections = n.max(1);
         self

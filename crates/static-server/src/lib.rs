@@ -83,6 +83,7 @@ pub struct Builder {
     server_id: Option<String>,
     limits: Limits,
     revalidate: Duration,
+    max_connections: Option<usize>,
 }
 
 impl Builder {
@@ -149,6 +150,14 @@ impl Builder {
     /// Connection limits used by [`StaticFiles::serve`] and [`StaticFiles::spawn`].
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Most connections served at once by [`StaticFiles::serve`] and
+    /// [`StaticFiles::spawn`]. Default: what the open-file limit allows
+    /// ([`http_core::connection_capacity`]`(1)`, at most 25 000).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.max(1));
         self
     }
 
@@ -220,6 +229,7 @@ impl StaticFiles {
             server_id: None,
             limits: Limits::default(),
             revalidate: Duration::from_secs(1),
+            max_connections: None,
         }
     }
 
@@ -234,14 +244,22 @@ impl StaticFiles {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let limits = self.inner.cfg.limits.clone();
-        Server::new(self).limits(limits).serve(listener, shutdown).await
+        self.server().serve(listener, shutdown).await
     }
 
     /// Serves `listener` on a new task; the handle knows the bound address.
     pub fn spawn(self, listener: TcpListener) -> std::io::Result<ServerHandle> {
+        self.server().spawn(listener)
+    }
+
+    fn server(self) -> Server<StaticFiles> {
         let limits = self.inner.cfg.limits.clone();
-        Server::new(self).limits(limits).spawn(listener)
+        let max = self.inner.cfg.max_connections;
+        let server = Server::new(self).limits(limits);
+        match max {
+            Some(n) => server.max_connections(n),
+            None => server,
+        }
     }
 }
 

@@ -127,6 +127,8 @@ async fn run(args: Args) -> Result<(), String> {
     let handle = proxy.handle();
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    // Installed before the address is announced: see `cli::shutdown_signal`.
+    let stop = cli::shutdown_signal();
     cli::announce("admin", admin_addr);
     cli::announce("rr-cluster", local);
     eprintln!(
@@ -138,7 +140,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
-        cli::shutdown_signal().await;
+        stop.await;
         trigger.trigger();
     });
     let mut s = signal.clone();

@@ -108,9 +108,11 @@ struct Cli {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
 
-    /// Most client connections served at once.
-    #[arg(long, value_name = "N", default_value_t = 25_000)]
-    max_connections: usize,
+    /// Most client connections served at once (default: what the open-file
+    /// limit allows at two descriptors a client, at most 25000). At the limit,
+    /// idle keep-alive connections are closed to make room for new clients.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -175,8 +177,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             max_failures: cli.eject_after,
             ejection: cli.eject_for,
         })
-        .max_attempts(cli.max_attempts)
-        .max_connections(cli.max_connections);
+        .max_attempts(cli.max_attempts);
+    if let Some(n) = cli.max_connections {
+        builder = builder.max_connections(n);
+    }
     if !cli.no_health_check {
         builder = builder.health_check(HealthCheck {
             interval: cli.health_interval,
@@ -197,6 +201,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         None => None,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Installed before the address is announced: see `cli::shutdown_signal`.
+    let stop = cli::shutdown_signal();
     cli::announce("rr-proxy", local);
     tracing::info!(
         mode = cli.mode.as_str(),
@@ -207,7 +213,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
-        cli::shutdown_signal().await;
+        stop.await;
         trigger.trigger();
     });
     let admin_task = admin.map(|listener| {

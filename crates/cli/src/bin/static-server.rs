@@ -58,6 +58,11 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     keep_alive_timeout: u64,
+    /// Most connections served at once (default: what the open-file limit
+    /// allows, at most 25000). At the limit, idle keep-alive connections are
+    /// closed to make room for new clients.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -90,6 +95,9 @@ async fn run(args: Args) -> Result<(), String> {
             keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout),
             ..Limits::default()
         });
+    if let Some(n) = args.max_connections {
+        builder = builder.max_connections(n);
+    }
     if let Some(id) = args.server_id {
         builder = builder.server_id(id);
     }
@@ -102,10 +110,12 @@ async fn run(args: Args) -> Result<(), String> {
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Installed before the address is announced: see `cli::shutdown_signal`.
+    let stop = cli::shutdown_signal();
     cli::announce("static-server", addr);
     tracing::info!(root = %files.root().display(), "serving");
     files
-        .serve(listener, cli::shutdown_signal())
+        .serve(listener, stop)
         .await
         .map_err(|e| format!("server failed: {e}"))
 }

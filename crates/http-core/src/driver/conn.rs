@@ -26,6 +26,11 @@ use crate::{
 const COPY_BODY_MAX: usize = 32 * 1024;
 /// Write-buffer fill at which streamed body bytes are flushed.
 const STREAM_FLUSH_AT: usize = 32 * 1024;
+/// Unsent output at which the driver stops taking pipelined requests off the
+/// read buffer and writes first. A client that pipelines requests and never
+/// reads the answers then holds at most this much (plus one response) instead
+/// of every answer to everything it sent.
+const OUTPUT_HIGH_WATER: usize = 16 * 1024;
 /// Unread request body the driver discards to keep a connection alive; beyond
 /// it the connection is closed instead.
 const DRAIN_MAX: u64 = 256 * 1024;
@@ -39,7 +44,8 @@ enum IdleWake {
     /// Bytes arrived (true) or the peer closed or failed (false).
     Read(bool),
     Timer,
-    Shutdown,
+    /// Shutdown began, or idle connections were asked to make room.
+    Signal,
 }
 
 enum Next {
@@ -115,9 +121,8 @@ pub async fn serve_connection<T: Io, S: Service>(
     // was busy meanwhile.
     let idle_timer = tokio::time::sleep(conn.limits.keep_alive_timeout);
     tokio::pin!(idle_timer);
-    let mut shutdown_wait = shutdown.clone();
-    let shutdown_fired = shutdown_wait.triggered();
-    tokio::pin!(shutdown_fired);
+    let signalled = shutdown.clone().next_change();
+    tokio::pin!(signalled);
     let next = loop {
         if conn.rbuf.is_empty() {
             // Idle: hold no buffers while waiting for the next request.
@@ -131,7 +136,7 @@ pub async fn serve_connection<T: Io, S: Service>(
                     biased;
                     r = read_idle(&mut conn.io, &mut conn.rbuf) => IdleWake::Read(matches!(r, Ok(n) if n > 0)),
                     () = &mut idle_timer => IdleWake::Timer,
-                    () = &mut shutdown_fired => IdleWake::Shutdown,
+                    () = &mut signalled => IdleWake::Signal,
                 };
                 match wake {
                     IdleWake::Read(got) => break got,
@@ -142,12 +147,26 @@ pub async fn serve_connection<T: Io, S: Service>(
                         }
                         idle_timer.as_mut().reset(deadline.into());
                     }
-                    IdleWake::Shutdown => {
-                        // A request may have arrived just as shutdown began: answer
-                        // it (with `Connection: close`) rather than drop it unread.
+                    IdleWake::Signal => {
+                        let reaped = shutdown
+                            .reap_idle_before()
+                            .is_some_and(|before| conn.last_active <= before);
+                        if !shutdown.is_triggered() && !reaped {
+                            // Room was asked of connections idle longer than this one.
+                            signalled.set(shutdown.clone().next_change());
+                            continue;
+                        }
+                        // A request may have arrived just as the signal came: answer
+                        // it rather than drop it unread.
                         let mut read = std::pin::pin!(read_idle(&mut conn.io, &mut conn.rbuf));
                         let got = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-                        break matches!(got, Poll::Ready(Ok(n)) if n > 0);
+                        if matches!(got, Poll::Ready(Ok(n)) if n > 0) {
+                            if !shutdown.is_triggered() {
+                                signalled.set(shutdown.clone().next_change());
+                            }
+                            break true;
+                        }
+                        break false;
                     }
                 }
             };
@@ -213,7 +232,7 @@ impl<T: Io> Conn<T> {
                 }
                 let started = *head_started.get_or_insert_with(Instant::now);
                 let left = self.limits.header_timeout.saturating_sub(started.elapsed());
-                match Box::pin(tokio::time::timeout(left, self.read_more())).await {
+                match Box::pin(tokio::time::timeout(left, self.read_head_more())).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Close { linger: false },
                     Err(_) => return Box::pin(self.fail(Error::HeaderTimeout)).await,
@@ -224,6 +243,12 @@ impl<T: Io> Conn<T> {
             match self.serve_one(head, service, shutdown).await {
                 Next::Idle => {}
                 other => return other,
+            }
+            // Pipelined requests are answered no faster than the client reads:
+            // past the high-water mark the output is written (and waited for)
+            // before the next request is taken.
+            if self.wbuf.len() >= OUTPUT_HIGH_WATER && self.flush().await.is_err() {
+                return Next::Close { linger: false };
             }
         }
     }
@@ -466,11 +491,22 @@ impl<T: Io> Conn<T> {
         Next::Close { linger: true }
     }
 
-    async fn read_more(&mut self) -> io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-            self.rbuf.reserve(pool::BUF_CAPACITY);
+    /// Reads more of a head that has not arrived whole. When nothing is waiting,
+    /// the partial head is first moved into an allocation of its own size and the
+    /// pooled buffer given back: a client sending a byte a second then holds a
+    /// few bytes while it waits, not a read buffer.
+    async fn read_head_more(&mut self) -> io::Result<usize> {
+        {
+            let mut read = std::pin::pin!(read_idle(&mut self.io, &mut self.rbuf));
+            if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+                return r;
+            }
         }
-        self.io.read_buf(&mut self.rbuf).await
+        if self.rbuf.capacity() > self.rbuf.len() + 256 {
+            let compact = BytesMut::from(&self.rbuf[..]);
+            pool::give(std::mem::replace(&mut self.rbuf, compact));
+        }
+        read_idle(&mut self.io, &mut self.rbuf).await
     }
 
     async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
@@ -480,7 +516,18 @@ impl<T: Io> Conn<T> {
         }
     }
 
+    /// Writes out the write buffer within the write timeout. On failure the
+    /// buffer is emptied: the connection is finished, and closing it must not
+    /// wait for the same bytes a second time.
     async fn flush(&mut self) -> io::Result<()> {
+        let r = self.try_flush().await;
+        if r.is_err() {
+            self.wbuf.clear();
+        }
+        r
+    }
+
+    async fn try_flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
             let w = async {
                 self.io.write_all(&self.wbuf).await?;
@@ -512,9 +559,13 @@ impl<T: Io> Conn<T> {
             let _ = self.flush().await;
             let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
         }
+        // Given back before lingering: a burst of refused clients must not hold
+        // two buffers each for the linger time.
+        pool::give(std::mem::take(&mut self.rbuf));
+        pool::give(std::mem::take(&mut self.wbuf));
         if linger {
             let mut discarded = 0;
-            let mut sink = [0u8; 4096];
+            let mut sink = [0u8; 512];
             let drain = async {
                 while discarded < LINGER_BYTES {
                     match self.io.read(&mut sink).await {
@@ -525,8 +576,6 @@ impl<T: Io> Conn<T> {
             };
             let _ = tokio::time::timeout(LINGER_TIME, drain).await;
         }
-        pool::give(self.rbuf);
-        pool::give(self.wbuf);
     }
 }
 

@@ -111,6 +111,12 @@ impl Acceptor {
         }
     }
 
+    /// Waits until a client is waiting to be accepted, without accepting it.
+    pub(crate) async fn ready(&self) {
+        // The readiness is kept (not cleared), so `accept` finds the client.
+        let _ = self.listener.readable().await;
+    }
+
     /// Waits for and accepts one connection (non-blocking, close-on-exec).
     pub(crate) async fn accept(&self) -> io::Result<(LazyTcpStream, SocketAddr)> {
         loop {

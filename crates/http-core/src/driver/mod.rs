@@ -2,6 +2,7 @@
 
 mod body;
 mod conn;
+mod fd_limit;
 mod lazy;
 mod listener;
 mod pool;
@@ -11,6 +12,7 @@ mod shutdown;
 
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
+pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};
 pub use lazy::LazyTcpStream;
 pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{

@@ -4,24 +4,31 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::conn::serve_connection;
+use super::fd_limit::connection_capacity;
 use super::lazy::LazyTcpStream;
 use super::listener::Acceptor;
 use super::service::Service;
-use super::shutdown::ShutdownSignal;
+use super::shutdown::{ShutdownSignal, ShutdownTrigger};
 use crate::Limits;
 
 /// Accepts TCP connections and serves each with [`serve_connection`].
 ///
-/// Defaults: [`Limits::default`], at most 25 000 open connections (further clients
-/// wait in the listen backlog), and 10 s for in-flight requests to finish once
-/// shutdown begins, after which the remaining connections are dropped.
+/// Defaults: [`Limits::default`], at most as many open connections as the
+/// open-file limit allows ([`connection_capacity`]`(1)`: 25 000 when it allows
+/// that many), and 10 s for in-flight requests to finish once shutdown begins,
+/// after which the remaining connections are dropped.
+///
+/// When the connection cap or the process's fd table is reached while a client
+/// is waiting, the longest-idle keep-alive connections are closed to make room
+/// (as nginx does), first those idle over 10 s, then over 1 s, then any; a
+/// warning is logged at most once every 10 s.
 ///
 /// On Linux the listener delays ACKs, so that a request's ACK travels with its
 /// response, and while other connections are being served it hands over new ones
@@ -63,7 +70,7 @@ impl<S: Service> Server<S> {
         Server {
             service,
             limits: Limits::default(),
-            max_connections: 25_000,
+            max_connections: connection_capacity(1),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -146,7 +153,9 @@ impl<S: Service> Server<S> {
 /// task (at most `max_connections` at once; further clients wait in the listen
 /// backlog), then stops accepting, fires the [`ShutdownSignal`] it gave each
 /// handler, waits up to `shutdown_timeout` for the handlers to finish and aborts
-/// the rest. Accepted sockets have `TCP_NODELAY` set and come as
+/// the rest. At the cap or when the fd table is full, handlers that wait on
+/// their signal as [`serve_connection`] does close idle keep-alive connections
+/// to make room. Accepted sockets have `TCP_NODELAY` set and come as
 /// [`LazyTcpStream`]s, which join the event loop only once they have to wait.
 /// Handler tasks run in the caller's tracing span, if any.
 pub async fn accept_loop<F, Fut>(
@@ -178,15 +187,27 @@ where
     let max_connections = max_connections.max(1);
     let (trigger, signal) = ShutdownSignal::new();
     let mut tasks = JoinSet::new();
+    let mut pressure = Pressure::default();
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
         if tasks.len() >= max_connections {
-            // At the limit: wait for a connection to end before accepting another.
+            // At the limit: wait for a connection to end before accepting another;
+            // if a client is waiting meanwhile, make room.
             tokio::select! {
-                _ = tasks.join_next() => continue,
+                biased;
                 () = &mut shutdown => break,
+                _ = tasks.join_next() => continue,
+                () = acceptor.ready() => {}
             }
+            pressure.make_room(&trigger, "connection limit reached", tasks.len());
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                _ = tasks.join_next() => {}
+                () = tokio::time::sleep(REAP_STEP) => {}
+            }
+            continue;
         }
         acceptor.adapt(tasks.len());
         let accepted = tokio::select! {
@@ -195,6 +216,7 @@ where
         };
         match accepted {
             Ok((stream, peer)) => {
+                pressure.relieved();
                 // Responses are written whole; Nagle would only delay them.
                 let _ = stream.set_nodelay(true);
                 // The handler's future is spawned as it is: wrapping it in another
@@ -210,10 +232,19 @@ where
                     tasks.spawn(work.instrument(span));
                 }
             }
+            Err(e) if is_out_of_fds(&e) => {
+                pressure.make_room(&trigger, "out of file descriptors", tasks.len());
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(REAP_STEP) => {}
+                }
+            }
             Err(e) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The client gave up before it was accepted, or the kernel is
+                // short of memory: back off a little instead of spinning.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
@@ -232,6 +263,60 @@ where
         while tasks.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Time given to idle connections to close before asking more of them.
+const REAP_STEP: Duration = Duration::from_millis(10);
+/// Idle ages above which keep-alive connections are closed to make room, one
+/// step further each time room is still short: the longest idle go first.
+const REAP_IDLE_OVER: [Duration; 3] = [Duration::from_secs(10), Duration::from_secs(1), Duration::ZERO];
+/// At most one pressure warning per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
+}
+
+/// Making room for new clients when connections or file descriptors run out.
+#[derive(Default)]
+struct Pressure {
+    /// Index into [`REAP_IDLE_OVER`] for the next request for room.
+    step: usize,
+    last_warning: Option<Instant>,
+    /// Times room was short since the last warning.
+    unreported: u64,
+}
+
+impl Pressure {
+    /// Asks idle keep-alive connections to close, longer-idle ones first, and
+    /// warns (rate-limited) that the server is at its limit.
+    fn make_room(&mut self, trigger: &ShutdownTrigger, why: &str, open: usize) {
+        let now = Instant::now();
+        let idle_over = REAP_IDLE_OVER[self.step.min(REAP_IDLE_OVER.len() - 1)];
+        self.step += 1;
+        if let Some(before) = now.checked_sub(idle_over) {
+            trigger.reap_idle(before);
+        }
+        self.unreported += 1;
+        if self
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            tracing::warn!(
+                open,
+                times = self.unreported,
+                "{why}: closing keep-alive connections idle over {}s to make room",
+                idle_over.as_secs()
+            );
+            self.last_warning = Some(now);
+            self.unreported = 0;
+        }
+    }
+
+    /// A connection was accepted: the next shortage starts with the longest idle again.
+    fn relieved(&mut self) {
+        self.step = 0;
+    }
 }
 
 /// A server running on its own task (see [`Server::spawn`]). Dropping the handle
