@@ -2,20 +2,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-
-fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(needle.len()).any(|w| w == needle) {
-        let n = s.read(&mut chunk).expect("read within the timeout");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
 
 #[test]
 fn websocket_style_echo_through_the_proxy() {
