@@ -10,8 +10,8 @@
 //!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
 //!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
 //!   DELETE), its whole body is still at hand, and no response byte arrived. A POST
-//!   is never sent twice. A pooled connection the backend closed is noticed before
-//!   reuse and replaced.
+//!   is never sent twice. A pooled connection the backend closed, or one holding
+//!   bytes nobody asked for, is noticed before reuse and replaced.
 //! - **No smuggling.** Clients are parsed by `http_core`'s strict rules; anything
 //!   framed ambiguously is refused before a backend is chosen. The body is
 //!   re-framed for the backend (`Content-Length` rewritten, chunked re-encoded),
