@@ -42,6 +42,17 @@ const BODY_BUF: usize = 32 * 1024;
 const WRITE_PIECE: usize = 64 * 1024;
 /// How long to look for an early answer after a backend stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// Header lines forwarding can add to a request: `X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `Via`, and `X-Forwarded-Host` or (without one) `Host`.
+/// The framing and upgrade lines only replace the client's.
+const ADDED_LINES: usize = 4;
+/// More than forwarding can add to a head besides a copy of the host: the four
+/// lines above with the client's address and our `Via` entry, and a longest
+/// backend address as `Host`.
+const ADDED_BYTES: usize = 256;
+/// Stands for the backend's address (the `Host` of a request that had none) when
+/// a head is sized before a backend is chosen: as long as any address can be.
+const LONGEST_ADDR: &[u8] = b"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
 /// The `Via` entry this proxy adds (it names the protocol the request came in with).
 const VIA: &[u8] = b"1.1 rr-proxy";
 const VIA_10: &[u8] = b"1.0 rr-proxy";
@@ -182,6 +193,11 @@ impl ProxyService {
             // A reverse proxy opens no tunnels on a client's say-so.
             return Response::text(501, "CONNECT is not supported by this proxy\n");
         }
+        if !fits_limits(head, req.peer, &shared.config.limits) {
+            // The backend would refuse it: answer as it would, before it is
+            // contacted and before a body is invited.
+            return Response::text(431, "request header fields too large once forwarded\n").close();
+        }
 
         if head.body() != BodyKind::Empty && shared.eligible().is_empty() {
             // Answer before reading (or inviting, with `100 Continue`) a body.
@@ -265,7 +281,12 @@ impl ProxyService {
 
         // ---- send ----
         let mut written: u64 = 0;
-        let out = request_head(head, req.peer, backend, pre);
+        let out = request_head(
+            head,
+            req.peer,
+            backend.label().as_bytes(),
+            pre.len.min(WRITE_PIECE),
+        );
         let sent = send_request(
             &mut up.stream,
             out,
@@ -478,9 +499,11 @@ async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, Failure> {
 // The request head
 // ---------------------------------------------------------------------------
 
-/// The head sent to the backend, with the prefetched body after it.
-fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend, pre: &Prefetch) -> BytesMut {
-    let mut out = BytesMut::with_capacity(head.as_bytes().len() + 160 + pre.len.min(WRITE_PIECE) + 16);
+/// The head sent to the backend, in a buffer with room for `body_room` bytes of
+/// body after it. `backend` is the backend's address, the `Host` of a request
+/// that came without one.
+fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &[u8], body_room: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(head.as_bytes().len() + 160 + body_room + 16);
     out.put_slice(head.method_str().as_bytes());
     out.put_u8(b' ');
     // An absolute-form target goes on in origin form, with its authority as the
@@ -527,7 +550,7 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
         Some(h) if absolute => put_header(&mut out, b"Host", h),
         Some(_) => {}
         // An HTTP/1.0 request without Host: HTTP/1.1 requires one.
-        None => put_header(&mut out, b"Host", backend.label().as_bytes()),
+        None => put_header(&mut out, b"Host", backend),
     }
     if has_xff || peer.is_some() {
         out.put_slice(b"X-Forwarded-For: ");
@@ -577,6 +600,25 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
     }
     out.put_slice(b"\r\n");
     out
+}
+
+/// True when the request, forwarded, fits `limits` (which the backends are taken
+/// to apply as well): the lines the proxy adds must not push it over the count
+/// or size limit the client's head was held to.
+fn fits_limits(head: &RequestHead, peer: Option<SocketAddr>, limits: &Limits) -> bool {
+    let lines = head.headers().len();
+    let len = head.as_bytes().len();
+    // Forwarding adds at most ADDED_LINES lines, a copy of the host (shorter
+    // than the head) and ADDED_BYTES, and may normalise each line's separator
+    // to `: ` and its end to CRLF.
+    if lines + ADDED_LINES <= limits.max_headers && 2 * len + 2 * lines + ADDED_BYTES <= limits.max_head_len {
+        return true;
+    }
+    // Close to a limit: size the head exactly as it would be sent.
+    let out = request_head(head, peer, LONGEST_ADDR, 0);
+    // Every line ends in LF: the request line, the headers and the blank line.
+    let lines = out.iter().filter(|&&b| b == b'\n').count().saturating_sub(2);
+    lines <= limits.max_headers && out.len() <= limits.max_head_len
 }
 
 /// True when a `Connection` header of `head` names the field `name`.
@@ -1117,4 +1159,54 @@ fn tunnel(resp: Response, up: Upstream, guard: InFlight) -> Response {
         let _ = client.shutdown().await;
         drop(guard);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> RequestHead {
+        RequestHead::parse_complete(Bytes::copy_from_slice(text.as_bytes()), &Limits::default()).unwrap()
+    }
+
+    /// The quick bound and the exact count agree on either side of the limit.
+    #[test]
+    fn forwarded_heads_are_sized_exactly_near_the_limits() {
+        let limits = Limits {
+            max_headers: 10,
+            ..Limits::default()
+        };
+        let with = |n: usize| {
+            let mut t = "GET / HTTP/1.1\r\nHost: x\r\n".to_owned();
+            for i in 1..n {
+                t.push_str(&format!("X-{i}: v\r\n"));
+            }
+            t.push_str("\r\n");
+            RequestHead::parse_complete(Bytes::from(t), &limits).unwrap()
+        };
+        let peer = Some(([127, 0, 0, 1], 1).into());
+        // Host and n - 1 others, plus X-Forwarded-For, -Proto, -Host and Via.
+        assert!(fits_limits(&with(6), peer, &limits));
+        assert!(!fits_limits(&with(7), peer, &limits));
+        // Without a peer address there is no X-Forwarded-For to add.
+        assert!(fits_limits(&with(7), None, &limits));
+        // Hop-by-hop lines are not forwarded and leave room.
+        let hop = "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 1\r\nTE: trailers\r\nX-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\n\r\n";
+        assert!(fits_limits(&head(hop), peer, &limits));
+
+        let size = |len: usize| {
+            let mut t = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".to_owned();
+            let fill = len - t.len() - 4;
+            t.push_str(&"l".repeat(fill));
+            t.push_str("\r\n\r\n");
+            head(&t)
+        };
+        let added = request_head(&size(1000), peer, b"b", 0).len() - 1000;
+        let limits = Limits {
+            max_head_len: 2000,
+            ..Limits::default()
+        };
+        assert!(fits_limits(&size(2000 - added), peer, &limits));
+        assert!(!fits_limits(&size(2000 - added + 1), peer, &limits));
+    }
 }

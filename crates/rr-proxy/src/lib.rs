@@ -27,6 +27,7 @@
 //! | no response head within [`Timeouts::response`] | 504 |
 //! | malformed response head or body framing | 502 (or the client connection is cut mid-body) |
 //! | backend closed before answering | idempotent with a replayable body: next backend; otherwise 502 |
+//! | the headers the proxy adds would push the request over the header-count or head-size limit | 431 from the proxy, connection closed |
 //!
 //! # Headers
 //! Hop-by-hop fields and every field the `Connection` header names are removed in
