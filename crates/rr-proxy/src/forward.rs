@@ -253,11 +253,13 @@ impl ProxyService {
                         last = f;
                         break;
                     }
-                    Attempt::Fail(f) => return f.response(shared).log_field("backend", label(&backend)),
+                    Attempt::Fail(f) => {
+                        return after_upgrade(head, f.response(shared).log_field("backend", label(&backend)))
+                    }
                 }
             }
         }
-        last.response(shared)
+        after_upgrade(head, last.response(shared))
     }
 
     /// Sends the request on `up` and reads the response head.
@@ -275,7 +277,7 @@ impl ProxyService {
         let shared = &*self.shared;
         let head = req.head;
         let method = head.method();
-        let upgrade = head.is_upgrade();
+        let upgrade = upgrade_passed_on(head);
         let started = Instant::now();
         backend.count_request();
 
@@ -377,7 +379,9 @@ impl ProxyService {
             },
         };
         let status = rhead.status();
-        if status == 101 && !upgrade {
+        if status == 101 && !(upgrade && switches_to_offered(&rhead, head)) {
+            // A switch the client did not ask for, or to a protocol it did not
+            // offer: the connection is dropped, never tunnelled.
             shared.failure(backend);
             return Attempt::Fail(Failure::BadResponse);
         }
@@ -526,6 +530,8 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &[u8], bo
             || n.eq_ignore_ascii_case(b"expect")
             || n.eq_ignore_ascii_case(b"x-forwarded-proto")
             || n.eq_ignore_ascii_case(b"x-forwarded-host")
+            // Only meaningful with an h2c upgrade, which is never passed on.
+            || n.eq_ignore_ascii_case(b"http2-settings")
         {
             continue;
         }
@@ -584,11 +590,18 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &[u8], bo
         VIA
     });
     out.put_slice(b"\r\n");
-    if head.is_upgrade() {
-        if let Some(u) = head.header("upgrade") {
-            put_header(&mut out, b"Connection", b"upgrade");
-            put_header(&mut out, b"Upgrade", u);
-        }
+    if upgrade_passed_on(head) {
+        put_header(&mut out, b"Connection", b"upgrade");
+        out.put_slice(b"Upgrade: ");
+        let mut first = true;
+        for_each_offer(head, |t| {
+            if !first {
+                out.put_slice(b", ");
+            }
+            out.put_slice(t);
+            first = false;
+        });
+        out.put_slice(b"\r\n");
     }
     match head.body() {
         BodyKind::Length(n) => {
@@ -619,6 +632,80 @@ fn fits_limits(head: &RequestHead, peer: Option<SocketAddr>, limits: &Limits) ->
     // Every line ends in LF: the request line, the headers and the blank line.
     let lines = out.iter().filter(|&&b| b == b'\n').count().saturating_sub(2);
     lines <= limits.max_headers && out.len() <= limits.max_head_len
+}
+
+/// A protocol named in `Upgrade` that the proxy passes on: any but HTTP/2's.
+/// `h2c` is stripped, as nginx does (a backend switching to it would hold a
+/// connection the proxy can only tunnel); `h2` is never valid in `Upgrade`.
+fn passes_on(token: &[u8]) -> bool {
+    !same_protocol(b"h2c", token) && !same_protocol(b"h2", token)
+}
+
+/// Calls `f` with each protocol of the request's `Upgrade` lines that is passed on.
+fn for_each_offer(head: &RequestHead, mut f: impl FnMut(&[u8])) {
+    for (n, v) in head.headers().raw() {
+        if n.eq_ignore_ascii_case(b"upgrade") {
+            http_core::for_each_token(v, |t| {
+                if passes_on(t) {
+                    f(t)
+                }
+            });
+        }
+    }
+}
+
+/// The request asks to switch protocols and offers one that is passed on.
+fn upgrade_passed_on(head: &RequestHead) -> bool {
+    if !head.is_upgrade() {
+        return false;
+    }
+    let mut any = false;
+    for_each_offer(head, |_| any = true);
+    any
+}
+
+/// The backend's 101 names, in `Upgrade`, only protocols the client offered (a
+/// version the client left open may be chosen), and at least one.
+fn switches_to_offered(resp: &ResponseHead, req: &RequestHead) -> bool {
+    let (mut any, mut all) = (false, true);
+    for (n, v) in resp.headers().raw() {
+        if n.eq_ignore_ascii_case(b"upgrade") {
+            http_core::for_each_token(v, |answered| {
+                any = true;
+                let mut offered = false;
+                for_each_offer(req, |o| offered |= same_protocol(o, answered));
+                all &= offered;
+            });
+        }
+    }
+    any && all
+}
+
+/// `offered` and `answered` (`name[/version]`) name the same protocol: the
+/// names match, and so do the versions if both give one.
+fn same_protocol(offered: &[u8], answered: &[u8]) -> bool {
+    fn split(t: &[u8]) -> (&[u8], Option<&[u8]>) {
+        match t.iter().position(|&b| b == b'/') {
+            Some(i) => (&t[..i], Some(&t[i + 1..])),
+            None => (t, None),
+        }
+    }
+    let ((on, ov), (an, av)) = (split(offered), split(answered));
+    on.eq_ignore_ascii_case(an)
+        && match (ov, av) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        }
+}
+
+/// A failure answer to a request that asked to switch protocols closes the
+/// connection: what the client sends next may be in the other protocol.
+fn after_upgrade(head: &RequestHead, resp: Response) -> Response {
+    if head.is_upgrade() {
+        resp.close()
+    } else {
+        resp
+    }
 }
 
 /// True when a `Connection` header of `head` names the field `name`.
@@ -1167,6 +1254,30 @@ mod tests {
 
     fn head(text: &str) -> RequestHead {
         RequestHead::parse_complete(Bytes::copy_from_slice(text.as_bytes()), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn protocols_match_by_name_and_by_version_when_both_give_one() {
+        assert!(same_protocol(b"websocket", b"WebSocket"));
+        assert!(same_protocol(b"websocket", b"websocket/13"));
+        assert!(same_protocol(b"websocket/13", b"websocket"));
+        assert!(!same_protocol(b"websocket/13", b"websocket/8"));
+        assert!(!same_protocol(b"websocket", b"h2c"));
+        assert!(!passes_on(b"h2c") && !passes_on(b"H2C") && !passes_on(b"h2") && !passes_on(b"h2c/1"));
+        assert!(passes_on(b"websocket") && passes_on(b"h2cx"));
+    }
+
+    #[test]
+    fn h2c_offers_are_not_passed_on() {
+        let only_h2c = head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+        assert!(only_h2c.is_upgrade() && !upgrade_passed_on(&only_h2c));
+        let both =
+            head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n");
+        assert!(upgrade_passed_on(&both));
+        let out = request_head(&both, None, b"b", 0);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains("\r\nUpgrade: websocket\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: upgrade\r\n"), "{text}");
     }
 
     /// The quick bound and the exact count agree on either side of the limit.

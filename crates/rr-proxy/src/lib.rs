@@ -27,13 +27,16 @@
 //! | no response head within [`Timeouts::response`] | 504 |
 //! | malformed response head or body framing | 502 (or the client connection is cut mid-body) |
 //! | backend closed before answering | idempotent with a replayable body: next backend; otherwise 502 |
+//! | a 101 switching to a protocol the client did not offer | 502 |
 //! | the headers the proxy adds would push the request over the header-count or head-size limit | 431 from the proxy, connection closed |
 //!
 //! # Headers
 //! Hop-by-hop fields and every field the `Connection` header names are removed in
 //! both directions; `X-Forwarded-For` gets the client address appended,
 //! `X-Forwarded-Proto` and `X-Forwarded-Host` are set (a client's values are
-//! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept.
+//! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept. An `Upgrade: h2c`
+//! offer and its `HTTP2-Settings` are removed, as nginx does: the request goes on
+//! as a plain one.
 //!
 //! # Embedding
 //! ```
