@@ -382,6 +382,56 @@ fn no_backend_answers_before_inviting_a_body() {
     assert!(out.contains("Retry-After: 1"), "{out}");
 }
 
+/// How old the `Date` of a response is at `received` (negative ages are zero).
+fn date_age(got: &Got, received: std::time::SystemTime) -> Duration {
+    let date = got.header("Date").expect("a Date header");
+    let date = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("Date {date:?}: {e}"));
+    received.duration_since(date).unwrap_or_default()
+}
+
+/// The most a fresh `Date` may lag at receipt: it is truncated to its second
+/// (under 1 s), plus a margin for a loaded machine.
+const FRESH: Duration = Duration::from_millis(1500);
+
+/// A 504 used to carry the `Date` of the moment the request arrived, the
+/// response timeout earlier.
+#[test]
+#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
+fn a_504_carries_a_date_from_when_it_was_sent_not_when_the_request_came() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    b.set(STALL);
+    let proxy = TestProxy::start(&rt, builder(&[&b]).response_timeout(Duration::from_secs(3)));
+    let r = get(&agent(), &proxy.url("/"));
+    let received = std::time::SystemTime::now();
+    assert_eq!(r.status, 504, "{}", r.text());
+    let age = date_age(&r, received);
+    assert!(
+        age < FRESH,
+        "the 504's Date is {age:?} old: {:?}",
+        r.header("Date")
+    );
+}
+
+/// A slow backend's answer used to carry the `Date` of the moment the request
+/// arrived at the proxy.
+#[test]
+#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
+fn a_slow_proxied_response_carries_a_current_date() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let r = get(&agent(), &proxy.url("/slow?ms=3000"));
+    let received = std::time::SystemTime::now();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let age = date_age(&r, received);
+    assert!(
+        age < FRESH,
+        "the response's Date is {age:?} old: {:?}",
+        r.header("Date")
+    );
+}
+
 /// A backend that sends a second, unasked response right behind a complete one,
 /// in the same write, used to have it read as the answer to the next request
 /// on the pooled connection whenever the complete response exactly filled the
