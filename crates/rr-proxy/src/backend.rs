@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -317,8 +316,9 @@ impl Backend {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An idle connection that is still open; the most recently used first. Connections past `idle_timeout`, closed by the backend, or with
-    /// unexpected bytes waiting are dropped on the way.
+    /// An idle connection that is still open; the most recently used first.
+    /// Connections past `idle_timeout`, closed by the backend, or with unexpected
+    /// bytes waiting are dropped on the way.
     pub(crate) fn take_idle(&self, idle_timeout: Duration) -> Option<TcpStream> {
         loop {
             let idle = self.lock_pool().pop()?;
@@ -364,24 +364,25 @@ impl Backend {
 /// True when nothing is waiting to be read: the peer has not closed the
 /// connection and has not sent anything unasked.
 ///
-/// [`quiesce`] cleared the connection's read readiness when it went idle, so
-/// without a readiness event since then nothing arrived and no system call is
-/// needed; after an event (data, or the backend's FIN), one non-blocking read tells.
+/// Asks the socket itself, with one non-blocking peek: the reactor's readiness
+/// cannot tell. Bytes that came in the same segment as the end of the last
+/// response, beyond a read that filled the buffer exactly, raised no event after
+/// that read; and an event for bytes that came since may not have been
+/// processed yet when a busy worker reuses the connection.
 fn is_open_and_quiet(s: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match s.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut byte = [0u8; 1];
-            matches!(s.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-        }
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // The socket is non-blocking (tokio's): the peek never waits.
+    match socket2::SockRef::from(s).peek(&mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+        // Bytes, the backend's FIN, or an error.
+        _ => false,
     }
 }
 
 /// Forgets the read readiness left over from reading the last response (without
-/// a system call), so that the next readiness event means new bytes or a close.
-/// Readiness for "closed" is kept by tokio.
+/// a system call), so that reading the next response waits for an event instead
+/// of first trying a read that finds nothing. The checks before reuse do not
+/// depend on readiness ([`is_open_and_quiet`]).
 fn quiesce(s: &TcpStream) {
     let _ = s.try_io(Interest::READABLE, || {
         Err::<(), _>(std::io::ErrorKind::WouldBlock.into())

@@ -42,6 +42,17 @@ const BODY_BUF: usize = 32 * 1024;
 const WRITE_PIECE: usize = 64 * 1024;
 /// How long to look for an early answer after a backend stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
+/// Header lines forwarding can add to a request: `X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `Via`, and `X-Forwarded-Host` or (without one) `Host`.
+/// The framing and upgrade lines only replace the client's.
+const ADDED_LINES: usize = 4;
+/// More than forwarding can add to a head besides a copy of the host: the four
+/// lines above with the client's address and our `Via` entry, and a longest
+/// backend address as `Host`.
+const ADDED_BYTES: usize = 256;
+/// Stands for the backend's address (the `Host` of a request that had none) when
+/// a head is sized before a backend is chosen: as long as any address can be.
+const LONGEST_ADDR: &[u8] = b"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
 /// The `Via` entry this proxy adds (it names the protocol the request came in with).
 const VIA: &[u8] = b"1.1 rr-proxy";
 const VIA_10: &[u8] = b"1.0 rr-proxy";
@@ -182,6 +193,11 @@ impl ProxyService {
             // A reverse proxy opens no tunnels on a client's say-so.
             return Response::text(501, "CONNECT is not supported by this proxy\n");
         }
+        if !fits_limits(head, req.peer, &shared.config.limits) {
+            // The backend would refuse it: answer as it would, before it is
+            // contacted and before a body is invited.
+            return Response::text(431, "request header fields too large once forwarded\n").close();
+        }
 
         if head.body() != BodyKind::Empty && shared.eligible().is_empty() {
             // Answer before reading (or inviting, with `100 Continue`) a body.
@@ -237,11 +253,13 @@ impl ProxyService {
                         last = f;
                         break;
                     }
-                    Attempt::Fail(f) => return f.response(shared).log_field("backend", label(&backend)),
+                    Attempt::Fail(f) => {
+                        return after_upgrade(head, f.response(shared).log_field("backend", label(&backend)))
+                    }
                 }
             }
         }
-        last.response(shared)
+        after_upgrade(head, last.response(shared))
     }
 
     /// Sends the request on `up` and reads the response head.
@@ -259,13 +277,18 @@ impl ProxyService {
         let shared = &*self.shared;
         let head = req.head;
         let method = head.method();
-        let upgrade = head.is_upgrade();
+        let upgrade = upgrade_passed_on(head);
         let started = Instant::now();
         backend.count_request();
 
         // ---- send ----
         let mut written: u64 = 0;
-        let out = request_head(head, req.peer, backend, pre);
+        let out = request_head(
+            head,
+            req.peer,
+            backend.label().as_bytes(),
+            pre.len.min(WRITE_PIECE),
+        );
         let sent = send_request(
             &mut up.stream,
             out,
@@ -356,7 +379,9 @@ impl ProxyService {
             },
         };
         let status = rhead.status();
-        if status == 101 && !upgrade {
+        if status == 101 && !(upgrade && switches_to_offered(&rhead, head)) {
+            // A switch the client did not ask for, or to a protocol it did not
+            // offer: the connection is dropped, never tunnelled.
             shared.failure(backend);
             return Attempt::Fail(Failure::BadResponse);
         }
@@ -478,9 +503,11 @@ async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, Failure> {
 // The request head
 // ---------------------------------------------------------------------------
 
-/// The head sent to the backend, with the prefetched body after it.
-fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend, pre: &Prefetch) -> BytesMut {
-    let mut out = BytesMut::with_capacity(head.as_bytes().len() + 160 + pre.len.min(WRITE_PIECE) + 16);
+/// The head sent to the backend, in a buffer with room for `body_room` bytes of
+/// body after it. `backend` is the backend's address, the `Host` of a request
+/// that came without one.
+fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &[u8], body_room: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(head.as_bytes().len() + 160 + body_room + 16);
     out.put_slice(head.method_str().as_bytes());
     out.put_u8(b' ');
     // An absolute-form target goes on in origin form, with its authority as the
@@ -503,6 +530,8 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
             || n.eq_ignore_ascii_case(b"expect")
             || n.eq_ignore_ascii_case(b"x-forwarded-proto")
             || n.eq_ignore_ascii_case(b"x-forwarded-host")
+            // Only meaningful with an h2c upgrade, which is never passed on.
+            || n.eq_ignore_ascii_case(b"http2-settings")
         {
             continue;
         }
@@ -527,7 +556,7 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
         Some(h) if absolute => put_header(&mut out, b"Host", h),
         Some(_) => {}
         // An HTTP/1.0 request without Host: HTTP/1.1 requires one.
-        None => put_header(&mut out, b"Host", backend.label().as_bytes()),
+        None => put_header(&mut out, b"Host", backend),
     }
     if has_xff || peer.is_some() {
         out.put_slice(b"X-Forwarded-For: ");
@@ -561,11 +590,18 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
         VIA
     });
     out.put_slice(b"\r\n");
-    if head.is_upgrade() {
-        if let Some(u) = head.header("upgrade") {
-            put_header(&mut out, b"Connection", b"upgrade");
-            put_header(&mut out, b"Upgrade", u);
-        }
+    if upgrade_passed_on(head) {
+        put_header(&mut out, b"Connection", b"upgrade");
+        out.put_slice(b"Upgrade: ");
+        let mut first = true;
+        for_each_offer(head, |t| {
+            if !first {
+                out.put_slice(b", ");
+            }
+            out.put_slice(t);
+            first = false;
+        });
+        out.put_slice(b"\r\n");
     }
     match head.body() {
         BodyKind::Length(n) => {
@@ -577,6 +613,99 @@ fn request_head(head: &RequestHead, peer: Option<SocketAddr>, backend: &Backend,
     }
     out.put_slice(b"\r\n");
     out
+}
+
+/// True when the request, forwarded, fits `limits` (which the backends are taken
+/// to apply as well): the lines the proxy adds must not push it over the count
+/// or size limit the client's head was held to.
+fn fits_limits(head: &RequestHead, peer: Option<SocketAddr>, limits: &Limits) -> bool {
+    let lines = head.headers().len();
+    let len = head.as_bytes().len();
+    // Forwarding adds at most ADDED_LINES lines, a copy of the host (shorter
+    // than the head) and ADDED_BYTES, and may normalise each line's separator
+    // to `: ` and its end to CRLF.
+    if lines + ADDED_LINES <= limits.max_headers && 2 * len + 2 * lines + ADDED_BYTES <= limits.max_head_len {
+        return true;
+    }
+    // Close to a limit: size the head exactly as it would be sent.
+    let out = request_head(head, peer, LONGEST_ADDR, 0);
+    // Every line ends in LF: the request line, the headers and the blank line.
+    let lines = out.iter().filter(|&&b| b == b'\n').count().saturating_sub(2);
+    lines <= limits.max_headers && out.len() <= limits.max_head_len
+}
+
+/// A protocol named in `Upgrade` that the proxy passes on: any but HTTP/2's.
+/// `h2c` is stripped, as nginx does (a backend switching to it would hold a
+/// connection the proxy can only tunnel); `h2` is never valid in `Upgrade`.
+fn passes_on(token: &[u8]) -> bool {
+    !same_protocol(b"h2c", token) && !same_protocol(b"h2", token)
+}
+
+/// Calls `f` with each protocol of the request's `Upgrade` lines that is passed on.
+fn for_each_offer(head: &RequestHead, mut f: impl FnMut(&[u8])) {
+    for (n, v) in head.headers().raw() {
+        if n.eq_ignore_ascii_case(b"upgrade") {
+            http_core::for_each_token(v, |t| {
+                if passes_on(t) {
+                    f(t)
+                }
+            });
+        }
+    }
+}
+
+/// The request asks to switch protocols and offers one that is passed on.
+fn upgrade_passed_on(head: &RequestHead) -> bool {
+    if !head.is_upgrade() {
+        return false;
+    }
+    let mut any = false;
+    for_each_offer(head, |_| any = true);
+    any
+}
+
+/// The backend's 101 names, in `Upgrade`, only protocols the client offered (a
+/// version the client left open may be chosen), and at least one.
+fn switches_to_offered(resp: &ResponseHead, req: &RequestHead) -> bool {
+    let (mut any, mut all) = (false, true);
+    for (n, v) in resp.headers().raw() {
+        if n.eq_ignore_ascii_case(b"upgrade") {
+            http_core::for_each_token(v, |answered| {
+                any = true;
+                let mut offered = false;
+                for_each_offer(req, |o| offered |= same_protocol(o, answered));
+                all &= offered;
+            });
+        }
+    }
+    any && all
+}
+
+/// `offered` and `answered` (`name[/version]`) name the same protocol: the
+/// names match, and so do the versions if both give one.
+fn same_protocol(offered: &[u8], answered: &[u8]) -> bool {
+    fn split(t: &[u8]) -> (&[u8], Option<&[u8]>) {
+        match t.iter().position(|&b| b == b'/') {
+            Some(i) => (&t[..i], Some(&t[i + 1..])),
+            None => (t, None),
+        }
+    }
+    let ((on, ov), (an, av)) = (split(offered), split(answered));
+    on.eq_ignore_ascii_case(an)
+        && match (ov, av) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        }
+}
+
+/// A failure answer to a request that asked to switch protocols closes the
+/// connection: what the client sends next may be in the other protocol.
+fn after_upgrade(head: &RequestHead, resp: Response) -> Response {
+    if head.is_upgrade() {
+        resp.close()
+    } else {
+        resp
+    }
 }
 
 /// True when a `Connection` header of `head` names the field `name`.
@@ -1117,4 +1246,78 @@ fn tunnel(resp: Response, up: Upstream, guard: InFlight) -> Response {
         let _ = client.shutdown().await;
         drop(guard);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> RequestHead {
+        RequestHead::parse_complete(Bytes::copy_from_slice(text.as_bytes()), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn protocols_match_by_name_and_by_version_when_both_give_one() {
+        assert!(same_protocol(b"websocket", b"WebSocket"));
+        assert!(same_protocol(b"websocket", b"websocket/13"));
+        assert!(same_protocol(b"websocket/13", b"websocket"));
+        assert!(!same_protocol(b"websocket/13", b"websocket/8"));
+        assert!(!same_protocol(b"websocket", b"h2c"));
+        assert!(!passes_on(b"h2c") && !passes_on(b"H2C") && !passes_on(b"h2") && !passes_on(b"h2c/1"));
+        assert!(passes_on(b"websocket") && passes_on(b"h2cx"));
+    }
+
+    #[test]
+    fn h2c_offers_are_not_passed_on() {
+        let only_h2c = head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+        assert!(only_h2c.is_upgrade() && !upgrade_passed_on(&only_h2c));
+        let both =
+            head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n");
+        assert!(upgrade_passed_on(&both));
+        let out = request_head(&both, None, b"b", 0);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.contains("\r\nUpgrade: websocket\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: upgrade\r\n"), "{text}");
+    }
+
+    /// The quick bound and the exact count agree on either side of the limit.
+    #[test]
+    fn forwarded_heads_are_sized_exactly_near_the_limits() {
+        let limits = Limits {
+            max_headers: 10,
+            ..Limits::default()
+        };
+        let with = |n: usize| {
+            let mut t = "GET / HTTP/1.1\r\nHost: x\r\n".to_owned();
+            for i in 1..n {
+                t.push_str(&format!("X-{i}: v\r\n"));
+            }
+            t.push_str("\r\n");
+            RequestHead::parse_complete(Bytes::from(t), &limits).unwrap()
+        };
+        let peer = Some(([127, 0, 0, 1], 1).into());
+        // Host and n - 1 others, plus X-Forwarded-For, -Proto, -Host and Via.
+        assert!(fits_limits(&with(6), peer, &limits));
+        assert!(!fits_limits(&with(7), peer, &limits));
+        // Without a peer address there is no X-Forwarded-For to add.
+        assert!(fits_limits(&with(7), None, &limits));
+        // Hop-by-hop lines are not forwarded and leave room.
+        let hop = "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 1\r\nTE: trailers\r\nX-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\n\r\n";
+        assert!(fits_limits(&head(hop), peer, &limits));
+
+        let size = |len: usize| {
+            let mut t = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".to_owned();
+            let fill = len - t.len() - 4;
+            t.push_str(&"l".repeat(fill));
+            t.push_str("\r\n\r\n");
+            head(&t)
+        };
+        let added = request_head(&size(1000), peer, b"b", 0).len() - 1000;
+        let limits = Limits {
+            max_head_len: 2000,
+            ..Limits::default()
+        };
+        assert!(fits_limits(&size(2000 - added), peer, &limits));
+        assert!(!fits_limits(&size(2000 - added + 1), peer, &limits));
+    }
 }

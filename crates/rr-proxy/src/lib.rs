@@ -10,8 +10,8 @@
 //!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
 //!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
 //!   DELETE), its whole body is still at hand, and no response byte arrived. A POST
-//!   is never sent twice. A pooled connection the backend closed is noticed before
-//!   reuse and replaced.
+//!   is never sent twice. A pooled connection the backend closed, or one holding
+//!   bytes nobody asked for, is noticed before reuse and replaced.
 //! - **No smuggling.** Clients are parsed by `http_core`'s strict rules; anything
 //!   framed ambiguously is refused before a backend is chosen. The body is
 //!   re-framed for the backend (`Content-Length` rewritten, chunked re-encoded),
@@ -27,12 +27,16 @@
 //! | no response head within [`Timeouts::response`] | 504 |
 //! | malformed response head or body framing | 502 (or the client connection is cut mid-body) |
 //! | backend closed before answering | idempotent with a replayable body: next backend; otherwise 502 |
+//! | a 101 switching to a protocol the client did not offer | 502 |
+//! | the headers the proxy adds would push the request over the header-count or head-size limit | 431 from the proxy, connection closed |
 //!
 //! # Headers
 //! Hop-by-hop fields and every field the `Connection` header names are removed in
 //! both directions; `X-Forwarded-For` gets the client address appended,
 //! `X-Forwarded-Proto` and `X-Forwarded-Host` are set (a client's values are
-//! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept.
+//! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept. An `Upgrade: h2c`
+//! offer and its `HTTP2-Settings` are removed, as nginx does: the request goes on
+//! as a plain one.
 //!
 //! # Embedding
 //! ```

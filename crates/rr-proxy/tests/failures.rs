@@ -381,3 +381,100 @@ fn no_backend_answers_before_inviting_a_body() {
     assert!(!out.contains("100 Continue"), "{out}");
     assert!(out.contains("Retry-After: 1"), "{out}");
 }
+
+/// How old the `Date` of a response is at `received` (negative ages are zero).
+fn date_age(got: &Got, received: std::time::SystemTime) -> Duration {
+    let date = got.header("Date").expect("a Date header");
+    let date = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("Date {date:?}: {e}"));
+    received.duration_since(date).unwrap_or_default()
+}
+
+/// The most a fresh `Date` may lag at receipt: it is truncated to its second
+/// (under 1 s), plus a margin for a loaded machine.
+const FRESH: Duration = Duration::from_millis(1500);
+
+/// A 504 used to carry the `Date` of the moment the request arrived, the
+/// response timeout earlier.
+#[test]
+#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
+fn a_504_carries_a_date_from_when_it_was_sent_not_when_the_request_came() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    b.set(STALL);
+    let proxy = TestProxy::start(&rt, builder(&[&b]).response_timeout(Duration::from_secs(3)));
+    let r = get(&agent(), &proxy.url("/"));
+    let received = std::time::SystemTime::now();
+    assert_eq!(r.status, 504, "{}", r.text());
+    let age = date_age(&r, received);
+    assert!(
+        age < FRESH,
+        "the 504's Date is {age:?} old: {:?}",
+        r.header("Date")
+    );
+}
+
+/// A slow backend's answer used to carry the `Date` of the moment the request
+/// arrived at the proxy.
+#[test]
+#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
+fn a_slow_proxied_response_carries_a_current_date() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    let r = get(&agent(), &proxy.url("/slow?ms=3000"));
+    let received = std::time::SystemTime::now();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let age = date_age(&r, received);
+    assert!(
+        age < FRESH,
+        "the response's Date is {age:?} old: {:?}",
+        r.header("Date")
+    );
+}
+
+/// A backend that sends a second, unasked response right behind a complete one,
+/// in the same write, used to have it read as the answer to the next request
+/// on the pooled connection whenever the complete response exactly filled the
+/// proxy's read buffer: the extra bytes stayed in the socket, and the pool's
+/// check only looked for readiness events, of which there was no new one. The
+/// sizes swept here cover every buffer size within 64 bytes of 4 KiB.
+#[test]
+fn an_unsolicited_response_behind_a_complete_one_never_answers_the_next_request() {
+    let rt = runtime();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let b = ScriptBackend::start(&rt, move |mut s, _| {
+        let count = count.clone();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut buf = Vec::new();
+            while next_head(&mut s, &mut buf).await.is_some() {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                // Responses of 4032 to 4160 bytes in all.
+                let total = 4032 + n % 129;
+                let head_len = "HTTP/1.1 200 OK\r\nContent-Length: 0000\r\n\r\n".len();
+                let body = "g".repeat(total - head_len);
+                let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                out.push_str("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected");
+                if s.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(b.addr, 1));
+    let agent = agent();
+    let mut wrong = Vec::new();
+    for i in 0..129 {
+        let r = get(&agent, &proxy.url(&format!("/{i}")));
+        if r.status != 200 || r.body.is_empty() || r.body.iter().any(|&c| c != b'g') {
+            wrong.push(format!("request {i}: {} {:?}", r.status, r.text()));
+        }
+    }
+    assert!(wrong.is_empty(), "{} wrong answers: {wrong:#?}", wrong.len());
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        129,
+        "one backend answer per request"
+    );
+}

@@ -6,6 +6,7 @@ mod common;
 use std::io::Read;
 
 use common::*;
+use rr_proxy::Proxy;
 
 #[test]
 fn request_hop_by_hop_and_connection_named_headers_are_removed() {
@@ -260,4 +261,102 @@ fn pipelined_requests_are_answered_in_order() {
         pos += at;
     }
     assert!(out.ends_with("/last\n"), "{out}");
+}
+
+/// How long the slow backends below pause between the first part of a body and
+/// the rest.
+const PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A backend that answers every request with `head` and `first`, then pauses for
+/// [`PAUSE`], then sends `rest` (and closes when `close`).
+fn pausing_backend(
+    rt: &tokio::runtime::Runtime,
+    head: &'static str,
+    first: &'static str,
+    rest: &'static str,
+    close: bool,
+) -> ScriptBackend {
+    ScriptBackend::start(rt, move |mut s, _| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut buf = Vec::new();
+        while next_head(&mut s, &mut buf).await.is_some() {
+            let now = format!("{head}{first}");
+            if s.write_all(now.as_bytes()).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(PAUSE).await;
+            if s.write_all(rest.as_bytes()).await.is_err() {
+                return;
+            }
+            if close {
+                return;
+            }
+        }
+    })
+}
+
+/// Sends one GET through the proxy and returns how long the first part of the
+/// body (`first`) took to arrive, after checking that the whole body follows.
+fn time_to_first_part(proxy: &TestProxy, http10: bool, first: &str, end: &str) -> std::time::Duration {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    let req: &[u8] = if http10 {
+        b"GET /events HTTP/1.0\r\n\r\n"
+    } else {
+        b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n"
+    };
+    let sent = std::time::Instant::now();
+    s.write_all(req).unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, first.as_bytes());
+    let took = sent.elapsed();
+    read_until(&mut s, &mut buf, end.as_bytes());
+    took
+}
+
+/// The driver used to hold streamed body bytes until 32 KiB had gathered or the
+/// body ended: a server-sent event or a long-poll answer waited for the next.
+#[test]
+#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
+fn a_chunked_body_is_not_held_back_until_32k_or_its_end() {
+    let rt = runtime();
+    let b = pausing_backend(
+        &rt,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "c\r\ndata: first\n\r\n",
+        "b\r\ndata: rest\n\r\n0\r\n\r\n",
+        false,
+    );
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(b.addr, 1));
+    let took = time_to_first_part(&proxy, false, "data: first\n", "\r\n0\r\n\r\n");
+    assert!(took < PAUSE / 2, "the first chunk took {took:?}");
+}
+
+#[test]
+#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
+fn a_length_delimited_body_is_not_held_back_until_32k_or_its_end() {
+    let rt = runtime();
+    let b = pausing_backend(
+        &rt,
+        "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+        "first",
+        "rest",
+        false,
+    );
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(b.addr, 1));
+    let took = time_to_first_part(&proxy, false, "first", "firstrest");
+    assert!(took < PAUSE / 2, "the first bytes took {took:?}");
+}
+
+#[test]
+#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
+fn a_close_delimited_body_is_not_held_back_until_32k_or_its_end() {
+    let rt = runtime();
+    let b = pausing_backend(&rt, "HTTP/1.1 200 OK\r\n\r\n", "first", "rest", true);
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(b.addr, 1));
+    // Re-chunked for an HTTP/1.1 client, close-delimited again for HTTP/1.0.
+    let took = time_to_first_part(&proxy, false, "first", "\r\n0\r\n\r\n");
+    assert!(took < PAUSE / 2, "the first bytes took {took:?} (HTTP/1.1)");
+    let took = time_to_first_part(&proxy, true, "first", "firstrest");
+    assert!(took < PAUSE / 2, "the first bytes took {took:?} (HTTP/1.0)");
 }

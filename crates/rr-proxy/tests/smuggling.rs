@@ -228,3 +228,54 @@ fn bytes_after_a_refused_upgrade_are_not_forwarded() {
     let targets: Vec<String> = b.rec.seen().into_iter().map(|s| s.target).collect();
     assert_eq!(targets, ["/no-ws", "/no-ws", "/no-ws"]);
 }
+
+/// A request with `n` header lines in all (Host among them), asking to close.
+fn with_headers(n: usize) -> Vec<u8> {
+    let mut req = b"GET /many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+    for i in 2..n {
+        req.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req
+}
+
+/// A request just under the header-count limit used to pass the proxy and get
+/// 431 from its backend: the proxy adds `X-Forwarded-For`, `-Proto`, `-Host` and
+/// `Via`. The proxy now answers 431 itself and the backend sees nothing.
+#[test]
+fn a_request_the_added_headers_push_over_the_limit_gets_431_from_the_proxy() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    // Connection is hop-by-hop and not forwarded: 98 - 1 + 4 = 101 > 100.
+    for n in [98, 99, 100] {
+        let out = raw(proxy.addr, &with_headers(n));
+        assert_eq!(status_of(&out), 431, "{n} headers: {out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        assert!(!out.contains("X-Backend"), "{out}");
+    }
+    // Not forwarded at all (the backend's own 431 would not be recorded).
+    assert_eq!(proxy.handle.stats().backends[0].requests, 0);
+    assert_eq!(b.rec.count(), 0, "{:?}", b.rec.seen());
+    // 97 - 1 + 4 = 100 lines reach the backend: allowed.
+    let out = raw(proxy.addr, &with_headers(97));
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert_eq!(b.rec.seen()[0].headers.len(), 100);
+
+    // The same for the head's size: the added lines push a head just under the
+    // 32 KiB limit over it.
+    let near = |len: usize| {
+        let mut req = b"GET /long HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Long: ".to_vec();
+        let fill = len - req.len() - 4;
+        req.extend(std::iter::repeat_n(b'l', fill));
+        req.extend_from_slice(b"\r\n\r\n");
+        req
+    };
+    let out = raw(proxy.addr, &near(32 * 1024 - 16));
+    assert_eq!(status_of(&out), 431, "{}", &out[..out.len().min(200)]);
+    assert!(out.contains("Connection: close"));
+    assert_eq!(b.rec.count(), 1);
+    let out = raw(proxy.addr, &near(32 * 1024 - 256));
+    assert_eq!(status_of(&out), 200, "{}", &out[..out.len().min(200)]);
+    assert_eq!(b.rec.count(), 2);
+}

@@ -536,3 +536,67 @@ impl Drop for RawBackend {
         self.task.abort();
     }
 }
+
+/// A backend that runs `script` on each accepted connection (with the
+/// connection's number, from 0): for hostile or slow backends whose exact bytes
+/// and timing matter.
+pub struct ScriptBackend {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptBackend {
+    pub fn start<F, Fut>(rt: &Runtime, script: F) -> ScriptBackend
+    where
+        F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let acc = accepted.clone();
+        let script = Arc::new(script);
+        let task = rt.spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let _ = s.set_nodelay(true);
+                let n = acc.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(script(s, n));
+            }
+        });
+        ScriptBackend { addr, accepted, task }
+    }
+}
+
+impl Drop for ScriptBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads the next request head from `s` (bytes after it stay in `buf`); `None`
+/// when the peer closes or nothing arrives within [`STEP`].
+pub async fn next_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..i + 4).collect();
+            return Some(String::from_utf8_lossy(&head).into_owned());
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(STEP, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+/// Reads from `s` until `buf` holds `needle`; panics on close or after [`STEP`].
+pub fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(needle.len()).any(|w| w == needle) {
+        let n = s.read(&mut chunk).expect("read within the timeout");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
