@@ -396,7 +396,6 @@ const FRESH: Duration = Duration::from_millis(1500);
 /// A 504 used to carry the `Date` of the moment the request arrived, the
 /// response timeout earlier.
 #[test]
-#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
 fn a_504_carries_a_date_from_when_it_was_sent_not_when_the_request_came() {
     let rt = runtime();
     let b = TestBackend::start(&rt, "b0");
@@ -416,7 +415,6 @@ fn a_504_carries_a_date_from_when_it_was_sent_not_when_the_request_came() {
 /// A slow backend's answer used to carry the `Date` of the moment the request
 /// arrived at the proxy.
 #[test]
-#[ignore = "needs the driver to date a response when it is sent, not when its request came (http-core conn.rs serve_one)"]
 fn a_slow_proxied_response_carries_a_current_date() {
     let rt = runtime();
     let b = TestBackend::start(&rt, "b0");

@@ -317,7 +317,6 @@ fn time_to_first_part(proxy: &TestProxy, http10: bool, first: &str, end: &str) -
 /// The driver used to hold streamed body bytes until 32 KiB had gathered or the
 /// body ended: a server-sent event or a long-poll answer waited for the next.
 #[test]
-#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
 fn a_chunked_body_is_not_held_back_until_32k_or_its_end() {
     let rt = runtime();
     let b = pausing_backend(
@@ -333,7 +332,6 @@ fn a_chunked_body_is_not_held_back_until_32k_or_its_end() {
 }
 
 #[test]
-#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
 fn a_length_delimited_body_is_not_held_back_until_32k_or_its_end() {
     let rt = runtime();
     let b = pausing_backend(
@@ -349,7 +347,6 @@ fn a_length_delimited_body_is_not_held_back_until_32k_or_its_end() {
 }
 
 #[test]
-#[ignore = "needs the driver to flush a streamed body while its reader waits (http-core conn.rs write_stream)"]
 fn a_close_delimited_body_is_not_held_back_until_32k_or_its_end() {
     let rt = runtime();
     let b = pausing_backend(&rt, "HTTP/1.1 200 OK\r\n\r\n", "first", "rest", true);

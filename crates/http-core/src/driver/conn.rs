@@ -158,8 +158,7 @@ pub async fn serve_connection<T: Io, S: Service>(
                         }
                         // A request may have arrived just as the signal came: answer
                         // it rather than drop it unread.
-                        let mut read = std::pin::pin!(read_idle(&mut conn.io, &mut conn.rbuf));
-                        let got = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+                        let got = poll_once(std::pin::pin!(read_idle(&mut conn.io, &mut conn.rbuf))).await;
                         if matches!(got, Poll::Ready(Ok(n)) if n > 0) {
                             if !shutdown.is_triggered() {
                                 signalled.set(shutdown.clone().next_change());
@@ -190,6 +189,11 @@ pub async fn serve_connection<T: Io, S: Service>(
         Next::Close { linger } => Box::pin(conn.close(linger)).await,
         Next::Idle => {}
     }
+}
+
+/// Polls `fut` once: its output if it is ready at once, `Pending` if it would wait.
+async fn poll_once<F: Future>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// Reads the first bytes of a request through a stack buffer, so the connection
@@ -262,6 +266,9 @@ impl<T: Io> Conn<T> {
     ) -> Next {
         let started = Instant::now();
         let mut progress = BodyProgress::new(head.body(), head.expects_continue(), &self.limits);
+        // When the response is dated: most services answer on their first poll,
+        // at `started`; one that waited (a proxied request) is dated when it answered.
+        let mut answered = started;
         let response = {
             let req = Request {
                 head: &head,
@@ -269,7 +276,15 @@ impl<T: Io> Conn<T> {
                 peer: self.peer,
                 received: started,
             };
-            service.call(req).await
+            let mut call = std::pin::pin!(service.call(req));
+            match poll_once(call.as_mut()).await {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    let r = call.await;
+                    answered = Instant::now();
+                    r
+                }
+            }
         };
         if let Some(e) = progress.error {
             // The body was malformed: whatever the service made of it is void.
@@ -306,7 +321,7 @@ impl<T: Io> Conn<T> {
                 version,
                 &mut close,
                 upgrade.is_some(),
-                started,
+                answered,
             )
             .await;
         let done = Instant::now();
@@ -422,15 +437,35 @@ impl<T: Io> Conn<T> {
                     return Ok(sent);
                 }
             }
+            // When the source has nothing more at once, what is buffered is sent
+            // before waiting: an event stream, a long poll or a page rendered
+            // progressively must not stall behind a half-full buffer.
             let got = if chunked {
-                let got = reader.read(&mut chunk).await?;
+                let ready = poll_once(std::pin::pin!(reader.read(&mut chunk))).await;
+                let got = match ready {
+                    Poll::Ready(r) => r?,
+                    Poll::Pending => {
+                        self.flush().await?;
+                        reader.read(&mut chunk).await?
+                    }
+                };
                 ChunkedEncoder::chunk(&chunk[..got], &mut self.wbuf);
                 got
             } else {
                 let want = len.map_or(16 * 1024, |n| (n - sent).min(16 * 1024) as usize);
                 self.wbuf.reserve(want);
-                let mut limited = (&mut reader).take(want as u64);
-                limited.read_buf(&mut self.wbuf).await?
+                let ready = poll_once(std::pin::pin!((&mut reader)
+                    .take(want as u64)
+                    .read_buf(&mut self.wbuf)))
+                .await;
+                match ready {
+                    Poll::Ready(r) => r?,
+                    Poll::Pending => {
+                        self.flush().await?;
+                        self.wbuf.reserve(want);
+                        (&mut reader).take(want as u64).read_buf(&mut self.wbuf).await?
+                    }
+                }
             };
             if got == 0 {
                 if len.is_some() {
@@ -496,11 +531,8 @@ impl<T: Io> Conn<T> {
     /// pooled buffer given back: a client sending a byte a second then holds a
     /// few bytes while it waits, not a read buffer.
     async fn read_head_more(&mut self) -> io::Result<usize> {
-        {
-            let mut read = std::pin::pin!(read_idle(&mut self.io, &mut self.rbuf));
-            if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
-                return r;
-            }
+        if let Poll::Ready(r) = poll_once(std::pin::pin!(read_idle(&mut self.io, &mut self.rbuf))).await {
+            return r;
         }
         if self.rbuf.capacity() > self.rbuf.len() + 256 {
             let compact = BytesMut::from(&self.rbuf[..]);
@@ -535,7 +567,7 @@ impl<T: Io> Conn<T> {
             };
             let mut w = std::pin::pin!(w);
             // Most writes complete at once; a timer is armed only for one that waits.
-            let first = poll_fn(|cx| Poll::Ready(w.as_mut().poll(cx))).await;
+            let first = poll_once(w.as_mut()).await;
             match first {
                 Poll::Ready(r) => r?,
                 Poll::Pending => match Box::pin(tokio::time::timeout(self.limits.write_timeout, w)).await {
