@@ -1,6 +1,8 @@
 //! The demo as a user sees it (issue 5): headless Chromium loads `page.html`
 //! through the `rr-cluster` balancer and the admin status page, and the test
 //! reads the DOM after the page's scripts ran (`--dump-dom`) and saves screenshots.
+//! It also plays the page of another site that tries to drain the backends, and
+//! the operator giving the status page its token.
 //!
 //! Needs Debian's `chromium` package (`.ci/run` installs it); without it the tests
 //! say they skipped and pass.
@@ -13,6 +15,26 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{backend_name, run_within, static_root, Cluster, TempDir, TIMEOUT};
+
+/// What a page on another site can send the admin without a CORS preflight:
+/// `no-cors` POSTs with a `text/plain` body or none. The page records how many
+/// requests the browser sent (an opaque answer still counts as sent).
+const CROSS_SITE_PAGE: &str = r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>another site</title></head><body>
+<script>
+const q = new URLSearchParams(location.search);
+const admin = `http://${q.get("admin")}`;
+const tries = [
+  fetch(`${admin}/backends/${q.get("a")}/drain`, { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body: "drain" }),
+  fetch(`${admin}/backends/${q.get("b")}/drain`, { method: "POST", mode: "no-cors" }),
+  fetch(`${admin}/backends/127.0.0.1:1?weight=100`, { method: "POST", mode: "no-cors", body: "add" }),
+];
+Promise.allSettled(tries).then((r) => {
+  document.body.dataset.sent = String(r.filter((x) => x.status === "fulfilled").length);
+});
+</script>
+</body></html>
+"#;
 
 /// Longest one Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,4 +300,61 @@ fn the_status_page_shows_four_healthy_backends() {
 
     let shot = screenshot(&chromium, &url, "rr-cluster-status.png");
     println!("status page screenshot: {}", shot.display());
+}
+
+/// The issue's attack in a real browser: a page served from another origin (the
+/// balancer's port) sends the admin `no-cors` POSTs to drain two backends and to
+/// add one. The browser sends them; the admin refuses each with 403, and all four
+/// backends stay in rotation.
+#[test]
+fn cross_site_post_cannot_drain_backends_from_a_browser() {
+    let chromium = chromium_or_skip!();
+    let site = TempDir::new("other-site");
+    std::fs::write(site.path().join("evil.html"), CROSS_SITE_PAGE).unwrap();
+    let mut cluster = Cluster::start(site.path(), &[]);
+    let (a, b) = (cluster.backends[0], cluster.backends[1]);
+    let url = format!(
+        "http://{}/evil.html?admin={}&a={a}&b={b}",
+        cluster.proxy, cluster.admin
+    );
+    let dom = dump_dom(&chromium, &url);
+    assert_eq!(attr(&dom, "<body", "data-sent"), Some("3"), "{dom}");
+    // The admin saw each request, and refused it.
+    for target in [
+        format!("POST /backends/{a}/drain HTTP/1.1\" 403"),
+        format!("POST /backends/{b}/drain HTTP/1.1\" 403"),
+        "POST /backends/127.0.0.1:1?weight=100 HTTP/1.1\" 403".to_string(),
+    ] {
+        cluster.process.wait_for_line(&[&target]);
+    }
+    let stats = get_body(&format!("http://{}/stats", cluster.admin));
+    assert_eq!(stats.matches("\"state\":\"healthy\"").count(), 4, "{stats}");
+    assert!(!stats.contains("127.0.0.1:1\""), "{stats}");
+}
+
+/// With `--admin-token`, the status page asks for the token, and with it (here
+/// given in the address's fragment, which never reaches the server) shows the
+/// backends; a wrong token is refused.
+#[test]
+fn the_status_page_asks_for_the_admin_token_and_uses_it() {
+    const TOKEN: &str = "5d0f8a2c93e17b46a0d2c9e8";
+    let chromium = chromium_or_skip!();
+    let dir = TempDir::new("token");
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let cluster = Cluster::start(&static_root(), &["--admin-token", file.to_str().unwrap()]);
+    let url = format!("http://{}/", cluster.admin);
+
+    let dom = dump_dom(&chromium, &url);
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("needed"), "{dom}");
+    assert!(!dom.contains("<tr data-addr="), "{dom}");
+
+    let dom = dump_dom(&chromium, &format!("{url}#token=not-the-admin-token"));
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("refused"), "{dom}");
+    assert!(!dom.contains("<tr data-addr="), "{dom}");
+
+    let dom = dump_dom(&chromium, &format!("{url}#token={TOKEN}"));
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("ok"), "{dom}");
+    assert_eq!(attr(&dom, "<body", "data-backends"), Some("4"), "{dom}");
+    assert!(!dom.contains(TOKEN), "the token is not left in the page");
 }
