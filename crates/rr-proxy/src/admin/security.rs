@@ -151,7 +151,8 @@ pub(crate) struct Guard {
     hosts: Vec<String>,
 }
 
-const REALM: &str = "Bearer realm=\"rr-proxy admin\"";
+const CHALLENGE: &str = "Bearer realm=\"rr-proxy admin\"";
+const CHALLENGE_INVALID: &str = "Bearer realm=\"rr-proxy admin\", error=\"invalid_token\"";
 
 impl Guard {
     pub(crate) fn new(local: SocketAddr, security: AdminSecurity) -> Result<Guard, AdminError> {
@@ -178,36 +179,8 @@ impl Guard {
         }
         let method = head.method();
         let read = matches!(method, Method::Get | Method::Head);
-        if let Some(token) = &self.token {
-            let shell = read && head.path() == "/";
-            if !shell {
-                match head.header("authorization").and_then(bearer) {
-                    None => {
-                        return Some(
-                            refuse(
-                                401,
-                                "this admin endpoint needs Authorization: Bearer TOKEN\n",
-                                "no token",
-                            )
-                            .header("WWW-Authenticate", REALM),
-                        )
-                    }
-                    Some(t) if !token.matches(t) => {
-                        return Some(
-                            refuse(
-                                401,
-                                "the bearer token is not this admin endpoint's\n",
-                                "wrong token",
-                            )
-                            .header(
-                                "WWW-Authenticate",
-                                "Bearer realm=\"rr-proxy admin\", error=\"invalid_token\"",
-                            ),
-                        )
-                    }
-                    Some(_) => {}
-                }
-            }
+        if let Some(refused) = self.check_token(head, read) {
+            return Some(refused);
         }
         if read {
             return None;
@@ -246,6 +219,29 @@ impl Guard {
             ));
         }
         None
+    }
+
+    /// The 401 for a request without the right bearer token, when one is set.
+    /// The status page's HTML (`GET /`) holds no data and is served without it.
+    fn check_token(&self, head: &RequestHead, read: bool) -> Option<Response> {
+        let token = self.token.as_ref()?;
+        if read && head.path() == "/" {
+            return None;
+        }
+        let (text, reason, challenge) = match head.header("authorization").and_then(bearer) {
+            Some(t) if token.matches(t) => return None,
+            Some(_) => (
+                "the bearer token is not this admin endpoint's\n",
+                "wrong token",
+                CHALLENGE_INVALID,
+            ),
+            None => (
+                "this admin endpoint needs Authorization: Bearer TOKEN\n",
+                "no token",
+                CHALLENGE,
+            ),
+        };
+        Some(refuse(401, text, reason).header("WWW-Authenticate", challenge))
     }
 
     /// Whether `host` (`uri-host [":" port]`, checked by http-core) names this
