@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -180,4 +181,35 @@ pub fn parse_args<T: clap::Parser>() -> T {
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
     eprintln!("error: {msg}");
     std::process::ExitCode::FAILURE
+}
+
+/// The admin endpoint's protection from `--admin ADDR`, `--admin-token FILE` and
+/// `--admin-host NAME`: the token read from `token_file`, the extra host names.
+/// An error (one line, naming the flag) when `admin` is not a loopback address
+/// and no token is given, when the file does not hold a good token, or when a
+/// name is not a host name. The token itself never appears in a message.
+pub fn admin_security(
+    admin: SocketAddr,
+    token_file: Option<&Path>,
+    hosts: &[String],
+) -> Result<rr_proxy::AdminSecurity, String> {
+    let token = match token_file {
+        Some(path) => Some(rr_proxy::AdminToken::from_file(path).map_err(|e| format!("--admin-token: {e}"))?),
+        None => None,
+    };
+    let security = rr_proxy::AdminSecurity {
+        token,
+        hosts: hosts.to_vec(),
+    };
+    security.validate(admin).map_err(|e| match e {
+        rr_proxy::AdminError::TokenRequired(_) => format!(
+            "--admin {admin} is not a loopback address: give --admin-token FILE (a bearer token) too, \
+             or listen on 127.0.0.1"
+        ),
+        rr_proxy::AdminError::BadHost(name) => {
+            format!("--admin-host {name:?}: expected a host name or IP address without a port")
+        }
+        e => e.to_string(),
+    })?;
+    Ok(security)
 }

@@ -1,6 +1,8 @@
 //! The demo as a user sees it (issue 5): headless Chromium loads `page.html`
 //! through the `rr-cluster` balancer and the admin status page, and the test
 //! reads the DOM after the page's scripts ran (`--dump-dom`) and saves screenshots.
+//! It also plays the page of another site that tries to drain the backends, and
+//! the operator giving the status page its token.
 //!
 //! Needs Debian's `chromium` package (`.ci/run` installs it); without it the tests
 //! say they skipped and pass.
@@ -8,11 +10,36 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use common::{backend_name, run_within, static_root, Cluster, TempDir, TIMEOUT};
+
+/// What a page on another site can send the admin without a CORS preflight:
+/// `no-cors` POSTs with a `text/plain` body or none. The page records how many
+/// requests the browser sent (an opaque answer still counts as sent).
+const CROSS_SITE_PAGE: &str = r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>another site</title></head><body>
+<script>
+const q = new URLSearchParams(location.search);
+const admin = `http://${q.get("admin")}`;
+const tries = [
+  fetch(`${admin}/backends/${q.get("a")}/drain`, { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body: "drain" }),
+  fetch(`${admin}/backends/${q.get("b")}/drain`, { method: "POST", mode: "no-cors" }),
+  fetch(`${admin}/backends/127.0.0.1:1?weight=100`, { method: "POST", mode: "no-cors", body: "add" }),
+];
+Promise.allSettled(tries).then((r) => {
+  document.body.dataset.sent = String(r.filter((x) => x.status === "fulfilled").length);
+});
+</script>
+</body></html>
+"#;
 
 /// Longest one Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,4 +305,235 @@ fn the_status_page_shows_four_healthy_backends() {
 
     let shot = screenshot(&chromium, &url, "rr-cluster-status.png");
     println!("status page screenshot: {}", shot.display());
+}
+
+/// The issue's attack in a real browser: a page served from another origin (the
+/// balancer's port) sends the admin `no-cors` POSTs to drain two backends and to
+/// add one. The browser sends them; the admin refuses each with 403, and all four
+/// backends stay in rotation.
+#[test]
+fn cross_site_post_cannot_drain_backends_from_a_browser() {
+    let chromium = chromium_or_skip!();
+    let site = TempDir::new("other-site");
+    std::fs::write(site.path().join("evil.html"), CROSS_SITE_PAGE).unwrap();
+    let mut cluster = Cluster::start(site.path(), &[]);
+    let (a, b) = (cluster.backends[0], cluster.backends[1]);
+    let url = format!(
+        "http://{}/evil.html?admin={}&a={a}&b={b}",
+        cluster.proxy, cluster.admin
+    );
+    let dom = dump_dom(&chromium, &url);
+    assert_eq!(attr(&dom, "<body", "data-sent"), Some("3"), "{dom}");
+    // The admin saw each request, and refused it.
+    for target in [
+        format!("POST /backends/{a}/drain HTTP/1.1\" 403"),
+        format!("POST /backends/{b}/drain HTTP/1.1\" 403"),
+        "POST /backends/127.0.0.1:1?weight=100 HTTP/1.1\" 403".to_string(),
+    ] {
+        cluster.process.wait_for_line(&[&target]);
+    }
+    let stats = get_body(&format!("http://{}/stats", cluster.admin));
+    assert_eq!(stats.matches("\"state\":\"healthy\"").count(), 4, "{stats}");
+    assert!(!stats.contains("127.0.0.1:1\""), "{stats}");
+}
+
+/// With `--admin-token`, the status page asks for the token, and with it (here
+/// given in the address's fragment, which never reaches the server) shows the
+/// backends; a wrong token is refused.
+#[test]
+fn the_status_page_asks_for_the_admin_token_and_uses_it() {
+    const TOKEN: &str = "5d0f8a2c93e17b46a0d2c9e8";
+    let chromium = chromium_or_skip!();
+    let dir = TempDir::new("token");
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let cluster = Cluster::start(&static_root(), &["--admin-token", file.to_str().unwrap()]);
+    let url = format!("http://{}/", cluster.admin);
+
+    let dom = dump_dom(&chromium, &url);
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("needed"), "{dom}");
+    assert!(!dom.contains("<tr data-addr="), "{dom}");
+
+    let dom = dump_dom(&chromium, &format!("{url}#token=not-the-admin-token"));
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("refused"), "{dom}");
+    assert!(!dom.contains("<tr data-addr="), "{dom}");
+
+    let dom = dump_dom(&chromium, &format!("{url}#token={TOKEN}"));
+    assert_eq!(attr(&dom, "<body", "data-auth"), Some("ok"), "{dom}");
+    assert_eq!(attr(&dom, "<body", "data-backends"), Some("4"), "{dom}");
+    assert!(!dom.contains(TOKEN), "the token is not left in the page");
+}
+
+/// Headless Chromium driven over the DevTools protocol, for a test that clicks:
+/// with `--remote-debugging-pipe` Chromium reads commands on fd 3 and writes
+/// replies on fd 4, each a JSON message ended by a NUL byte; a shell maps them to
+/// the child's stdin and stdout. One page, opened at `url`.
+struct Devtools {
+    child: Child,
+    commands: ChildStdin,
+    replies: mpsc::Receiver<Value>,
+    next_id: u64,
+    session: String,
+    _profile: TempDir,
+}
+
+impl Devtools {
+    fn open(bin: &Path, url: &str) -> Devtools {
+        let profile = TempDir::new("devtools");
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(
+                "exec \"$0\" --headless --no-sandbox --disable-gpu --no-first-run --disable-sync \
+                 --disable-background-networking --disable-component-update --disable-quic \
+                 --remote-debugging-pipe --user-data-dir=\"$1\" about:blank 3<&0 4>&1 0</dev/null 1>/dev/null",
+            )
+            .arg(bin)
+            .arg(profile.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start chromium");
+        let commands = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, replies) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut message = Vec::new();
+            while reader.read_until(0, &mut message).is_ok_and(|n| n > 0) {
+                message.pop();
+                let Ok(value) = serde_json::from_slice::<Value>(&message) else {
+                    break;
+                };
+                if tx.send(value).is_err() {
+                    break;
+                }
+                message.clear();
+            }
+        });
+        let mut devtools = Devtools {
+            child,
+            commands,
+            replies,
+            next_id: 0,
+            session: String::new(),
+            _profile: profile,
+        };
+        let target = devtools.call("Target.createTarget", json!({ "url": url }));
+        let target = target["targetId"].as_str().expect("a target id").to_string();
+        let attached = devtools.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target, "flatten": true }),
+        );
+        devtools.session = attached["sessionId"].as_str().expect("a session id").to_string();
+        devtools
+    }
+
+    /// Sends one command (to the page once attached) and waits for its result.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            command["sessionId"] = json!(self.session);
+        }
+        let mut bytes = serde_json::to_vec(&command).unwrap();
+        bytes.push(0);
+        self.commands.write_all(&bytes).expect("write to chromium");
+        let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = self
+                .replies
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no reply to {method} within {CHROMIUM_TIMEOUT:?}: {e}"));
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// The value of the JavaScript expression `js` in the page.
+    fn eval(&mut self, js: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": js, "returnByValue": true, "awaitPromise": true }),
+        );
+        assert!(result.get("exceptionDetails").is_none(), "{js}: {result}");
+        result["result"]["value"].clone()
+    }
+
+    /// Waits up to [`TIMEOUT`] for `js` to be `true` in the page (an exception,
+    /// as while the page is still loading, counts as not yet).
+    fn wait_for(&mut self, js: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        let guarded =
+            format!("(() => {{ try {{ return ({js}) === true; }} catch (e) {{ return false; }} }})()");
+        while self.eval(&guarded) != json!(true) {
+            assert!(Instant::now() < deadline, "not true within {TIMEOUT:?}: {js}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Devtools {
+    fn drop(&mut self) {
+        // Chromium and its helpers are one process group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status page's buttons, clicked in Chromium, with `--admin-token`: the
+/// page's own POSTs (same origin, no body, the token as a header) pass the
+/// admin's checks and drain and re-enable the backend.
+#[test]
+fn the_status_pages_drain_and_enable_buttons_work() {
+    const TOKEN: &str = "7c1e9b24f0a85d36c2e1b0f9";
+    let chromium = chromium_or_skip!();
+    let dir = TempDir::new("token");
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let mut cluster = Cluster::start(&static_root(), &["--admin-token", file.to_str().unwrap()]);
+    let first = cluster.backends[0];
+    let state = |cluster: &Cluster| {
+        let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
+        let stats = agent
+            .get(&format!("http://{}/stats", cluster.admin))
+            .set("Authorization", &format!("Bearer {TOKEN}"))
+            .call()
+            .expect("GET /stats with the token")
+            .into_string()
+            .unwrap();
+        let at = stats
+            .find(&format!("\"addr\":\"{first}\""))
+            .expect("the first backend");
+        let rest = &stats[at..];
+        let at = rest.find("\"state\":\"").unwrap() + "\"state\":\"".len();
+        rest[at..at + rest[at..].find('"').unwrap()].to_string()
+    };
+
+    let mut page = Devtools::open(&chromium, &format!("http://{}/#token={TOKEN}", cluster.admin));
+    page.wait_for("document.body.dataset.auth === 'ok' && document.body.dataset.backends === '4'");
+    let row = format!("document.querySelector('tr[data-addr=\"{first}\"]')");
+    page.eval(&format!("{row}.querySelector('button').click()"));
+    page.wait_for(&format!("{row}.dataset.state === 'draining'"));
+    assert_eq!(state(&cluster), "draining");
+    cluster.process.wait_for_line(&[&format!(
+        "\"POST /backends/{}/drain HTTP/1.1\" 200",
+        first.to_string().replace(':', "%3A")
+    )]);
+
+    page.eval(&format!("{row}.querySelector('button').click()"));
+    page.wait_for(&format!("{row}.dataset.state === 'healthy'"));
+    assert_eq!(state(&cluster), "healthy");
+    assert_eq!(
+        page.eval("document.getElementById('error').textContent"),
+        json!("")
+    );
 }

@@ -1,7 +1,8 @@
 //! The `rr-cluster` binary as a user runs it (issue 5): four static backends and
 //! the round-robin balancer on ephemeral ports, the turns they take, the admin
-//! JSON, draining, Ctrl-C (SIGINT) during a burst, and the errors for a taken
-//! port or a bad port list. Requests go through ureq.
+//! JSON, draining, Ctrl-C (SIGINT) during a burst, the errors for a taken port or
+//! a bad port list, and the admin refusing other sites' pages. Requests go through
+//! ureq, and through curl where a test sets `Host` or `Origin` itself.
 
 mod common;
 
@@ -507,6 +508,94 @@ fn a_taken_port_is_one_clear_error_naming_it() {
     }
 }
 
+/// curl (a client of its own) with `args` and the URL last: the status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = run("curl", &all);
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+/// The issue's attack on the demo: a page on another site POSTs `text/plain` to
+/// the admin (no CORS preflight) to drain the backends; a DNS-rebound page reads
+/// `/stats` under its own name. Both are refused, the four keep taking turns,
+/// and the status page's own same-origin POST still drains.
+#[test]
+fn cross_site_post_cannot_drain_the_clusters_backends() {
+    let root = static_root();
+    let cluster = start_cluster(&root);
+    let page = std::fs::read(root.join("page.html")).unwrap();
+    let agent = agent();
+    let admin = cluster.admin;
+    for b in &cluster.backends {
+        let drain = format!("http://{admin}/backends/{b}/drain");
+        let (status, body) = curl(&[
+            "-H",
+            "Origin: http://evil.example",
+            "-H",
+            "Sec-Fetch-Site: cross-site",
+            "-H",
+            "Content-Type: text/plain;charset=UTF-8",
+            "--data",
+            "x",
+            &drain,
+        ]);
+        assert_eq!(status, 403, "{body}");
+        let (status, body) = curl(&["-X", "POST", "-H", "Origin: http://evil.example", &drain]);
+        assert_eq!(status, 403, "{body}");
+        let (status, body) = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Host: evil.example:{}", admin.port()),
+            &drain,
+        ]);
+        assert_eq!(status, 421, "{body}");
+    }
+    let (status, body) = curl(&["-H", "Host: evil.example", &format!("http://{admin}/stats")]);
+    assert_eq!(status, 421, "{body}");
+    assert!(!body.contains("backends"), "{body}");
+
+    let now = stats(&agent, admin);
+    assert!(now.values().all(|b| b.state == "healthy"), "{now:?}");
+    let counts = turns(&cluster, &agent, 8, &page);
+    assert_eq!(counts.len(), 4, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 2), "{counts:?}");
+
+    // The status page's own request: same origin, no body.
+    let drained = cluster.backends[0];
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Origin: http://{admin}"),
+        "-H",
+        "Sec-Fetch-Site: same-origin",
+        &format!("http://{admin}/backends/{drained}/drain"),
+    ]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(stats(&agent, admin)[&drained].state, "draining");
+}
+
+#[test]
+fn non_loopback_admin_without_token_refuses_to_start() {
+    let out = run(
+        RR_CLUSTER,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend-ports",
+            "0",
+            "--admin",
+            "0.0.0.0:0",
+        ],
+    );
+    assert_one_error_line_and_no_stdout(&out, &["--admin 0.0.0.0:0", "--admin-token FILE"]);
+}
+
 #[test]
 fn a_bad_port_range_is_one_line_and_exit_2() {
     let out = run(RR_CLUSTER, &["--backend-ports", "9002-9001"]);
@@ -525,6 +614,8 @@ fn help_and_version() {
             "--backend-ports",
             "--strategy",
             "--admin",
+            "--admin-token",
+            "--admin-host",
             "--threads",
             "--help",
             "--version",

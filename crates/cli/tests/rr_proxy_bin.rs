@@ -1,6 +1,8 @@
 //! The `rr-proxy` binary as a user runs it: the listening line, balancing over
 //! `static-server` children, the admin listener, the flag errors, a taken port,
-//! `--help`/`--version` and shutdown on SIGTERM/SIGINT. Requests go through ureq.
+//! `--help`/`--version`, shutdown on SIGTERM/SIGINT, and the admin's protection
+//! (`--admin-token`, `--admin-host`). Requests go through ureq, and through curl
+//! where a test sets `Host` or `Origin` itself.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::time::Instant;
 
 use common::{
     accepts_connections, agent, assert_help_and_version, assert_one_error_line, run, static_root, Server,
-    RR_PROXY, STATIC_SERVER, TIMEOUT,
+    TempDir, RR_PROXY, STATIC_SERVER, TIMEOUT,
 };
 
 /// [`Server::start`], checking the announced address: 127.0.0.1 and a real port.
@@ -252,8 +254,195 @@ fn help_and_version() {
             "--mode",
             "--threads",
             "--admin",
+            "--admin-token",
+            "--admin-host",
             "--help",
             "--version",
         ],
     );
+}
+
+/// curl (a client of its own) with `args` and the URL last: the status and the body.
+fn curl(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = run("curl", &all);
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+const TOKEN: &str = "3b9e0c71d4a85f26e1c0b7a9";
+
+/// A file holding `text`, in `dir`.
+fn token_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn non_loopback_admin_without_token_refuses_to_start() {
+    for admin in ["0.0.0.0:0", "[::]:0"] {
+        let out = run(
+            RR_PROXY,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                "127.0.0.1:1",
+                "--admin",
+                admin,
+            ],
+        );
+        assert_one_error_line(
+            &out,
+            &[&format!("--admin {admin}"), "loopback", "--admin-token FILE"],
+        );
+    }
+    // The token files that are refused, each with one line that does not show it.
+    let dir = TempDir::new("tokens");
+    for (name, text, why) in [
+        ("empty", "", "empty"),
+        ("short", "abc123\n", "too short"),
+        ("spaced", "3b9e0c71d4a8 5f26e1c0b7a9\n", "without spaces"),
+    ] {
+        let file = token_file(&dir, name, text);
+        let out = run(
+            RR_PROXY,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--backend",
+                "127.0.0.1:1",
+                "--admin",
+                "0.0.0.0:0",
+                "--admin-token",
+                &file,
+            ],
+        );
+        assert_one_error_line(&out, &["--admin-token", &file, why]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("abc123") && !stderr.contains("3b9e0c"),
+            "{stderr}"
+        );
+    }
+    let missing = dir.path().join("missing");
+    let out = run(
+        RR_PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:1",
+            "--admin",
+            "127.0.0.1:0",
+            "--admin-token",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_one_error_line(&out, &["--admin-token", "missing"]);
+    let out = run(
+        RR_PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:1",
+            "--admin",
+            "127.0.0.1:0",
+            "--admin-host",
+            "admin.example:8080",
+        ],
+    );
+    assert_one_error_line(&out, &["--admin-host", "admin.example:8080", "without a port"]);
+    let out = run(
+        RR_PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "127.0.0.1:1",
+            "--admin-token",
+            &missing.to_string_lossy(),
+        ],
+    );
+    assert_one_error_line(&out, &["--admin-token", "need --admin ADDR"]);
+}
+
+#[test]
+fn admin_token_is_required_and_accepted() {
+    let backend = start_backend("backend-a");
+    let dir = TempDir::new("token");
+    let file = token_file(&dir, "token", &format!("{TOKEN}\n"));
+    // On all addresses, which a token makes allowed.
+    let mut proxy = start_proxy(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &backend.addr.to_string(),
+        "--admin",
+        "0.0.0.0:0",
+        "--admin-token",
+        &file,
+        "--admin-host",
+        "lb.example",
+    ]);
+    let admin = admin_addr(&mut proxy);
+    assert!(admin.ip().is_unspecified(), "{admin}");
+    let base = format!("http://127.0.0.1:{}", admin.port());
+    let stats = format!("{base}/stats");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+
+    let (status, body) = curl(&["-D", "-", &stats]);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains("www-authenticate: bearer"),
+        "{body}"
+    );
+    let (status, _) = curl(&["-H", "Authorization: Bearer 3b9e0c71d4a85f26e1c0b7aa", &stats]);
+    assert_eq!(status, 401);
+    let (status, body) = curl(&["-H", &auth, &stats]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&backend.addr.to_string()), "{body}");
+    // The status page's HTML loads without it (and asks for it).
+    let (status, body) = curl(&[&format!("{base}/")]);
+    assert_eq!(status, 200);
+    assert!(body.contains("rr-proxy status"), "{body}");
+
+    // The token does not let a foreign Host or Origin through.
+    let (status, _) = curl(&["-H", &auth, "-H", "Host: evil.example", &stats]);
+    assert_eq!(status, 421);
+    let (status, _) = curl(&["-H", &auth, "-H", "Host: lb.example", &stats]);
+    assert_eq!(status, 200, "--admin-host names it");
+    let drain = format!("{base}/backends/{}/drain", backend.addr);
+    let (status, _) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "Origin: http://evil.example",
+        "-H",
+        "Content-Type: text/plain",
+        "--data",
+        "x",
+        &drain,
+    ]);
+    assert_eq!(status, 403);
+    let (status, body) = curl(&["-X", "POST", &drain]);
+    assert_eq!(status, 401, "{body}");
+    let (_, body) = curl(&["-H", &auth, &stats]);
+    assert!(body.contains("\"state\":\"healthy\""), "{body}");
+    let (status, body) = curl(&["-X", "POST", "-H", &auth, &drain]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"state\":\"draining\""), "{body}");
+
+    // The token is never written to the log.
+    proxy.process.signal("TERM");
+    assert_eq!(proxy.process.wait_exit(TIMEOUT).code(), Some(0));
+    let log = proxy.process.stderr().join("\n");
+    assert!(!log.contains(TOKEN), "{log}");
 }

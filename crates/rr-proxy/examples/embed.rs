@@ -28,7 +28,7 @@ impl Service for Named {
 /// One request through the proxy, on a fresh connection.
 async fn fetch(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
         .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;

@@ -2,7 +2,8 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /` | this list of routes, as text |
+//! | `GET /` | the live status page (HTML) |
+//! | `GET /help` | this list of routes, as text |
 //! | `GET /stats` | proxy and backend counters as JSON |
 //! | `GET /metrics` | the same in the Prometheus text format |
 //! | `GET /backends/{addr}` | one backend as JSON |
@@ -14,6 +15,20 @@
 //! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`, brackets may be percent-encoded).
 //! Changes answer 200 with the backend's JSON (201 when added), 404 for an unknown
 //! backend, 409 for a duplicate, 400 for a bad address or weight.
+//!
+//! # Security
+//! Before any route, every request passes the checks of [`AdminSecurity`]:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `Host` not the listener's `IP:PORT`, `localhost:PORT` (loopback listener) or a configured name | 421 |
+//! | a token is configured and `Authorization: Bearer TOKEN` is missing or wrong (all but `GET /`) | 401 with `WWW-Authenticate: Bearer` |
+//! | not GET/HEAD, with an `Origin` other than the endpoint's own, or `Sec-Fetch-Site: cross-site` / `same-site` | 403 |
+//! | not GET/HEAD, with a body that is not `application/json` (`text/plain`, forms, no type) | 415 |
+//!
+//! A listener on anything but a loopback address needs a token: [`AdminService::new`]
+//! and [`serve_admin_with`] refuse to start without one
+//! ([`AdminError::TokenRequired`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -23,23 +38,40 @@ use std::net::SocketAddr;
 use http_core::{Method, Request, Response, Server, Service};
 use tokio::net::TcpListener;
 
-use crate::{BackendStats, ProxyError, ProxyHandle, ProxyStats};
+use crate::{AdminError, BackendStats, ProxyError, ProxyHandle, ProxyStats};
+
+mod security;
+
+use security::Guard;
+pub use security::{AdminSecurity, AdminToken, MIN_TOKEN_LEN};
 
 /// The admin endpoint as an [`http_core::Service`]; serve it with
-/// [`http_core::Server`] or [`serve_admin`].
+/// [`http_core::Server`] or [`serve_admin_with`].
 #[derive(Debug, Clone)]
 pub struct AdminService {
     handle: ProxyHandle,
+    guard: Guard,
 }
 
 impl AdminService {
-    /// An admin endpoint for the proxy behind `handle`.
-    pub fn new(handle: ProxyHandle) -> Self {
-        AdminService { handle }
+    /// An admin endpoint for the proxy behind `handle`, served on a listener
+    /// bound to `local` (its `Host` check accepts that address), with `security`.
+    ///
+    /// Fails when `security` is not valid for `local` (see
+    /// [`AdminSecurity::validate`]): a bad host name, or no token on a listener
+    /// beyond loopback.
+    pub fn new(handle: ProxyHandle, local: SocketAddr, security: AdminSecurity) -> Result<Self, AdminError> {
+        Ok(AdminService {
+            handle,
+            guard: Guard::new(local, security)?,
+        })
     }
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown` resolves.
+/// Serves the admin endpoint on `listener` until `shutdown` resolves, with the
+/// default [`AdminSecurity`]: no token, so `listener` must be on a loopback
+/// address (an error of kind `InvalidInput` otherwise, holding
+/// [`AdminError::TokenRequired`]). [`serve_admin_with`] takes a token and names.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -58,16 +90,56 @@ pub async fn serve_admin(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    Server::new(AdminService::new(handle))
+    serve_admin_with(handle, listener, AdminSecurity::default(), shutdown)
+        .await
+        .map_err(|e| match e {
+            AdminError::Io(e) => e,
+            e => io::Error::new(io::ErrorKind::InvalidInput, e),
+        })
+}
+
+/// Serves the admin endpoint on `listener` with `security` until `shutdown`
+/// resolves. Fails at once, before serving anything, when `security` does not
+/// suit the listener's address (see [`AdminSecurity::validate`]).
+///
+/// ```no_run
+/// use rr_proxy::{AdminSecurity, AdminToken};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let proxy = rr_proxy::Proxy::builder()
+///     .backend("127.0.0.1:9002".parse()?, 1)
+///     .build()?;
+/// // Reachable from other machines: every request needs the token.
+/// let security = AdminSecurity {
+///     token: Some(AdminToken::from_file("/etc/rr-proxy/admin-token")?),
+///     hosts: vec!["lb1.example.com".into()],
+/// };
+/// let admin = tokio::net::TcpListener::bind("0.0.0.0:9100").await?;
+/// tokio::spawn(rr_proxy::serve_admin_with(proxy.handle(), admin, security, std::future::pending()));
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:44444").await?;
+/// proxy.serve(listener, std::future::pending()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve_admin_with(
+    handle: ProxyHandle,
+    listener: TcpListener,
+    security: AdminSecurity,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AdminError> {
+    let service = AdminService::new(handle, listener.local_addr()?, security)?;
+    Server::new(service)
         .shutdown_timeout(std::time::Duration::from_secs(2))
         .serve(listener, shutdown)
-        .await
+        .await?;
+    Ok(())
 }
 
 /// The live status page served at `/`: per backend its state, counters and share
 /// of requests, refreshed from `/stats`, with drain and enable buttons. Everything
 /// is inline: the page loads nothing from anywhere else.
 const STATUS_PAGE: &str = include_str!("status.html");
+const STATUS_PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const INDEX: &str = "rr-proxy admin\n\
 GET    /                           live status page (HTML)\n\
@@ -83,6 +155,9 @@ DELETE /backends/{addr}            remove a backend\n";
 impl Service for AdminService {
     async fn call(&self, req: Request<'_>) -> Response {
         let head = req.head;
+        if let Some(refused) = self.guard.check(head) {
+            return refused;
+        }
         let method = head.method();
         let path = head.path();
         let read = matches!(method, Method::Get | Method::Head);
@@ -92,6 +167,10 @@ impl Service for AdminService {
                     .header("Content-Type", "text/html; charset=utf-8")
                     .header("Cache-Control", "no-cache")
                     .header("X-Content-Type-Options", "nosniff")
+                    // No other page may frame it (and so trick clicks on its
+                    // buttons), and it may load or send nothing beyond its origin.
+                    .header("X-Frame-Options", "DENY")
+                    .header("Content-Security-Policy", STATUS_PAGE_CSP)
                     .body(STATUS_PAGE)
             }),
             "/help" => only(read, "GET, HEAD", || Response::text(200, INDEX)),

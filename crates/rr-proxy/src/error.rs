@@ -35,3 +35,36 @@ pub enum SpecError {
     #[error("bad backend weight {0:?}: expected a whole number from 1 to 1000000")]
     BadWeight(String),
 }
+
+/// Why the admin endpoint cannot be set up as asked (see
+/// [`AdminSecurity`](crate::AdminSecurity) and [`AdminToken`](crate::AdminToken)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The token is empty.
+    #[error("the admin token is empty")]
+    EmptyToken,
+    /// The token has a space, a control character or a non-ASCII character.
+    #[error("the admin token must be visible ASCII characters without spaces")]
+    BadToken,
+    /// The token is shorter than [`MIN_TOKEN_LEN`](crate::admin::MIN_TOKEN_LEN).
+    #[error("the admin token is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)")]
+    ShortToken,
+    /// The token file cannot be read or does not hold a good token.
+    #[error("admin token file {}: {reason}", path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An extra admin host name is not a host name or IP literal.
+    #[error("bad admin host name {0:?}: expected a name or IP address without a port")]
+    BadHost(String),
+    /// The admin endpoint would listen beyond loopback without a token.
+    #[error("the admin endpoint on {0} is reachable from other machines: it needs a bearer token")]
+    TokenRequired(SocketAddr),
+    /// The listener failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -65,9 +65,12 @@
 //! server.await.unwrap().unwrap();
 //! # });
 //! ```
-//! The admin endpoint ([`serve_admin`]) exposes the same over HTTP: `GET /stats`
-//! (JSON), `GET /metrics` (Prometheus), `POST /backends/{addr}/drain` and `/enable`;
-//! see [`admin`] for every route.
+//! The admin endpoint ([`serve_admin`], [`serve_admin_with`]) exposes the same over
+//! HTTP: `GET /stats` (JSON), `GET /metrics` (Prometheus), `POST
+//! /backends/{addr}/drain` and `/enable`; see [`admin`] for every route. It answers
+//! only requests for its own address (a DNS-rebound page is refused), takes
+//! commands only from its own origin, and with an [`AdminToken`] only from
+//! holders of the token, which it requires beyond loopback ([`AdminSecurity`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -81,9 +84,9 @@ mod proxy;
 mod strategy;
 mod tcp;
 
-pub use admin::{serve_admin, AdminService};
+pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
-pub use error::{ProxyError, SpecError};
+pub use error::{AdminError, ProxyError, SpecError};
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle, ProxyStats};
 pub use strategy::{LeastConnections, RoundRobin, Strategy, StrategyKind, Weighted};

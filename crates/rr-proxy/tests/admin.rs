@@ -1,11 +1,13 @@
-//! The admin endpoint and the handle: stats, metrics, drain / enable / add / remove.
+//! The admin endpoint and the handle: stats, metrics, drain / enable / add / remove;
+//! and who may use the endpoint (Host, Origin, body types, bearer token).
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use rr_proxy::{BackendState, ProxyError};
+use rr_proxy::{AdminError, AdminSecurity, AdminService, AdminToken, BackendState, ProxyError};
 
 struct Admin {
     addr: std::net::SocketAddr,
@@ -20,6 +22,61 @@ fn start_admin(rt: &tokio::runtime::Runtime, proxy: &TestProxy) -> Admin {
         let _ = rx.await;
     }));
     Admin { addr, _stop: tx }
+}
+
+/// An admin endpoint on 127.0.0.1 with `security`.
+fn start_admin_with(rt: &tokio::runtime::Runtime, proxy: &TestProxy, security: AdminSecurity) -> Admin {
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(rr_proxy::serve_admin_with(
+        proxy.handle.clone(),
+        listener,
+        security,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Admin { addr, _stop: tx }
+}
+
+/// One request over a fresh TCP connection, written exactly as given: `Host`,
+/// then `headers`, then `body` with its `Content-Length`. The status and the whole
+/// response.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let resp = raw(addr, req.as_bytes());
+    (status_of(&resp), resp)
+}
+
+/// The `X-Backend` names of `n` requests through the proxy, sorted.
+fn served_by(proxy: &TestProxy, n: usize) -> Vec<String> {
+    let agent = agent();
+    let mut names: Vec<String> = (0..n)
+        .map(|_| {
+            let r = get(&agent, &proxy.url("/page"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.header("X-Backend").unwrap_or_default().to_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 impl Admin {
@@ -84,6 +141,11 @@ fn stats_and_metrics() {
     let page = get(&agent, &admin.url("/"));
     assert_eq!(page.status, 200);
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    // No other site may frame it and trick clicks on its drain buttons.
+    assert_eq!(page.header("X-Frame-Options"), Some("DENY"));
+    let csp = page.header("Content-Security-Policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
     let html = page.text();
     assert!(html.contains("fetch(\"/stats\""), "{html}");
     assert!(
@@ -307,4 +369,324 @@ fn builder_refuses_bad_settings() {
         .connect_timeout(Duration::ZERO)
         .build()
         .is_err());
+}
+
+/// The attacks, as a page on another site sends them: a cross-origin
+/// `text/plain` POST (no CORS preflight) drained both backends and the proxy
+/// answered 503; adding the attacker's backend and draining the real ones served
+/// the attacker's content. Each is refused now, and the proxy keeps serving.
+#[test]
+fn cross_site_post_cannot_drain_backends() {
+    let rt = runtime();
+    let bs = TestBackend::start_many(&rt, 2);
+    let evil = TestBackend::start(&rt, "evil");
+    let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
+    let admin = start_admin(&rt, &proxy);
+    let host = admin.addr.to_string();
+    let evil_origin = "Origin: http://evil.example";
+    for b in &bs {
+        let drain = format!("/backends/{}/drain", b.addr);
+        // fetch(url, {method: "POST", mode: "no-cors", body: "x"}): text/plain.
+        let (status, resp) = send(
+            admin.addr,
+            "POST",
+            &drain,
+            &host,
+            &[
+                evil_origin,
+                "Sec-Fetch-Site: cross-site",
+                "Content-Type: text/plain;charset=UTF-8",
+            ],
+            "x",
+        );
+        assert_eq!(status, 403, "{resp}");
+        // The same without a body, and with only one of the two headers.
+        for headers in [
+            &[evil_origin][..],
+            &["Sec-Fetch-Site: cross-site"],
+            &["Sec-Fetch-Site: same-site"],
+            &["Origin: null"],
+            &[&*format!("Origin: http://127.0.0.1:{}", proxy.addr.port())],
+        ] {
+            let (status, resp) = send(admin.addr, "POST", &drain, &host, headers, "");
+            assert_eq!(status, 403, "{headers:?}: {resp}");
+        }
+        // An HTML form (sends Origin in today's browsers; its body types are
+        // refused even without it).
+        for (ct, body) in [
+            ("application/x-www-form-urlencoded", "a=b"),
+            ("multipart/form-data; boundary=xyz", "--xyz--\r\n"),
+            ("text/plain", "a=b"),
+        ] {
+            let ct = format!("Content-Type: {ct}");
+            let (status, resp) = send(admin.addr, "POST", &drain, &host, &[&ct], body);
+            assert_eq!(status, 415, "{ct}: {resp}");
+        }
+        // A body without a type (fetch with a Blob body) is not a command either.
+        let (status, resp) = send(admin.addr, "POST", &drain, &host, &[], "{}");
+        assert_eq!(status, 415, "{resp}");
+        // Removing the backend.
+        let (status, resp) = send(
+            admin.addr,
+            "DELETE",
+            &format!("/backends/{}", b.addr),
+            &host,
+            &[evil_origin],
+            "",
+        );
+        assert_eq!(status, 403, "{resp}");
+    }
+    // Adding the attacker's backend.
+    let (status, resp) = send(
+        admin.addr,
+        "POST",
+        &format!("/backends/{}?weight=100", evil.addr),
+        &host,
+        &[evil_origin, "Content-Type: text/plain"],
+        "x",
+    );
+    assert_eq!(status, 403, "{resp}");
+
+    let stats = proxy.handle.stats();
+    assert_eq!(stats.backends.len(), 2, "{stats:?}");
+    assert!(
+        stats.backends.iter().all(|b| b.state == BackendState::Healthy),
+        "{stats:?}"
+    );
+    assert_eq!(served_by(&proxy, 4), ["b0", "b0", "b1", "b1"]);
+    assert_eq!(evil.rec.count(), 0);
+
+    // The admin's own page, in a browser: same origin, no body. That works.
+    let own = format!("Origin: http://{host}");
+    let (status, resp) = send(
+        admin.addr,
+        "POST",
+        &format!("/backends/{}/drain", bs[0].addr),
+        &host,
+        &[&own, "Sec-Fetch-Site: same-origin"],
+        "",
+    );
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains("\"state\":\"draining\""), "{resp}");
+    // A script with a JSON body works as well.
+    let (status, resp) = send(
+        admin.addr,
+        "POST",
+        &format!("/backends/{}/enable", bs[0].addr),
+        &host,
+        &["Content-Type: application/json"],
+        "{}",
+    );
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(served_by(&proxy, 4), ["b0", "b0", "b1", "b1"]);
+}
+
+/// DNS rebinding: a page on a name its author controls, re-pointed at this
+/// machine, is same-origin with itself and can read the answers; it sends its own
+/// name as `Host`, which the admin no longer accepts.
+#[test]
+fn dns_rebinding_host_is_misdirected() {
+    let rt = runtime();
+    let bs = TestBackend::start_many(&rt, 2);
+    let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
+    let admin = start_admin(&rt, &proxy);
+    let port = admin.addr.port();
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        format!("[::1]:{port}"),
+    ] {
+        for path in ["/stats", "/metrics", "/", "/help"] {
+            let (status, resp) = send(admin.addr, "GET", path, &host, &[], "");
+            assert_eq!(status, 421, "{host} {path}: {resp}");
+            assert!(!resp.contains(&bs[0].addr.to_string()), "{resp}");
+        }
+        let origin = format!("Origin: http://{host}");
+        let (status, resp) = send(
+            admin.addr,
+            "POST",
+            &format!("/backends/{}/drain", bs[0].addr),
+            &host,
+            &[&origin, "Sec-Fetch-Site: same-origin"],
+            "",
+        );
+        assert_eq!(status, 421, "{host}: {resp}");
+    }
+    assert_eq!(proxy.handle.stats().backends[0].state, BackendState::Healthy);
+
+    // Its own address, and localhost (it listens on loopback), through a client
+    // that sets Host itself.
+    let agent = agent();
+    for url in [
+        format!("http://127.0.0.1:{port}/stats"),
+        format!("http://localhost:{port}/stats"),
+    ] {
+        let r = get(&agent, &url);
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+    }
+
+    // A name configured for it (a DNS name, a reverse proxy's, a port mapping's).
+    let named = start_admin_with(
+        &rt,
+        &proxy,
+        AdminSecurity {
+            hosts: vec!["admin.test".into()],
+            ..AdminSecurity::default()
+        },
+    );
+    let (status, resp) = send(named.addr, "GET", "/stats", "admin.test", &[], "");
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = send(
+        named.addr,
+        "POST",
+        &format!("/backends/{}/drain", bs[1].addr),
+        "admin.test:8443",
+        &["Origin: https://admin.test:8443", "Sec-Fetch-Site: same-origin"],
+        "",
+    );
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = send(named.addr, "GET", "/stats", "evil.test", &[], "");
+    assert_eq!(status, 421, "{resp}");
+}
+
+#[test]
+fn admin_token_is_required_and_compared() {
+    const TOKEN: &str = "c2f1d0a9e8b7c6d5a4f3e2d1";
+    let rt = runtime();
+    let bs = TestBackend::start_many(&rt, 2);
+    let proxy = TestProxy::start(&rt, builder(&[&bs[0], &bs[1]]));
+    let admin = start_admin_with(
+        &rt,
+        &proxy,
+        AdminSecurity {
+            token: Some(AdminToken::new(TOKEN).unwrap()),
+            ..AdminSecurity::default()
+        },
+    );
+    let agent = agent();
+    let with = |method: &str, path: &str, auth: Option<&str>| {
+        let mut req = agent.request(method, &admin.url(path));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        let r = match req.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = r.status();
+        let challenge = r.header("WWW-Authenticate").unwrap_or_default().to_owned();
+        (status, challenge, r.into_string().unwrap_or_default())
+    };
+    let right = format!("Bearer {TOKEN}");
+    let wrong = format!("Bearer {}x", &TOKEN[..TOKEN.len() - 1]);
+    for path in [
+        "/stats",
+        "/metrics",
+        "/help",
+        &format!("/backends/{}", bs[0].addr),
+    ] {
+        let (status, challenge, body) = with("GET", path, None);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(challenge.starts_with("Bearer"), "{path}: {challenge:?}");
+        assert!(!body.contains(&bs[0].addr.to_string()), "{body}");
+        for bad in [
+            &*wrong,
+            "Bearer ",
+            &*format!("Basic {TOKEN}"),
+            &*format!("Bearer {TOKEN}{TOKEN}"),
+        ] {
+            let (status, challenge, _) = with("GET", path, Some(bad));
+            assert_eq!(status, 401, "{path} with {bad:?}");
+            assert!(challenge.starts_with("Bearer"), "{challenge:?}");
+        }
+        let (status, _, body) = with("GET", path, Some(&right));
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, _, stats) = with("GET", "/stats", Some(&right));
+    assert!(stats.contains(&bs[0].addr.to_string()), "{stats}");
+    // The page shell holds no data: it loads without the token and asks for it.
+    let (status, _, html) = with("GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(html.contains("Authorization: `Bearer ${token}`"), "{html}");
+
+    let drain = format!("/backends/{}/drain", bs[0].addr);
+    for auth in [None, Some(&*wrong)] {
+        let (status, _, body) = with("POST", &drain, auth);
+        assert_eq!(status, 401, "{auth:?}: {body}");
+    }
+    assert_eq!(proxy.handle.stats().backends[0].state, BackendState::Healthy);
+    let (status, _, body) = with("POST", &drain, Some(&format!("bearer {TOKEN}")));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(proxy.handle.stats().backends[0].state, BackendState::Draining);
+}
+
+#[test]
+fn admin_beyond_loopback_needs_a_token() {
+    let rt = runtime();
+    let b = TestBackend::start(&rt, "b0");
+    let proxy = TestProxy::start(&rt, builder(&[&b]));
+    for addr in ["0.0.0.0:9100", "[::]:9100", "192.0.2.1:9100"] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let refused = AdminService::new(proxy.handle.clone(), addr, AdminSecurity::default());
+        assert!(
+            matches!(refused, Err(AdminError::TokenRequired(a)) if a == addr),
+            "{addr}: {refused:?}"
+        );
+        let token = AdminToken::new("c2f1d0a9e8b7c6d5a4f3e2d1").unwrap();
+        let security = AdminSecurity {
+            token: Some(token),
+            ..AdminSecurity::default()
+        };
+        assert!(AdminService::new(proxy.handle.clone(), addr, security).is_ok());
+    }
+    // serve_admin (no token) on all addresses: an error at once, nothing served.
+    let listener = rt.block_on(tokio::net::TcpListener::bind("0.0.0.0:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let err = rt
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                rr_proxy::serve_admin(proxy.handle.clone(), listener, std::future::pending()),
+            )
+            .await
+        })
+        .expect("serve_admin returns at once")
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("bearer token"), "{err}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the listener was closed"
+    );
+}
+
+#[test]
+fn token_files() {
+    let dir = std::env::temp_dir().join(format!("rr-proxy-admin-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let t = AdminToken::from_file(file("ok", "c2f1d0a9e8b7c6d5a4f3e2d1\n")).unwrap();
+    assert_eq!(t, AdminToken::new("c2f1d0a9e8b7c6d5a4f3e2d1").unwrap());
+    let t = AdminToken::from_file(file("crlf", "c2f1d0a9e8b7c6d5a4f3e2d1\r\n")).unwrap();
+    assert_eq!(t, AdminToken::new("c2f1d0a9e8b7c6d5a4f3e2d1").unwrap());
+    assert!(!format!("{t:?}").contains("c2f1"), "Debug shows no token");
+    for (name, text, why) in [
+        ("empty", "", "empty"),
+        ("newline", "\n", "empty"),
+        ("short", "abc\n", "too short"),
+        ("spaces", "c2f1d0a9e8b7 c6d5a4f3e2d1\n", "visible ASCII"),
+    ] {
+        let err = AdminToken::from_file(file(name, text)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(why) && msg.contains(name), "{name}: {msg}");
+        assert!(!msg.contains("c2f1"), "no token in the message: {msg}");
+    }
+    let err = AdminToken::from_file(dir.join("missing")).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use http_core::ShutdownSignal;
-use rr_proxy::{HealthCheck, Proxy, StrategyKind};
+use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
@@ -39,6 +39,16 @@ struct Args {
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445")]
     admin: SocketAddr,
+
+    /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from
+    /// FILE; needed when --admin is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    admin_token: Option<PathBuf>,
+
+    /// Another name the admin answers to in the Host header (a DNS name, a
+    /// reverse proxy's or a port mapping's), besides its own address. Repeatable.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
 
     /// Worker threads shared by the balancer and the backends (default: one per core).
     #[arg(long, value_name = "N")]
@@ -75,12 +85,17 @@ fn parse_ports(s: &str) -> Result<PortList, String> {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
+    let admin_security = match cli::admin_security(args.admin, args.admin_token.as_deref(), &args.admin_hosts)
+    {
+        Ok(s) => s,
+        Err(e) => return cli::fail(e),
+    };
     cli::init_logging("info");
     let threads = args.threads;
-    cli::run(threads, run(args))
+    cli::run(threads, run(args, admin_security))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -145,8 +160,10 @@ async fn run(args: Args) -> Result<(), String> {
     });
     let mut s = signal.clone();
     let admin_task = tokio::spawn(
-        rr_proxy::serve_admin(handle, admin_listener, async move { s.triggered().await })
-            .instrument(tracing::info_span!("admin")),
+        rr_proxy::serve_admin_with(handle, admin_listener, admin_security, async move {
+            s.triggered().await
+        })
+        .instrument(tracing::info_span!("admin")),
     );
     let mut s = signal.clone();
     let served = proxy

@@ -2,12 +2,15 @@
 //! admin endpoint. All balancing logic lives in the `rr-proxy` library.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
-use rr_proxy::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyKind, Timeouts};
+use rr_proxy::{
+    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyKind, Timeouts,
+};
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
 /// connection) to the next healthy backend.
@@ -39,6 +42,16 @@ struct Cli {
     /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+
+    /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from
+    /// FILE; needed when --admin is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    admin_token: Option<PathBuf>,
+
+    /// Another name the admin answers to in the Host header (a DNS name, a
+    /// reverse proxy's or a port mapping's), besides its own address. Repeatable.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
 
     /// Path probed by active health checks.
     #[arg(long, value_name = "PATH", default_value = "/")]
@@ -149,12 +162,22 @@ fn main() -> ExitCode {
     if cli.backends.is_empty() {
         return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
     }
+    let admin_security = match cli.admin {
+        Some(addr) => match cli::admin_security(addr, cli.admin_token.as_deref(), &cli.admin_hosts) {
+            Ok(s) => Some(s),
+            Err(e) => return cli::fail(e),
+        },
+        None if cli.admin_token.is_some() || !cli.admin_hosts.is_empty() => {
+            return cli::fail("--admin-token and --admin-host need --admin ADDR");
+        }
+        None => None,
+    };
     cli::init_logging("info");
     let threads = cli.threads;
-    cli::run(threads, run(cli))
+    cli::run(threads, run(cli, admin_security))
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
         .strategy_boxed(cli.strategy.build())
@@ -216,14 +239,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         stop.await;
         trigger.trigger();
     });
-    let admin_task = admin.map(|listener| {
+    let admin_task = admin.zip(admin_security).map(|(listener, security)| {
         if let Ok(a) = listener.local_addr() {
             cli::announce("admin", a);
         }
         let mut s = signal.clone();
-        tokio::spawn(rr_proxy::serve_admin(handle, listener, async move {
-            s.triggered().await
-        }))
+        tokio::spawn(rr_proxy::serve_admin_with(
+            handle,
+            listener,
+            security,
+            async move { s.triggered().await },
+        ))
     });
     let mut s = signal.clone();
     let served = proxy.serve(listener, async move { s.triggered().await }).await;
