@@ -16,8 +16,8 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{
-    accepts_connections, agent, assert_help_and_version, backend_name, call, get, run, static_root, Cluster,
-    TempDir, RR_CLUSTER, TIMEOUT,
+    accepts_connections, agent, assert_help_and_version, backend_name, call, curl, get, run, static_root,
+    Cluster, TempDir, RR_CLUSTER, TIMEOUT,
 };
 
 /// [`Cluster::start`] with two worker threads, checking every announcement: a real
@@ -506,17 +506,6 @@ fn a_taken_port_is_one_clear_error_naming_it() {
         );
         assert_one_error_line_and_no_stdout(&out, &[&addr, "already in use"]);
     }
-}
-
-/// curl (a client of its own) with `args` and the URL last: the status and the body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
-    all.extend_from_slice(args);
-    let out = run("curl", &all);
-    assert!(out.status.success(), "curl {args:?}: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_string())
 }
 
 /// The attack on the demo: a page on another site POSTs `text/plain` to

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::{
-    accepts_connections, agent, assert_help_and_version, assert_one_error_line, run, static_root, Server,
-    TempDir, RR_PROXY, STATIC_SERVER, TIMEOUT,
+    accepts_connections, agent, assert_help_and_version, assert_one_error_line, curl, run, static_root,
+    Server, TempDir, RR_PROXY, STATIC_SERVER, TIMEOUT,
 };
 
 /// [`Server::start`], checking the announced address: 127.0.0.1 and a real port.
@@ -260,17 +260,6 @@ fn help_and_version() {
             "--version",
         ],
     );
-}
-
-/// curl (a client of its own) with `args` and the URL last: the status and the body.
-fn curl(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
-    all.extend_from_slice(args);
-    let out = run("curl", &all);
-    assert!(out.status.success(), "curl {args:?}: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_string())
 }
 
 const TOKEN: &str = "3b9e0c71d4a85f26e1c0b7a9";

@@ -417,3 +417,14 @@ pub fn get(agent: &ureq::Agent, url: &str) -> (u16, String, Vec<u8>) {
         .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
     (status, by, body)
 }
+
+/// curl (a client of its own) with `args` and the URL last: the status and the body.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let out = run("curl", &all);
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
