@@ -1,5 +1,6 @@
 //! Files kept in memory with their response headers pre-built, revalidated by
-//! size and modification time at most once per revalidation interval.
+//! size, modification time, file identity and change time at most once per
+//! revalidation interval.
 
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -19,12 +20,63 @@ const MAX_ENTRIES: usize = 16 * 1024;
 /// Longest request path used as a cache key.
 const MAX_KEY_LEN: usize = 512;
 
+/// What tells two versions of a file apart when their size and mtime agree: the
+/// file's identity (device and inode: a new file renamed into place) and its
+/// change time (a rewrite in place, even with the mtime set back). Neither can be
+/// set by a user, unlike the mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl Identity {
+    #[cfg(unix)]
+    fn of(meta: &Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn of(_meta: &Metadata) -> Identity {
+        Identity::default()
+    }
+
+    /// A short mark of the inode and change time for the entity-tag. Mixed rather
+    /// than written out, so the tag does not disclose inode numbers; fixed, so
+    /// every server over the same files (and a restarted one) gives the same tag.
+    /// The device is left out: its number may change across reboots.
+    fn mark(&self) -> u32 {
+        let mut h = 0x9e37_79b9_7f4a_7c15_u64;
+        for v in [self.ino, self.ctime as u64, self.ctime_nsec as u64] {
+            h = mix(h ^ v);
+        }
+        (h ^ (h >> 32)) as u32
+    }
+}
+
+/// The splitmix64 finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// One representation of a file: the file itself or a precompressed sidecar.
 #[derive(Debug)]
 pub(crate) struct Variant {
     pub path: PathBuf,
     pub len: u64,
     pub modified: SystemTime,
+    identity: Identity,
     pub etag: Bytes,
     pub content_type: Bytes,
     /// Every header of a 200 answer except those the driver writes.
@@ -37,7 +89,10 @@ pub(crate) struct Variant {
 
 impl Variant {
     fn same_file(&self, path: &Path, meta: &Metadata) -> bool {
-        self.path == path && self.len == meta.len() && meta.modified().ok() == Some(self.modified)
+        self.path == path
+            && self.len == meta.len()
+            && meta.modified().ok() == Some(self.modified)
+            && Identity::of(meta) == self.identity
     }
 
     fn memory(&self) -> u64 {
@@ -233,12 +288,23 @@ fn is_clean_key(key: &str) -> bool {
         && !key.contains("/./")
 }
 
-/// The strong entity-tag of a file: size and modification time to the nanosecond.
-pub(crate) fn etag(len: u64, modified: SystemTime) -> String {
+/// The strong entity-tag of a file: size, modification time to the nanosecond,
+/// and a mark of its inode and change time, so that new content with the same
+/// size and mtime (renamed into place, or rewritten with the mtime set back) never
+/// carries the old content's tag. The tag changes, harmlessly, on a change of
+/// metadata only (chmod, a new hard link); servers sharing the files agree on it,
+/// servers holding separate copies do not.
+fn etag(len: u64, modified: SystemTime, identity: &Identity) -> String {
     let d = modified
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("\"{:x}-{:x}.{:x}\"", len, d.as_secs(), d.subsec_nanos())
+    format!(
+        "\"{:x}-{:x}.{:x}-{:x}\"",
+        len,
+        d.as_secs(),
+        d.subsec_nanos(),
+        identity.mark()
+    )
 }
 
 /// `Content-Type` from the name of the (uncompressed) file.
@@ -288,7 +354,8 @@ fn build_variant(
     } else {
         None
     };
-    let etag = etag(len, modified);
+    let identity = Identity::of(meta);
+    let etag = etag(len, modified, &identity);
     let ctype = content_type(name_path);
     let last_modified = httpdate::fmt_http_date(modified);
     let build = |with_type: bool| {
@@ -315,6 +382,7 @@ fn build_variant(
         path: path.to_path_buf(),
         len,
         modified,
+        identity,
         block: build(true),
         block_without_type: build(false),
         etag: Bytes::from(etag.clone()),

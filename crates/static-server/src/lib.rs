@@ -294,7 +294,7 @@ impl Inner {
             Err(PathError::Hidden) => return self.not_found(),
         };
         let segs = resolve::segments(&safe);
-        let found = match resolve::find(&self.root, &segs, self.cfg.symlinks) {
+        let found = match resolve::find(&self.root, &segs, self.cfg.symlinks, self.cfg.dotfiles) {
             Ok(f) => f,
             Err(e) => {
                 // A cached file that is gone must not keep its memory.
@@ -323,7 +323,7 @@ impl Inner {
                     let mut with_index = segs.clone();
                     with_index.push(index);
                     if let Ok(Found::File { path, meta }) =
-                        resolve::find(&self.root, &with_index, self.cfg.symlinks)
+                        resolve::find(&self.root, &with_index, self.cfg.symlinks, self.cfg.dotfiles)
                     {
                         return self.serve_file(head, raw, &with_index, path, meta);
                     }
@@ -361,7 +361,9 @@ impl Inner {
                 let last = format!("{}{}", segs.last().copied().unwrap_or_default(), coding.suffix());
                 side.pop();
                 side.push(&last);
-                if let Ok(Found::File { path, meta }) = resolve::find(&self.root, &side, self.cfg.symlinks) {
+                if let Ok(Found::File { path, meta }) =
+                    resolve::find(&self.root, &side, self.cfg.symlinks, self.cfg.dotfiles)
+                {
                     sidecars.push((coding, path, meta));
                 }
             }

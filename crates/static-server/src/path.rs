@@ -73,7 +73,7 @@ pub(crate) fn sanitize(raw: &str, allow_dotfiles: bool) -> Result<SafePath, Path
         if seg == ".." || seg.contains('\\') || seg.bytes().any(|b| b < 0x20 || b == 0x7f) || is_drive(seg) {
             return Err(PathError::BadRequest);
         }
-        if seg.starts_with('.') && !(segments.is_empty() && seg == ".well-known") {
+        if is_hidden(segments.len(), seg.as_bytes()) {
             hidden = true;
         }
         segments.push(seg.to_owned());
@@ -85,6 +85,13 @@ pub(crate) fn sanitize(raw: &str, allow_dotfiles: bool) -> Result<SafePath, Path
         segments,
         trailing_slash: decoded.ends_with('/'),
     })
+}
+
+/// Whether the component at `index` (0: directly under the root) of a path is
+/// hidden: a dot name, except `.well-known` directly under the root. The one rule
+/// for request paths and for where their links lead.
+pub(crate) fn is_hidden(index: usize, seg: &[u8]) -> bool {
+    seg.starts_with(b".") && !(index == 0 && seg == b".well-known")
 }
 
 /// `c:` and the like: meaningless on Unix, an escape on Windows.

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::path::SafePath;
+use crate::path::{self, SafePath};
 
 /// What may happen with symbolic links under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,8 +54,14 @@ impl From<io::Error> for NotFound {
 }
 
 /// Finds `rel` (components under `root`, already checked) on disk.
-/// `root` must be canonical.
-pub(crate) fn find(root: &Path, rel: &[&str], policy: SymlinkPolicy) -> Result<Found, NotFound> {
+/// `root` must be canonical. Where links lead passes the request path's rules: it
+/// stays under the root, and it is no dot name (nor inside one) unless `dotfiles`.
+pub(crate) fn find(
+    root: &Path,
+    rel: &[&str],
+    policy: SymlinkPolicy,
+    dotfiles: bool,
+) -> Result<Found, NotFound> {
     let mut joined = root.to_path_buf();
     for seg in rel {
         joined.push(seg);
@@ -74,6 +80,10 @@ pub(crate) fn find(root: &Path, rel: &[&str], policy: SymlinkPolicy) -> Result<F
         }
         SymlinkPolicy::Never => joined,
     };
+    if !dotfiles && leads_to_hidden(root, &canonical) {
+        tracing::warn!(path = %canonical.display(), "path resolves to a hidden name; refused");
+        return Err(NotFound::Absent);
+    }
     let meta = std::fs::metadata(&canonical)?;
     if meta.is_dir() {
         Ok(Found::Dir { path: canonical })
@@ -86,6 +96,16 @@ pub(crate) fn find(root: &Path, rel: &[&str], policy: SymlinkPolicy) -> Result<F
         // Sockets, FIFOs, devices: never served.
         Err(NotFound::Absent)
     }
+}
+
+/// Whether `path` (under `root`) is, or is inside, a hidden name.
+fn leads_to_hidden(root: &Path, path: &Path) -> bool {
+    // Always under the root here; a path that were not would count as hidden.
+    path.strip_prefix(root).map_or(true, |rel| {
+        rel.components()
+            .enumerate()
+            .any(|(i, c)| path::is_hidden(i, c.as_os_str().as_encoded_bytes()))
+    })
 }
 
 /// Segments of a checked path as string slices.

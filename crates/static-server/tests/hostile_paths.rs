@@ -505,3 +505,173 @@ fn random_traversal_mixes_never_leave_the_root() {
         })
         .unwrap();
 }
+
+// ------------------------------------------- links to hidden names, sidecars
+
+/// Body of `Accept-Encoding: gzip, br` answers for the sidecar tests.
+const E_HTML: &str = "<p>e</p>\n";
+
+/// Asserts `target` is answered with the identity file `E_HTML` and none of the
+/// hidden or outside content, whatever encodings the client accepts.
+#[track_caller]
+fn assert_identity(srv: &Srv, target: &str, secret: &str) {
+    for extra in [
+        "",
+        "Accept-Encoding: gzip, br\r\n",
+        "Accept-Encoding: gzip\r\nRange: bytes=0-2\r\n",
+    ] {
+        let r = srv.raw_get(target, extra);
+        let ctx = format!("{target} {extra:?}: {}", String::from_utf8_lossy(&r.raw));
+        for leak in ["ENV", "[core]", secret] {
+            assert!(common::find(&r.raw, leak.as_bytes()).is_none(), "{ctx}");
+        }
+        assert_eq!(r.header("Content-Encoding"), None, "{ctx}");
+        if extra.contains("Range") {
+            assert_eq!((r.status, r.text().as_str()), (206, &E_HTML[..3]), "{ctx}");
+        } else {
+            assert_eq!((r.status, r.text().as_str()), (200, E_HTML), "{ctx}");
+        }
+    }
+}
+
+/// Regression: a sidecar was resolved with the containment check only, so
+/// `e.html.gz -> .env` served the dotfile to any client accepting gzip.
+#[test]
+fn sidecar_symlink_to_a_dotfile_is_not_served() {
+    let secret = secret();
+    let site = hostile_site(&secret);
+    site.file("e.html", E_HTML);
+    site.symlink("e.html.gz", ".env");
+    site.file("d/e.html", E_HTML);
+    site.symlink("d/e.html.br", "../sub/.env");
+    let srv = Srv::start(site, |b| b);
+    assert_identity(&srv, "/e.html", &secret);
+    assert_identity(&srv, "/d/e.html", &secret);
+    // With dotfiles served, the sidecar follows the same rule as the file would.
+    let site = hostile_site(&secret);
+    site.file("e.html", E_HTML);
+    site.symlink("e.html.gz", ".env");
+    let srv = Srv::start(site, |b| b.dotfiles(true));
+    let r = srv.raw_get("/e.html", "Accept-Encoding: gzip\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "ENV\n"));
+    r.expect("Content-Encoding", "gzip");
+}
+
+/// Regression: the same hole through a hidden directory: `e.html.br -> .git/config`.
+#[test]
+fn sidecar_symlink_into_dot_git_is_not_served() {
+    let secret = secret();
+    let site = hostile_site(&secret);
+    site.file("e.html", E_HTML);
+    site.symlink("e.html.br", ".git/config");
+    site.symlink("gitdir", ".git");
+    site.file("f/e.html", E_HTML);
+    site.symlink("f/e.html.gz", "../gitdir/config");
+    let srv = Srv::start(site, |b| b);
+    assert_identity(&srv, "/e.html", &secret);
+    assert_identity(&srv, "/f/e.html", &secret);
+}
+
+/// Regression (the cached path): a sidecar that was fine when cached and then
+/// became a link to a dotfile is dropped at the next revalidation.
+#[test]
+fn sidecar_replaced_by_a_dotfile_link_is_dropped_on_revalidation() {
+    let secret = secret();
+    let site = hostile_site(&secret);
+    site.file("e.html", E_HTML);
+    let gz = site.file("e.html.gz", "GZ-OF-E");
+    let srv = Srv::start(site, |b| b.revalidate_after(std::time::Duration::ZERO));
+    let r = srv.raw_get("/e.html", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.text(), "GZ-OF-E");
+    std::fs::remove_file(&gz).unwrap();
+    std::os::unix::fs::symlink(".env", &gz).unwrap();
+    assert_identity(&srv, "/e.html", &secret);
+}
+
+/// A sidecar that leads outside the root is never used, relative or absolute.
+#[test]
+fn sidecar_symlink_outside_the_root_is_not_served() {
+    let secret = secret();
+    let site = hostile_site(&secret);
+    let outside = site.base.join("secret.txt");
+    site.file("e.html", E_HTML);
+    site.symlink("e.html.gz", "../secret.txt");
+    site.symlink("e.html.br", &outside);
+    site.file("sub/e.html", E_HTML);
+    site.symlink("sub/e.html.gz", "../../outside/secret.txt");
+    let srv = Srv::start(site, |b| b);
+    assert_identity(&srv, "/e.html", &secret);
+    assert_identity(&srv, "/sub/e.html", &secret);
+}
+
+/// Legitimate sidecars still work: a real file, and (under `WithinRoot`) a link
+/// to a visible file inside the root; under `Never` a sidecar link is not used.
+#[test]
+fn legitimate_sidecars_still_work_and_never_policy_ignores_sidecar_links() {
+    let secret = secret();
+    let make = || {
+        let site = hostile_site(&secret);
+        site.file("e.html", E_HTML);
+        site.file("e.html.gz", "GZ-OF-E");
+        site.file("l.html", E_HTML);
+        site.symlink("l.html.gz", "e.html.gz");
+        site
+    };
+    for policy in [SymlinkPolicy::WithinRoot, SymlinkPolicy::Never] {
+        let srv = Srv::start(make(), |b| b.symlinks(policy));
+        let r = srv.raw_get("/e.html", "Accept-Encoding: gzip\r\n");
+        assert_eq!((r.status, r.text().as_str()), (200, "GZ-OF-E"), "{policy:?}");
+        r.expect("Content-Encoding", "gzip")
+            .expect("Vary", "Accept-Encoding")
+            .expect("Content-Type", "text/html; charset=utf-8");
+        let r = srv.raw_get("/l.html", "Accept-Encoding: gzip\r\n");
+        if policy == SymlinkPolicy::WithinRoot {
+            assert_eq!((r.status, r.text().as_str()), (200, "GZ-OF-E"));
+            r.expect("Content-Encoding", "gzip");
+        } else {
+            assert_identity(&srv, "/l.html", &secret);
+        }
+    }
+}
+
+/// Regression: a link to a dotfile or into a dot-directory was followed for the
+/// requested file itself, so `/link -> .env` served what `/.env` refuses.
+#[test]
+fn symlink_to_a_dotfile_is_not_served_as_the_file_itself() {
+    let secret = secret();
+    let make = || {
+        let site = hostile_site(&secret);
+        site.symlink("env_link", ".env");
+        site.symlink("git_link", ".git/config");
+        site.symlink("gitdir", ".git");
+        site.symlink("sub_env", "sub/.env");
+        site.symlink("wk_link", ".well-known/x");
+        site.symlink("wk_hidden", ".well-known/.hidden");
+        site
+    };
+    let srv = Srv::start(make(), |b| b.listing(true));
+    for target in [
+        "/env_link",
+        "/git_link",
+        "/gitdir/config",
+        "/gitdir/",
+        "/sub_env",
+        "/wk_hidden",
+    ] {
+        assert_refusal(&srv.raw_get(target, ""), 404, target);
+    }
+    // `/.well-known/` is visible, through a link as directly.
+    let r = srv.raw_get("/wk_link", "");
+    assert_eq!((r.status, r.text().as_str()), (200, "WELL KNOWN\n"));
+    // With dotfiles on, the links are followed like any other.
+    let srv = Srv::start(make(), |b| b.dotfiles(true));
+    for (target, body) in [
+        ("/env_link", "ENV\n"),
+        ("/git_link", "[core]\n"),
+        ("/gitdir/config", "[core]\n"),
+        ("/wk_hidden", "hidden\n"),
+    ] {
+        let r = srv.raw_get(target, "");
+        assert_eq!((r.status, r.text().as_str()), (200, body), "{target}");
+    }
+}

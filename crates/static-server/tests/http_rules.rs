@@ -492,6 +492,89 @@ fn a_modified_file_gets_a_new_etag_after_revalidation() {
     assert_eq!(srv.get("/page.html", &[]).status, 404);
 }
 
+/// Coarse file-system clocks (one tick of the kernel timer) can give two writes
+/// close together the same ctime; a pause makes the change visible in ctime.
+fn past_one_timestamp_tick() {
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+/// Regression: revalidation compared only size and mtime, so a new file renamed
+/// into place with the same size and mtime (a new inode) was never seen, and its
+/// content was served under the old file's ETag.
+#[test]
+fn content_renamed_into_place_with_same_size_and_mtime_is_served_after_revalidation() {
+    let site = sidecar_site();
+    let root = site.root.clone();
+    let srv = Srv::start(site, |b| b.revalidate_after(Duration::ZERO));
+    let first = srv.get("/page.html", &[]);
+    assert_eq!(first.text(), PAGE);
+    let etag1 = first.header("ETag").unwrap().to_owned();
+    let gz1 = srv.raw_get("/app.js", "Accept-Encoding: gzip\r\n");
+    assert_eq!(gz1.text(), "GZIP-BYTES-OF-app.js");
+    let gz_etag1 = gz1.header("ETag").unwrap().to_owned();
+    past_one_timestamp_tick();
+    // New files of the same length with the same mtime, renamed over the old ones.
+    let changed = PAGE.replace("page", "PAGE");
+    for (name, data) in [
+        ("page.html", changed.as_str()),
+        ("app.js.gz", "GZIP-BYTES-OF-APP.JS"),
+    ] {
+        let tmp = root.join(format!("{name}.tmp"));
+        common::write_file(&tmp, data.as_bytes());
+        std::fs::rename(&tmp, root.join(name)).unwrap();
+    }
+    let second = srv.get("/page.html", &[]);
+    assert_eq!(second.text(), changed);
+    second.expect("Last-Modified", FIXED_DATE);
+    let etag2 = second.header("ETag").unwrap().to_owned();
+    assert_ne!(etag1, etag2, "two contents share one strong ETag");
+    // The old validator no longer matches: the new content, not a 304.
+    let r = srv.get("/page.html", &[("If-None-Match", &etag1)]);
+    assert_eq!((r.status, r.text()), (200, changed.clone()));
+    let r = srv.get("/page.html", &[("If-None-Match", &etag2)]);
+    assert_eq!(r.status, 304);
+    // A sidecar is revalidated the same way.
+    let gz2 = srv.raw_get("/app.js", "Accept-Encoding: gzip\r\n");
+    assert_eq!(gz2.text(), "GZIP-BYTES-OF-APP.JS");
+    assert_ne!(gz2.header("ETag").unwrap(), gz_etag1);
+    let r = srv.raw_get(
+        "/app.js",
+        &format!("Accept-Encoding: gzip\r\nIf-None-Match: {gz_etag1}\r\n"),
+    );
+    assert_eq!((r.status, r.text()), (200, "GZIP-BYTES-OF-APP.JS".to_owned()));
+}
+
+/// Regression: a file rewritten in place (same inode) with its size kept and its
+/// mtime restored was served from the cache forever; its ctime changes, and is
+/// now compared.
+#[test]
+fn content_rewritten_in_place_with_restored_mtime_is_served_after_revalidation() {
+    let site = basic_site();
+    let path = site.root.join("page.html");
+    let srv = Srv::start(site, |b| b.revalidate_after(Duration::from_millis(200)));
+    let first = srv.get("/page.html", &[]);
+    assert_eq!(first.text(), PAGE);
+    let etag1 = first.header("ETag").unwrap().to_owned();
+    past_one_timestamp_tick();
+    let changed = PAGE.replace("page", "PAGE");
+    std::fs::write(&path, &changed).unwrap();
+    set_mtime(&path, fixed_time());
+    // Past the revalidation interval the disk is looked at again.
+    std::thread::sleep(Duration::from_millis(300));
+    let second = srv.get("/page.html", &[]);
+    assert_eq!(second.text(), changed);
+    second.expect("Last-Modified", FIXED_DATE);
+    let etag2 = second.header("ETag").unwrap().to_owned();
+    assert_ne!(etag1, etag2, "two contents share one strong ETag");
+    let r = srv.get("/page.html", &[("If-None-Match", &etag1)]);
+    assert_eq!((r.status, r.text()), (200, changed.clone()));
+    let r = srv.get("/page.html", &[("If-None-Match", &etag2)]);
+    assert_eq!(r.status, 304);
+    // An unchanged file keeps its ETag across revalidations.
+    std::thread::sleep(Duration::from_millis(300));
+    srv.get("/page.html", &[]).expect("ETag", &etag2);
+}
+
 #[test]
 fn within_the_revalidation_interval_the_cached_copy_is_served() {
     let site = basic_site();
