@@ -39,14 +39,20 @@ pub fn request_head(data: &[u8]) {
         let len = parsed.len();
         let body = parsed.body();
         assert!(len > 0 && len <= data.len() && len <= limits.max_head_len);
-        assert!(body != BodyKind::UntilClose, "a request body is never close-delimited");
+        assert!(
+            body != BodyKind::UntilClose,
+            "a request body is never close-delimited"
+        );
         // The head is the same without the bytes after it, and a prefix of it is
         // not a complete head.
-        let alone = parse_request(&data[..len], &limits).expect("the head alone parses").expect("complete");
+        let alone = parse_request(&data[..len], &limits)
+            .expect("the head alone parses")
+            .expect("complete");
         assert_eq!((alone.len(), alone.body()), (len, body));
         assert!(!matches!(parse_request(&data[..len - 1], &limits), Ok(Some(_))));
         let head = parsed.into_head(data[..len].to_vec().into());
-        let again = RequestHead::parse_complete(data[..len].to_vec().into(), &limits).expect("parse_complete");
+        let again =
+            RequestHead::parse_complete(data[..len].to_vec().into(), &limits).expect("parse_complete");
         assert_eq!(again.target(), head.target());
         touch_request(&head);
     }
@@ -61,7 +67,11 @@ fn touch_request(head: &RequestHead) {
         assert!(target.ends_with(q));
     }
     let _ = (head.host(), head.is_absolute_form(), head.keep_alive());
-    let _ = (head.expects_continue(), head.is_upgrade(), head.connection_names_fields());
+    let _ = (
+        head.expects_continue(),
+        head.is_upgrade(),
+        head.connection_names_fields(),
+    );
     let origin = head.origin_form();
     assert!(origin.len() <= target.len());
     let mut n = 0;
@@ -89,7 +99,10 @@ pub fn response_head(data: &[u8]) {
         if method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304 {
             assert_eq!(body, BodyKind::Empty);
         }
-        assert!(!matches!(parse_response(&data[..len - 1], method, &limits), Ok(Some(_))));
+        assert!(!matches!(
+            parse_response(&data[..len - 1], method, &limits),
+            Ok(Some(_))
+        ));
         let head = parsed.into_head(data[..len].to_vec().into());
         assert_eq!((head.status(), head.body()), (status, body));
         if body == BodyKind::UntilClose {
@@ -104,7 +117,11 @@ pub fn response_head(data: &[u8]) {
 
 /// Everything a `ChunkedDecoder` makes of `input` fed in pieces of the given sizes
 /// (cycled; 0 means all the rest): the body, the bytes consumed, done or the error.
-fn decode_split(input: &[u8], limits: &Limits, sizes: &[u8]) -> (Vec<u8>, usize, Result<bool, http_core::Error>) {
+fn decode_split(
+    input: &[u8],
+    limits: &Limits,
+    sizes: &[u8],
+) -> (Vec<u8>, usize, Result<bool, http_core::Error>) {
     let mut dec = ChunkedDecoder::new(limits);
     let mut body = Vec::new();
     // Bytes handed to the decoder so far; it has consumed `pos` of them.
@@ -148,12 +165,20 @@ pub fn chunked(data: &[u8]) {
     let Some((&[seed, limit], input)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let limits = if limit % 2 == 0 { Limits::default() } else { small_limits() };
+    let limits = if limit % 2 == 0 {
+        Limits::default()
+    } else {
+        small_limits()
+    };
     let whole = decode_split(input, &limits, &[0]);
     let bytewise = decode_split(input, &limits, &[1]);
     assert_eq!(whole, bytewise, "byte-by-byte decoding differs");
     let sizes = [seed % 7 + 1, seed / 7 % 13 + 1, seed / 91 + 1];
-    assert_eq!(whole, decode_split(input, &limits, &sizes), "split decoding differs");
+    assert_eq!(
+        whole,
+        decode_split(input, &limits, &sizes),
+        "split decoding differs"
+    );
     if whole.2 == Ok(true) {
         assert!(whole.1 <= input.len());
     }
@@ -186,10 +211,20 @@ pub fn range_conditional(data: &[u8]) {
     for l in [len, len % 1024, 0, u64::MAX] {
         static_server::fuzzing::check_range(range, l);
     }
-    let names = ["If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"];
+    let names = [
+        "If-Match",
+        "If-None-Match",
+        "If-Modified-Since",
+        "If-Unmodified-Since",
+        "If-Range",
+    ];
     let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     for name in ["Range"].iter().chain(&names) {
-        let value = if *name == "Range" { Some(range) } else { lines.next() };
+        let value = if *name == "Range" {
+            Some(range)
+        } else {
+            lines.next()
+        };
         if let Some(v) = value.filter(|v| !v.is_empty() && !v.contains(&b'\r')) {
             raw.extend_from_slice(name.as_bytes());
             raw.extend_from_slice(b": ");
@@ -328,7 +363,11 @@ pub fn driver(data: &[u8]) {
                 .expect("static site")
         }),
     });
-    let limits = if mode & 2 == 0 { Limits::default() } else { small_limits() };
+    let limits = if mode & 2 == 0 {
+        Limits::default()
+    } else {
+        small_limits()
+    };
     let limits = Arc::new(limits);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -338,7 +377,13 @@ pub fn driver(data: &[u8]) {
     let out = rt.block_on(async {
         let (client, server) = tokio::io::duplex(16 << (cap % 8));
         let (mut rd, mut wr) = tokio::io::split(client);
-        let conn = serve_connection(server, None, service.clone(), limits.clone(), ShutdownSignal::never());
+        let conn = serve_connection(
+            server,
+            None,
+            service.clone(),
+            limits.clone(),
+            ShutdownSignal::never(),
+        );
         let write = async move {
             for p in &pieces {
                 if wr.write_all(p).await.is_err() {
@@ -372,7 +417,11 @@ fn check_responses(mut out: &[u8], methods: &[Method]) {
     };
     let mut answered = 0;
     while !out.is_empty() {
-        assert!(out.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(out));
+        assert!(
+            out.starts_with(b"HTTP/1.1 "),
+            "{:?}",
+            String::from_utf8_lossy(out)
+        );
         let mut method = methods.get(answered).copied().unwrap_or(Method::Get);
         let mut parsed = parse_response(out, method, &limits);
         if let (Method::Head, Ok(Some(p))) = (method, &parsed) {
@@ -413,5 +462,9 @@ fn check_responses(mut out: &[u8], methods: &[Method]) {
             answered += 1;
         }
     }
-    assert!(answered <= methods.len() + 1, "{answered} answers to {} requests", methods.len());
+    assert!(
+        answered <= methods.len() + 1,
+        "{answered} answers to {} requests",
+        methods.len()
+    );
 }

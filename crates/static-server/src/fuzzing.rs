@@ -35,9 +35,14 @@ pub fn check_range(value: &[u8], len: u64) {
 /// The `If-*` headers of `head` against a representation with `etag` and `modified`.
 pub fn check_conditional(head: &RequestHead, etag: &[u8], modified: SystemTime) {
     let pre = conditional::evaluate(head, etag, modified);
-    let none = ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"]
-        .iter()
-        .all(|h| head.header(h).is_none());
+    let none = [
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+    ]
+    .iter()
+    .all(|h| head.header(h).is_none());
     if none {
         assert_eq!(pre, Precondition::Proceed);
     }
@@ -56,12 +61,24 @@ pub fn check_path(raw: &str, allow_dotfiles: bool, root: &Path) {
         Err(PathError::BadRequest | PathError::Hidden) => return,
     };
     for seg in &safe.segments {
-        assert!(!seg.is_empty() && seg != "." && seg != "..", "{seg:?} from {raw:?}");
-        assert!(!seg.contains('/') && !seg.contains('\\') && !seg.contains('\0'), "{seg:?}");
-        assert!(allow_dotfiles || !seg.starts_with('.') || seg == ".well-known", "{seg:?}");
+        assert!(
+            !seg.is_empty() && seg != "." && seg != "..",
+            "{seg:?} from {raw:?}"
+        );
+        assert!(
+            !seg.contains('/') && !seg.contains('\\') && !seg.contains('\0'),
+            "{seg:?}"
+        );
+        assert!(
+            allow_dotfiles || !seg.starts_with('.') || seg == ".well-known",
+            "{seg:?}"
+        );
     }
     let location = safe.to_url_path(safe.trailing_slash);
-    assert!(location.starts_with('/') && !location.starts_with("//"), "{location:?}");
+    assert!(
+        location.starts_with('/') && !location.starts_with("//"),
+        "{location:?}"
+    );
     let again = path::sanitize(&location, allow_dotfiles).expect("a location we write is a valid path");
     assert_eq!(again.segments, safe.segments);
     let segs = resolve::segments(&safe);
