@@ -102,7 +102,9 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
-    /// Body bytes decoded so far.
+    /// The sizes of the chunks begun so far, added up: the body length once
+    /// decoding is done; during it, at least the body bytes decoded (a chunk counts
+    /// whole as soon as its size line is read).
     pub fn total(&self) -> u64 {
         self.total
     }

@@ -24,6 +24,9 @@
 mod cache;
 mod conditional;
 mod encoding;
+/// Entry points for the fuzz targets and their corpus replay; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod listing;
 mod multipart;
 mod path;

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs of every fuzz target into fuzz/corpus/<target>/.
+
+Run once before fuzzing a fresh corpus; the fuzzers grow the corpora from here.
+Input layouts are described in fuzz/src/checks.rs.
+"""
+import hashlib
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "..", "corpus")
+
+REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /page.html?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+    b"HEAD /a/b/c.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"PUT /read HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET http://example.com:8080/x HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, keep-alive\r\nUpgrade: websocket\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4, 4\r\n\r\nabcd",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\n\r\n",
+    b"GET /%2e%2e/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: a\n\n",
+]
+
+RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\nboom",
+    b"HTTP/1.1 200\r\n\r\n",
+]
+
+CHUNKED = [
+    b"3\r\nabc\r\n0\r\n\r\n",
+    b"3;name=value\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\n",
+    b"A \t;ext\r\n0123456789\r\n0\r\n\r\nNEXT",
+    b"ffffffffffffffffff\r\n",
+    b"0\r\n\r\n",
+    b"\r\n",
+    b"3\nabc\n0\n\n",
+    b"1;a=\"q\\\"uoted\"\r\nx\r\n0\r\nA: 1\r\nB: 2\r\n\r\n",
+]
+
+RANGES = [
+    (100, [b"bytes=0-9"]),
+    (100, [b"bytes=-10"]),
+    (100, [b"bytes=90-"]),
+    (100, [b"bytes=0-9,5-19,50-,-3"]),
+    (100, [b"bytes=100-"]),
+    (0, [b"bytes=0-"]),
+    (2**64 - 1, [b"bytes=18446744073709551615-"]),
+    (100, [b"bytes=0-0", b"\"fuzz\""]),
+    (100, [b"bytes=0-1", b"", b"W/\"fuzz\", \"other\"", b"", b"", b"\"fuzz\""]),
+    (100, [b"", b"", b"", b"Sun, 09 Sep 2001 01:46:40 GMT"]),
+    (100, [b"", b"", b"", b"", b"Sat, 01 Jan 2000 00:00:00 GMT"]),
+    (100, [b"bytes=5-", b"", b"", b"", b"", b"Sun, 09 Sep 2001 01:46:40 GMT"]),
+    (100, [b"", b"*", b"*"]),
+    (100, [b"", b"\"a,b\", W/\"c\"", b"\"fuzz"]),
+    (100, [b"", b"", b"Sunday, 09-Sep-01 01:46:40 GMT", b"Sun Sep  9 01:46:40 2001"]),
+]
+
+PATHS = [
+    b"/", b"/index.html", b"/a/b/c.txt", b"/a/", b"/a", b"/%2e%2e/etc/passwd", b"/.%2e/x",
+    b"/a%2f..%2fb", b"/a%5c..%5cb", b"/%252e%252e", b"/caf%C3%A9%20b.txt", b"/out/passwd",
+    b"/a/in/c.txt", b"/a/passwd", b"/loop", b"/.well-known/security.txt", b"/.env", b"/.git/config",
+    b"//evil.com/", b"/c:/windows", b"/%00", b"/%", b"/%c0%ae%c0%ae/", b"/docs/style.css",
+]
+
+
+def pieces(stream, size):
+    out = bytearray()
+    for i in range(0, len(stream), size):
+        part = stream[i:i + size]
+        out.append(len(part))
+        out += part
+    return bytes(out)
+
+
+DRIVER_STREAMS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /x HTTP/1.1\r\nHost: a\r\n\r\nGET /close HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /stream HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /sized HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /read HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    b"POST /ignored HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789GET /204 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /stream HTTP/1.0\r\n\r\n",
+    b"HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\nGET /304 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET /%2e%2e/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+STATIC_STREAMS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /a/b/c.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=0-3,10-12\r\n\r\n",
+    b"GET /a/b/c.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=-5\r\nIf-Range: Sun, 09 Sep 2001 01:46:40 GMT\r\n\r\n",
+    b"HEAD /docs/big.bin HTTP/1.1\r\nHost: a\r\n\r\nGET /docs/big.bin HTTP/1.1\r\nHost: a\r\nRange: bytes=69990-\r\n\r\n",
+    b"GET /docs/style.css HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip, br;q=0\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /docs/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /page.html HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\", *\r\n\r\n",
+    b"GET /page.html HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n\r\n",
+    b"GET /.env HTTP/1.1\r\nHost: a\r\n\r\nGET /out/passwd HTTP/1.1\r\nHost: a\r\n\r\nDELETE / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+def write(target, inputs):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    for data in inputs:
+        name = "seed-" + hashlib.sha1(data).hexdigest()[:16]
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+write("request_head", REQUESTS)
+write("response_head", [bytes([m]) + r for r in RESPONSES for m in (0, 1)] + [b"\x02HTTP/1.1 200 OK\r\n\r\n"])
+write("chunked", [bytes([s, l]) + c for c in CHUNKED for (s, l) in ((0, 0), (37, 1))])
+write("range_conditional", [struct.pack("<Q", n) + b"\n".join(lines) for n, lines in RANGES])
+write("static_path", [bytes([f]) + p for p in PATHS for f in (0, 1)])
+write(
+    "driver",
+    [bytes([mode, cap]) + pieces(s, size) for s in DRIVER_STREAMS for (mode, cap, size) in ((0, 7, 255), (2, 1, 7))]
+    + [bytes([mode, 7]) + pieces(s, 255) for s in STATIC_STREAMS for mode in (1, 5)],
+)
