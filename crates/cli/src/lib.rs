@@ -11,6 +11,13 @@ use std::time::Duration;
 
 mod logfmt;
 
+/// The binaries allocate with mimalloc: glibc's malloc kept the memory of a
+/// burst of 10,000 connections (24 MB for static-server, 41 MB for rr-proxy)
+/// long after they had closed, where mimalloc gives freed pages back to the
+/// system within milliseconds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines
 /// are gathered and written together: when 32 KiB have gathered, every 100 ms, and

@@ -276,15 +276,20 @@ impl<T: Io> Conn<T> {
                 peer: self.peer,
                 received: started,
             };
+            // Polled through a closure that notes a wait: an `await` on the pinned
+            // call after a first poll would store the call's future twice over.
             let mut call = std::pin::pin!(service.call(req));
-            match poll_once(call.as_mut()).await {
-                Poll::Ready(r) => r,
-                Poll::Pending => {
-                    let r = call.await;
-                    answered = Instant::now();
-                    r
-                }
+            let mut waited = false;
+            let response = poll_fn(|cx| {
+                let p = call.as_mut().poll(cx);
+                waited |= p.is_pending();
+                p
+            })
+            .await;
+            if waited {
+                answered = Instant::now();
             }
+            response
         };
         if let Some(e) = progress.error {
             // The body was malformed: whatever the service made of it is void.

@@ -210,8 +210,12 @@ where
             continue;
         }
         acceptor.adapt(tasks.len());
+        // Finished connections are joined while waiting, not only at the next
+        // accept: a joined task frees its memory, an unjoined one keeps it (after
+        // a burst of 10,000 connections, about 14 MB until the next client came).
         let accepted = tokio::select! {
             a = acceptor.accept() => a,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = &mut shutdown => break,
         };
         match accepted {
