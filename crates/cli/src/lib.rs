@@ -122,7 +122,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
 
 /// Binds a listener, turning the error into a message that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    http_core::listen(addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!("cannot listen on {addr}: the port is already in use")
         } else {

@@ -48,6 +48,34 @@ fn set_defer_accept(_listener: &impl std::os::fd::AsRawFd, _secs: u32) -> io::Re
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Backlog of the listeners [`listen`] makes. The kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+const BACKLOG: i32 = 4096;
+
+/// Binds a TCP listener on `addr` with `SO_REUSEADDR` and a listen backlog of
+/// 4096. `tokio::net::TcpListener::bind` listens with 128, which a burst of a
+/// few hundred connections overruns: the excess SYNs are dropped and those
+/// clients wait a second for their retransmission. Call it inside a runtime.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let listener = http_core::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+/// assert_ne!(listener.local_addr().unwrap().port(), 0);
+/// # });
+/// ```
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// A listener whose accepted sockets are not registered with the reactor: they
 /// come out as [`LazyTcpStream`]s, registered only if they ever have to wait.
 pub(crate) struct Acceptor {

@@ -14,6 +14,7 @@ pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};
 pub use lazy::LazyTcpStream;
+pub use listener::listen;
 pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{
     Body, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, Response, Service, Upgraded,
