@@ -169,6 +169,11 @@ impl Running {
         assert!(status.success(), "kill -{sig} {} failed", self.name);
     }
 
+    /// The process id (for reading `/proc/PID/status`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has exited, without waiting for it.
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().unwrap().is_some()
