@@ -330,7 +330,8 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
         .await;
     });
     rt.shutdown_timeout(Duration::from_secs(1));
-    std::thread::sleep(Duration::from_secs(3));
+    // The binaries hand freed heap memory back every 5 s (`cli::run`).
+    std::thread::sleep(Duration::from_secs(6));
     if let Err(e) = normal_client(addr, 20, page_len) {
         failures.push(format!("after the load, the normal client failed: {e}"));
     }
