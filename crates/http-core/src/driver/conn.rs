@@ -553,36 +553,28 @@ impl<T: Io> Conn<T> {
         }
     }
 
-    /// Writes out the write buffer within the write timeout. On failure the
-    /// buffer is emptied: the connection is finished, and closing it must not
-    /// wait for the same bytes a second time.
+    /// Writes out the write buffer within the write timeout. The buffer is
+    /// emptied either way: on failure the connection is finished, and closing
+    /// it must not wait for the same bytes a second time.
     async fn flush(&mut self) -> io::Result<()> {
-        let r = self.try_flush().await;
-        if r.is_err() {
-            self.wbuf.clear();
+        if self.wbuf.is_empty() {
+            return Ok(());
         }
+        let w = async {
+            self.io.write_all(&self.wbuf).await?;
+            self.io.flush().await
+        };
+        let mut w = std::pin::pin!(w);
+        // Most writes complete at once; a timer is armed only for one that waits.
+        let r = match poll_once(w.as_mut()).await {
+            Poll::Ready(r) => r,
+            Poll::Pending => match Box::pin(tokio::time::timeout(self.limits.write_timeout, w)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            },
+        };
+        self.wbuf.clear();
         r
-    }
-
-    async fn try_flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            let w = async {
-                self.io.write_all(&self.wbuf).await?;
-                self.io.flush().await
-            };
-            let mut w = std::pin::pin!(w);
-            // Most writes complete at once; a timer is armed only for one that waits.
-            let first = poll_once(w.as_mut()).await;
-            match first {
-                Poll::Ready(r) => r?,
-                Poll::Pending => match Box::pin(tokio::time::timeout(self.limits.write_timeout, w)).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                },
-            }
-            self.wbuf.clear();
-        }
-        Ok(())
     }
 
     /// Flushes, sends FIN, and (after an error) reads and discards what the
