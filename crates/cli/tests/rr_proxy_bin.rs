@@ -271,20 +271,18 @@ fn token_file(dir: &TempDir, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// rr-proxy with a backend nobody listens on and `extra` flags, run to its exit
+/// (these all refuse to start).
+fn run_refused(extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1"];
+    args.extend_from_slice(extra);
+    run(RR_PROXY, &args)
+}
+
 #[test]
 fn non_loopback_admin_without_token_refuses_to_start() {
     for admin in ["0.0.0.0:0", "[::]:0"] {
-        let out = run(
-            RR_PROXY,
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--backend",
-                "127.0.0.1:1",
-                "--admin",
-                admin,
-            ],
-        );
+        let out = run_refused(&["--admin", admin]);
         assert_one_error_line(
             &out,
             &[&format!("--admin {admin}"), "loopback", "--admin-token FILE"],
@@ -298,19 +296,7 @@ fn non_loopback_admin_without_token_refuses_to_start() {
         ("spaced", "3b9e0c71d4a8 5f26e1c0b7a9\n", "without spaces"),
     ] {
         let file = token_file(&dir, name, text);
-        let out = run(
-            RR_PROXY,
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--backend",
-                "127.0.0.1:1",
-                "--admin",
-                "0.0.0.0:0",
-                "--admin-token",
-                &file,
-            ],
-        );
+        let out = run_refused(&["--admin", "0.0.0.0:0", "--admin-token", &file]);
         assert_one_error_line(&out, &["--admin-token", &file, why]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -319,45 +305,16 @@ fn non_loopback_admin_without_token_refuses_to_start() {
         );
     }
     let missing = dir.path().join("missing");
-    let out = run(
-        RR_PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "127.0.0.1:1",
-            "--admin",
-            "127.0.0.1:0",
-            "--admin-token",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let out = run_refused(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token",
+        missing.to_str().unwrap(),
+    ]);
     assert_one_error_line(&out, &["--admin-token", "missing"]);
-    let out = run(
-        RR_PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "127.0.0.1:1",
-            "--admin",
-            "127.0.0.1:0",
-            "--admin-host",
-            "admin.example:8080",
-        ],
-    );
+    let out = run_refused(&["--admin", "127.0.0.1:0", "--admin-host", "admin.example:8080"]);
     assert_one_error_line(&out, &["--admin-host", "admin.example:8080", "without a port"]);
-    let out = run(
-        RR_PROXY,
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "127.0.0.1:1",
-            "--admin-token",
-            &missing.to_string_lossy(),
-        ],
-    );
+    let out = run_refused(&["--admin-token", &missing.to_string_lossy()]);
     assert_one_error_line(&out, &["--admin-token", "need --admin ADDR"]);
 }
 
