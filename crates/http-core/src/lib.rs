@@ -39,7 +39,9 @@ macro_rules! byte_table {
     }};
 }
 
+mod body_codec;
 mod chunked;
+mod client;
 mod date;
 mod driver;
 mod error;
@@ -49,7 +51,9 @@ mod limits;
 mod request;
 mod response;
 
+pub use body_codec::{BodyDecoder, BodyEncoder};
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
+pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
 pub use date::{with_date, with_date_at, DATE_LEN};
 pub use driver::{
     accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, Body, BodyError, FdLimit,
@@ -62,6 +66,6 @@ pub use headers::{for_each_token, is_hop_by_hop, list_contains, HeaderIter, HOP_
 pub use limits::{Limits, MAX_HEADERS_CAP};
 pub use request::{parse_request, Method, ParsedRequest, RequestHead, Version};
 pub use response::{
-    parse_response, reason_phrase, write_content_length, write_header, write_status_line, ParsedResponse,
-    ResponseHead,
+    parse_response, reason_phrase, write_content_length, write_header, write_request_line, write_status_line,
+    ParsedResponse, ResponseHead,
 };

@@ -259,10 +259,29 @@ pub fn write_status_line(out: &mut BytesMut, status: u16) {
     out.put_slice(b"\r\n");
 }
 
-/// Writes one `name: value\r\n` header line into `out`.
-pub fn write_header(out: &mut BytesMut, name: &str, value: &[u8]) {
+/// Writes `METHOD TARGET HTTP/1.1\r\n` into `out`: the request line of the
+/// client role, which always speaks HTTP/1.1. The caller has checked `target`
+/// (it comes from a parsed request, or is our own).
+///
+/// ```
+/// let mut out = bytes::BytesMut::new();
+/// http_core::write_request_line(&mut out, "GET", "/health");
+/// assert_eq!(&out[..], b"GET /health HTTP/1.1\r\n");
+/// ```
+pub fn write_request_line(out: &mut BytesMut, method: &str, target: &str) {
+    out.reserve(method.len() + target.len() + 12);
+    out.put_slice(method.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+}
+
+/// Writes one `name: value\r\n` header line into `out`, as it is: the caller
+/// has checked the name and value (they come from a parsed head, or are our own).
+pub fn write_header(out: &mut BytesMut, name: impl AsRef<[u8]>, value: &[u8]) {
+    let name = name.as_ref();
     out.reserve(name.len() + value.len() + 4);
-    out.put_slice(name.as_bytes());
+    out.put_slice(name);
     out.put_slice(b": ");
     out.put_slice(value);
     out.put_slice(b"\r\n");

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::service::Io;
-use crate::{BodyKind, ChunkedDecoder, Error, Limits};
+use crate::{BodyDecoder, BodyKind, Error, Limits};
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -23,20 +23,11 @@ pub enum BodyError {
     Io(#[from] io::Error),
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum Framing {
-    Length(u64),
-    /// Boxed: chunked request bodies are rare, and the decoder would otherwise
-    /// enlarge every request's state.
-    Chunked(Box<ChunkedDecoder>),
-    Done,
-}
-
 /// Per-request body state kept by the connection, so the driver knows after the
 /// service returns whether the body was read to its end.
 #[derive(Debug, Clone)]
 pub(crate) struct BodyProgress {
-    pub framing: Framing,
+    pub decoder: BodyDecoder,
     /// `Expect: 100-continue` was asked and the interim answer not sent yet.
     pub continue_pending: bool,
     /// A framing error met while reading; the driver answers it.
@@ -48,14 +39,17 @@ pub(crate) struct BodyProgress {
 
 impl BodyProgress {
     pub fn new(kind: BodyKind, expect_continue: bool, limits: &Limits) -> Self {
-        let framing = match kind {
-            BodyKind::Empty | BodyKind::UntilClose => Framing::Done,
-            BodyKind::Length(n) => Framing::Length(n),
-            BodyKind::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(limits))),
+        // A request body is never close-delimited (RFC 9112 §6.3): the parser
+        // gives requests without framing headers an empty body.
+        let kind = if kind == BodyKind::UntilClose {
+            BodyKind::Empty
+        } else {
+            kind
         };
+        let decoder = BodyDecoder::new(kind, limits);
         BodyProgress {
-            continue_pending: expect_continue && !matches!(framing, Framing::Done),
-            framing,
+            continue_pending: expect_continue && !decoder.is_done(),
+            decoder,
             error: None,
             broken: false,
             timeout: limits.body_timeout,
@@ -63,20 +57,16 @@ impl BodyProgress {
     }
 
     pub fn is_done(&self) -> bool {
-        matches!(self.framing, Framing::Done)
+        self.decoder.is_done()
     }
 
     /// The bytes still to come when the body has a declared length.
     pub fn remaining_len(&self) -> Option<u64> {
-        match &self.framing {
-            Framing::Length(n) => Some(*n),
-            Framing::Done => Some(0),
-            Framing::Chunked(_) => None,
-        }
+        self.decoder.remaining_len()
     }
 
     pub fn is_chunked(&self) -> bool {
-        matches!(self.framing, Framing::Chunked(_))
+        self.decoder.is_chunked()
     }
 }
 
@@ -95,7 +85,7 @@ pub struct RequestBody<'a> {
 impl fmt::Debug for RequestBody<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBody")
-            .field("framing", &self.progress.framing)
+            .field("decoder", &self.progress.decoder)
             .finish()
     }
 }
@@ -126,11 +116,11 @@ impl<'a> RequestBody<'a> {
         match &r {
             Err(BodyError::Invalid(e)) => {
                 self.progress.error = Some(*e);
-                self.progress.framing = Framing::Done;
+                self.progress.decoder.abandon();
             }
             Err(BodyError::Io(_)) => {
                 self.progress.broken = true;
-                self.progress.framing = Framing::Done;
+                self.progress.decoder.abandon();
             }
             Ok(_) => {}
         }
@@ -144,7 +134,7 @@ impl<'a> RequestBody<'a> {
         while let Some(chunk) = self.data().await? {
             if out.len() + chunk.len() > max {
                 self.progress.error = Some(Error::BodyTooLarge);
-                self.progress.framing = Framing::Done;
+                self.progress.decoder.abandon();
                 return Err(BodyError::Invalid(Error::BodyTooLarge));
             }
             out.extend_from_slice(&chunk);
@@ -154,33 +144,19 @@ impl<'a> RequestBody<'a> {
 
     async fn next_data(&mut self) -> Result<Option<Bytes>, BodyError> {
         loop {
-            match &mut self.progress.framing {
-                Framing::Done => return Ok(None),
-                Framing::Length(remaining) => {
-                    if !self.buf.is_empty() {
-                        let take = (*remaining).min(self.buf.len() as u64) as usize;
-                        *remaining -= take as u64;
-                        if *remaining == 0 {
-                            self.progress.framing = Framing::Done;
-                        }
-                        return Ok(Some(self.buf.split_to(take).freeze()));
-                    }
+            if !self.buf.is_empty() || self.progress.decoder.is_done() {
+                let p = self.progress.decoder.decode(self.buf)?;
+                if !p.data.is_empty() {
+                    let mut part = self.buf.split_to(p.consumed);
+                    part.advance(p.data.start);
+                    return Ok(Some(part.freeze()));
                 }
-                Framing::Chunked(dec) => {
-                    let p = dec.decode(self.buf)?;
-                    if !p.data.is_empty() {
-                        let mut part = self.buf.split_to(p.consumed);
-                        part.advance(p.data.start);
-                        return Ok(Some(part.freeze()));
-                    }
-                    self.buf.advance(p.consumed);
-                    if p.done {
-                        self.progress.framing = Framing::Done;
-                        return Ok(None);
-                    }
-                    if p.consumed > 0 {
-                        continue;
-                    }
+                self.buf.advance(p.consumed);
+                if p.done {
+                    return Ok(None);
+                }
+                if p.consumed > 0 {
+                    continue;
                 }
             }
             self.fill().await?;

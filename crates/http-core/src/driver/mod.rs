@@ -5,7 +5,7 @@ mod conn;
 mod fd_limit;
 mod lazy;
 mod listener;
-mod pool;
+pub(crate) mod pool;
 mod server;
 mod service;
 mod shutdown;
