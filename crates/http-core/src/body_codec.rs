@@ -271,9 +271,13 @@ mod tests {
         }
     }
 
+    /// A framing, the bytes that follow the head, and the body and leftover
+    /// bytes (or the error) they decode to.
+    type Case<'a> = (BodyKind, &'a [u8], Result<(&'a [u8], usize), Error>);
+
     #[test]
     fn every_framing_decodes_the_same_for_any_split() {
-        let cases: &[(BodyKind, &[u8], Result<(&[u8], usize), Error>)] = &[
+        let cases: &[Case] = &[
             (BodyKind::Empty, b"GET", Ok((b"", 3))),
             (BodyKind::Length(0), b"x", Ok((b"", 1))),
             (BodyKind::Length(5), b"helloGET", Ok((b"hello", 3))),
@@ -286,7 +290,7 @@ mod tests {
         for (kind, input, want) in cases {
             for step in [1, 2, 3, input.len().max(1)] {
                 let got = decode_in_steps(*kind, input, step).map(|(b, left, _)| (b, left));
-                let want = want.clone().map(|(b, left)| (b.to_vec(), left));
+                let want = (*want).map(|(b, left)| (b.to_vec(), left));
                 assert_eq!(
                     got,
                     want,

@@ -4,20 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_core::{parse_response, Limits, Method, ShutdownSignal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_core::{
+    write_header, write_request_line, BodyKind, ClientConn, Limits, Method, ReadHeadError, ShutdownSignal,
+};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
+use crate::balancer::Balancer;
 use crate::config::HealthCheck;
-use crate::proxy::Shared;
 
 /// How often pools are swept and ejections expire when there are no active checks.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` fires.
-pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: ShutdownSignal) {
+pub(crate) async fn run(shared: Arc<Balancer>, mut shutdown: ShutdownSignal) {
     let tick = match &shared.config.health {
         Some(h) => h.interval.min(MAINTENANCE_TICK.max(h.interval / 4)),
         None => MAINTENANCE_TICK,
@@ -90,30 +91,26 @@ async fn probe(b: &Backend, check: &HealthCheck, limits: &Limits) -> bool {
 }
 
 async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), &'static str> {
-    let mut s = TcpStream::connect(b.addr()).await.map_err(|_| "connect failed")?;
+    let stream = TcpStream::connect(b.addr()).await.map_err(|_| "connect failed")?;
     if check.tcp_only {
         return Ok(());
     }
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rr-proxy-health-check\r\nConnection: close\r\n\r\n",
-        check.path,
-        b.addr()
-    );
-    s.write_all(req.as_bytes()).await.map_err(|_| "write failed")?;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let n = s.read_buf(&mut buf).await.map_err(|_| "read failed")?;
-        match parse_response(&buf, Method::Get, limits) {
-            Ok(Some(p)) => {
-                return if check.expect.contains(&p.status()) {
-                    Ok(())
-                } else {
-                    Err("unexpected status")
-                };
-            }
-            Ok(None) if n > 0 => continue,
-            Ok(None) => return Err("closed before a response"),
-            Err(_) => return Err("malformed response"),
-        }
+    let _ = stream.set_nodelay(true);
+    // The probe's own deadline bounds every step; these only satisfy the API.
+    let t = check.timeout;
+    let mut conn = ClientConn::new(stream);
+    conn.start_request(BodyKind::Empty, |out| {
+        write_request_line(out, "GET", &check.path);
+        write_header(out, "Host", b.label().as_bytes());
+        write_header(out, "User-Agent", b"rr-proxy-health-check");
+        write_header(out, "Connection", b"close");
+    });
+    conn.finish_request(t).await.map_err(|_| "write failed")?;
+    match conn.read_head(Method::Get, limits, t).await {
+        Ok(head) if check.expect.contains(&head.status()) => Ok(()),
+        Ok(_) => Err("unexpected status"),
+        Err(ReadHeadError::Closed { .. }) => Err("closed before a response"),
+        Err(ReadHeadError::TimedOut) => Err("timed out"),
+        Err(_) => Err("malformed response"),
     }
 }

@@ -76,10 +76,12 @@
 
 pub mod admin;
 mod backend;
+mod balancer;
 mod config;
 mod error;
 mod forward;
 mod health;
+mod hooks;
 mod proxy;
 mod strategy;
 mod tcp;
@@ -88,5 +90,9 @@ pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, Admi
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
 pub use error::{AdminError, ProxyError, SpecError};
+pub use hooks::{
+    Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,
+    Summary, UpstreamFailure,
+};
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle, ProxyStats};
 pub use strategy::{LeastConnections, RoundRobin, Strategy, StrategyKind, Weighted};

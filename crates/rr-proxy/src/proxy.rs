@@ -3,103 +3,20 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_core::{Limits, Server, ShutdownSignal};
 use tokio::net::TcpListener;
 
 use crate::backend::Backend;
+use crate::balancer::{Balancer, Config};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
 use crate::forward::ProxyService;
+use crate::hooks::{NoHooks, ProxyHooks};
 use crate::strategy::{RoundRobin, Strategy};
 use crate::{BackendStats, ProxyError};
-
-/// Everything fixed when the proxy is built.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub mode: Mode,
-    pub timeouts: Timeouts,
-    pub limits: Limits,
-    pub pool: PoolConfig,
-    pub health: Option<HealthCheck>,
-    pub passive: PassiveHealth,
-    pub max_attempts: usize,
-    pub retry_after: u64,
-    pub max_connections: usize,
-    pub shutdown_timeout: Duration,
-}
-
-/// Proxy-wide counters.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub requests: AtomicU64,
-    pub no_backend: AtomicU64,
-    pub retries: AtomicU64,
-    pub bad_gateway: AtomicU64,
-    pub gateway_timeout: AtomicU64,
-}
-
-/// State shared by the serving tasks, the health checker and every handle.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub strategy: Box<dyn Strategy>,
-    /// Every backend, in the order added.
-    all: RwLock<Arc<[Arc<Backend>]>>,
-    /// The backends that may take new requests, in the order added.
-    eligible: RwLock<Arc<[Arc<Backend>]>>,
-    next_id: AtomicU64,
-    pub counters: Counters,
-}
-
-impl Shared {
-    /// The backends that may take new requests now.
-    pub fn eligible(&self) -> Arc<[Arc<Backend>]> {
-        self.eligible.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Every backend.
-    pub fn all(&self) -> Arc<[Arc<Backend>]> {
-        self.all.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Recomputes the eligible set after a health or admin change.
-    pub fn refresh(&self) {
-        let all = self.all();
-        let eligible: Arc<[Arc<Backend>]> = all.iter().filter(|b| b.is_eligible()).cloned().collect();
-        *self.eligible.write().unwrap_or_else(|e| e.into_inner()) = eligible;
-    }
-
-    /// Picks a backend for a request, skipping those `tried` already.
-    pub fn pick(&self, tried: impl Fn(u64) -> bool) -> Option<Arc<Backend>> {
-        let eligible = self.eligible();
-        if eligible.is_empty() {
-            return None;
-        }
-        let first = self.strategy.pick(&eligible) % eligible.len();
-        (0..eligible.len())
-            .map(|k| &eligible[(first + k) % eligible.len()])
-            .find(|b| !tried(b.id()))
-            .cloned()
-    }
-
-    /// Counts a failed exchange on `backend`, ejecting it when it failed too often.
-    pub fn failure(&self, backend: &Backend) {
-        if backend.record_failure(&self.config.passive) {
-            backend.clear_pool();
-            self.refresh();
-        }
-    }
-
-    fn find(&self, addr: SocketAddr) -> Result<Arc<Backend>, ProxyError> {
-        self.all()
-            .iter()
-            .find(|b| b.addr() == addr)
-            .cloned()
-            .ok_or(ProxyError::UnknownBackend(addr))
-    }
-}
 
 /// Builds a [`Proxy`]. Every setting has a documented default; only backends are required.
 ///
@@ -118,13 +35,14 @@ impl Shared {
 ///     .unwrap();
 /// assert_eq!(proxy.handle().backends().len(), 2);
 /// ```
-pub struct ProxyBuilder {
+pub struct ProxyBuilder<H = NoHooks> {
     backends: Vec<(SocketAddr, u32)>,
     strategy: Box<dyn Strategy>,
     config: Config,
+    hooks: H,
 }
 
-impl std::fmt::Debug for ProxyBuilder {
+impl<H> std::fmt::Debug for ProxyBuilder<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyBuilder")
             .field("backends", &self.backends)
@@ -151,11 +69,23 @@ impl Default for ProxyBuilder {
                 max_connections: http_core::connection_capacity(2),
                 shutdown_timeout: Duration::from_secs(10),
             },
+            hooks: NoHooks,
         }
     }
 }
 
-impl ProxyBuilder {
+impl<H: ProxyHooks> ProxyBuilder<H> {
+    /// Sets the hooks that change how HTTP requests are handled (see
+    /// [`ProxyHooks`]). Default [`NoHooks`]: the stock proxy.
+    pub fn hooks<H2: ProxyHooks>(self, hooks: H2) -> ProxyBuilder<H2> {
+        ProxyBuilder {
+            backends: self.backends,
+            strategy: self.strategy,
+            config: self.config,
+            hooks,
+        }
+    }
+
     /// Adds a backend with a weight (1 or more; only [`Weighted`](crate::Weighted) uses it).
     pub fn backend(mut self, addr: SocketAddr, weight: u32) -> Self {
         self.backends.push((addr, weight));
@@ -262,7 +192,7 @@ impl ProxyBuilder {
     }
 
     /// Checks the settings and builds the proxy.
-    pub fn build(self) -> Result<Proxy, ProxyError> {
+    pub fn build(self) -> Result<Proxy<H>, ProxyError> {
         if self.backends.is_empty() {
             return Err(ProxyError::NoBackends);
         }
@@ -292,16 +222,11 @@ impl ProxyBuilder {
             }
             list.push(Arc::new(Backend::new(i as u64, *addr, *weight)));
         }
-        let all: Arc<[Arc<Backend>]> = list.into();
-        let shared = Arc::new(Shared {
-            config: self.config,
-            strategy: self.strategy,
-            eligible: RwLock::new(all.clone()),
-            next_id: AtomicU64::new(all.len() as u64),
-            all: RwLock::new(all),
-            counters: Counters::default(),
-        });
-        Ok(Proxy { shared })
+        let shared = Arc::new(Balancer::new(self.config, self.strategy, list));
+        Ok(Proxy {
+            shared,
+            hooks: Arc::new(self.hooks),
+        })
     }
 }
 
@@ -314,11 +239,12 @@ fn check_weight(addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
 
 /// A load balancer ready to serve. Build it with [`Proxy::builder`], keep a
 /// [`ProxyHandle`] for stats and run-time changes, then [`serve`](Proxy::serve).
-pub struct Proxy {
-    shared: Arc<Shared>,
+pub struct Proxy<H = NoHooks> {
+    shared: Arc<Balancer>,
+    hooks: Arc<H>,
 }
 
-impl std::fmt::Debug for Proxy {
+impl<H> std::fmt::Debug for Proxy<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("mode", &self.shared.config.mode)
@@ -332,7 +258,9 @@ impl Proxy {
     pub fn builder() -> ProxyBuilder {
         ProxyBuilder::default()
     }
+}
 
+impl<H: ProxyHooks> Proxy<H> {
     /// A handle for stats and run-time changes; cheap to clone, usable from any thread.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {
@@ -351,7 +279,7 @@ impl Proxy {
         let config = &self.shared.config;
         let result = match config.mode {
             Mode::Http => {
-                let service = ProxyService::new(self.shared.clone());
+                let service = ProxyService::new(self.shared.clone(), self.hooks.clone());
                 Server::new(service)
                     .limits(config.limits.clone())
                     .max_connections(config.max_connections)
@@ -413,7 +341,7 @@ pub struct ProxyStats {
 /// ```
 #[derive(Clone)]
 pub struct ProxyHandle {
-    shared: Arc<Shared>,
+    shared: Arc<Balancer>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -451,17 +379,7 @@ impl ProxyHandle {
     /// Adds a backend; it takes requests at once (healthy until checks say otherwise).
     pub fn add_backend(&self, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
         check_weight(addr, weight)?;
-        {
-            let mut all = self.shared.all.write().unwrap_or_else(|e| e.into_inner());
-            if all.iter().any(|b| b.addr() == addr) {
-                return Err(ProxyError::DuplicateBackend(addr));
-            }
-            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let mut list: Vec<Arc<Backend>> = all.to_vec();
-            list.push(Arc::new(Backend::new(id, addr, weight)));
-            *all = list.into();
-        }
-        self.shared.refresh();
+        self.shared.add(addr, weight)?;
         tracing::info!(backend = %addr, weight, "backend added");
         Ok(())
     }
@@ -469,17 +387,7 @@ impl ProxyHandle {
     /// Removes a backend: it gets no new requests, its idle connections close, and
     /// requests in progress on it finish.
     pub fn remove_backend(&self, addr: SocketAddr) -> Result<(), ProxyError> {
-        {
-            let mut all = self.shared.all.write().unwrap_or_else(|e| e.into_inner());
-            let Some(pos) = all.iter().position(|b| b.addr() == addr) else {
-                return Err(ProxyError::UnknownBackend(addr));
-            };
-            all[pos].mark_removed();
-            let mut list: Vec<Arc<Backend>> = all.to_vec();
-            list.remove(pos);
-            *all = list.into();
-        }
-        self.shared.refresh();
+        self.shared.remove(addr)?;
         tracing::info!(backend = %addr, "backend removed");
         Ok(())
     }

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::proxy::Shared;
+use crate::balancer::Balancer;
 
 /// Accepts until `shutdown` resolves, then lets open tunnels run for the
 /// shutdown timeout before closing them.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<Balancer>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -30,7 +30,7 @@ pub(crate) async fn serve(
 
 /// Connects `client` to the next healthy backend (trying a bounded number) and
 /// copies bytes both ways until both sides are done.
-async fn relay(shared: &Shared, mut client: http_core::LazyTcpStream, peer: SocketAddr) {
+async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: SocketAddr) {
     let started = Instant::now();
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     let mut tried: Vec<u64> = Vec::new();

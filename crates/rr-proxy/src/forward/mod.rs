@@ -1,0 +1,357 @@
+//! HTTP mode: the [`Service`] that forwards each request to a backend and streams
+//! the answer back, calling the embedder's [`ProxyHooks`] at each phase.
+//!
+//! The client side is http-core's driver and the backend side its client role
+//! ([`http_core::ClientConn`]); this module holds only proxy policy, split by
+//! concern: [`retry`] (when a request may go elsewhere), [`headers`] (what each
+//! side receives), [`upstream`] (one exchange with a backend) and [`tunnel`]
+//! (protocol switches).
+
+mod headers;
+mod retry;
+mod tunnel;
+mod upstream;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_core::{
+    parse_content_length, BodyKind, ClientConn, Limits, LogValue, Method, Request, Response, Service,
+};
+
+use crate::backend::{Backend, InFlight};
+use crate::balancer::Balancer;
+use crate::hooks::{
+    Candidates, FailureKind, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits, Summary,
+    UpstreamFailure,
+};
+use headers::{after_upgrade, fits_limits, response_headers, upgrade_passed_on};
+use retry::{failure_response, Attempt, Prefetch, Tried};
+use upstream::{connect, Answer, Exchange, Finish, UpstreamBody, UpstreamConn};
+
+/// The HTTP-mode service run by `http_core::Server`.
+pub(crate) struct ProxyService<H: ProxyHooks> {
+    balancer: Arc<Balancer>,
+    hooks: Arc<H>,
+    /// Limits for decoding backend bodies: sizes as configured, but no cap on the
+    /// total body length (a download is not bounded by the upload limit).
+    response_limits: Limits,
+}
+
+impl<H: ProxyHooks> ProxyService<H> {
+    pub(crate) fn new(balancer: Arc<Balancer>, hooks: Arc<H>) -> Self {
+        let response_limits = Limits {
+            max_body_len: u64::MAX,
+            ..balancer.config.limits.clone()
+        };
+        ProxyService {
+            balancer,
+            hooks,
+            response_limits,
+        }
+    }
+}
+
+impl<H: ProxyHooks> Service for ProxyService<H> {
+    async fn call(&self, req: Request<'_>) -> Response {
+        self.forward(req).await
+    }
+}
+
+/// A request's progress through the phases, for the logging hook.
+struct RequestState<H: ProxyHooks> {
+    ctx: H::Ctx,
+    attempts: u32,
+    backend: Option<std::net::SocketAddr>,
+    started: Instant,
+}
+
+impl<H: ProxyHooks> ProxyService<H> {
+    async fn forward(&self, mut req: Request<'_>) -> Response {
+        let balancer = &*self.balancer;
+        balancer.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let head = req.head;
+        if head.method() == Method::Connect {
+            // A reverse proxy opens no tunnels on a client's say-so.
+            return Response::text(501, "CONNECT is not supported by this proxy\n");
+        }
+        let info = RequestInfo { head, peer: req.peer };
+        let mut p = RequestState::<H> {
+            ctx: self.hooks.new_ctx(),
+            attempts: 0,
+            backend: None,
+            started: req.received,
+        };
+        if let Some(r) = self.hooks.request_filter(info, &mut p.ctx).await {
+            return self.logged(r, p, None);
+        }
+        let mut edits = RequestEdits::default();
+        self.hooks.upstream_request_filter(info, &mut edits, &mut p.ctx);
+        if !fits_limits(head, req.peer, &edits, &balancer.config.limits) {
+            // The backend would refuse it: answer as it would, before it is
+            // contacted and before a body is invited.
+            let r = Response::text(431, "request header fields too large once forwarded\n").close();
+            return self.logged(r, p, None);
+        }
+        if head.body() != BodyKind::Empty && balancer.eligible().is_empty() {
+            // Answer before reading (or inviting, with `100 Continue`) a body.
+            return self.give_up(info, FailureKind::NoBackend, None, p);
+        }
+        let pre = match Prefetch::read(&mut req.body, head.body()).await {
+            Ok(pre) => pre,
+            Err(r) => return self.logged(r, p, None),
+        };
+
+        let mut tried = Tried::default();
+        let mut last = FailureKind::NoBackend;
+        while (p.attempts as usize) < balancer.config.max_attempts {
+            let Some(backend) = self.choose(info, &tried, &mut p.ctx) else {
+                break;
+            };
+            if p.attempts > 0 {
+                balancer.counters.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            p.attempts += 1;
+            p.backend = Some(backend.addr());
+            tried.push(backend.id());
+            let guard = backend.start();
+            let exchange = Exchange {
+                balancer,
+                backend: &backend,
+                pre: &pre,
+                replayable: pre.complete,
+                reused: false,
+                edits: &edits,
+            };
+            let failed = match self.attempt(exchange, &mut req, guard, &mut p).await {
+                Ok(r) => return r,
+                Err(Attempt::ClientGone(r)) => return self.logged(r, p, None),
+                Err(Attempt::Failed { kind, retryable }) => (kind, retryable),
+                // `attempt` retries stale connections itself.
+                Err(Attempt::Stale) => (FailureKind::Closed, false),
+            };
+            let (kind, retryable) = failed;
+            let failure = UpstreamFailure {
+                kind,
+                backend: Some(backend.addr()),
+                attempts: p.attempts,
+                retryable,
+            };
+            match self.hooks.on_failure(info, &failure, &mut p.ctx) {
+                OnFailure::Default if retryable => last = kind,
+                OnFailure::Default | OnFailure::Stop => {
+                    let r = failure_response(kind, balancer).log_field("backend", label(&backend));
+                    return self.logged(after_upgrade(head, r), p, Some(kind));
+                }
+                OnFailure::Answer(r) => return self.logged(after_upgrade(head, r), p, Some(kind)),
+            }
+        }
+        if last == FailureKind::NoBackend {
+            return self.give_up(info, last, None, p);
+        }
+        let r = failure_response(last, balancer);
+        self.logged(after_upgrade(head, r), p, Some(last))
+    }
+
+    /// The backend for the next attempt: the hook's choice, or the strategy's.
+    fn choose(&self, info: RequestInfo<'_>, tried: &Tried, ctx: &mut H::Ctx) -> Option<Arc<Backend>> {
+        let eligible = self.balancer.eligible();
+        let is_tried = |id| tried.contains(id);
+        let candidates = Candidates {
+            list: &eligible,
+            tried: &is_tried,
+            strategy: &*self.balancer.strategy,
+        };
+        match self.hooks.upstream_peer(info, &candidates, ctx) {
+            Peer::Strategy => self.balancer.pick_from(&eligible, is_tried),
+            Peer::Backend(b) => Some(b),
+            Peer::Unavailable => None,
+        }
+    }
+
+    /// No backend could take the request: the hook may answer, else 503.
+    fn give_up(
+        &self,
+        info: RequestInfo<'_>,
+        kind: FailureKind,
+        backend: Option<Arc<Backend>>,
+        mut p: RequestState<H>,
+    ) -> Response {
+        let failure = UpstreamFailure {
+            kind,
+            backend: backend.as_ref().map(|b| b.addr()),
+            attempts: p.attempts,
+            retryable: false,
+        };
+        let r = match self.hooks.on_failure(info, &failure, &mut p.ctx) {
+            OnFailure::Answer(r) => r,
+            OnFailure::Default | OnFailure::Stop => failure_response(kind, &self.balancer),
+        };
+        self.logged(after_upgrade(info.head, r), p, Some(kind))
+    }
+
+    /// Calls the logging hook for a response whose exchange is over.
+    fn logged(&self, r: Response, mut p: RequestState<H>, failure: Option<FailureKind>) -> Response {
+        let summary = Summary {
+            status: r.status(),
+            backend: p.backend,
+            attempts: p.attempts,
+            upstream_time: None,
+            total_time: p.started.elapsed(),
+            body_bytes: 0,
+            complete: failure.is_none(),
+            failure,
+        };
+        self.hooks.logging(&summary, &mut p.ctx);
+        r
+    }
+
+    /// One backend: a connection (pooled, or new), the exchange, and the
+    /// response for the client. A pooled connection found dead is replaced.
+    async fn attempt(
+        &self,
+        mut exchange: Exchange<'_>,
+        req: &mut Request<'_>,
+        guard: InFlight,
+        p: &mut RequestState<H>,
+    ) -> Result<Response, Attempt> {
+        let balancer = exchange.balancer;
+        let backend = exchange.backend;
+        loop {
+            let (stream, reused) = match backend.take_idle(balancer.config.pool.idle_timeout) {
+                Some(s) => (s, true),
+                None => match connect(backend, balancer.config.timeouts.connect).await {
+                    Ok(s) => (s, false),
+                    Err(kind) => {
+                        balancer.failure(backend);
+                        return Err(Attempt::Failed {
+                            kind,
+                            retryable: true,
+                        });
+                    }
+                },
+            };
+            if reused {
+                backend.count_reuse();
+            }
+            exchange.reused = reused;
+            let mut conn = ClientConn::new(stream);
+            let started = Instant::now();
+            match exchange.run(&mut conn, req).await {
+                Ok(answer) => {
+                    let upstream_time = started.elapsed();
+                    return Ok(self.respond(req, conn, answer, guard, upstream_time, p));
+                }
+                Err(Attempt::Stale) => {
+                    balancer.counters.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// The client's response from a backend's response head.
+    fn respond(
+        &self,
+        req: &Request<'_>,
+        conn: UpstreamConn,
+        answer: Answer,
+        guard: InFlight,
+        upstream_time: std::time::Duration,
+        p: &mut RequestState<H>,
+    ) -> Response {
+        let head = req.head;
+        let info = RequestInfo { head, peer: req.peer };
+        let Answer { head: rhead, early } = answer;
+        let backend = guard.backend().clone();
+        let status = rhead.status();
+        backend.record_success();
+        let mut edits = ResponseEdits {
+            head: &rhead,
+            headers: Default::default(),
+            backend: backend.addr(),
+        };
+        self.hooks.response_filter(info, &mut edits, &mut p.ctx);
+        let block = response_headers(&rhead, status == 101, &edits.headers);
+        let resp = Response::new(status)
+            .header_block(block)
+            .log_field("backend", label(&backend))
+            .log_field("upstream", LogValue::Duration(upstream_time));
+        let mut summary = Summary {
+            status,
+            backend: Some(backend.addr()),
+            attempts: p.attempts,
+            upstream_time: Some(upstream_time),
+            total_time: p.started.elapsed(),
+            body_bytes: 0,
+            complete: true,
+            failure: None,
+        };
+
+        if status == 101 {
+            self.hooks.logging(&summary, &mut p.ctx);
+            return tunnel::tunnel(resp, conn, guard);
+        }
+        // After a refused upgrade, the bytes that follow on the client connection
+        // were meant for the other protocol: never read them as requests. After an
+        // early answer, the rest of the request body is still on the way.
+        let upgrade = upgrade_passed_on(head);
+        let resp = if upgrade || early { resp.close() } else { resp };
+        let keep_alive = !upgrade && !early;
+        let config = &self.balancer.config;
+
+        let body = match rhead.body() {
+            BodyKind::Empty => {
+                if keep_alive {
+                    if let Some(stream) = conn.into_idle() {
+                        backend.put_idle(stream, config.pool.max_idle);
+                    }
+                }
+                self.hooks.logging(&summary, &mut p.ctx);
+                let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+                if head.method() == Method::Head && !bodiless {
+                    // The driver sends no body for HEAD; the length it announces is the backend's.
+                    let len = rhead
+                        .header("content-length")
+                        .and_then(|v| parse_content_length(v).ok());
+                    http_core::Body::Stream {
+                        len,
+                        reader: Box::new(tokio::io::empty()),
+                    }
+                } else {
+                    http_core::Body::Empty
+                }
+            }
+            kind => {
+                let len = match kind {
+                    BodyKind::Length(n) => Some(n),
+                    _ => None,
+                };
+                summary.complete = false;
+                let finish = Finish {
+                    hooks: self.hooks.clone(),
+                    ctx: std::mem::take(&mut p.ctx),
+                    summary,
+                    started: p.started,
+                };
+                http_core::Body::Stream {
+                    len,
+                    reader: Box::new(UpstreamBody {
+                        body: conn.into_body(&rhead, &self.response_limits, config.timeouts.idle),
+                        guard: Some(backend.start()),
+                        balancer: self.balancer.clone(),
+                        keep_alive,
+                        finish: Some(finish),
+                    }),
+                }
+            }
+        };
+        drop(guard);
+        resp.body(body)
+    }
+}
+
+fn label(b: &Backend) -> LogValue {
+    LogValue::Text(b.label().clone())
+}
