@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_core::{is_hop_by_hop, RequestHead, Response};
@@ -382,8 +382,10 @@ pub struct Summary {
     pub attempts: u32,
     /// From the start of the last attempt to its response head.
     pub upstream_time: Option<Duration>,
-    /// From the request head to the end of the exchange.
-    pub total_time: Duration,
+    /// When the request's head had been read: `received.elapsed()` in the
+    /// logging hook is the request's whole time (taken only by a hook that
+    /// wants it: reading the clock is not free).
+    pub received: Instant,
     /// Response body bytes passed on from the backend.
     pub body_bytes: u64,
     /// The response body was passed on to its end (false: it broke off, or the

@@ -177,8 +177,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
     pub async fn finish_request(&mut self, timeout: Duration) -> Result<(), SendError> {
         self.encoder.finish(&mut self.wbuf).map_err(SendError::Framing)?;
         self.flush(timeout).await?;
-        // The request is out: its buffer goes back for another connection's use.
-        pool::give(std::mem::take(&mut self.wbuf));
+        // The request is out: its buffer reads the response (one buffer per
+        // exchange), or goes back to the pool.
+        let out = std::mem::take(&mut self.wbuf);
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = out;
+        } else {
+            pool::give(out);
+        }
         Ok(())
     }
 
@@ -302,7 +308,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
     /// The transport and the bytes read from it that no response took (after a
     /// `101 Switching Protocols`, the first bytes of the new protocol).
     pub fn into_parts(mut self) -> (T, Bytes) {
-        let rest = self.rbuf.split().freeze();
+        // An empty read buffer is not split: a split-off part, even empty, would
+        // share its allocation, and the pool could not take it back whole.
+        let rest = if self.rbuf.is_empty() {
+            Bytes::new()
+        } else {
+            self.rbuf.split().freeze()
+        };
         pool::give(std::mem::take(&mut self.rbuf));
         pool::give(std::mem::take(&mut self.wbuf));
         (self.io, rest)

@@ -348,13 +348,44 @@ impl HeaderBlockBuilder {
             tracing::debug!(name = %String::from_utf8_lossy(name), "header not added to block");
             return false;
         }
+        self.put(name, value);
+        true
+    }
+
+    /// Appends the lines of a parsed head (`head.headers()`) for which `keep`
+    /// holds, leaving out the framing headers the driver writes itself. The
+    /// parser checked every name and value already, so they are copied without
+    /// being checked again: a proxy passing a response on spends much of its
+    /// header work here.
+    ///
+    /// ```
+    /// use http_core::{parse_response, HeaderBlock, Limits, Method};
+    /// let raw = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\nX-B: 2\r\n\r\n";
+    /// let p = parse_response(raw, Method::Get, &Limits::default()).unwrap().unwrap();
+    /// let head = p.into_head(bytes::Bytes::from_static(raw));
+    /// let mut b = HeaderBlock::builder();
+    /// b.extend_from_parsed(head.headers(), |name, _| name != b"X-B");
+    /// assert_eq!(b.build().as_bytes(), b"X-A: 1\r\n");
+    /// ```
+    pub fn extend_from_parsed(
+        &mut self,
+        lines: crate::HeaderIter<'_>,
+        mut keep: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        for (name, value) in lines.raw() {
+            if !is_framing_header(name) && keep(name, value) {
+                self.put(name, value);
+            }
+        }
+    }
+
+    fn put(&mut self, name: &[u8], value: &[u8]) {
         let out = &mut self.0;
         out.reserve(name.len() + value.len() + 4);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
-        true
     }
 
     /// True when no line was added.

@@ -317,21 +317,15 @@ pub(crate) fn response_headers(head: &ResponseHead, switching: bool, edits: &Hea
         }
     }
     let mut block = HeaderBlock::builder_with_capacity(head.as_bytes().len());
-    for (name, value) in head.headers().raw() {
+    // The lines come from a parsed head: copied as they are, framing lines left out.
+    block.extend_from_parsed(head.headers(), |name, _| {
         if switching && name.eq_ignore_ascii_case(b"upgrade") {
-            block.push(name, value);
-            continue;
+            return true;
         }
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"date")
+        !(is_hop_by_hop(name)
             || connection.iter().any(|v| http_core::list_contains(v, name))
-            || (!edits.is_empty() && edits.removes(name))
-        {
-            continue;
-        }
-        block.push(name, value);
-    }
+            || (!edits.is_empty() && edits.removes(name)))
+    });
     for (name, value) in &edits.add {
         block.push(name.as_bytes(), value);
     }

@@ -198,7 +198,7 @@ impl<H: ProxyHooks> ProxyService<H> {
             backend: p.backend,
             attempts: p.attempts,
             upstream_time: None,
-            total_time: p.started.elapsed(),
+            received: p.started,
             body_bytes: 0,
             complete: failure.is_none(),
             failure,
@@ -283,7 +283,7 @@ impl<H: ProxyHooks> ProxyService<H> {
             backend: Some(backend.addr()),
             attempts: p.attempts,
             upstream_time: Some(upstream_time),
-            total_time: p.started.elapsed(),
+            received: p.started,
             body_bytes: 0,
             complete: true,
             failure: None,
@@ -333,7 +333,6 @@ impl<H: ProxyHooks> ProxyService<H> {
                     hooks: self.hooks.clone(),
                     ctx: std::mem::take(&mut p.ctx),
                     summary,
-                    started: p.started,
                 };
                 http_core::Body::Stream {
                     len,

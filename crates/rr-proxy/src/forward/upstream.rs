@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_core::{ClientConn, ReadHeadError, Request, ResponseBody, ResponseHead, SendError};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -212,7 +212,6 @@ pub(crate) struct Finish<H: ProxyHooks> {
     pub hooks: Arc<H>,
     pub ctx: H::Ctx,
     pub summary: Summary,
-    pub started: Instant,
 }
 
 /// The backend's response body for the driver: the payload without its framing
@@ -248,7 +247,6 @@ impl<H: ProxyHooks> UpstreamBody<H> {
         if let Some(mut f) = self.finish.take() {
             f.summary.body_bytes = self.body.received();
             f.summary.complete = complete;
-            f.summary.total_time = f.started.elapsed();
             f.hooks.logging(&f.summary, &mut f.ctx);
         }
     }
