@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{backend_name, run_within, static_root, Cluster, TempDir, TIMEOUT};
+use common::{backend_name, static_root, Cluster};
+use test_support::{agent, run_within, wait_for, TempDir, TIMEOUT};
 
 /// What a page on another site can send the admin without a CORS preflight:
 /// `no-cors` POSTs with a `text/plain` body or none. The page records how many
@@ -171,10 +172,12 @@ fn asset_rows(dom: &str) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// A GET that must succeed (redirects followed; a 4xx or 5xx fails); its body.
+/// A GET that must succeed (a 4xx or 5xx fails); its body.
 fn get_body(url: &str) -> String {
-    let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
-    let resp = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = agent()
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     resp.into_string().unwrap()
 }
 
@@ -315,7 +318,7 @@ fn the_status_page_shows_four_healthy_backends() {
 fn cross_site_post_cannot_drain_backends_from_a_browser() {
     let chromium = chromium_or_skip!();
     let site = TempDir::new("other-site");
-    std::fs::write(site.path().join("evil.html"), CROSS_SITE_PAGE).unwrap();
+    site.file("evil.html", CROSS_SITE_PAGE);
     let mut cluster = Cluster::start(site.path(), &[]);
     let (a, b) = (cluster.backends[0], cluster.backends[1]);
     let url = format!(
@@ -345,8 +348,7 @@ fn the_status_page_asks_for_the_admin_token_and_uses_it() {
     const TOKEN: &str = "5d0f8a2c93e17b46a0d2c9e8";
     let chromium = chromium_or_skip!();
     let dir = TempDir::new("token");
-    let file = dir.path().join("admin-token");
-    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let file = dir.file("admin-token", format!("{TOKEN}\n"));
     let cluster = Cluster::start(&static_root(), &["--admin-token", file.to_str().unwrap()]);
     let url = format!("http://{}/", cluster.admin);
 
@@ -468,13 +470,9 @@ impl Devtools {
     /// Waits up to [`TIMEOUT`] for `js` to be `true` in the page (an exception,
     /// as while the page is still loading, counts as not yet).
     fn wait_for(&mut self, js: &str) {
-        let deadline = Instant::now() + TIMEOUT;
         let guarded =
             format!("(() => {{ try {{ return ({js}) === true; }} catch (e) {{ return false; }} }})()");
-        while self.eval(&guarded) != json!(true) {
-            assert!(Instant::now() < deadline, "not true within {TIMEOUT:?}: {js}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(TIMEOUT, js, || self.eval(&guarded) == json!(true));
     }
 }
 
@@ -497,13 +495,11 @@ fn the_status_pages_drain_and_enable_buttons_work() {
     const TOKEN: &str = "7c1e9b24f0a85d36c2e1b0f9";
     let chromium = chromium_or_skip!();
     let dir = TempDir::new("token");
-    let file = dir.path().join("admin-token");
-    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let file = dir.file("admin-token", format!("{TOKEN}\n"));
     let mut cluster = Cluster::start(&static_root(), &["--admin-token", file.to_str().unwrap()]);
     let first = cluster.backends[0];
     let state = |cluster: &Cluster| {
-        let agent = ureq::AgentBuilder::new().timeout(TIMEOUT).build();
-        let stats = agent
+        let stats = agent()
             .get(&format!("http://{}/stats", cluster.admin))
             .set("Authorization", &format!("Bearer {TOKEN}"))
             .call()

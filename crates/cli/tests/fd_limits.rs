@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{static_root, Running, STATIC_SERVER};
+use test_support::{content_length, head_len, TIMEOUT};
 
 /// Starts static-server under `ulimit -Sn soft -Hn hard` with `extra` flags and
 /// returns it with its address.
@@ -33,7 +34,7 @@ fn start_limited(soft: u32, hard: u32, extra: &[&str]) -> (Running, SocketAddr) 
     ];
     args.extend_from_slice(extra);
     let mut process = Running::start(Command::new("bash").args(&args));
-    let (_, addr) = process.next_listener(Instant::now() + common::TIMEOUT);
+    let (_, addr) = process.next_listener(Instant::now() + TIMEOUT);
     (process, addr)
 }
 
@@ -51,15 +52,11 @@ fn request(addr: SocketAddr, wait: Duration) -> Option<TcpStream> {
             return None;
         }
         got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if let Some(end) = text.find("\r\n\r\n") {
-            assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("Content-Length");
-            if got.len() >= end + 4 + len {
+        if let Some(end) = head_len(&got) {
+            let head = String::from_utf8_lossy(&got[..end]);
+            assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+            let len = content_length(&head).expect("Content-Length");
+            if got.len() >= end + len {
                 return Some(c);
             }
         }

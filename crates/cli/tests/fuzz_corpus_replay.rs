@@ -26,6 +26,16 @@ fn replay(target: &str, check: fn(&[u8])) {
     }
 }
 
+/// The site `checks::static_path` and `checks::driver` serve, made once per
+/// process in the temporary directory (`site_root` in `fuzz/src/checks.rs`, which
+/// names it so). It lives in a `static` that no drop cleans up: removed when this
+/// test process exits.
+fn remove_the_fuzz_site_at_exit() {
+    test_support::remove_at_exit(
+        std::env::temp_dir().join(format!("rr-http-fuzz-site-{}", std::process::id())),
+    );
+}
+
 #[test]
 fn request_head() {
     replay("request_head", checks::request_head);
@@ -48,10 +58,12 @@ fn range_conditional() {
 
 #[test]
 fn static_path() {
+    remove_the_fuzz_site_at_exit();
     replay("static_path", checks::static_path);
 }
 
 #[test]
 fn driver() {
+    remove_the_fuzz_site_at_exit();
     replay("driver", checks::driver);
 }

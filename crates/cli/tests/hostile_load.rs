@@ -50,6 +50,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use common::{static_root, Server, RR_PROXY, STATIC_SERVER};
+use test_support::{content_length, find, head_len, rss_bytes, status_of};
 
 /// Hostile connections in all, when the open-file limit allows them.
 const CONNECTIONS: usize = 10_000;
@@ -242,7 +243,7 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
     // Warm the file cache, the runtime and (for the proxy) the backend pool.
     normal_client(addr, 50, page_len).unwrap_or_else(|e| panic!("{name}: warm-up: {e}"));
     std::thread::sleep(Duration::from_millis(500));
-    let idle_rss = rss(pid);
+    let idle_rss = rss_bytes(Some(pid));
     let sampler = Sampler::start(pid);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -278,7 +279,7 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
         )
     });
     let ramp_time = started.elapsed();
-    let ramped_rss = rss(pid);
+    let ramped_rss = rss_bytes(Some(pid));
     let opened = counts.opened.load(Ordering::SeqCst);
 
     // The attack begins all at once; the normal client is served meanwhile.
@@ -294,7 +295,7 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
     );
     let measured_in = go_at.elapsed();
     let cpu = (cpu_ticks(pid) - cpu_before) as f64 / TICKS_PER_SEC;
-    let attack_rss = rss(pid);
+    let attack_rss = rss_bytes(Some(pid));
     let closed_early = counts.closed_early.load(Ordering::SeqCst);
 
     // Through the 408 burst the normal client is timed too, for the record.
@@ -316,7 +317,7 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let burst_rss = rss(pid);
+    let burst_rss = rss_bytes(Some(pid));
 
     // Everyone else closes. Once a new client has been served (the server then
     // also reaps the finished connections), its memory should be back near idle.
@@ -336,7 +337,7 @@ fn run_scenario(name: &str, mut server: Server, plan: &Plan) {
         failures.push(format!("after the load, the normal client failed: {e}"));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let after_rss = rss(pid);
+    let after_rss = rss_bytes(Some(pid));
     let peak_rss = sampler.stop();
     if server.process.has_exited() {
         failures.push("the binary exited".into());
@@ -588,7 +589,7 @@ async fn slowloris(
             r = s.read(&mut buf) => match r {
                 Ok(n) if n > 0 => {
                     got.extend_from_slice(&buf[..n]);
-                    if got.windows(2).any(|w| w == b"\r\n") {
+                    if find(&got, b"\r\n").is_some() {
                         break;
                     }
                 }
@@ -601,14 +602,14 @@ async fn slowloris(
             _ = until(&mut sig.release) => return,
         }
     }
-    if !got.windows(2).any(|w| w == b"\r\n") {
+    if find(&got, b"\r\n").is_none() {
         // A write failed or the loop ended: what did the server say, if anything?
         let _ = tokio::time::timeout(Duration::from_millis(500), s.read_to_end(&mut got)).await;
     }
     let counter = match status_of(&got) {
-        Some(408) => &counts.slow_408,
-        Some(_) => &counts.slow_other,
-        None => &counts.slow_unanswered,
+        408 => &counts.slow_408,
+        0 => &counts.slow_unanswered,
+        _ => &counts.slow_other,
     };
     counter.fetch_add(1, Ordering::SeqCst);
 }
@@ -676,25 +677,13 @@ async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, usize)> {
 
 /// The status, `Content-Length` and head length of a complete response head.
 fn parse_head(bytes: &[u8]) -> Option<(u16, usize, usize)> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let end = head_len(bytes)?;
     let head = std::str::from_utf8(&bytes[..end]).ok()?;
-    let status = status_of(bytes)?;
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    Some((status, len, end))
-}
-
-/// The status code of a response that has begun.
-fn status_of(bytes: &[u8]) -> Option<u16> {
-    let line = bytes.split(|&b| b == b'\r').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    let status = match status_of(bytes) {
+        0 => return None,
+        status => status,
+    };
+    Some((status, content_length(head).unwrap_or(0), end))
 }
 
 /// A client that asks for the page on one keep-alive connection and times it.
@@ -789,17 +778,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// `VmRSS` of process `pid` in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib * 1024
-}
-
 /// Samples a process's RSS every 20 ms on a thread of its own, keeping the peak.
 struct Sampler {
     stop: Arc<AtomicBool>,
@@ -810,13 +788,13 @@ struct Sampler {
 impl Sampler {
     fn start(pid: u32) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(rss(pid)));
+        let peak = Arc::new(AtomicU64::new(rss_bytes(Some(pid))));
         let (s, p) = (stop.clone(), peak.clone());
         let thread = std::thread::spawn(move || {
             // Bounded even if never stopped: no run takes ten minutes.
             let until = Instant::now() + Duration::from_secs(600);
             while !s.load(Ordering::SeqCst) && Instant::now() < until {
-                p.fetch_max(rss(pid), Ordering::SeqCst);
+                p.fetch_max(rss_bytes(Some(pid)), Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(20));
             }
         });

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{
-    accepts_connections, agent, assert_help_and_version, backend_name, call, curl, get, run, static_root,
-    Cluster, TempDir, RR_CLUSTER, TIMEOUT,
+use common::{assert_help_and_version, backend_name, run, static_root, Cluster, RR_CLUSTER};
+use test_support::{
+    accepts_connections, agent, agent_builder, call, content_length, curl_status, get, head_len, TempDir,
+    TIMEOUT,
 };
 
 /// [`Cluster::start`] with two worker threads, checking every announcement: a real
@@ -45,9 +46,9 @@ struct BackendStat {
 /// the admin endpoint; the few fields needed are picked out by hand (the cli
 /// crate has no JSON dependency).
 fn stats(agent: &ureq::Agent, admin: SocketAddr) -> BTreeMap<SocketAddr, BackendStat> {
-    let (status, _, body) = get(agent, &format!("http://{admin}/stats"));
-    let text = String::from_utf8(body).unwrap();
-    assert_eq!(status, 200, "{text}");
+    let r = get(agent, &format!("http://{admin}/stats"));
+    let text = String::from_utf8(r.body).unwrap();
+    assert_eq!(r.status, 200, "{text}");
     parse_stats(&text)
 }
 
@@ -83,9 +84,10 @@ fn parse_stats(text: &str) -> BTreeMap<SocketAddr, BackendStat> {
 fn turns(cluster: &Cluster, agent: &ureq::Agent, n: usize, page: &[u8]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for i in 0..n {
-        let (status, by, body) = get(agent, &cluster.url("/page.html"));
-        assert_eq!(status, 200, "request {i}");
-        assert!(body == page, "request {i}: page.html differs from the file");
+        let r = get(agent, &cluster.url("/page.html"));
+        assert_eq!(r.status, 200, "request {i}");
+        assert!(r.body == page, "request {i}: page.html differs from the file");
+        let by = r.header("X-Served-By").unwrap_or_default().to_string();
         *counts.entry(by).or_insert(0) += 1;
     }
     counts
@@ -118,10 +120,10 @@ fn four_backends_take_turns_stats_agree_and_draining_moves_the_share() {
 
     // Every backend serves the page itself and names itself.
     for (addr, name) in cluster.backends.iter().zip(&names) {
-        let (status, by, body) = get(&agent, &format!("http://{addr}/page.html"));
-        assert_eq!(status, 200, "{addr}");
-        assert_eq!(&by, name, "{addr}");
-        assert!(body == page, "{addr}: page.html differs from the file");
+        let r = get(&agent, &format!("http://{addr}/page.html"));
+        assert_eq!(r.status, 200, "{addr}");
+        assert_eq!(r.header("X-Served-By"), Some(name.as_str()), "{addr}");
+        assert!(r.body == page, "{addr}: page.html differs from the file");
     }
 
     // The admin JSON knows the four, all healthy.
@@ -184,8 +186,8 @@ fn four_backends_take_turns_stats_agree_and_draining_moves_the_share() {
 
 /// POST `url` without a body: the status and the body, whatever the status.
 fn post(agent: &ureq::Agent, url: &str) -> (u16, String) {
-    let resp = call(agent.post(url));
-    (resp.status(), resp.into_string().unwrap())
+    let r = call(agent, "POST", url, None).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (r.status, String::from_utf8(r.body).unwrap())
 }
 
 /// Size of the file the slow downloads fetch: far more than the balancer's socket
@@ -228,8 +230,8 @@ fn slow_download(addr: SocketAddr, ready: mpsc::Sender<()>, go: mpsc::Receiver<(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 << 10];
     let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        if let Some(end) = head_len(&buf) {
+            break end;
         }
         let n = stream
             .read(&mut chunk)
@@ -246,14 +248,7 @@ fn slow_download(addr: SocketAddr, ready: mpsc::Sender<()>, go: mpsc::Receiver<(
     if !head.starts_with("HTTP/1.1 200 ") {
         return Err(format!("not 200: {head}"));
     }
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .ok_or_else(|| format!("no Content-Length: {head}"))?;
+    let len = content_length(&head).ok_or_else(|| format!("no Content-Length: {head}"))?;
     if len != BIG {
         return Err(format!("Content-Length {len}, file has {BIG}"));
     }
@@ -326,9 +321,9 @@ fn attempt(agent: &ureq::Agent, url: &str, page: &[u8]) -> Outcome {
 fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     let root = TempDir::new("sigint");
     let page = std::fs::read(static_root().join("page.html")).unwrap();
-    std::fs::write(root.path().join("page.html"), &page).unwrap();
+    root.file("page.html", &page);
     let big: Vec<u8> = (0..BIG).map(big_byte).collect();
-    std::fs::write(root.path().join("big.bin"), &big).unwrap();
+    root.file("big.bin", &big);
     drop(big);
     let mut cluster = start_cluster(root.path());
     let proxy = cluster.proxy;
@@ -360,7 +355,7 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
         .map(|_| {
             let (stop, start, page, url) = (stop.clone(), start.clone(), page.clone(), url.clone());
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+                let agent = agent_builder().timeout(Duration::from_secs(5)).build();
                 let mut log = Vec::new();
                 start.wait();
                 while !stop.load(Ordering::Relaxed) {
@@ -521,7 +516,7 @@ fn cross_site_post_cannot_drain_the_clusters_backends() {
     let admin = cluster.admin;
     for b in &cluster.backends {
         let drain = format!("http://{admin}/backends/{b}/drain");
-        let (status, body) = curl(&[
+        let (status, body) = curl_status(&[
             "-H",
             "Origin: http://evil.example",
             "-H",
@@ -533,9 +528,9 @@ fn cross_site_post_cannot_drain_the_clusters_backends() {
             &drain,
         ]);
         assert_eq!(status, 403, "{body}");
-        let (status, body) = curl(&["-X", "POST", "-H", "Origin: http://evil.example", &drain]);
+        let (status, body) = curl_status(&["-X", "POST", "-H", "Origin: http://evil.example", &drain]);
         assert_eq!(status, 403, "{body}");
-        let (status, body) = curl(&[
+        let (status, body) = curl_status(&[
             "-X",
             "POST",
             "-H",
@@ -544,7 +539,7 @@ fn cross_site_post_cannot_drain_the_clusters_backends() {
         ]);
         assert_eq!(status, 421, "{body}");
     }
-    let (status, body) = curl(&["-H", "Host: evil.example", &format!("http://{admin}/stats")]);
+    let (status, body) = curl_status(&["-H", "Host: evil.example", &format!("http://{admin}/stats")]);
     assert_eq!(status, 421, "{body}");
     assert!(!body.contains("backends"), "{body}");
 
@@ -556,7 +551,7 @@ fn cross_site_post_cannot_drain_the_clusters_backends() {
 
     // The status page's own request: same origin, no body.
     let drained = cluster.backends[0];
-    let (status, body) = curl(&[
+    let (status, body) = curl_status(&[
         "-X",
         "POST",
         "-H",

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use common::{
-    accepts_connections, agent, assert_help_and_version, assert_one_error_line, curl, run, static_root,
-    Server, TempDir, RR_PROXY, STATIC_SERVER, TIMEOUT,
+    assert_help_and_version, assert_one_error_line, run, static_root, Server, RR_PROXY, STATIC_SERVER,
 };
+use test_support::{accepts_connections, agent, curl_status, TempDir, TIMEOUT};
 
 /// [`Server::start`], checking the announced address: 127.0.0.1 and a real port.
 fn start(bin: &str, name: &str, args: &[&str]) -> Server {
@@ -71,8 +71,9 @@ fn admin_addr(proxy: &mut Server) -> SocketAddr {
 
 /// GET with a fresh agent (so a fresh connection): status, `X-Served-By`, body.
 fn get(url: &str) -> (u16, String, String) {
-    let (status, by, body) = common::get(&agent(), url);
-    (status, by, String::from_utf8(body).unwrap())
+    let r = test_support::get(&agent(), url);
+    let by = r.header("X-Served-By").unwrap_or_default().to_string();
+    (r.status, by, String::from_utf8(r.body).unwrap())
 }
 
 /// Who answered `n` requests for page.html, counted by `X-Served-By`.
@@ -266,9 +267,7 @@ const TOKEN: &str = "3b9e0c71d4a85f26e1c0b7a9";
 
 /// A file holding `text`, in `dir`.
 fn token_file(dir: &TempDir, name: &str, text: &str) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
+    dir.file(name, text).to_str().unwrap().to_string()
 }
 
 /// rr-proxy with a backend nobody listens on and `extra` flags, run to its exit
@@ -304,7 +303,7 @@ fn non_loopback_admin_without_token_refuses_to_start() {
             "{stderr}"
         );
     }
-    let missing = dir.path().join("missing");
+    let missing = dir.join("missing");
     let out = run_refused(&[
         "--admin",
         "127.0.0.1:0",
@@ -342,29 +341,29 @@ fn admin_token_is_required_and_accepted() {
     let stats = format!("{base}/stats");
     let auth = format!("Authorization: Bearer {TOKEN}");
 
-    let (status, body) = curl(&["-D", "-", &stats]);
+    let (status, body) = curl_status(&["-D", "-", &stats]);
     assert_eq!(status, 401, "{body}");
     assert!(
         body.to_ascii_lowercase().contains("www-authenticate: bearer"),
         "{body}"
     );
-    let (status, _) = curl(&["-H", "Authorization: Bearer 3b9e0c71d4a85f26e1c0b7aa", &stats]);
+    let (status, _) = curl_status(&["-H", "Authorization: Bearer 3b9e0c71d4a85f26e1c0b7aa", &stats]);
     assert_eq!(status, 401);
-    let (status, body) = curl(&["-H", &auth, &stats]);
+    let (status, body) = curl_status(&["-H", &auth, &stats]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&backend.addr.to_string()), "{body}");
     // The status page's HTML loads without it (and asks for it).
-    let (status, body) = curl(&[&format!("{base}/")]);
+    let (status, body) = curl_status(&[&format!("{base}/")]);
     assert_eq!(status, 200);
     assert!(body.contains("rr-proxy status"), "{body}");
 
     // The token does not let a foreign Host or Origin through.
-    let (status, _) = curl(&["-H", &auth, "-H", "Host: evil.example", &stats]);
+    let (status, _) = curl_status(&["-H", &auth, "-H", "Host: evil.example", &stats]);
     assert_eq!(status, 421);
-    let (status, _) = curl(&["-H", &auth, "-H", "Host: lb.example", &stats]);
+    let (status, _) = curl_status(&["-H", &auth, "-H", "Host: lb.example", &stats]);
     assert_eq!(status, 200, "--admin-host names it");
     let drain = format!("{base}/backends/{}/drain", backend.addr);
-    let (status, _) = curl(&[
+    let (status, _) = curl_status(&[
         "-X",
         "POST",
         "-H",
@@ -378,11 +377,11 @@ fn admin_token_is_required_and_accepted() {
         &drain,
     ]);
     assert_eq!(status, 403);
-    let (status, body) = curl(&["-X", "POST", &drain]);
+    let (status, body) = curl_status(&["-X", "POST", &drain]);
     assert_eq!(status, 401, "{body}");
-    let (_, body) = curl(&["-H", &auth, &stats]);
+    let (_, body) = curl_status(&["-H", &auth, &stats]);
     assert!(body.contains("\"state\":\"healthy\""), "{body}");
-    let (status, body) = curl(&["-X", "POST", "-H", &auth, &drain]);
+    let (status, body) = curl_status(&["-X", "POST", "-H", &auth, &drain]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"state\":\"draining\""), "{body}");
 

@@ -5,17 +5,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{
-    accepts_connections, agent, assert_help_and_version, assert_one_error_line, run, Server, TempDir,
-    STATIC_SERVER, TIMEOUT,
-};
+use common::{assert_help_and_version, assert_one_error_line, run, Server, STATIC_SERVER};
+use test_support::{accepts_connections, agent, TempDir, TIMEOUT};
 
 /// A temporary root with `page.html` and `dir/a.txt`.
 fn root_with_a_page(tag: &str) -> TempDir {
     let root = TempDir::new(tag);
-    std::fs::create_dir_all(root.path().join("dir")).unwrap();
-    std::fs::write(root.path().join("page.html"), "<p>hello</p>\n").unwrap();
-    std::fs::write(root.path().join("dir/a.txt"), "a").unwrap();
+    root.file("page.html", "<p>hello</p>\n");
+    root.file("dir/a.txt", "a");
     root
 }
 
@@ -36,23 +33,23 @@ fn prints_the_real_port_serves_and_names_itself() {
     assert_eq!(srv.addr.ip().to_string(), "127.0.0.1");
     assert_ne!(srv.addr.port(), 0);
     let r = srv.get("/page.html");
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status, 200);
     assert_eq!(r.header("X-Served-By"), Some("backend-9002"));
     assert_eq!(r.header("X-Extra"), Some("yes"));
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
-    assert_eq!(r.into_string().unwrap(), "<p>hello</p>\n");
+    assert_eq!(r.text(), "<p>hello</p>\n");
     let r = srv.get("/missing");
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status, 404);
     assert_eq!(r.header("X-Served-By"), Some("backend-9002"));
     // Listing is off by default.
-    assert_eq!(srv.get("/dir/").status(), 404);
+    assert_eq!(srv.get("/dir/").status, 404);
 }
 
 #[test]
 fn access_log_line_per_request() {
     let root = root_with_a_page("log");
     let mut srv = serve(root.path(), &[]);
-    assert_eq!(srv.get("/page.html?x=1").status(), 200);
+    assert_eq!(srv.get("/page.html?x=1").status, 200);
     srv.process
         .wait_for_line(&["GET /page.html?x=1 HTTP/1.1\" 200 13"]);
 }
@@ -62,21 +59,21 @@ fn listing_flag_turns_listings_on() {
     let root = root_with_a_page("listing");
     let srv = serve(root.path(), &["--listing"]);
     let r = srv.get("/dir/");
-    assert_eq!(r.status(), 200);
-    assert!(r.into_string().unwrap().contains(">a.txt</a>"));
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(">a.txt</a>"));
 }
 
 #[test]
 fn builder_flags_reach_the_library() {
     let root = root_with_a_page("flags");
-    std::fs::write(root.path().join(".env"), "ENV").unwrap();
-    std::fs::write(root.path().join("dir/home.html"), "HOME").unwrap();
-    std::fs::write(root.path().join("page.html.gz"), "GZ").unwrap();
-    std::os::unix::fs::symlink("page.html", root.path().join("link")).unwrap();
+    root.file(".env", "ENV");
+    root.file("dir/home.html", "HOME");
+    root.file("page.html.gz", "GZ");
+    std::os::unix::fs::symlink("page.html", root.join("link")).unwrap();
     let defaults = serve(root.path(), &[]);
-    assert_eq!(defaults.get("/.env").status(), 404);
-    assert_eq!(defaults.get("/link").status(), 200);
-    assert_eq!(defaults.get("/dir/").status(), 404);
+    assert_eq!(defaults.get("/.env").status, 404);
+    assert_eq!(defaults.get("/link").status, 200);
+    assert_eq!(defaults.get("/dir/").status, 404);
     let gz = agent()
         .get(&defaults.url("/page.html"))
         .set("Accept-Encoding", "gzip")
@@ -98,9 +95,9 @@ fn builder_flags_reach_the_library() {
             "0",
         ],
     );
-    assert_eq!(srv.get("/.env").into_string().unwrap(), "ENV");
-    assert_eq!(srv.get("/link").status(), 404);
-    assert_eq!(srv.get("/dir/").into_string().unwrap(), "HOME");
+    assert_eq!(srv.get("/.env").text(), "ENV");
+    assert_eq!(srv.get("/link").status, 404);
+    assert_eq!(srv.get("/dir/").text(), "HOME");
     let plain = agent()
         .get(&srv.url("/page.html"))
         .set("Accept-Encoding", "gzip")
@@ -115,7 +112,7 @@ fn sigterm_and_sigint_shut_down_with_exit_0() {
     let root = root_with_a_page("signal");
     for (sig, threads) in [("TERM", "2"), ("INT", "1")] {
         let mut srv = serve(root.path(), &["--threads", threads]);
-        assert_eq!(srv.get("/page.html").status(), 200);
+        assert_eq!(srv.get("/page.html").status, 200);
         srv.process.signal(sig);
         let status = srv.process.wait_exit(TIMEOUT);
         assert_eq!(status.code(), Some(0), "SIG{sig}: {status:?}");

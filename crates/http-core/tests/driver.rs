@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use test_support::{agent, read_head, read_response, read_to_close, status_of};
+
 /// A service whose behaviour is chosen by the path; it counts the requests it sees.
 #[derive(Default)]
 struct TestService {
@@ -93,50 +95,6 @@ impl TestServer {
     async fn connect(&self) -> TcpStream {
         TcpStream::connect(self.addr).await.unwrap()
     }
-}
-
-/// Reads until the peer closes (or 5 s pass: a test failure, not a hang).
-async fn read_to_close(s: &mut TcpStream) -> (String, bool) {
-    let mut out = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    (String::from_utf8_lossy(&out).into_owned(), r.is_ok())
-}
-
-/// Reads one response head (through the blank line), byte by byte, so nothing
-/// after it is consumed.
-async fn read_head<R: AsyncRead + Unpin>(s: &mut R) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
-            .await
-            .expect("response head in time")
-            .unwrap();
-        assert_eq!(
-            n,
-            1,
-            "connection closed inside a head: {}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.push(byte[0]);
-    }
-    String::from_utf8(buf).unwrap()
-}
-
-/// Reads exactly one Content-Length-framed response from `s`.
-async fn read_response<R: AsyncRead + Unpin>(s: &mut R) -> String {
-    let head = read_head(s).await;
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
-    head + &String::from_utf8_lossy(&body)
-}
-
-fn status_of(resp: &str) -> u16 {
-    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -566,7 +524,7 @@ async fn an_independent_client_is_served() {
     let srv = TestServer::start(Limits::default()).await;
     let base = format!("http://{}", srv.addr);
     let (get, post) = tokio::task::spawn_blocking(move || {
-        let agent = ureq::AgentBuilder::new().build();
+        let agent = agent();
         let get = agent.get(&format!("{base}/hello?x=1")).call().unwrap();
         let get = (get.status(), get.into_string().unwrap());
         let post = agent

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use rr_proxy::{AdminError, AdminSecurity, AdminService, AdminToken, BackendState, ProxyError};
+use test_support::{accepts_connections, TempDir};
 
 struct Admin {
     addr: std::net::SocketAddr,
@@ -15,8 +16,7 @@ struct Admin {
 }
 
 fn start_admin(rt: &tokio::runtime::Runtime, proxy: &TestProxy) -> Admin {
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = bind(rt);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(rr_proxy::serve_admin(proxy.handle.clone(), listener, async {
         let _ = rx.await;
@@ -26,8 +26,7 @@ fn start_admin(rt: &tokio::runtime::Runtime, proxy: &TestProxy) -> Admin {
 
 /// An admin endpoint on 127.0.0.1 with `security`.
 fn start_admin_with(rt: &tokio::runtime::Runtime, proxy: &TestProxy, security: AdminSecurity) -> Admin {
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = bind(rt);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(rr_proxy::serve_admin_with(
         proxy.handle.clone(),
@@ -61,7 +60,7 @@ fn send(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    let resp = raw(addr, req.as_bytes());
+    let resp = exchange(addr, req.as_bytes());
     (status_of(&resp), resp)
 }
 
@@ -184,7 +183,7 @@ fn drain_and_enable_over_http() {
     let slow_url = proxy.url("/slow?ms=500");
     std::thread::scope(|s| {
         let slow = s.spawn(move || get(&common::agent(), &slow_url));
-        wait_for(STEP, "the slow request to reach b0", || {
+        wait_for(TIMEOUT, "the slow request to reach b0", || {
             bs[0].rec.seen().iter().any(|r| r.target.starts_with("/slow"))
         });
         let r = call(
@@ -331,7 +330,7 @@ fn graceful_shutdown_finishes_the_request_in_progress() {
     let url = proxy.url("/slow?ms=400");
     std::thread::scope(|s| {
         let slow = s.spawn(move || get(&agent(), &url));
-        wait_for(STEP, "the request to reach the backend", || b.rec.count() == 1);
+        wait_for(TIMEOUT, "the request to reach the backend", || b.rec.count() == 1);
         let started = std::time::Instant::now();
         proxy.stop(&rt);
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -339,10 +338,7 @@ fn graceful_shutdown_finishes_the_request_in_progress() {
         assert_eq!(r.status, 200);
         assert!(r.text().starts_with("slow from b0"));
     });
-    assert!(
-        std::net::TcpStream::connect(proxy.addr).is_err(),
-        "no longer listening"
-    );
+    assert!(!accepts_connections(proxy.addr), "no longer listening");
 }
 
 #[test]
@@ -570,13 +566,9 @@ fn admin_token_is_required_and_compared() {
         if let Some(a) = auth {
             req = req.set("Authorization", a);
         }
-        let r = match req.call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = r.status();
+        let r = test_support::send(req, None).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let challenge = r.header("WWW-Authenticate").unwrap_or_default().to_owned();
-        (status, challenge, r.into_string().unwrap_or_default())
+        (r.status, challenge, r.text())
     };
     let right = format!("Bearer {TOKEN}");
     let wrong = format!("Bearer {}x", &TOKEN[..TOKEN.len() - 1]);
@@ -656,20 +648,15 @@ fn admin_beyond_loopback_needs_a_token() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("bearer token"), "{err}");
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        !accepts_connections(SocketAddr::from(([127, 0, 0, 1], port))),
         "the listener was closed"
     );
 }
 
 #[test]
 fn token_files() {
-    let dir = std::env::temp_dir().join(format!("rr-proxy-admin-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
+    let dir = TempDir::new("admin-token");
+    let file = |name: &str, text: &str| dir.file(name, text);
     let t = AdminToken::from_file(file("ok", "c2f1d0a9e8b7c6d5a4f3e2d1\n")).unwrap();
     assert_eq!(t, AdminToken::new("c2f1d0a9e8b7c6d5a4f3e2d1").unwrap());
     let t = AdminToken::from_file(file("crlf", "c2f1d0a9e8b7c6d5a4f3e2d1\r\n")).unwrap();
@@ -688,5 +675,4 @@ fn token_files() {
     }
     let err = AdminToken::from_file(dir.join("missing")).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,7 +57,7 @@ fn failing_health_checks_take_backends_out_then_503() {
     let b = TestBackend::start(&rt, "b0");
     b.set(STALL); // /health answers 503
     let proxy = TestProxy::start(&rt, builder(&[&b]).health_check(fast_health()));
-    wait_for(STEP, "the backend to be marked down", || {
+    wait_for(TIMEOUT, "the backend to be marked down", || {
         proxy.handle.stats().backends[0].state == BackendState::Unhealthy
     });
     let r = get(&agent(), &proxy.url("/x"));
@@ -65,7 +65,7 @@ fn failing_health_checks_take_backends_out_then_503() {
     assert!(r.header("Retry-After").is_some());
     assert_eq!(b.rec.count(), 0);
     b.set(NORMAL);
-    wait_for(STEP, "the backend to recover", || {
+    wait_for(TIMEOUT, "the backend to recover", || {
         proxy.handle.stats().backends[0].state == BackendState::Healthy
     });
     assert_eq!(get(&agent(), &proxy.url("/x")).status, 200);
@@ -122,7 +122,7 @@ fn malformed_backend_responses_are_502() {
         true,
     );
     let proxy = TestProxy::start(&rt, Proxy::builder().backend(bad.addr, 1));
-    let out = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let out = exchange(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     assert!(
         !out.ends_with("0\r\n\r\n"),
@@ -192,18 +192,18 @@ fn killed_backend_loses_no_get_and_returns_after_health_checks() {
                 }
             });
         }
-        wait_for(STEP, "traffic", || ok.load(Ordering::SeqCst) > 200);
+        wait_for(TIMEOUT, "traffic", || ok.load(Ordering::SeqCst) > 200);
         bs[2].kill(&rt);
         let at_kill = ok.load(Ordering::SeqCst);
-        wait_for(STEP, "traffic after the kill", || {
+        wait_for(TIMEOUT, "traffic after the kill", || {
             ok.load(Ordering::SeqCst) > at_kill + 400
         });
-        wait_for(STEP, "b2 marked down", || {
+        wait_for(TIMEOUT, "b2 marked down", || {
             proxy.handle.stats().backends[2].state == BackendState::Unhealthy
         });
         let before = bs[2].rec.count();
         bs[2].restart(&rt);
-        wait_for(STEP, "b2 back in rotation with traffic", || {
+        wait_for(TIMEOUT, "b2 back in rotation with traffic", || {
             bs[2].rec.count() > before + 20
         });
         stop.store(true, Ordering::SeqCst);
@@ -241,11 +241,11 @@ fn posts_reach_a_backend_exactly_once() {
                 }
             });
         }
-        wait_for(STEP, "traffic", || next.load(Ordering::SeqCst) > 200);
+        wait_for(TIMEOUT, "traffic", || next.load(Ordering::SeqCst) > 200);
         bs[1].set(STALL);
-        wait_for(STEP, "traffic", || next.load(Ordering::SeqCst) > 400);
+        wait_for(TIMEOUT, "traffic", || next.load(Ordering::SeqCst) > 400);
         bs[3].kill(&rt);
-        wait_for(STEP, "traffic", || next.load(Ordering::SeqCst) > 800);
+        wait_for(TIMEOUT, "traffic", || next.load(Ordering::SeqCst) > 800);
         stop.store(true, Ordering::SeqCst);
     });
     let mut reached: HashMap<String, usize> = HashMap::new();
@@ -373,7 +373,7 @@ fn no_backend_answers_before_inviting_a_body() {
     let b = TestBackend::start(&rt, "b0");
     let proxy = TestProxy::start(&rt, builder(&[&b]));
     proxy.handle.drain(b.addr).unwrap();
-    let out = raw(
+    let out = exchange(
         proxy.addr,
         b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
     );
@@ -383,7 +383,7 @@ fn no_backend_answers_before_inviting_a_body() {
 }
 
 /// How old the `Date` of a response is at `received` (negative ages are zero).
-fn date_age(got: &Got, received: std::time::SystemTime) -> Duration {
+fn date_age(got: &Reply, received: std::time::SystemTime) -> Duration {
     let date = got.header("Date").expect("a Date header");
     let date = httpdate::parse_http_date(date).unwrap_or_else(|e| panic!("Date {date:?}: {e}"));
     received.duration_since(date).unwrap_or_default()

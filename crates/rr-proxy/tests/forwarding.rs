@@ -59,7 +59,7 @@ fn raw_one(addr: std::net::SocketAddr, req: &str) -> String {
         req = req.replacen("\r\n", "\r\nConnection: close\r\n", 1);
         // A second Connection line is fine: tokens accumulate.
     }
-    raw(addr, req.as_bytes())
+    exchange(addr, req.as_bytes())
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn chunked_request_passes_as_chunked_and_lengths_stay() {
     let rt = runtime();
     let b = TestBackend::start(&rt, "b0");
     let proxy = TestProxy::start(&rt, builder(&[&b]));
-    let out = raw(
+    let out = exchange(
         proxy.addr,
         b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
 5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
@@ -169,7 +169,7 @@ fn chunked_request_passes_as_chunked_and_lengths_stay() {
     assert_eq!(seen.body, b"hello world");
 
     // Content-Length bodies keep their length (duplicates normalised to one line).
-    let out = raw(
+    let out = exchange(
         proxy.addr,
         b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde",
     );
@@ -203,7 +203,7 @@ fn http10_client_gets_a_dechunked_close_delimited_body() {
     let rt = runtime();
     let b = TestBackend::start(&rt, "b0");
     let proxy = TestProxy::start(&rt, builder(&[&b]));
-    let out = raw(proxy.addr, b"GET /chunked?n=100000 HTTP/1.0\r\n\r\n");
+    let out = exchange(proxy.addr, b"GET /chunked?n=100000 HTTP/1.0\r\n\r\n");
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(!head.contains("Transfer-Encoding"), "{head}");
@@ -251,7 +251,7 @@ fn pipelined_requests_are_answered_in_order() {
         req.push_str(&format!("GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n"));
     }
     req.push_str("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let out = raw(proxy.addr, req.as_bytes());
+    let out = exchange(proxy.addr, req.as_bytes());
     let mut pos = 0;
     for i in 0..6 {
         let needle = format!("b{} /p{i}\n", i % 2);

@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use rr_proxy::{LeastConnections, Mode, Weighted};
 
-fn four(rt: &tokio::runtime::Runtime) -> Vec<TestBackend> {
-    (0..4).map(|i| TestBackend::start(rt, &format!("b{i}"))).collect()
-}
-
 fn counts(bs: &[TestBackend]) -> Vec<usize> {
     bs.iter().map(|b| b.rec.count()).collect()
 }
@@ -16,7 +12,7 @@ fn counts(bs: &[TestBackend]) -> Vec<usize> {
 #[test]
 fn sequential_requests_rotate_strictly() {
     let rt = runtime();
-    let bs = four(&rt);
+    let bs = TestBackend::start_many(&rt, 4);
     let proxy = TestProxy::start(&rt, builder(&bs.iter().collect::<Vec<_>>()));
     let agent = agent();
     let mut order = Vec::new();
@@ -41,7 +37,7 @@ fn sequential_requests_rotate_strictly() {
 #[test]
 fn concurrent_clients_rotate_strictly() {
     let rt = runtime();
-    let bs = four(&rt);
+    let bs = TestBackend::start_many(&rt, 4);
     let proxy = TestProxy::start(&rt, builder(&bs.iter().collect::<Vec<_>>()));
     let url = proxy.url("/c");
     std::thread::scope(|s| {
@@ -61,14 +57,14 @@ fn concurrent_clients_rotate_strictly() {
 #[test]
 fn tcp_mode_rotates_per_connection() {
     let rt = runtime();
-    let bs = four(&rt);
+    let bs = TestBackend::start_many(&rt, 4);
     let proxy = TestProxy::start(&rt, builder(&bs.iter().collect::<Vec<_>>()).mode(Mode::Tcp));
     for i in 0..40 {
         // Each connection carries two requests: both go to the same backend.
         let req = format!(
             "GET /t{i} HTTP/1.1\r\nHost: x\r\n\r\nGET /t{i}b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         );
-        let out = raw(proxy.addr, req.as_bytes());
+        let out = exchange(proxy.addr, req.as_bytes());
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
         let want = format!("X-Backend: b{}", i % 4);
         assert_eq!(out.matches(&want).count(), 2, "{out}");
@@ -82,7 +78,7 @@ fn tcp_mode_rotates_per_connection() {
 #[test]
 fn weighted_follows_weights() {
     let rt = runtime();
-    let bs = four(&rt);
+    let bs = TestBackend::start_many(&rt, 4);
     let b = rr_proxy::Proxy::builder()
         .backend(bs[0].addr, 4)
         .backend(bs[1].addr, 2)
@@ -109,7 +105,7 @@ fn least_connections_avoids_the_busy_backend() {
     std::thread::scope(|s| {
         // One long request occupies one backend...
         let h = s.spawn(move || get(&agent(), &slow_url));
-        wait_for(STEP, "the slow request to start", || {
+        wait_for(TIMEOUT, "the slow request to start", || {
             bs.iter().any(|b| b.rec.count() == 1)
         });
         let busy = if bs[0].rec.count() == 1 { 0 } else { 1 };

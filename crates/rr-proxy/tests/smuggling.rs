@@ -161,7 +161,7 @@ fn malformed_requests_are_refused_and_never_forwarded() {
     let proxy = TestProxy::start(&rt, builder(&[&b]));
     let mut wrong = Vec::new();
     for (name, bytes, want) in CASES {
-        let out = raw(proxy.addr, bytes);
+        let out = exchange(proxy.addr, bytes);
         let got = status_of(&out);
         if got != *want {
             wrong.push(format!("{name}: want {want}, got {got}: {out:?}"));
@@ -193,7 +193,7 @@ fn a_bad_chunk_late_in_a_body_never_completes_a_request() {
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"zz\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
-    let out = raw(proxy.addr, &req);
+    let out = exchange(proxy.addr, &req);
     assert_eq!(status_of(&out), 400, "{out}");
     assert!(!out.contains("/smuggled"), "{out}");
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -219,7 +219,7 @@ fn bytes_after_a_refused_upgrade_are_not_forwarded() {
         let mut req =
             b"GET /no-ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec();
         req.extend_from_slice(tail);
-        let out = raw(proxy.addr, &req);
+        let out = exchange(proxy.addr, &req);
         assert_eq!(status_of(&out), 400, "{out}");
         assert!(out.contains("no upgrade here"), "{out}");
         assert!(out.contains("Connection: close"), "{out}");
@@ -249,7 +249,7 @@ fn a_request_the_added_headers_push_over_the_limit_gets_431_from_the_proxy() {
     let proxy = TestProxy::start(&rt, builder(&[&b]));
     // Connection is hop-by-hop and not forwarded: 98 - 1 + 4 = 101 > 100.
     for n in [98, 99, 100] {
-        let out = raw(proxy.addr, &with_headers(n));
+        let out = exchange(proxy.addr, &with_headers(n));
         assert_eq!(status_of(&out), 431, "{n} headers: {out}");
         assert!(out.contains("Connection: close"), "{out}");
         assert!(!out.contains("X-Backend"), "{out}");
@@ -258,7 +258,7 @@ fn a_request_the_added_headers_push_over_the_limit_gets_431_from_the_proxy() {
     assert_eq!(proxy.handle.stats().backends[0].requests, 0);
     assert_eq!(b.rec.count(), 0, "{:?}", b.rec.seen());
     // 97 - 1 + 4 = 100 lines reach the backend: allowed.
-    let out = raw(proxy.addr, &with_headers(97));
+    let out = exchange(proxy.addr, &with_headers(97));
     assert_eq!(status_of(&out), 200, "{out}");
     assert_eq!(b.rec.seen()[0].headers.len(), 100);
 
@@ -271,11 +271,11 @@ fn a_request_the_added_headers_push_over_the_limit_gets_431_from_the_proxy() {
         req.extend_from_slice(b"\r\n\r\n");
         req
     };
-    let out = raw(proxy.addr, &near(32 * 1024 - 16));
+    let out = exchange(proxy.addr, &near(32 * 1024 - 16));
     assert_eq!(status_of(&out), 431, "{}", &out[..out.len().min(200)]);
     assert!(out.contains("Connection: close"));
     assert_eq!(b.rec.count(), 1);
-    let out = raw(proxy.addr, &near(32 * 1024 - 256));
+    let out = exchange(proxy.addr, &near(32 * 1024 - 256));
     assert_eq!(status_of(&out), 200, "{}", &out[..out.len().min(200)]);
     assert_eq!(b.rec.count(), 2);
 }

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
+use test_support::head_len;
 
 #[test]
 fn websocket_style_echo_through_the_proxy() {
@@ -31,7 +32,7 @@ fn websocket_style_echo_through_the_proxy() {
             "{text}"
         );
         assert!(text.contains(&format!("X-Backend: b{round}")), "{text}");
-        let head_end = text.find("\r\n\r\n").unwrap() + 4;
+        let head_end = head_len(&buf).unwrap();
         assert_eq!(&text[head_end..], "echo:early");
         for msg in ["ping", "hello world", "\u{1}binary\u{0}"] {
             s.write_all(msg.as_bytes()).unwrap();
@@ -52,7 +53,7 @@ fn websocket_style_echo_through_the_proxy() {
             "the tunnel counts as active"
         );
         drop(s);
-        wait_for(STEP, "the tunnel to close", || {
+        wait_for(TIMEOUT, "the tunnel to close", || {
             proxy.handle.stats().backends[round].active == 0
         });
     }
@@ -158,7 +159,7 @@ fn a_101_to_a_protocol_the_client_did_not_offer_is_502() {
             }
             let mut chunk = [0u8; 1024];
             loop {
-                match tokio::time::timeout(STEP, s.read(&mut chunk)).await {
+                match tokio::time::timeout(TIMEOUT, s.read(&mut chunk)).await {
                     Ok(Ok(0)) | Ok(Err(_)) => {
                         log.lock().unwrap().push("closed".into());
                         return;
@@ -181,11 +182,11 @@ fn a_101_to_a_protocol_the_client_did_not_offer_is_502() {
         let req = format!(
             "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: {offer}\r\n\r\nframe-bytes"
         );
-        let out = raw(proxy.addr, req.as_bytes());
+        let out = exchange(proxy.addr, req.as_bytes());
         assert_eq!(status_of(&out), 502, "offer {offer}: {out}");
         assert!(out.contains("Connection: close"), "{out}");
         assert!(!out.contains("websocket"), "{out}");
-        wait_for(STEP, "the backend connection to close", || {
+        wait_for(TIMEOUT, "the backend connection to close", || {
             !events.lock().unwrap().is_empty()
         });
         assert_eq!(*events.lock().unwrap(), ["closed"], "offer {offer}");

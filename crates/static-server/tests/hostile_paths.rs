@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{curl, Reply, Site, Srv};
+use common::{Site, Srv};
 use static_server::SymlinkPolicy;
+use test_support::{curl, find, Reply};
 
 const PAGE: &str = "<h1>page</h1>\n";
 
@@ -207,7 +208,7 @@ fn run_corpus(srv: &Srv, secret: &str, check_exact: bool) -> usize {
         );
         let r = c.response(false);
         assert!(
-            common::find(&r.raw, secret.as_bytes()).is_none(),
+            find(&r.raw, secret.as_bytes()).is_none(),
             "{target}: the secret leaked"
         );
         let keep = !matches!(want, ParserRefuse(_));
@@ -293,7 +294,7 @@ fn raw_control_bytes_in_the_target_are_refused_by_the_parser() {
         c.send(&req);
         let r = c.response(false);
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(target));
-        assert!(common::find(&r.raw, secret.as_bytes()).is_none());
+        assert!(find(&r.raw, secret.as_bytes()).is_none());
         assert!(c.closed());
     }
 }
@@ -427,7 +428,7 @@ fn special_files_dangling_links_and_long_names_are_404() {
     // A listing of a directory holding them still renders.
     let r = srv.raw_get("/", "");
     assert_eq!(r.status, 200);
-    assert!(common::find(&r.raw, secret.as_bytes()).is_none());
+    assert!(find(&r.raw, secret.as_bytes()).is_none());
 }
 
 /// Targets assembled at random from traversal pieces: whatever the mix, the
@@ -489,7 +490,7 @@ fn random_traversal_mixes_never_leave_the_root() {
             c.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
             let r = c.response(false);
             prop_assert!(
-                common::find(&r.raw, secret.as_bytes()).is_none(),
+                find(&r.raw, secret.as_bytes()).is_none(),
                 "{target}: the secret leaked"
             );
             prop_assert!(
@@ -523,7 +524,7 @@ fn assert_identity(srv: &Srv, target: &str, secret: &str) {
         let r = srv.raw_get(target, extra);
         let ctx = format!("{target} {extra:?}: {}", String::from_utf8_lossy(&r.raw));
         for leak in ["ENV", "[core]", secret] {
-            assert!(common::find(&r.raw, leak.as_bytes()).is_none(), "{ctx}");
+            assert!(find(&r.raw, leak.as_bytes()).is_none(), "{ctx}");
         }
         assert_eq!(r.header("Content-Encoding"), None, "{ctx}");
         if extra.contains("Range") {

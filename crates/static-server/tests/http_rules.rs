@@ -519,8 +519,7 @@ fn content_renamed_into_place_with_same_size_and_mtime_is_served_after_revalidat
         ("page.html", changed.as_str()),
         ("app.js.gz", "GZIP-BYTES-OF-APP.JS"),
     ] {
-        let tmp = root.join(format!("{name}.tmp"));
-        common::write_file(&tmp, data.as_bytes());
+        let tmp = srv.site.file(&format!("{name}.tmp"), data);
         std::fs::rename(&tmp, root.join(name)).unwrap();
     }
     let second = srv.get("/page.html", &[]);

@@ -12,12 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{Site, Srv};
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
+use test_support::rss_bytes;
 
 #[test]
 fn pipelined_requests_never_read_do_not_pin_memory() {
@@ -26,7 +21,7 @@ fn pipelined_requests_never_read_do_not_pin_memory() {
     let srv = Srv::start(site, |b| b);
     // Warm the cache and the runtime, so that what follows measures connections.
     assert_eq!(srv.get("/k", &[]).status, 200);
-    let before = rss_bytes();
+    let before = rss_bytes(None);
 
     let request = b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n";
     let batch: Vec<u8> = request.repeat(28_000 / request.len());
@@ -42,7 +37,7 @@ fn pipelined_requests_never_read_do_not_pin_memory() {
     let mut peak = before;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        peak = peak.max(rss_bytes());
+        peak = peak.max(rss_bytes(None));
         std::thread::sleep(Duration::from_millis(50));
     }
     let grown = peak.saturating_sub(before);

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{boundary_of, parse_content_range, parse_multipart, pattern, Reply, Site, Srv, FIXED_DATE};
+use common::{boundary_of, parse_content_range, parse_multipart, pattern, Site, Srv, FIXED_DATE};
+use test_support::{curl, Reply};
 
 const SMALL: usize = 1000;
 const LARGE: usize = 300_000;
@@ -294,7 +295,7 @@ fn ranges_through_ureq_and_curl() {
     let r = s.0.get("/large.bin", &[("Range", "bytes=1000-1999")]);
     assert_single(&r, &s.2, 1000, 1999, "ureq");
     let url = s.0.url("/large.bin");
-    let Some(out) = common::curl(&["-r", "100-199", &url]) else {
+    let Some(out) = curl(&["-r", "100-199", &url]) else {
         return;
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{find, Site, Srv};
+use common::{Site, Srv};
+use test_support::{find, rss_bytes, TIMEOUT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const GIB: u64 = 1 << 30;
@@ -20,17 +21,6 @@ const RSS_BOUND: u64 = 32 << 20;
 const CLIENTS: usize = 8;
 /// Bytes each concurrent partial download reads before disconnecting.
 const PARTIAL: usize = 16 << 20;
-
-/// VmRSS of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS line");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
 
 #[test]
 fn one_gib_sparse_file_streams_with_bounded_memory() {
@@ -56,7 +46,7 @@ fn one_gib_sparse_file_streams_with_bounded_memory() {
     // Warm up the runtime, the buffer pools and the allocator before the baseline.
     let r = srv.raw_get("/huge.bin", "Range: bytes=-8\r\n");
     assert_eq!((r.status, r.text().as_str()), (206, "THE-END!"));
-    let baseline = rss();
+    let baseline = rss_bytes(None);
     let started = Instant::now();
 
     let (total, peak, tail) = srv.rt.block_on(async move {
@@ -71,7 +61,7 @@ fn one_gib_sparse_file_streams_with_bounded_memory() {
                 let mut buf = vec![0u8; 1 << 20];
                 let mut got = 0usize;
                 while got < PARTIAL {
-                    let n = tokio::time::timeout(common::TIMEOUT, s.read(&mut buf))
+                    let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
                         .await
                         .expect("partial read timed out")
                         .unwrap();
@@ -89,11 +79,11 @@ fn one_gib_sparse_file_streams_with_bounded_memory() {
         let mut head: Vec<u8> = Vec::new();
         let mut body_len: u64 = 0;
         let mut head_done = false;
-        let mut peak = rss();
+        let mut peak = rss_bytes(None);
         let mut next_sample = 0u64;
         let mut tail = Vec::new();
         loop {
-            let n = tokio::time::timeout(common::TIMEOUT, s.read(&mut buf))
+            let n = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
                 .await
                 .expect("read timed out")
                 .unwrap();
@@ -126,14 +116,14 @@ fn one_gib_sparse_file_streams_with_bounded_memory() {
                 tail.drain(..keep);
             }
             if body_len >= next_sample {
-                peak = peak.max(rss());
+                peak = peak.max(rss_bytes(None));
                 next_sample += 32 << 20;
             }
         }
         for p in partial {
             p.await.unwrap();
         }
-        peak = peak.max(rss());
+        peak = peak.max(rss_bytes(None));
         (body_len, peak, tail)
     });
 

@@ -1,27 +1,26 @@
 //! What the cli crate's integration tests share: the binaries, started as a user
 //! starts them and known by the `WHO listening on http://ADDR` lines they write to
 //! stderr; signalling them and waiting for them to exit; running one to
-//! completion; temporary directories; and ureq requests. Every wait is bounded.
+//! completion and checking its errors. Every wait is bounded. What is not about
+//! these binaries (clients, temporary directories, commands run within a bound)
+//! is in the test-support crate.
 
 // Each test file compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+use test_support::{agent, get, run_within, wait_timeout, Reply, TIMEOUT};
 
 /// The binaries under test, as Cargo built them for these tests.
 pub const RR_CLUSTER: &str = env!("CARGO_BIN_EXE_rr-cluster");
 pub const RR_PROXY: &str = env!("CARGO_BIN_EXE_rr-proxy");
 pub const STATIC_SERVER: &str = env!("CARGO_BIN_EXE_static-server");
-
-/// How long one wait may take: for a listening line, a log line, an exit, a response.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The demo site: `static/` in the workspace root.
 pub fn static_root() -> PathBuf {
@@ -29,37 +28,6 @@ pub fn static_root() -> PathBuf {
         .join("../../static")
         .canonicalize()
         .expect("static/ in the workspace root")
-}
-
-/// A unique temporary directory; removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    /// Creates one whose name holds the test file's name, the process id and `tag`.
-    pub fn new(tag: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "cli-{}-{}-{tag}-{nanos:x}",
-            env!("CARGO_CRATE_NAME"),
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A running binary; killed on drop if still running. A thread reads its stderr
@@ -231,8 +199,8 @@ impl Server {
     }
 
     /// GET `path` with a fresh [`agent`]; the response whatever its status.
-    pub fn get(&self, path: &str) -> ureq::Response {
-        call(agent().get(&self.url(path)))
+    pub fn get(&self, path: &str) -> Reply {
+        get(&agent(), &self.url(path))
     }
 }
 
@@ -299,60 +267,6 @@ pub fn backend_name(addr: SocketAddr) -> String {
     format!("backend-{}", addr.port())
 }
 
-/// Polls `child` until it exits or `limit` passes; `None` if it is still running.
-fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Reads `pipe` to its end on a thread of its own.
-fn read_on_a_thread(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// Runs `command` to completion: no stdin, stdout and stderr captured (a thread
-/// reads each, so neither pipe fills). It runs in a process group of its own; if it
-/// has not exited within `limit`, the whole group is killed and this panics.
-pub fn run_within(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let stdout = read_on_a_thread(child.stdout.take().unwrap());
-    let stderr = read_on_a_thread(child.stderr.take().unwrap());
-    let Some(status) = wait_timeout(&mut child, limit) else {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status();
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "{command:?} did not exit within {limit:?}; stderr: {}",
-            String::from_utf8_lossy(&stderr.join().unwrap())
-        );
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
 /// Runs `bin` with `args` to completion within [`TIMEOUT`].
 pub fn run(bin: &str, args: &[&str]) -> Output {
     run_within(Command::new(bin).args(args), TIMEOUT)
@@ -388,48 +302,4 @@ pub fn assert_help_and_version(bin: &str, name: &str, flags: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         format!("{name} {}\n", env!("CARGO_PKG_VERSION"))
     );
-}
-
-/// Whether something accepts a TCP connection at `addr` within a second.
-pub fn accepts_connections(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
-}
-
-/// A ureq agent that gives up after [`TIMEOUT`] and does not follow redirects.
-pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(TIMEOUT).redirects(0).build()
-}
-
-/// Sends `request` without a body; the response whatever its status (ureq reports
-/// 4xx and 5xx as errors). Panics if no response came.
-pub fn call(request: ureq::Request) -> ureq::Response {
-    let what = format!("{} {}", request.method(), request.url());
-    match request.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// GET `url`: the status, `X-Served-By` (empty if absent) and the body, whatever the status.
-pub fn get(agent: &ureq::Agent, url: &str) -> (u16, String, Vec<u8>) {
-    let resp = call(agent.get(url));
-    let status = resp.status();
-    let by = resp.header("X-Served-By").unwrap_or_default().to_string();
-    let mut body = Vec::new();
-    resp.into_reader()
-        .read_to_end(&mut body)
-        .unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
-    (status, by, body)
-}
-
-/// curl (a client of its own) with `args` and the URL last: the status and the body.
-pub fn curl(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-sS", "--max-time", "10", "-w", "\n%{http_code}"];
-    all.extend_from_slice(args);
-    let out = run("curl", &all);
-    assert!(out.status.success(), "curl {args:?}: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_string())
 }

@@ -1,13 +1,13 @@
-//! Shared test fixtures: recording backends on http-core, a proxy under test, and
-//! blocking clients (ureq and raw sockets). Everything binds 127.0.0.1 port 0 and
-//! every wait is bounded.
+//! Shared test fixtures: recording backends on http-core, scripted and raw
+//! backends, and the proxy under test. Everything binds 127.0.0.1 port 0 and
+//! every wait is bounded. The clients (ureq and raw sockets), the runtime and the
+//! waits are test-support's, re-exported here for every test file.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_core::{Body, Limits, Request, Response, Server, Service};
@@ -16,16 +16,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-pub const STEP: Duration = Duration::from_secs(10);
-
-/// A runtime with two workers, like a small server.
-pub fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use test_support::head_len;
+#[allow(unused_imports)] // each test file uses some
+pub use test_support::{
+    bind, call, exchange, get, header_values, next_head, read_until, runtime, status_of, wait_for, Reply,
+    TIMEOUT,
+};
 
 /// One request as a backend saw it.
 #[derive(Debug, Clone)]
@@ -39,19 +35,13 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers_named(name).first().copied()
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name)
     }
 }
 
@@ -201,7 +191,7 @@ impl Service for RecorderService {
                 .on_upgrade(|mut up| async move {
                     let mut buf = [0u8; 4096];
                     loop {
-                        match tokio::time::timeout(STEP, up.read(&mut buf)).await {
+                        match tokio::time::timeout(TIMEOUT, up.read(&mut buf)).await {
                             Ok(Ok(n)) if n > 0 => {
                                 let mut out = b"echo:".to_vec();
                                 out.extend_from_slice(&buf[..n]);
@@ -241,8 +231,7 @@ impl TestBackend {
     }
 
     pub fn start_with(rt: &Runtime, name: &str, limits: Limits) -> TestBackend {
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = bind(rt);
         let rec = Arc::new(Recorder {
             name: name.to_owned(),
             seen: Mutex::new(Vec::new()),
@@ -316,8 +305,7 @@ impl TestProxy {
     pub fn start(rt: &Runtime, builder: ProxyBuilder) -> TestProxy {
         let proxy: Proxy = builder.build().unwrap();
         let handle = proxy.handle();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = bind(rt);
         let (tx, rx) = oneshot::channel::<()>();
         let task = rt.spawn(proxy.serve(listener, async {
             let _ = rx.await;
@@ -341,7 +329,7 @@ impl TestProxy {
         }
         if let Some(t) = self.task.take() {
             rt.block_on(async {
-                let _ = tokio::time::timeout(STEP, t).await;
+                let _ = tokio::time::timeout(TIMEOUT, t).await;
             });
         }
     }
@@ -359,102 +347,12 @@ pub fn builder(backends: &[&TestBackend]) -> ProxyBuilder {
     Proxy::builder().backends(backends.iter().map(|b| (b.addr, 1)))
 }
 
+/// test-support's agent, keeping up to 64 idle connections per host (ureq's
+/// default is one).
 pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(STEP)
+    test_support::agent_builder()
         .max_idle_connections_per_host(64)
         .build()
-}
-
-/// A response as a client saw it.
-#[derive(Debug)]
-pub struct Got {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Got {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn got(resp: ureq::Response) -> Got {
-    let status = resp.status();
-    let headers = resp
-        .headers_names()
-        .into_iter()
-        .flat_map(|n| {
-            resp.all(&n)
-                .into_iter()
-                .map(|v| (n.clone(), v.to_owned()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let mut body = Vec::new();
-    let _ = resp.into_reader().take(64 << 20).read_to_end(&mut body);
-    Got {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// Sends a request; any status is a result, a transport failure is an `Err`.
-pub fn call(agent: &ureq::Agent, method: &str, url: &str, body: Option<&[u8]>) -> Result<Got, String> {
-    let req = agent.request(method, url);
-    let r = match body {
-        Some(b) => req.send_bytes(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(resp) => Ok(got(resp)),
-        Err(ureq::Error::Status(_, resp)) => Ok(got(resp)),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-pub fn get(agent: &ureq::Agent, url: &str) -> Got {
-    call(agent, "GET", url, None).unwrap_or_else(|e| panic!("GET {url}: {e}"))
-}
-
-/// Writes raw bytes and reads until the proxy closes (or 5 s pass).
-pub fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn status_of(resp: &str) -> u16 {
-    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
-/// Waits until `cond` holds (polling), failing the test after `within`.
-pub fn wait_for(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A raw TCP backend: reads each request head (and nothing else) and answers with
@@ -479,8 +377,7 @@ impl RawBackend {
         close: bool,
         extra: Option<&'static [u8]>,
     ) -> RawBackend {
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = bind(rt);
         let received = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(AtomicUsize::new(0));
         let (rec, acc) = (received.clone(), accepted.clone());
@@ -492,14 +389,14 @@ impl RawBackend {
                     let mut buf = Vec::new();
                     loop {
                         let mut chunk = [0u8; 4096];
-                        let n = match tokio::time::timeout(STEP, s.read(&mut chunk)).await {
+                        let n = match tokio::time::timeout(TIMEOUT, s.read(&mut chunk)).await {
                             Ok(Ok(n)) if n > 0 => n,
                             _ => return,
                         };
                         rec.lock().unwrap().extend_from_slice(&chunk[..n]);
                         buf.extend_from_slice(&chunk[..n]);
-                        while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..i + 4);
+                        while let Some(end) = head_len(&buf) {
+                            buf.drain(..end);
                             if s.write_all(answer).await.is_err() {
                                 return;
                             }
@@ -552,8 +449,7 @@ impl ScriptBackend {
         F: Fn(tokio::net::TcpStream, usize) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = bind(rt);
         let accepted = Arc::new(AtomicUsize::new(0));
         let acc = accepted.clone();
         let script = Arc::new(script);
@@ -571,32 +467,5 @@ impl ScriptBackend {
 impl Drop for ScriptBackend {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Reads the next request head from `s` (bytes after it stay in `buf`); `None`
-/// when the peer closes or nothing arrives within [`STEP`].
-pub async fn next_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head: Vec<u8> = buf.drain(..i + 4).collect();
-            return Some(String::from_utf8_lossy(&head).into_owned());
-        }
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(STEP, s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return None,
-        }
-    }
-}
-
-/// Reads from `s` until `buf` holds `needle`; panics on close or after [`STEP`].
-pub fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
-    s.set_read_timeout(Some(STEP)).unwrap();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(needle.len()).any(|w| w == needle) {
-        let n = s.read(&mut chunk).expect("read within the timeout");
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(buf));
-        buf.extend_from_slice(&chunk[..n]);
     }
 }

@@ -1,22 +1,16 @@
-//! Shared helpers for the static-server behaviour tests: a temporary site, a
-//! server on its own runtime bound to 127.0.0.1:0, and three clients written
-//! elsewhere or by hand — ureq, curl, and a raw tokio `TcpStream` — each with a
-//! timeout on every read.
+//! The static-server behaviour tests' fixtures: a temporary site whose files
+//! have a fixed modification time, a server on its own runtime bound to
+//! 127.0.0.1:0, and multipart/byteranges parsing. The clients (ureq, curl, a raw
+//! socket) and the temporary directory are test-support's.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http_core::ServerHandle;
 use static_server::{Builder, StaticFiles};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Upper bound on any single network wait in these tests.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+use test_support::{agent, find, runtime, send, RawConn, Reply, TempDir};
 
 /// A fixed modification time (2021-01-01T00:00:00.5Z) so dates are predictable.
 pub fn fixed_time() -> SystemTime {
@@ -26,48 +20,40 @@ pub fn fixed_time() -> SystemTime {
 /// `fixed_time()` as an HTTP date (whole seconds).
 pub const FIXED_DATE: &str = "Fri, 01 Jan 2021 00:00:00 GMT";
 
-/// A unique directory under the system temp dir: `base/` holds files outside
-/// the served root, `base/root/` is the root. Removed on drop.
+/// A temporary directory: `base/` holds files outside the served root,
+/// `base/root/` is the root. Removed on drop.
 pub struct Site {
     pub base: PathBuf,
     pub root: PathBuf,
+    dir: TempDir,
 }
 
 impl Site {
     pub fn new(tag: &str) -> Site {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let base = std::env::temp_dir().join(format!(
-            "static-server-test-{}-{tag}-{n}-{nanos:x}",
-            std::process::id()
-        ));
-        let root = base.join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        Site { base, root }
+        let dir = TempDir::new(tag);
+        let root = dir.dir("root");
+        Site {
+            base: dir.path().to_path_buf(),
+            root,
+            dir,
+        }
     }
 
     /// Writes `data` to `rel` under the root (parents created), mtime fixed.
     pub fn file(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.root.join(rel);
-        write_file(&p, data.as_ref());
-        p
+        self.outside(Path::new("root").join(rel), data)
     }
 
     /// Creates a directory under the root.
     pub fn dir(&self, rel: &str) -> PathBuf {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(&p).unwrap();
-        p
+        self.dir.dir(Path::new("root").join(rel))
     }
 
-    /// Writes `data` to `rel` under the base, i.e. outside the root.
-    pub fn outside(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.base.join(rel);
-        write_file(&p, data.as_ref());
+    /// Writes `data` to `rel` under the base, i.e. outside the root (parents
+    /// created), mtime fixed.
+    pub fn outside(&self, rel: impl AsRef<Path>, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.dir.file(rel, data);
+        set_mtime(&p, fixed_time());
         p
     }
 
@@ -75,20 +61,6 @@ impl Site {
     pub fn symlink(&self, rel: &str, target: impl AsRef<Path>) {
         std::os::unix::fs::symlink(target, self.root.join(rel)).unwrap();
     }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
-
-pub fn write_file(p: &Path, data: &[u8]) {
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
-    }
-    std::fs::write(p, data).unwrap();
-    set_mtime(p, fixed_time());
 }
 
 pub fn set_mtime(p: &Path, t: SystemTime) {
@@ -117,11 +89,7 @@ pub struct Srv {
 impl Srv {
     /// Builds `StaticFiles` over `site.root` with `configure` applied and spawns it.
     pub fn start(site: Site, configure: impl FnOnce(Builder) -> Builder) -> Srv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let files = configure(StaticFiles::builder(&site.root)).build().unwrap();
         let handle = rt.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,12 +98,11 @@ impl Srv {
         let addr = handle.local_addr();
         assert_eq!(addr.ip().to_string(), "127.0.0.1");
         assert_ne!(addr.port(), 0);
-        let agent = ureq::AgentBuilder::new().redirects(0).timeout(TIMEOUT).build();
         Srv {
             rt,
             handle: Some(handle),
             addr,
-            agent,
+            agent: agent(),
             site,
         }
     }
@@ -150,32 +117,7 @@ impl Srv {
         for (n, v) in headers {
             req = req.set(n, v);
         }
-        let resp = match req.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {target}: {e}"),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .flat_map(|n| {
-                resp.all(&n)
-                    .into_iter()
-                    .map(|v| (n.clone(), v.to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let mut body = Vec::new();
-        if method != "HEAD" {
-            std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
-        }
-        Reply {
-            status,
-            headers,
-            body,
-            raw: Vec::new(),
-        }
+        send(req, None).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
     }
 
     pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Reply {
@@ -184,19 +126,7 @@ impl Srv {
 
     /// A fresh raw connection.
     pub fn raw(&self) -> RawConn {
-        let handle = self.rt.handle().clone();
-        let addr = self.addr;
-        let stream = handle.block_on(async {
-            tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
-                .await
-                .expect("connect timed out")
-                .unwrap()
-        });
-        RawConn {
-            rt: handle,
-            stream,
-            buf: Vec::new(),
-        }
+        RawConn::connect(self.addr)
     }
 
     /// `GET target` with `extra` header lines on a fresh connection; one response.
@@ -215,168 +145,6 @@ impl Drop for Srv {
                 .block_on(async { tokio::time::timeout(Duration::from_secs(3), h.shutdown()).await });
         }
     }
-}
-
-/// One parsed response.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    /// In order, names as sent (ureq lowercases them).
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// The whole response as received (raw connections only).
-    pub raw: Vec<u8>,
-}
-
-impl Reply {
-    /// The only value of header `name`; panics if it appears more than once.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let all = self.all(name);
-        assert!(all.len() <= 1, "{name} appears {} times", all.len());
-        all.first().copied()
-    }
-
-    pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// Asserts `name: value` is present exactly once.
-    #[track_caller]
-    pub fn expect(&self, name: &str, value: &str) -> &Self {
-        assert_eq!(
-            self.header(name),
-            Some(value),
-            "header {name} in {:?}",
-            self.headers
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn expect_absent(&self, name: &str) -> &Self {
-        assert_eq!(self.header(name), None, "header {name} in {:?}", self.headers);
-        self
-    }
-
-    /// Headers except `Date`, lowercased names, for comparing two answers.
-    pub fn comparable_headers(&self) -> Vec<(String, String)> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
-            .collect()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// A raw TCP connection that writes exact bytes and parses responses by hand.
-pub struct RawConn {
-    rt: tokio::runtime::Handle,
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawConn {
-    pub fn send(&mut self, bytes: &[u8]) {
-        let s = &mut self.stream;
-        self.rt.block_on(async {
-            tokio::time::timeout(TIMEOUT, s.write_all(bytes))
-                .await
-                .expect("write timed out")
-                .unwrap();
-        });
-    }
-
-    /// Reads more bytes into the buffer; 0 at EOF (or reset).
-    fn fill(&mut self) -> usize {
-        let s = &mut self.stream;
-        let mut chunk = vec![0u8; 256 * 1024];
-        let n = self.rt.block_on(async {
-            match tokio::time::timeout(TIMEOUT, s.read(&mut chunk)).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(_)) => 0,
-                Err(_) => panic!("read timed out after {TIMEOUT:?}"),
-            }
-        });
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    /// Reads one response. `head_request`: the request was HEAD (no body follows).
-    /// The body is framed by `Content-Length`; 1xx, 204 and 304 have none.
-    pub fn response(&mut self, head_request: bool) -> Reply {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(
-                self.fill() > 0,
-                "connection closed before a response head: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end])
-            .expect("head is not UTF-8")
-            .to_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
-        let status: u16 = parts.next().unwrap().parse().unwrap();
-        let mut headers = Vec::new();
-        for line in lines.filter(|l| !l.is_empty()) {
-            let (n, v) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {line:?}"));
-            assert_eq!(n.trim(), n, "whitespace in header name {n:?}");
-            headers.push((n.to_owned(), v.trim().to_owned()));
-        }
-        let mut reply = Reply {
-            status,
-            headers,
-            body: Vec::new(),
-            raw: Vec::new(),
-        };
-        assert_eq!(reply.header("Transfer-Encoding"), None, "unexpected chunked body");
-        let bodiless = head_request || status < 200 || status == 204 || status == 304;
-        let len = if bodiless {
-            0
-        } else {
-            reply
-                .header("Content-Length")
-                .unwrap_or_else(|| panic!("no Content-Length in {head}"))
-                .parse::<usize>()
-                .unwrap()
-        };
-        while self.buf.len() < head_end + len {
-            assert!(self.fill() > 0, "connection closed inside a body");
-        }
-        reply.raw = self.buf.drain(..head_end + len).collect();
-        reply.body = reply.raw[head_end..].to_vec();
-        reply
-    }
-
-    /// True if the server closes the connection (EOF or reset) with no further
-    /// bytes, within the timeout.
-    pub fn closed(&mut self) -> bool {
-        self.buf.is_empty() && self.fill() == 0
-    }
-
-    /// Bytes buffered but not yet parsed.
-    pub fn pending(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One part of a `multipart/byteranges` body.
@@ -450,20 +218,4 @@ pub fn parse_content_range(v: &str) -> ((u64, u64), u64) {
     let (range, len) = r.split_once('/').unwrap();
     let (s, e) = range.split_once('-').unwrap();
     ((s.parse().unwrap(), e.parse().unwrap()), len.parse().unwrap())
-}
-
-/// Runs curl with `args` (plus `-s -S --max-time`); `None` (with the reason
-/// printed) when curl is not installed. CI installs it.
-pub fn curl(args: &[&str]) -> Option<std::process::Output> {
-    match Command::new("curl")
-        .args(["-s", "-S", "--max-time", "10"])
-        .args(args)
-        .output()
-    {
-        Ok(out) => Some(out),
-        Err(e) => {
-            eprintln!("SKIPPED: curl is not available ({e}); install curl to run this check");
-            None
-        }
-    }
 }
