@@ -179,7 +179,7 @@ fn names_user_header(name: &[u8]) -> bool {
         && name
             .iter()
             .zip(USER_HEADER.as_bytes())
-            .all(|(&a, &b)| a.to_ascii_lowercase() == b.to_ascii_lowercase() || (a == b'_' && b == b'-'))
+            .all(|(&a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-'))
 }
 
 impl ProxyHooks for BearerAuth {
