@@ -168,7 +168,11 @@ impl ProxyHooks for CanaryRouting {
 
     fn upstream_peer(&self, req: RequestInfo<'_>, candidates: &Candidates<'_>, ctx: &mut CanaryCtx) -> Peer {
         // Called before each attempt; the candidates no longer hold the
-        // backends already tried for this request.
+        // backends already tried for this request. `pick_where` asks the
+        // configured strategy, whose state is shared by both groups: with
+        // round-robin, each group's backends share its traffic evenly only
+        // on average (strictly alternating stable and canary requests would
+        // send every stable one to the same backend).
         let wants = *ctx.wants.get_or_insert_with(|| requested_group(req.head));
         let stable = || candidates.pick_where(|b| self.in_group(b, Group::Stable));
         let chosen = match wants {

@@ -612,11 +612,14 @@ fn the_backend_gets_the_user_but_neither_the_token_nor_a_forged_user() {
     let rt = runtime();
     let b = TestBackend::start(&rt, "app");
     let proxy = auth_proxy(&rt, &b);
+    // Forged copies in every spelling; and the header named in `Connection`
+    // (hop-by-hop), which must not take away the one the proxy sets.
     let r = get(
         proxy.addr,
         "/me",
         "X-Authenticated-User: admin\r\nAuthorization: Bearer alice-token-1\r\n\
-         x-authenticated-user: root\r\nX-Authenticated_User: root\r\nX-Kept: 1\r\n",
+         x-authenticated-user: root\r\nX-Authenticated_User: root\r\nX-Kept: 1\r\n\
+         Connection: X-Authenticated-User\r\n",
     );
     assert_eq!(r.status, 200, "{}", r.raw);
     let (status, _, _) = ureq_get(
