@@ -31,7 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http_core::{Request, RequestHead, Response, Server, Service, ShutdownSignal};
-use rr_proxy::{Backend, Candidates, Peer, Proxy, ProxyHooks, RequestInfo, ResponseEdits, Summary};
+use rr_proxy::{
+    Backend, Candidates, Peer, Proxy, ProxyHooks, RequestInfo, ResponseEdits, RoundRobin, Summary,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -88,9 +90,14 @@ impl GroupCounts {
 pub struct CanaryRouting {
     canary: HashSet<SocketAddr>,
     counts: Arc<GroupCounts>,
+    /// A rotation per group: with the proxy's one rotation shared by both
+    /// groups, strictly alternating stable and canary requests would send
+    /// every stable one to the same backend.
+    stable_turn: RoundRobin,
+    canary_turn: RoundRobin,
 }
 
-/// Per request: the group it asked for, decided once, on its first attempt.
+/// Per request: the group it asked for, decided when its head arrives.
 #[derive(Debug, Default)]
 pub struct CanaryCtx {
     wants: Option<Group>,
@@ -102,6 +109,8 @@ impl CanaryRouting {
         CanaryRouting {
             canary: canary.into_iter().collect(),
             counts: Arc::default(),
+            stable_turn: RoundRobin::new(),
+            canary_turn: RoundRobin::new(),
         }
     }
 
@@ -166,18 +175,19 @@ fn unquote(v: &[u8]) -> &[u8] {
 impl ProxyHooks for CanaryRouting {
     type Ctx = CanaryCtx;
 
-    fn upstream_peer(&self, req: RequestInfo<'_>, candidates: &Candidates<'_>, ctx: &mut CanaryCtx) -> Peer {
+    fn new_ctx(&self, req: RequestInfo<'_>) -> CanaryCtx {
+        CanaryCtx {
+            wants: Some(requested_group(req.head)),
+        }
+    }
+
+    fn upstream_peer(&self, _req: RequestInfo<'_>, candidates: &Candidates<'_>, ctx: &mut CanaryCtx) -> Peer {
         // Called before each attempt; the candidates no longer hold the
-        // backends already tried for this request. `pick_where` asks the
-        // configured strategy, whose state is shared by both groups: with
-        // round-robin, each group's backends share its traffic evenly only
-        // on average (strictly alternating stable and canary requests would
-        // send every stable one to the same backend).
-        let wants = *ctx.wants.get_or_insert_with(|| requested_group(req.head));
-        let stable = || candidates.pick_where(|b| self.in_group(b, Group::Stable));
-        let chosen = match wants {
+        // backends already tried for this request.
+        let stable = || candidates.pick_with(&self.stable_turn, |b| self.in_group(b, Group::Stable));
+        let chosen = match ctx.wants.unwrap_or(Group::Stable) {
             Group::Canary => candidates
-                .pick_where(|b| self.in_group(b, Group::Canary))
+                .pick_with(&self.canary_turn, |b| self.in_group(b, Group::Canary))
                 .or_else(stable),
             Group::Stable => stable(),
         };

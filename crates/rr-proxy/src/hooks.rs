@@ -81,8 +81,9 @@ pub trait ProxyHooks: Send + Sync + 'static {
     /// Per-request state carried through the phases.
     type Ctx: Default + Send + 'static;
 
-    /// Makes the state of a new request. Default: `Ctx::default()`.
-    fn new_ctx(&self) -> Self::Ctx {
+    /// Makes the state of a new request, from its head. Default: `Ctx::default()`.
+    fn new_ctx(&self, req: RequestInfo<'_>) -> Self::Ctx {
+        let _ = req;
         Self::Ctx::default()
     }
 
@@ -101,8 +102,10 @@ pub trait ProxyHooks: Send + Sync + 'static {
     }
 
     /// Edits the request sent to the backend: headers added, replaced or
-    /// removed, the target rewritten. Runs once per request, before the first
-    /// attempt; the same edits go to every backend tried. Default: no edits.
+    /// removed, the target rewritten. Runs once per request, before a backend
+    /// is chosen; the same edits go to every backend tried. A request that must
+    /// be refused is refused in [`request_filter`](Self::request_filter).
+    /// Default: no edits.
     fn upstream_request_filter(
         &self,
         req: RequestInfo<'_>,
@@ -113,16 +116,22 @@ pub trait ProxyHooks: Send + Sync + 'static {
     }
 
     /// Chooses the backend for the next attempt. `candidates` are the eligible
-    /// backends (healthy, not draining) not yet tried for this request.
+    /// backends (healthy, not draining) not yet tried for this request. The
+    /// first choice is made before the request body is read, so a request no
+    /// backend can take is answered without reading or inviting its body.
     /// Default: [`Peer::Strategy`], the configured strategy's choice.
     fn upstream_peer(&self, req: RequestInfo<'_>, candidates: &Candidates<'_>, ctx: &mut Self::Ctx) -> Peer {
         let _ = (req, candidates, ctx);
         Peer::Strategy
     }
 
-    /// An attempt failed (`failure` says how and on which backend). Default:
-    /// [`OnFailure::Default`]: the next backend when the request can safely be
-    /// sent again, otherwise the proxy's error answer (502, 503 or 504).
+    /// An attempt failed (`failure` says how and on which backend). Called
+    /// once more, with `retryable: false`, when no backend is left to try (none
+    /// eligible, [`Peer::Unavailable`], or the attempts used up), so a hook can
+    /// answer that case too. Default: [`OnFailure::Default`]: the next backend
+    /// when the request can safely be sent again, otherwise the proxy's error
+    /// answer (502, 503 or 504). An answer to a request that asked to switch
+    /// protocols closes the connection.
     fn on_failure(&self, req: RequestInfo<'_>, failure: &UpstreamFailure, ctx: &mut Self::Ctx) -> OnFailure {
         let _ = (req, failure, ctx);
         OnFailure::Default
@@ -134,8 +143,9 @@ pub trait ProxyHooks: Send + Sync + 'static {
         let _ = (req, resp, ctx);
     }
 
-    /// The exchange is over: called once per request that reached the forwarding
-    /// phases, after the response body was passed on (or broke off), with the
+    /// The exchange is over: called once per request (also for one answered by
+    /// [`request_filter`](Self::request_filter), with no backend and no
+    /// attempt), after the response body was passed on or broke off, with the
     /// timings and the backend. Default: nothing (the driver's access line is
     /// written either way).
     fn logging(&self, summary: &Summary, ctx: &mut Self::Ctx) {
@@ -188,13 +198,24 @@ impl<'a> Candidates<'a> {
     }
 
     /// The configured strategy's choice among the candidates for which `f`
-    /// holds (a subset, such as a canary group), or `None` when there is none.
+    /// holds, or `None` when there is none. The strategy's state is the
+    /// proxy's: picks for different subsets share one rotation, so a hook that
+    /// splits traffic into groups keeps a strategy per group
+    /// ([`pick_with`](Self::pick_with)).
     pub fn pick_where(&self, f: impl Fn(&Backend) -> bool) -> Option<Arc<Backend>> {
+        self.pick_with(self.strategy, f)
+    }
+
+    /// `strategy`'s choice among the candidates for which `f` holds (a subset,
+    /// such as a canary group, with a rotation of its own), or `None`. See
+    /// `examples/canary.rs`, which keeps a [`RoundRobin`](crate::RoundRobin)
+    /// per group.
+    pub fn pick_with(&self, strategy: &dyn Strategy, f: impl Fn(&Backend) -> bool) -> Option<Arc<Backend>> {
         let subset: Vec<Arc<Backend>> = self.iter().filter(|b| f(b)).cloned().collect();
         if subset.is_empty() {
             return None;
         }
-        let i = self.strategy.pick(&subset) % subset.len();
+        let i = strategy.pick(&subset) % subset.len();
         subset.into_iter().nth(i)
     }
 }

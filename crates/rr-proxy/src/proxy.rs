@@ -261,6 +261,11 @@ impl Proxy {
 }
 
 impl<H: ProxyHooks> Proxy<H> {
+    /// The hooks the proxy calls (to read state they keep, such as counters).
+    pub fn hooks(&self) -> &Arc<H> {
+        &self.hooks
+    }
+
     /// A handle for stats and run-time changes; cheap to clone, usable from any thread.
     pub fn handle(&self) -> ProxyHandle {
         ProxyHandle {

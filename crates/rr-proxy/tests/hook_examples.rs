@@ -691,3 +691,85 @@ fn a_refused_upload_is_answered_401_without_100_continue() {
     assert_eq!(seen[0].body, [b'u'; 1000]);
     assert_eq!(seen[0].headers_named(USER_HEADER), ["alice"]);
 }
+
+/// Regression: with the proxy's one rotation shared by both groups, strictly
+/// alternating stable and canary requests sent every stable one to the same
+/// backend. Each group now keeps its own rotation.
+#[test]
+fn alternating_groups_still_rotate_within_each_group() {
+    let rt = runtime();
+    let s1 = TestBackend::start(&rt, "stable-1");
+    let s2 = TestBackend::start(&rt, "stable-2");
+    let c1 = TestBackend::start(&rt, "canary-1");
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backends([(s1.addr, 1), (s2.addr, 1), (c1.addr, 1)])
+            .hooks(CanaryRouting::new([c1.addr])),
+    );
+    for i in 0..10 {
+        assert_eq!(get(proxy.addr, &format!("/s/{i}"), "").status, 200);
+        assert_eq!(get(proxy.addr, &format!("/c/{i}"), "X-Canary: 1\r\n").status, 200);
+    }
+    assert_eq!((s1.count(), s2.count(), c1.count()), (5, 5, 10));
+}
+
+/// Regression: when the backends the hook would choose were all out but others
+/// were up, the proxy invited and read the body (`100 Continue`) before
+/// answering 503. The first backend is now chosen before the body is read.
+#[test]
+fn no_backend_for_the_hook_is_answered_before_the_body_is_invited() {
+    let rt = runtime();
+    let s1 = TestBackend::start(&rt, "stable-1");
+    let c1 = TestBackend::start(&rt, "canary-1");
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backends([(s1.addr, 1), (c1.addr, 1)])
+            .hooks(CanaryRouting::new([c1.addr])),
+    );
+    proxy.handle.drain(s1.addr).expect("drain the stable backend");
+    let mut s = connect(proxy.addr);
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+        .expect("send the head");
+    let mut buf = Vec::new();
+    let head = read_head(&mut s, &mut buf);
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    assert!(!head.contains("100 Continue"), "{head}");
+    assert_eq!((s1.count(), c1.count()), (0, 0));
+}
+
+/// A hook sees the case where no backend is left after a failure, and can
+/// answer it with a page of its own.
+#[test]
+fn on_failure_can_answer_when_nothing_is_left_to_try() {
+    use rr_proxy::{OnFailure, RequestInfo, UpstreamFailure};
+    struct Sorry;
+    impl ProxyHooks for Sorry {
+        type Ctx = ();
+        fn on_failure(&self, _req: RequestInfo<'_>, f: &UpstreamFailure, _ctx: &mut ()) -> OnFailure {
+            if f.retryable {
+                OnFailure::Default
+            } else {
+                OnFailure::Answer(Response::text(
+                    503,
+                    format!("sorry: {:?} after {}\n", f.kind, f.attempts),
+                ))
+            }
+        }
+    }
+    let rt = runtime();
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backends([(dead_addr(), 1)])
+            .passive_health(PassiveHealth {
+                max_failures: 0,
+                ..PassiveHealth::default()
+            })
+            .hooks(Sorry),
+    );
+    let r = get(proxy.addr, "/", "");
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert!(r.raw.ends_with("sorry: Connect after 1\n"), "{}", r.raw);
+}

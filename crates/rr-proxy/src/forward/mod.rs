@@ -78,13 +78,15 @@ impl<H: ProxyHooks> ProxyService<H> {
         }
         let info = RequestInfo { head, peer: req.peer };
         let mut p = RequestState::<H> {
-            ctx: self.hooks.new_ctx(),
+            ctx: self.hooks.new_ctx(info),
             attempts: 0,
             backend: None,
             started: req.received,
         };
         if let Some(r) = self.hooks.request_filter(info, &mut p.ctx).await {
-            return self.logged(r, p, None);
+            // As with the proxy's own answers: after a refused upgrade, what
+            // the client sends next may be in the other protocol.
+            return self.logged(after_upgrade(head, r), p, None);
         }
         let mut edits = RequestEdits::default();
         self.hooks.upstream_request_filter(info, &mut edits, &mut p.ctx);
@@ -94,8 +96,11 @@ impl<H: ProxyHooks> ProxyService<H> {
             let r = Response::text(431, "request header fields too large once forwarded\n").close();
             return self.logged(r, p, None);
         }
-        if head.body() != BodyKind::Empty && balancer.eligible().is_empty() {
-            // Answer before reading (or inviting, with `100 Continue`) a body.
+        // The first backend is chosen before the body is read: without one, the
+        // answer comes before a body is read or invited (`100 Continue`).
+        let mut tried = Tried::default();
+        let mut next = self.choose(info, &tried, &mut p.ctx);
+        if next.is_none() {
             return self.give_up(info, FailureKind::NoBackend, None, p);
         }
         let pre = match Prefetch::read(&mut req.body, head.body()).await {
@@ -103,10 +108,9 @@ impl<H: ProxyHooks> ProxyService<H> {
             Err(r) => return self.logged(r, p, None),
         };
 
-        let mut tried = Tried::default();
         let mut last = FailureKind::NoBackend;
         while (p.attempts as usize) < balancer.config.max_attempts {
-            let Some(backend) = self.choose(info, &tried, &mut p.ctx) else {
+            let Some(backend) = next.take().or_else(|| self.choose(info, &tried, &mut p.ctx)) else {
                 break;
             };
             if p.attempts > 0 {
@@ -147,11 +151,9 @@ impl<H: ProxyHooks> ProxyService<H> {
                 OnFailure::Answer(r) => return self.logged(after_upgrade(head, r), p, Some(kind)),
             }
         }
-        if last == FailureKind::NoBackend {
-            return self.give_up(info, last, None, p);
-        }
-        let r = failure_response(last, balancer);
-        self.logged(after_upgrade(head, r), p, Some(last))
+        // Every attempt failed, or no backend is left to try.
+        let backend = p.backend;
+        self.give_up(info, last, backend, p)
     }
 
     /// The backend for the next attempt: the hook's choice, or the strategy's.
@@ -170,17 +172,18 @@ impl<H: ProxyHooks> ProxyService<H> {
         }
     }
 
-    /// No backend could take the request: the hook may answer, else 503.
+    /// No backend can take the request (any more): the hook may answer, else
+    /// the proxy's answer to the last failure (503 when there was none).
     fn give_up(
         &self,
         info: RequestInfo<'_>,
         kind: FailureKind,
-        backend: Option<Arc<Backend>>,
+        backend: Option<std::net::SocketAddr>,
         mut p: RequestState<H>,
     ) -> Response {
         let failure = UpstreamFailure {
             kind,
-            backend: backend.as_ref().map(|b| b.addr()),
+            backend,
             attempts: p.attempts,
             retryable: false,
         };
