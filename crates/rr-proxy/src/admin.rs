@@ -30,15 +30,16 @@
 //! and [`serve_admin_with`] refuse to start without one
 //! ([`AdminError::TokenRequired`]).
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
 use http_core::{Method, Request, Response, Server, Service};
+use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::{AdminError, BackendStats, ProxyError, ProxyHandle, ProxyStats};
+use crate::stats::{json_document, prometheus_text, PROMETHEUS_CONTENT_TYPE};
+use crate::{AdminError, ProxyError, ProxyHandle};
 
 mod security;
 
@@ -174,11 +175,12 @@ impl Service for AdminService {
                     .body(STATUS_PAGE)
             }),
             "/help" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
-            "/stats" => only(read, "GET, HEAD", || json(200, stats_json(&self.handle.stats()))),
-            "/metrics" => only(read, "GET, HEAD", || {
-                Response::new(200)
-                    .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                    .body(metrics_text(&self.handle.stats()))
+            "/stats" => only(read, "GET, HEAD", || json(200, &self.handle.stats())),
+            "/metrics" => only(read, "GET, HEAD", || match prometheus_text(self.handle.stats()) {
+                Ok(text) => Response::new(200)
+                    .header("Content-Type", PROMETHEUS_CONTENT_TYPE)
+                    .body(text),
+                Err(_) => Response::text(500, "cannot render the metrics\n"),
             }),
             _ => match path.strip_prefix("/backends/") {
                 Some(rest) => self.backend_route(method, rest, head.query()),
@@ -226,7 +228,7 @@ impl AdminService {
             (_, Some(_)) => return Response::text(404, "not found\n"),
         };
         match result {
-            Ok((status, b)) => json(status, backend_json(&b)),
+            Ok((status, b)) => json(status, &b),
             Err(e @ ProxyError::UnknownBackend(_)) => Response::text(404, format!("{e}\n")),
             Err(e @ ProxyError::DuplicateBackend(_)) => Response::text(409, format!("{e}\n")),
             Err(e) => Response::text(400, format!("{e}\n")),
@@ -242,11 +244,14 @@ fn only(allowed: bool, allow: &'static str, f: impl FnOnce() -> Response) -> Res
     }
 }
 
-fn json(status: u16, body: String) -> Response {
-    Response::new(status)
-        .header("Content-Type", "application/json")
-        .header("Cache-Control", "no-store")
-        .body(body)
+fn json(status: u16, value: &impl Serialize) -> Response {
+    match json_document(value) {
+        Ok(body) => Response::new(status)
+            .header("Content-Type", "application/json")
+            .header("Cache-Control", "no-store")
+            .body(body),
+        Err(_) => Response::text(500, "cannot render the document\n"),
+    }
 }
 
 fn weight_param(query: &str) -> Option<u32> {
@@ -272,181 +277,6 @@ fn parse_addr(text: &str) -> Option<SocketAddr> {
     decoded.parse().ok()
 }
 
-/// Escapes a string for a JSON string literal.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn write_backend(out: &mut String, b: &BackendStats) {
-    out.push_str("{\"addr\":");
-    json_str(out, &b.addr.to_string());
-    let _ = write!(
-        out,
-        ",\"weight\":{},\"state\":\"{}\",\"healthy\":{},\"draining\":{},\"requests\":{},\"failures\":{},\
-         \"active\":{},\"idle\":{},\"bytes_sent\":{},\"bytes_received\":{},\"connects\":{},\"reused\":{}}}",
-        b.weight,
-        b.state.as_str(),
-        b.healthy,
-        b.state == crate::BackendState::Draining,
-        b.requests,
-        b.failures,
-        b.active,
-        b.idle,
-        b.bytes_sent,
-        b.bytes_received,
-        b.connects,
-        b.reused,
-    );
-}
-
-fn backend_json(b: &BackendStats) -> String {
-    let mut out = String::with_capacity(256);
-    write_backend(&mut out, b);
-    out.push('\n');
-    out
-}
-
-/// The `/stats` document.
-pub(crate) fn stats_json(s: &ProxyStats) -> String {
-    let mut out = String::with_capacity(256 + 256 * s.backends.len());
-    out.push_str("{\"strategy\":");
-    json_str(&mut out, &s.strategy);
-    let _ = write!(
-        out,
-        ",\"mode\":\"{}\",\"requests\":{},\"no_backend\":{},\"retries\":{},\"bad_gateway\":{},\
-         \"gateway_timeout\":{},\"backends\":[",
-        s.mode.as_str(),
-        s.requests,
-        s.no_backend,
-        s.retries,
-        s.bad_gateway,
-        s.gateway_timeout
-    );
-    for (i, b) in s.backends.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_backend(&mut out, b);
-    }
-    out.push_str("]}\n");
-    out
-}
-
-/// The `/metrics` document (Prometheus text exposition format 0.0.4).
-pub(crate) fn metrics_text(s: &ProxyStats) -> String {
-    let mut out = String::with_capacity(1024 + 512 * s.backends.len());
-    let proxy: [(&str, &str, &str, u64); 5] = [
-        (
-            "rr_proxy_requests_total",
-            "counter",
-            "Requests (HTTP mode) or connections (TCP mode) received.",
-            s.requests,
-        ),
-        (
-            "rr_proxy_no_backend_total",
-            "counter",
-            "Requests answered 503 because no backend was available.",
-            s.no_backend,
-        ),
-        (
-            "rr_proxy_retries_total",
-            "counter",
-            "Extra attempts on another backend or connection.",
-            s.retries,
-        ),
-        (
-            "rr_proxy_bad_gateway_total",
-            "counter",
-            "Requests answered 502.",
-            s.bad_gateway,
-        ),
-        (
-            "rr_proxy_gateway_timeout_total",
-            "counter",
-            "Requests answered 504.",
-            s.gateway_timeout,
-        ),
-    ];
-    for (name, kind, help, v) in proxy {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    }
-    type Get = fn(&BackendStats) -> u64;
-    let per_backend: [(&str, &str, &str, Get); 9] = [
-        (
-            "rr_proxy_backend_requests_total",
-            "counter",
-            "Requests or connections sent to the backend.",
-            |b| b.requests,
-        ),
-        (
-            "rr_proxy_backend_failures_total",
-            "counter",
-            "Failed exchanges with the backend.",
-            |b| b.failures,
-        ),
-        (
-            "rr_proxy_backend_active",
-            "gauge",
-            "Requests or tunnels in progress on the backend.",
-            |b| b.active as u64,
-        ),
-        (
-            "rr_proxy_backend_idle_connections",
-            "gauge",
-            "Idle pooled connections to the backend.",
-            |b| b.idle as u64,
-        ),
-        (
-            "rr_proxy_backend_up",
-            "gauge",
-            "1 when the backend passes health checks.",
-            |b| u64::from(b.healthy),
-        ),
-        (
-            "rr_proxy_backend_draining",
-            "gauge",
-            "1 when the backend is drained.",
-            |b| u64::from(b.state == crate::BackendState::Draining),
-        ),
-        (
-            "rr_proxy_backend_sent_bytes_total",
-            "counter",
-            "Body bytes sent to the backend (TCP mode: all bytes).",
-            |b| b.bytes_sent,
-        ),
-        (
-            "rr_proxy_backend_received_bytes_total",
-            "counter",
-            "Body bytes received from the backend (TCP mode: all bytes).",
-            |b| b.bytes_received,
-        ),
-        (
-            "rr_proxy_backend_connections_total",
-            "counter",
-            "Connections opened to the backend.",
-            |b| b.connects,
-        ),
-    ];
-    for (name, kind, help, get) in per_backend {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for b in &s.backends {
-            let _ = writeln!(out, "{name}{{backend=\"{}\"}} {}", b.addr, get(b));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,12 +288,5 @@ mod tests {
         assert_eq!(parse_addr("nope"), None);
         assert_eq!(weight_param("weight=3"), Some(3));
         assert_eq!(weight_param("a=1&weight=0"), None);
-    }
-
-    #[test]
-    fn json_escapes() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\n");
-        assert_eq!(s, r#""a\"b\\c\u000a""#);
     }
 }

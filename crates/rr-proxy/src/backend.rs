@@ -51,8 +51,9 @@ pub(crate) struct Idle {
     since: Instant,
 }
 
-/// Where a backend stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a backend stands. Serializes as [`as_str`](BackendState::as_str) gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendState {
     /// Receives new requests.
     Healthy,
@@ -74,7 +75,11 @@ impl BackendState {
 }
 
 /// A snapshot of a backend's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// With serde it serializes to the admin endpoint's JSON for one backend, its
+/// fields in this order (`addr` as `"IP:PORT"`, `state` as `"healthy"`,
+/// `"unhealthy"` or `"draining"`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackendStats {
     /// Address.
     pub addr: SocketAddr,
@@ -84,6 +89,9 @@ pub struct BackendStats {
     pub state: BackendState,
     /// Passes health checks (independently of draining).
     pub healthy: bool,
+    /// Drained by an operator (independently of health; the same as
+    /// `state == BackendState::Draining`).
+    pub draining: bool,
     /// Requests (HTTP mode) or connections (TCP mode) sent to it.
     pub requests: u64,
     /// Failed exchanges: refused or timed-out connects, timeouts, malformed responses.
@@ -187,6 +195,7 @@ impl Backend {
             weight: self.weight,
             state: self.state(),
             healthy: self.is_healthy(),
+            draining: self.is_draining(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             active: self.in_flight(),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::SpecError;
 
-/// What the proxy balances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the proxy balances. Serializes as [`as_str`](Mode::as_str) gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Layer 7 (default): each HTTP request goes to the next backend, over pooled
     /// keep-alive connections.

@@ -83,6 +83,7 @@ mod forward;
 mod health;
 mod hooks;
 mod proxy;
+mod stats;
 mod strategy;
 mod tcp;
 
@@ -94,5 +95,6 @@ pub use hooks::{
     Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,
     Summary, UpstreamFailure,
 };
-pub use proxy::{Proxy, ProxyBuilder, ProxyHandle, ProxyStats};
+pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
+pub use stats::ProxyStats;
 pub use strategy::{LeastConnections, RoundRobin, Strategy, StrategyKind, Weighted};

@@ -16,7 +16,7 @@ use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_
 use crate::forward::ProxyService;
 use crate::hooks::{NoHooks, ProxyHooks};
 use crate::strategy::{RoundRobin, Strategy};
-use crate::{BackendStats, ProxyError};
+use crate::{BackendStats, ProxyError, ProxyStats};
 
 /// Builds a [`Proxy`]. Every setting has a documented default; only backends are required.
 ///
@@ -307,27 +307,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Proxy-wide counters and every backend's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyStats {
-    /// The strategy's name.
-    pub strategy: String,
-    /// `http` or `tcp`.
-    pub mode: Mode,
-    /// Requests (HTTP mode) or connections (TCP mode) received.
-    pub requests: u64,
-    /// Requests answered 503 because no backend was available.
-    pub no_backend: u64,
-    /// Extra attempts made on another backend or connection.
-    pub retries: u64,
-    /// Requests answered 502.
-    pub bad_gateway: u64,
-    /// Requests answered 504.
-    pub gateway_timeout: u64,
-    /// Each backend, in the order added.
-    pub backends: Vec<BackendStats>,
 }
 
 /// Reads stats and changes the backends of a running (or not yet running) proxy.
