@@ -12,7 +12,7 @@
 //! | `POST /backends/{addr}?weight=N` | add a backend (weight 1 when not given) |
 //! | `DELETE /backends/{addr}` | remove a backend |
 //!
-//! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`, brackets may be percent-encoded).
+//! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`), percent-decoded first (`%5B::1%5D:8080`).
 //! Changes answer 200 with the backend's JSON (201 when added), 404 for an unknown
 //! backend, 409 for a duplicate, 400 for a bad address or weight.
 //!
@@ -35,6 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use http_core::{Method, Request, Response, Server, Service};
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -262,19 +263,9 @@ fn weight_param(query: &str) -> Option<u32> {
         .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
 }
 
-/// `IP:PORT`, with `%5B`, `%5D` and `%3A` decoded.
+/// `IP:PORT`, percent-decoded first (so `%5B::1%5D:80` is `[::1]:80`).
 fn parse_addr(text: &str) -> Option<SocketAddr> {
-    if let Ok(a) = text.parse() {
-        return Some(a);
-    }
-    let decoded = text
-        .replace("%5B", "[")
-        .replace("%5b", "[")
-        .replace("%5D", "]")
-        .replace("%5d", "]")
-        .replace("%3A", ":")
-        .replace("%3a", ":");
-    decoded.parse().ok()
+    percent_decode_str(text).decode_utf8().ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -285,7 +276,15 @@ mod tests {
     fn addresses_and_weights() {
         assert_eq!(parse_addr("127.0.0.1:80"), Some("127.0.0.1:80".parse().unwrap()));
         assert_eq!(parse_addr("%5B::1%5D:80"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(parse_addr("%5b::1%5d%3a80"), Some("[::1]:80".parse().unwrap()));
+        assert_eq!(
+            parse_addr("127.0.0.1%3A80"),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
         assert_eq!(parse_addr("nope"), None);
+        assert_eq!(parse_addr("127.0.0.1%3A"), None);
+        assert_eq!(parse_addr("%FF127.0.0.1:80"), None);
+        assert_eq!(parse_addr("127.0.0.1:80%2Fdrain"), None);
         assert_eq!(weight_param("weight=3"), Some(3));
         assert_eq!(weight_param("a=1&weight=0"), None);
     }
