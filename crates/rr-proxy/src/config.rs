@@ -147,13 +147,21 @@ impl Default for PassiveHealth {
 
 /// A backend as given on the command line: `ADDR` or `ADDR=WEIGHT`.
 ///
+/// Its [`FromStr`] takes an IP address, `IP:PORT[=WEIGHT]`, and never blocks:
+/// a host name is an error there ([`SpecError::BadAddress`]). To accept
+/// `HOST:PORT[=WEIGHT]` as well, looking the name up, call
+/// [`BackendSpec::resolve`] explicitly.
+///
 /// ```
 /// use rr_proxy::BackendSpec;
 /// let spec: BackendSpec = "127.0.0.1:9002=3".parse().unwrap();
 /// assert_eq!(spec.addr.port(), 9002);
 /// assert_eq!(spec.weight, 3);
+/// assert_eq!("[::1]:9002".parse::<BackendSpec>().unwrap().weight, 1);
 /// assert!("127.0.0.1:9002=0".parse::<BackendSpec>().is_err());
 /// assert!("nonsense".parse::<BackendSpec>().is_err());
+/// // No DNS lookup in FromStr: a host name is refused.
+/// assert!("localhost:9002".parse::<BackendSpec>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendSpec {
@@ -166,35 +174,82 @@ pub struct BackendSpec {
 /// The largest weight accepted.
 pub const MAX_WEIGHT: u32 = 1_000_000;
 
+impl BackendSpec {
+    /// Parses `ADDR[=WEIGHT]` where `ADDR` is `IP:PORT` or `HOST:PORT`, looking a
+    /// host name up now, once, through the system resolver; its first address
+    /// wins, and later changes in DNS are not followed.
+    ///
+    /// **This blocks** the calling thread until the resolver answers (for a DNS
+    /// name, possibly seconds): call it while reading the configuration, not on an
+    /// async runtime's worker thread (there, use
+    /// `tokio::task::spawn_blocking`). An `IP:PORT` is parsed without a lookup,
+    /// as [`FromStr`] does.
+    ///
+    /// ```
+    /// use rr_proxy::BackendSpec;
+    /// let spec = BackendSpec::resolve("localhost:9002=2").unwrap();
+    /// assert!(spec.addr.ip().is_loopback());
+    /// assert_eq!((spec.addr.port(), spec.weight), (9002, 2));
+    /// assert_eq!(BackendSpec::resolve("127.0.0.1:80"), "127.0.0.1:80".parse());
+    /// assert!(BackendSpec::resolve("localhost").is_err()); // no port
+    /// ```
+    pub fn resolve(s: &str) -> Result<BackendSpec, SpecError> {
+        let (addr, weight) = split_weight(s)?;
+        if let Ok(addr) = addr.parse::<SocketAddr>() {
+            return BackendSpec::new(addr, weight).ok_or_else(|| SpecError::BadHostAddress(s.to_owned()));
+        }
+        // `HOST:PORT`: the port must be there (and be a number) before asking DNS.
+        let has_port = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !has_port {
+            return Err(SpecError::BadHostAddress(addr.to_owned()));
+        }
+        let first = addr
+            .to_socket_addrs()
+            .map_err(|e| SpecError::Unresolved {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| SpecError::Unresolved {
+                addr: addr.to_owned(),
+                reason: "no address found".to_owned(),
+            })?;
+        BackendSpec::new(first, weight).ok_or_else(|| SpecError::BadHostAddress(s.to_owned()))
+    }
+
+    /// `None` for port 0.
+    fn new(addr: SocketAddr, weight: u32) -> Option<BackendSpec> {
+        (addr.port() != 0).then_some(BackendSpec { addr, weight })
+    }
+}
+
+/// Splits `ADDR[=WEIGHT]`, checking the weight.
+fn split_weight(s: &str) -> Result<(&str, u32), SpecError> {
+    match s.rsplit_once('=') {
+        Some((a, w)) => {
+            let weight = w
+                .parse::<u32>()
+                .ok()
+                .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                .ok_or_else(|| SpecError::BadWeight(w.to_owned()))?;
+            Ok((a, weight))
+        }
+        None => Ok((s, 1)),
+    }
+}
+
 impl FromStr for BackendSpec {
     type Err = SpecError;
 
+    /// `IP:PORT[=WEIGHT]`; never a DNS lookup (see [`BackendSpec::resolve`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, weight) = match s.rsplit_once('=') {
-            Some((a, w)) => {
-                let weight = w
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
-                    .ok_or_else(|| SpecError::BadWeight(w.to_owned()))?;
-                (a, weight)
-            }
-            None => (s, 1),
-        };
-        let addr = match addr.parse::<SocketAddr>() {
-            Ok(a) => a,
-            // HOST:PORT: resolved once, now (the first address wins).
-            Err(_) if addr.contains(':') => addr
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut it| it.next())
-                .ok_or_else(|| SpecError::BadAddress(addr.to_owned()))?,
-            Err(_) => return Err(SpecError::BadAddress(addr.to_owned())),
-        };
-        if addr.port() == 0 {
-            return Err(SpecError::BadAddress(s.to_owned()));
-        }
-        Ok(BackendSpec { addr, weight })
+        let (addr, weight) = split_weight(s)?;
+        addr.parse::<SocketAddr>()
+            .ok()
+            .and_then(|addr| BackendSpec::new(addr, weight))
+            .ok_or_else(|| SpecError::BadAddress(s.to_owned()))
     }
 }
 
@@ -208,7 +263,6 @@ mod tests {
         assert_eq!(ok("127.0.0.1:80").weight, 1);
         assert_eq!(ok("127.0.0.1:80=7").weight, 7);
         assert_eq!(ok("[::1]:80=2").addr, "[::1]:80".parse().unwrap());
-        assert_eq!(ok("localhost:8080").addr.port(), 8080);
         for bad in [
             "",
             "127.0.0.1",
@@ -223,6 +277,40 @@ mod tests {
             "=3",
         ] {
             assert!(bad.parse::<BackendSpec>().is_err(), "{bad:?} should be refused");
+            assert!(BackendSpec::resolve(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn from_str_refuses_host_names_and_resolve_looks_them_up() {
+        // (an IPv6 address needs its brackets for the port to be told apart)
+        for host in [
+            "localhost:8080",
+            "localhost:8080=2",
+            "example.invalid:80",
+            "::1:80",
+        ] {
+            assert_eq!(
+                host.parse::<BackendSpec>(),
+                Err(SpecError::BadAddress(host.to_owned())),
+                "FromStr must not look {host:?} up"
+            );
+        }
+        let spec = BackendSpec::resolve("localhost:8080=2").unwrap();
+        assert!(spec.addr.ip().is_loopback(), "{spec:?}");
+        assert_eq!((spec.addr.port(), spec.weight), (8080, 2));
+        // IP addresses need no lookup and come out the same either way.
+        for ip in ["127.0.0.1:80=7", "[::1]:80"] {
+            assert_eq!(BackendSpec::resolve(ip), ip.parse());
+        }
+        for (bad, want) in [
+            ("localhost", SpecError::BadHostAddress("localhost".into())),
+            (":80", SpecError::BadHostAddress(":80".into())),
+            ("localhost:x", SpecError::BadHostAddress("localhost:x".into())),
+            ("localhost:0", SpecError::BadHostAddress("localhost:0".into())),
+            ("localhost:80=0", SpecError::BadWeight("0".into())),
+        ] {
+            assert_eq!(BackendSpec::resolve(bad), Err(want), "{bad:?}");
         }
     }
 

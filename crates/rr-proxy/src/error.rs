@@ -28,9 +28,24 @@ pub enum ProxyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
-    /// The address part is not `IP:PORT` (or `HOST:PORT` that resolves).
-    #[error("bad backend address {0:?}: expected IP:PORT or HOST:PORT")]
+    /// The address part is not `IP:PORT` with a port from 1 (what
+    /// [`BackendSpec`](crate::BackendSpec)'s `FromStr` takes; a host name is an
+    /// error there, never looked up).
+    #[error("bad backend address {0:?}: expected IP:PORT")]
     BadAddress(String),
+    /// The address part is neither `IP:PORT` nor `HOST:PORT`, or its port is 0
+    /// (from [`BackendSpec::resolve`](crate::BackendSpec::resolve)).
+    #[error("bad backend address {0:?}: expected IP:PORT or HOST:PORT")]
+    BadHostAddress(String),
+    /// `HOST:PORT` did not resolve to any address
+    /// (from [`BackendSpec::resolve`](crate::BackendSpec::resolve)).
+    #[error("cannot resolve backend address {addr:?}: {reason}")]
+    Unresolved {
+        /// The `HOST:PORT` given.
+        addr: String,
+        /// What the resolver said.
+        reason: String,
+    },
     /// The weight part is not a whole number from 1 to 1 000 000.
     #[error("bad backend weight {0:?}: expected a whole number from 1 to 1000000")]
     BadWeight(String),

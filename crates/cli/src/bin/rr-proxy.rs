@@ -23,8 +23,9 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
     listen: SocketAddr,
 
-    /// A backend, optionally weighted (for --strategy weighted). Repeat for each backend.
-    #[arg(long = "backend", value_name = "ADDR[=WEIGHT]")]
+    /// A backend, optionally weighted (for --strategy weighted): IP:PORT or
+    /// HOST:PORT (a name is looked up once, at start). Repeat for each backend.
+    #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
     backends: Vec<BackendSpec>,
 
     /// How the next backend is chosen: round-robin, weighted or least-connections.
