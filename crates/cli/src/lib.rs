@@ -202,6 +202,65 @@ pub fn parse_args<T: clap::Parser>() -> T {
     }
 }
 
+/// What a `DUR` flag takes, for the binaries' `--help`.
+pub const DURATION_HELP: &str = "DUR is a duration: a number and a unit, e.g. 1500ms, 10s, 2m, 1h30m, 0.5s \
+     (units ns, us, ms, s, m, h, d; several may follow each other); a bare number means seconds.";
+
+/// The longest `DUR` a flag takes: a year. A longer one is surely a mistake, and
+/// deadlines far enough out would overflow `Instant`.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Parses a `DUR` flag (`--header-timeout 10s`), as [`DURATION_HELP`] says: the
+/// `humantime` crate's format (`1500ms`, `10s`, `2m`, `1h 30m`, `1.5s`), or a
+/// bare number of seconds (`10`, `0.5`), the form the flags took before.
+/// Refuses zero and anything over [`MAX_DURATION`]. The error is one line
+/// naming the text and the expected form.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(cli::parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(cli::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(cli::parse_duration("10"), Ok(Duration::from_secs(10)));
+/// assert!(cli::parse_duration("abc").is_err());
+/// assert!(cli::parse_duration("0s").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration_or_zero(s)? {
+        d if d.is_zero() => Err(format!("bad duration {s:?}: must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+/// [`parse_duration`] with zero allowed, for a flag where 0 means "every time"
+/// (`static-server --revalidate 0`).
+///
+/// ```
+/// assert_eq!(cli::parse_duration_or_zero("0s"), Ok(std::time::Duration::ZERO));
+/// assert_eq!(cli::parse_duration_or_zero("0"), Ok(std::time::Duration::ZERO));
+/// ```
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    let hint = "write e.g. 1500ms, 10s, 2m or a number of seconds";
+    let d = if is_bare_number(s) {
+        s.parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| format!("bad duration {s:?}: {hint}"))?
+    } else {
+        humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}; {hint}"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!("bad duration {s:?}: at most a year"));
+    }
+    Ok(d)
+}
+
+/// Digits with at most one `.` among them: `10`, `0.5`.
+fn is_bare_number(s: &str) -> bool {
+    s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.bytes().filter(|&b| b == b'.').count() <= 1
+}
+
 /// One clear line on stderr and a non-zero exit.
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
     eprintln!("error: {msg}");
@@ -237,4 +296,46 @@ pub fn admin_security(
         e => e.to_string(),
     })?;
     Ok(security)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(ok("1500ms"), Duration::from_millis(1500));
+        assert_eq!(ok("10s"), Duration::from_secs(10));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
+        assert_eq!(ok("10"), Duration::from_secs(10));
+        assert_eq!(ok("0.25"), Duration::from_millis(250));
+        assert_eq!(ok("365d"), MAX_DURATION);
+        for bad in [
+            "",
+            "abc",
+            "10x",
+            "s",
+            "-1",
+            "1..5",
+            ".",
+            "1e3",
+            "inf",
+            "NaN",
+            "0",
+            "0s",
+            "0.0",
+            "366d",
+            "99999999999999999999",
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("bad duration {bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
+        assert!(parse_duration_or_zero("abc").is_err());
+    }
 }

@@ -10,14 +10,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use http_core::ShutdownSignal;
+use http_core::{Limits, ShutdownSignal};
 use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
 /// Run the course scenario: static backends behind a round-robin balancer.
 #[derive(Debug, Parser)]
-#[command(name = "rr-cluster", version, about, long_about = None)]
+#[command(name = "rr-cluster", version, about, long_about = None, after_help = cli::DURATION_HELP)]
 struct Args {
     /// Directory the backends serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
@@ -49,6 +49,14 @@ struct Args {
     /// reverse proxy's or a port mapping's), besides its own address. Repeatable.
     #[arg(long = "admin-host", value_name = "NAME")]
     admin_hosts: Vec<String>,
+
+    /// How long a client of the balancer may take to send a request head.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
+    header_timeout: Duration,
+
+    /// How long the balancer keeps an idle client connection open.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = cli::parse_duration)]
+    keep_alive_timeout: Duration,
 
     /// Worker threads shared by the balancer and the backends (default: one per core).
     #[arg(long, value_name = "N")]
@@ -136,6 +144,11 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
             interval: Duration::from_secs(1),
             tcp_only: true,
             ..HealthCheck::default()
+        })
+        .limits(Limits {
+            header_timeout: args.header_timeout,
+            keep_alive_timeout: args.keep_alive_timeout,
+            ..Limits::default()
         })
         .build()
         .map_err(|e| e.to_string())?;

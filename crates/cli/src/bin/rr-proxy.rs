@@ -14,10 +14,8 @@ use rr_proxy::{
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
 /// connection) to the next healthy backend.
-///
-/// Durations are written like 500ms, 2s, 1m (a bare number is seconds).
 #[derive(Debug, Parser)]
-#[command(name = "rr-proxy", version, about, long_about = None)]
+#[command(name = "rr-proxy", version, about, long_about = None, after_help = cli::DURATION_HELP)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
@@ -59,11 +57,11 @@ struct Cli {
     health_path: String,
 
     /// Time between active health checks.
-    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = cli::parse_duration)]
     health_interval: Duration,
 
     /// Longest a health check may take.
-    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = cli::parse_duration)]
     health_timeout: Duration,
 
     /// Statuses that pass a health check, as LOW-HIGH (by default any answer below 500).
@@ -87,19 +85,19 @@ struct Cli {
     eject_after: u32,
 
     /// How long an ejected backend stays out when active checks are off.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
     eject_for: Duration,
 
     /// Backend connect timeout.
-    #[arg(long, value_name = "DUR", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "3s", value_parser = cli::parse_duration)]
     connect_timeout: Duration,
 
     /// Wait for a backend's response head before answering 504.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = cli::parse_duration)]
     response_timeout: Duration,
 
     /// Longest pause while a body streams to or from a backend.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = cli::parse_duration)]
     idle_timeout: Duration,
 
     /// Idle keep-alive connections kept per backend.
@@ -107,7 +105,7 @@ struct Cli {
     pool_max_idle: usize,
 
     /// How long an idle backend connection is kept.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = cli::parse_duration)]
     pool_idle_timeout: Duration,
 
     /// Most backends tried for one request when connecting fails.
@@ -115,11 +113,11 @@ struct Cli {
     max_attempts: usize,
 
     /// How long an idle client connection is kept open.
-    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = cli::parse_duration)]
     keep_alive_timeout: Duration,
 
     /// Time a client has to send a complete request head.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
     header_timeout: Duration,
 
     /// Most client connections served at once (default: what the open-file
@@ -127,25 +125,6 @@ struct Cli {
     /// idle keep-alive connections are closed to make room for new clients.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("bad duration {s:?}: expected e.g. 500ms, 2s, 1m");
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 365.0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {

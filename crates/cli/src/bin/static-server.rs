@@ -11,7 +11,12 @@ use http_core::Limits;
 use static_server::{StaticFiles, SymlinkPolicy};
 
 #[derive(Parser, Debug)]
-#[command(name = "static-server", version, about = "Serve a directory over HTTP/1.1")]
+#[command(
+    name = "static-server",
+    version,
+    about = "Serve a directory over HTTP/1.1",
+    after_help = cli::DURATION_HELP
+)]
 struct Args {
     /// Directory to serve.
     #[arg(long, default_value = "static")]
@@ -46,18 +51,22 @@ struct Args {
     /// Memory for cached files in all, in bytes (0 disables the cache).
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     cache_size: u64,
-    /// Milliseconds a cached file is trusted before its size and mtime are checked again.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    revalidate_ms: u64,
+    /// How long a cached file is trusted before its size and mtime are checked
+    /// again (0: every time) [default: 1s].
+    #[arg(long, value_name = "DUR", value_parser = cli::parse_duration_or_zero)]
+    revalidate: Option<Duration>,
+    /// The same as --revalidate, in milliseconds (the older form).
+    #[arg(long, value_name = "MS", conflicts_with = "revalidate")]
+    revalidate_ms: Option<u64>,
     /// Extra response header, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
-    /// Seconds to wait for a request head once it has started.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    header_timeout: u64,
-    /// Seconds an idle keep-alive connection stays open.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    keep_alive_timeout: u64,
+    /// How long a client may take to send a request head once it has started.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = cli::parse_duration)]
+    header_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = cli::parse_duration)]
+    keep_alive_timeout: Duration,
     /// Most connections served at once (default: what the open-file limit
     /// allows, at most 25000). At the limit, idle keep-alive connections are
     /// closed to make room for new clients.
@@ -89,10 +98,14 @@ async fn run(args: Args) -> Result<(), String> {
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
         .cache(args.cache_max_file, args.cache_size)
-        .revalidate_after(Duration::from_millis(args.revalidate_ms))
+        .revalidate_after(
+            args.revalidate
+                .or(args.revalidate_ms.map(Duration::from_millis))
+                .unwrap_or(Duration::from_secs(1)),
+        )
         .limits(Limits {
-            header_timeout: Duration::from_secs(args.header_timeout),
-            keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout),
+            header_timeout: args.header_timeout,
+            keep_alive_timeout: args.keep_alive_timeout,
             ..Limits::default()
         });
     if let Some(n) = args.max_connections {
