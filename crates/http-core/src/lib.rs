@@ -52,9 +52,9 @@ mod response;
 pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
 pub use date::{with_date, with_date_at, DATE_LEN};
 pub use driver::{
-    accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, Body, BodyError, FdLimit,
-    HeaderBlock, HeaderBlockBuilder, Io, LazyTcpStream, LogValue, Request, RequestBody, Response, Server,
-    ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
+    accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, AnyIo, Body, BodyError,
+    FdLimit, Finish, HeaderBlock, HeaderBlockBuilder, Io, LazyTcpStream, LogValue, Request, RequestBody,
+    Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use error::Error;
 pub use framing::{parse_content_length, BodyKind};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::service::Io;
+use super::io::Io;
 use crate::{BodyKind, ChunkedDecoder, Error, Limits};
 
 /// Why a request body could not be read.

@@ -12,9 +12,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use super::body::{BodyProgress, RequestBody};
-use super::lazy::LazyTcpStream;
+use super::io::Io;
 use super::pool;
-use super::service::{Body, Io, LogFields, Request, Service, UpgradeFnBox};
+use super::service::{Body, LogFields, Request, Service, UpgradeFnBox};
 use super::shutdown::ShutdownSignal;
 use crate::response::{write_content_length, write_header, write_status_line};
 use crate::{
@@ -580,14 +580,9 @@ impl<T: Io> Conn<T> {
     /// Flushes, sends FIN, and (after an error) reads and discards what the
     /// client still sends for a moment, so the answer is not lost to a reset.
     async fn close(mut self, linger: bool) {
-        let io: &mut dyn std::any::Any = &mut self.io;
-        if let Some(tcp) = io.downcast_mut::<LazyTcpStream>() {
-            // The last response and the FIN leave in one segment.
-            let _ = tokio::time::timeout(self.limits.write_timeout, tcp.finish(&self.wbuf)).await;
-        } else {
-            let _ = self.flush().await;
-            let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
-        }
+        // The last response and the end of the stream go together: over TCP, in
+        // one segment.
+        let _ = tokio::time::timeout(self.limits.write_timeout, self.io.finish(&self.wbuf)).await;
         // Given back before lingering: a burst of refused clients must not hold
         // two buffers each for the linger time.
         pool::give(std::mem::take(&mut self.rbuf));

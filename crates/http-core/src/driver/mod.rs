@@ -3,6 +3,7 @@
 mod body;
 mod conn;
 mod fd_limit;
+mod io;
 mod lazy;
 mod listener;
 mod pool;
@@ -13,10 +14,9 @@ mod shutdown;
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};
+pub use io::{AnyIo, Finish, Io};
 pub use lazy::LazyTcpStream;
 pub use listener::listen;
 pub use server::{accept_loop, Server, ServerHandle};
-pub use service::{
-    Body, HeaderBlock, HeaderBlockBuilder, Io, LogValue, Request, Response, Service, Upgraded,
-};
+pub use service::{Body, HeaderBlock, HeaderBlockBuilder, LogValue, Request, Response, Service, Upgraded};
 pub use shutdown::{ShutdownSignal, ShutdownTrigger};

@@ -13,11 +13,8 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::RequestBody;
+use super::io::Io;
 use crate::RequestHead;
-
-/// Anything the driver can run a connection over.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// Answers requests. The driver calls it once per request, in order, and writes
 /// the responses it returns in the same order.
@@ -445,5 +442,11 @@ impl AsyncWrite for Upgraded {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Io for Upgraded {
+    fn poll_finish(mut self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_finish(cx, last)
     }
 }
