@@ -8,22 +8,17 @@ use std::sync::Arc;
 use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use super::body::{BodyProgress, RequestBody};
+use super::encode::{encode, Payload};
 use super::io::Io;
 use super::pool;
-use super::service::{Body, LogFields, Request, Service, UpgradeFnBox};
+use super::service::{LogFields, Request, Service, UpgradeFnBox};
 use super::shutdown::ShutdownSignal;
-use crate::response::{write_content_length, write_header, write_status_line};
-use crate::{
-    parse_request, with_date_at, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version,
-};
+use crate::{parse_request, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version};
 
-/// Response bodies up to this size are copied into the write buffer so the head
-/// and body leave in one write; larger ones are written from their own buffer.
-const COPY_BODY_MAX: usize = 32 * 1024;
 /// Write-buffer fill at which streamed body bytes are flushed.
 const STREAM_FLUSH_AT: usize = 32 * 1024;
 /// Unsent output at which the driver stops taking pipelined requests off the
@@ -373,58 +368,20 @@ impl<T: Io> Conn<T> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
         }
-        let status = resp.status;
-        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
-        let body_len = resp.body.len();
-        let chunked =
-            !bodiless_status && body_len.is_none() && version == Version::Http11 && method != Method::Head;
-        if !bodiless_status && body_len.is_none() && version == Version::Http10 && method != Method::Head {
-            // Close-delimited: the only way to end an unknown-length body for HTTP/1.0.
-            *close = true;
-        }
-        let w = &mut self.wbuf;
-        write_status_line(w, status);
-        with_date_at(now, |d| write_header(w, "Date", d));
-        w.extend_from_slice(resp.block.as_bytes());
-        for (name, value) in &resp.headers {
-            write_header(w, name, value);
-        }
-        if upgrade {
-            write_header(w, "Connection", b"upgrade");
-        } else if *close {
-            write_header(w, "Connection", b"close");
-        } else if version == Version::Http10 {
-            write_header(w, "Connection", b"keep-alive");
-        }
-        if !bodiless_status {
-            match body_len {
-                Some(n) => write_content_length(w, n),
-                None if chunked => write_header(w, "Transfer-Encoding", b"chunked"),
-                None => {}
-            }
-        }
-        w.put_slice(b"\r\n");
-        let body = std::mem::replace(&mut resp.body, Body::Empty);
-        if bodiless_status || method == Method::Head {
-            return Ok(0);
-        }
-        match body {
-            Body::Empty => Ok(0),
-            Body::Full(b) => {
-                let n = b.len() as u64;
-                if b.len() <= COPY_BODY_MAX {
-                    self.wbuf.extend_from_slice(&b);
-                } else {
-                    Box::pin(async {
-                        self.flush().await?;
-                        self.write_all(&b).await
-                    })
-                    .await?;
-                }
-                Ok(n)
+        match encode(&mut self.wbuf, resp, method, version, close, upgrade, now) {
+            Payload::Written(n) => Ok(n),
+            Payload::Large(b) => {
+                Box::pin(async {
+                    self.flush().await?;
+                    self.write_all(&b).await
+                })
+                .await?;
+                Ok(b.len() as u64)
             }
             // Streaming is the rare path: boxed so the common path's future stays small.
-            Body::Stream { len, reader } => Box::pin(self.write_stream(reader, len, chunked)).await,
+            Payload::Stream { reader, len, chunked } => {
+                Box::pin(self.write_stream(reader, len, chunked)).await
+            }
         }
     }
 

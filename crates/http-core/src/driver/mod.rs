@@ -2,6 +2,7 @@
 
 mod body;
 mod conn;
+mod encode;
 mod fd_limit;
 mod io;
 mod lazy;
