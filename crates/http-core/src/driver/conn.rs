@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use super::access_log;
 use super::body::{BodyProgress, RequestBody};
 use super::encode::{encode, Payload};
 use super::io::Io;
 use super::pool;
-use super::service::{LogFields, Request, Service, UpgradeFnBox};
+use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
 use crate::{parse_request, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version};
 
@@ -178,7 +179,7 @@ pub async fn serve_connection<T: Io, S: Service>(
         Next::Upgrade(handler) => {
             let leftover = conn.rbuf.split().freeze();
             pool::give(std::mem::take(&mut conn.wbuf));
-            handler(super::service::Upgraded::new(Box::new(conn.io), leftover)).await;
+            handler(Upgraded::new(Box::new(conn.io), leftover)).await;
         }
         // Boxed like the busy part: its buffers must not enlarge every idle task.
         Next::Close { linger } => Box::pin(conn.close(linger)).await,
@@ -326,7 +327,7 @@ impl<T: Io> Conn<T> {
             .await;
         let done = Instant::now();
         self.last_active = done;
-        log_request(
+        access_log::log_request(
             &self.peer_text,
             &head,
             resp.status,
@@ -558,56 +559,6 @@ impl<T: Io> Conn<T> {
             let _ = tokio::time::timeout(LINGER_TIME, drain).await;
         }
     }
-}
-
-/// The access-log line: one per request, at info level, target `access`:
-/// `PEER "METHOD TARGET VERSION" STATUS BYTES DURATIONus [key=value ...]`
-/// (BYTES is `-` when the response could not be written).
-///
-/// The line is assembled by hand in a reused buffer: through `format_args!` its
-/// nine fields cost more than parsing the request did.
-fn log_request(
-    peer: &str,
-    head: &RequestHead,
-    status: u16,
-    bytes: Option<u64>,
-    elapsed: Duration,
-    extra: &[(&'static str, super::service::LogValue)],
-) {
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return;
-    }
-    thread_local! {
-        static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    LINE.with(|line| {
-        let Ok(mut line) = line.try_borrow_mut() else {
-            return;
-        };
-        let mut num = itoa::Buffer::new();
-        line.clear();
-        line.push_str(peer);
-        line.push_str(" \"");
-        line.push_str(head.method_str());
-        line.push(' ');
-        line.push_str(head.target());
-        line.push(' ');
-        line.push_str(head.version().as_str());
-        line.push_str("\" ");
-        line.push_str(num.format(status));
-        line.push(' ');
-        match bytes {
-            Some(b) => line.push_str(num.format(b)),
-            None => line.push('-'),
-        }
-        line.push(' ');
-        line.push_str(num.format(elapsed.as_micros() as u64));
-        line.push_str("us");
-        LogFields(extra).push_to(&mut line);
-        // As a `str` field the line reaches the subscriber's `record_str` as it
-        // is; `"{}"` would send it through `fmt::Arguments` and a formatter.
-        tracing::info!(target: "access", message = line.as_str());
-    });
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The async side: one connection loop and one accept loop, shared by every server.
 
+mod access_log;
 mod body;
 mod conn;
 mod encode;
@@ -12,6 +13,7 @@ mod server;
 mod service;
 mod shutdown;
 
+pub use access_log::LogValue;
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};
@@ -19,5 +21,5 @@ pub use io::{AnyIo, Finish, Io};
 pub use lazy::LazyTcpStream;
 pub use listener::listen;
 pub use server::{accept_loop, Server, ServerHandle};
-pub use service::{Body, HeaderBlock, HeaderBlockBuilder, LogValue, Request, Response, Service, Upgraded};
+pub use service::{Body, HeaderBlock, HeaderBlockBuilder, Request, Response, Service, Upgraded};
 pub use shutdown::{ShutdownSignal, ShutdownTrigger};

@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::access_log::LogValue;
 use super::body::RequestBody;
 use super::io::Io;
 use crate::RequestHead;
@@ -106,24 +107,6 @@ impl From<&'static str> for Body {
 impl From<String> for Body {
     fn from(s: String) -> Self {
         Body::Full(Bytes::from(s))
-    }
-}
-
-/// A value added to the driver's access-log line for a request.
-#[derive(Debug, Clone)]
-pub enum LogValue {
-    /// A text, such as a backend address.
-    Text(Arc<str>),
-    /// A duration, such as the upstream time.
-    Duration(Duration),
-}
-
-impl fmt::Display for LogValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LogValue::Text(t) => f.write_str(t),
-            LogValue::Duration(d) => write!(f, "{}us", d.as_micros()),
-        }
     }
 }
 
@@ -362,30 +345,6 @@ impl HeaderBlockBuilder {
     /// The finished block.
     pub fn build(self) -> HeaderBlock {
         HeaderBlock(self.0.freeze())
-    }
-}
-
-/// Extra access-log fields, printed as ` key=value` pairs.
-pub(crate) struct LogFields<'a>(pub &'a [(&'static str, LogValue)]);
-
-impl LogFields<'_> {
-    /// Appends ` key=value` pairs to `line`, values as [`LogValue`]'s `Display`
-    /// writes them, without the formatting machinery (it cost as much as the
-    /// rest of the log line).
-    pub(crate) fn push_to(&self, line: &mut String) {
-        let mut num = itoa::Buffer::new();
-        for (k, v) in self.0 {
-            line.push(' ');
-            line.push_str(k);
-            line.push('=');
-            match v {
-                LogValue::Text(t) => line.push_str(t),
-                LogValue::Duration(d) => {
-                    line.push_str(num.format(d.as_micros()));
-                    line.push_str("us");
-                }
-            }
-        }
     }
 }
 
