@@ -15,6 +15,9 @@ use crate::{with_date_at, Method, Version};
 /// and body leave in one write; larger ones are written from their own buffer.
 const COPY_BODY_MAX: usize = 32 * 1024;
 
+/// The text of the answer that replaces a misused [`Body::Length`].
+const LENGTH_WITHOUT_BODY: &str = "internal error: a length without its body\n";
+
 /// What remains to be sent once [`encode`] has written a head.
 pub(super) enum Payload {
     /// Nothing: the head and a body of this many bytes (copied behind the head,
@@ -43,6 +46,9 @@ fn is_bodiless(status: u16) -> bool {
 /// protocol switch, `close` when `close` is set, `keep-alive` for HTTP/1.0), then
 /// `Content-Length` or `Transfer-Encoding: chunked`. Sets `close` when the body
 /// can only be delimited by closing (an unknown length for HTTP/1.0).
+///
+/// A [`Body::Length`] where a body must follow is a service's mistake: `resp` is
+/// replaced by a 500 (its log fields kept) and `close` set.
 pub(super) fn encode(
     w: &mut BytesMut,
     resp: &mut Response,
@@ -52,6 +58,9 @@ pub(super) fn encode(
     upgrade: bool,
     now: Instant,
 ) -> Payload {
+    if matches!(resp.body, Body::Length(_)) && method != Method::Head && !is_bodiless(resp.status) {
+        refuse_length_only(resp, close);
+    }
     let status = resp.status;
     let bodiless_status = is_bodiless(status);
     let body_len = resp.body.len();
@@ -87,7 +96,8 @@ pub(super) fn encode(
         return Payload::Written(0);
     }
     match body {
-        Body::Empty => Payload::Written(0),
+        // `Length` was refused above.
+        Body::Empty | Body::Length(_) => Payload::Written(0),
         Body::Full(b) if b.len() <= COPY_BODY_MAX => {
             w.extend_from_slice(&b);
             Payload::Written(b.len() as u64)
@@ -97,16 +107,31 @@ pub(super) fn encode(
     }
 }
 
+/// Replaces a response that announces a length it cannot send with a 500.
+#[cold]
+#[inline(never)]
+fn refuse_length_only(resp: &mut Response, close: &mut bool) {
+    tracing::warn!(
+        status = resp.status,
+        "the service answered a request other than HEAD with Body::Length; sending 500 instead"
+    );
+    let log = std::mem::take(&mut resp.log);
+    *resp = Response::text(500, LENGTH_WITHOUT_BODY);
+    resp.log = log;
+    *close = true;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// What `encode` made of a response: the bytes written, what is left to
-    /// send, and whether the connection is to close.
+    /// What `encode` made of `resp`: the bytes written, what is left to send,
+    /// whether the connection is to close, and the response as it was left.
     struct Encoded {
         text: String,
         rest: Payload,
         close: bool,
+        resp: Response,
     }
 
     fn encoded(mut resp: Response, method: Method, version: Version) -> Encoded {
@@ -127,7 +152,12 @@ mod tests {
         let status = lines.next().unwrap_or_default();
         assert!(lines.next().is_some_and(|l| l.starts_with("Date: ")), "{text}");
         let text = status.to_string() + &lines.collect::<String>();
-        Encoded { text, rest, close }
+        Encoded {
+            text,
+            rest,
+            close,
+            resp,
+        }
     }
 
     #[test]
@@ -159,6 +189,53 @@ mod tests {
             rest,
             "\r\nServer: t\r\nX-A: 1\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
         );
+    }
+
+    #[test]
+    fn length_only_body_announces_its_length_for_head() {
+        let resp = Response::new(200).header("X-A", "1").body(Body::Length(1918));
+        let e = encoded(resp, Method::Head, Version::Http11);
+        assert_eq!(
+            e.text,
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 1918\r\n\r\n"
+        );
+        assert!(matches!(e.rest, Payload::Written(0)));
+        assert!(!e.close);
+    }
+
+    #[test]
+    fn length_only_body_is_allowed_for_bodiless_statuses() {
+        let e = encoded(
+            Response::new(304).body(Body::Length(10)),
+            Method::Get,
+            Version::Http11,
+        );
+        assert_eq!(e.text, "HTTP/1.1 304 Not Modified\r\n\r\n");
+        assert!(matches!(e.rest, Payload::Written(0)));
+        assert!(!e.close);
+    }
+
+    #[test]
+    fn length_only_body_for_get_becomes_a_500_and_closes() {
+        for version in [Version::Http11, Version::Http10] {
+            let resp = Response::new(200)
+                .header("X-A", "1")
+                .body(Body::Length(1918))
+                .log_field("backend", crate::LogValue::Text("b1".into()));
+            let e = encoded(resp, Method::Get, version);
+            let n = LENGTH_WITHOUT_BODY.len();
+            assert!(matches!(e.rest, Payload::Written(m) if m == n as u64));
+            assert!(e.close);
+            assert_eq!(e.resp.status(), 500);
+            assert_eq!(e.resp.log.len(), 1, "the service's log fields are kept");
+            assert_eq!(
+                e.text,
+                format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Connection: close\r\nContent-Length: {n}\r\n\r\n{LENGTH_WITHOUT_BODY}"
+                )
+            );
+        }
     }
 
     #[test]

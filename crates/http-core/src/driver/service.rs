@@ -22,7 +22,9 @@ use crate::RequestHead;
 ///
 /// The driver owns the framing: it writes `Date`, `Content-Length` or
 /// `Transfer-Encoding`, and `Connection` itself, and suppresses the body for `HEAD`,
-/// 1xx, 204 and 304. A service answers `HEAD` exactly as `GET`.
+/// 1xx, 204 and 304. A service answers `HEAD` as `GET`, or, where making the body
+/// would cost something (opening a file, asking a backend), with
+/// [`Body::Length`]: the length alone.
 pub trait Service: Send + Sync + 'static {
     /// Answers one request. The request body, if any, is read through `req.body`.
     fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send;
@@ -54,6 +56,31 @@ pub enum Body {
     Empty,
     /// A body held in memory.
     Full(Bytes),
+    /// A length announced with no bytes behind it: `Content-Length: n` and no
+    /// body. This is the answer to `HEAD`, which must announce the length a
+    /// `GET` would get without sending it (for the bodiless statuses 1xx, 204
+    /// and 304 the driver writes no `Content-Length` at all, as for any body).
+    ///
+    /// Only for `HEAD` requests and bodiless statuses: the driver cannot send
+    /// the bytes the length promises, so for any other request it logs a
+    /// warning and answers `500 Internal Server Error` in its stead (its own
+    /// short text body, the service's headers dropped) and closes the
+    /// connection.
+    ///
+    /// ```
+    /// use http_core::{Body, Method, Request, Response};
+    /// # fn file_len() -> u64 { 1918 }
+    /// # fn read_file() -> Body { Body::Empty }
+    /// fn answer(req: &Request<'_>) -> Response {
+    ///     let body = if req.head.method() == Method::Head {
+    ///         Body::Length(file_len())
+    ///     } else {
+    ///         read_file()
+    ///     };
+    ///     Response::new(200).body(body)
+    /// }
+    /// ```
+    Length(u64),
     /// A body read from `reader`. With `len: Some(n)` exactly `n` bytes are sent
     /// (`Content-Length`); a reader that ends early aborts the connection. With
     /// `len: None` the body is chunked for HTTP/1.1 clients and close-delimited
@@ -72,6 +99,7 @@ impl Body {
         match self {
             Body::Empty => Some(0),
             Body::Full(b) => Some(b.len() as u64),
+            Body::Length(n) => Some(*n),
             Body::Stream { len, .. } => *len,
         }
     }
@@ -87,6 +115,7 @@ impl fmt::Debug for Body {
         match self {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Length(n) => write!(f, "Body::Length({n})"),
             Body::Stream { len, .. } => write!(f, "Body::Stream(len: {len:?})"),
         }
     }
