@@ -418,9 +418,13 @@ impl ProxyService {
                     let len = rhead
                         .header("content-length")
                         .and_then(|v| parse_content_length(v).ok());
-                    http_core::Body::Stream {
-                        len,
-                        reader: Box::new(tokio::io::empty()),
+                    match len {
+                        Some(n) => http_core::Body::Length(n),
+                        // Unknown: the driver announces no length for HEAD.
+                        None => http_core::Body::Stream {
+                            len: None,
+                            reader: Box::new(tokio::io::empty()),
+                        },
                     }
                 } else {
                     http_core::Body::Empty
