@@ -7,9 +7,11 @@
 //! values are spans into the read buffer: nothing is allocated per header.
 //!
 //! The driver ([`serve_connection`], [`Server`]) runs one connection loop over any
-//! `AsyncRead + AsyncWrite`: it reads heads within [`Limits`], hands each request to a
-//! [`Service`], writes responses in order (pipelined answers in one write), keeps
-//! connections alive and closes them whenever framing is uncertain.
+//! transport ([`Io`]: an `AsyncRead + AsyncWrite` stream that knows how to end
+//! itself after its last bytes; [`AnyIo`] makes one of any stream): it reads heads
+//! within [`Limits`], hands each request to a [`Service`], writes responses in order
+//! (pipelined answers in one write), keeps connections alive and closes them
+//! whenever framing is uncertain.
 //!
 //! ```
 //! use http_core::{parse_request, BodyKind, Error, Limits};
