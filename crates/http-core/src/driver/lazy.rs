@@ -229,7 +229,9 @@ impl Io for LazyTcpStream {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        // Whatever did not fit goes the usual way (and pushes the queued part).
+        // Whatever did not fit goes the usual way (and pushes the queued part);
+        // if the socket is full, the rest is offered with `MSG_MORE` again when
+        // it has room and this is polled anew.
         poll_write_and_shutdown(self, cx, last)
     }
 }
