@@ -7,9 +7,11 @@
 //! values are spans into the read buffer: nothing is allocated per header.
 //!
 //! The driver ([`serve_connection`], [`Server`]) runs one connection loop over any
-//! `AsyncRead + AsyncWrite`: it reads heads within [`Limits`], hands each request to a
-//! [`Service`], writes responses in order (pipelined answers in one write), keeps
-//! connections alive and closes them whenever framing is uncertain.
+//! transport ([`Io`]: an `AsyncRead + AsyncWrite` stream that knows how to end
+//! itself after its last bytes; [`AnyIo`] makes one of any stream): it reads heads
+//! within [`Limits`], hands each request to a [`Service`], writes responses in order
+//! (pipelined answers in one write), keeps connections alive and closes them
+//! whenever framing is uncertain.
 //!
 //! ```
 //! use http_core::{parse_request, BodyKind, Error, Limits};
@@ -56,9 +58,9 @@ pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
 pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
 pub use date::{with_date, with_date_at, DATE_LEN};
 pub use driver::{
-    accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, Body, BodyError, FdLimit,
-    HeaderBlock, HeaderBlockBuilder, Io, LazyTcpStream, LogValue, Request, RequestBody, Response, Server,
-    ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
+    accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, AnyIo, Body, BodyError,
+    FdLimit, Finish, HeaderBlock, HeaderBlockBuilder, Io, LazyTcpStream, LogValue, Request, RequestBody,
+    Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use error::Error;
 pub use framing::{parse_content_length, BodyKind};

@@ -150,6 +150,8 @@ impl AsyncWrite for CountingIo {
     }
 }
 
+impl http_core::Io for CountingIo {}
+
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_in_one_write() {
     let (mut client, server) = tokio::io::duplex(1 << 20);

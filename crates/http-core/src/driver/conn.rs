@@ -8,22 +8,18 @@ use std::sync::Arc;
 use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
+use super::access_log;
 use super::body::{BodyProgress, RequestBody};
-use super::lazy::LazyTcpStream;
+use super::encode::{encode, Payload};
+use super::io::Io;
 use super::pool;
-use super::service::{Body, Io, LogFields, Request, Service, UpgradeFnBox};
+use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
-use crate::response::{write_content_length, write_header, write_status_line};
-use crate::{
-    parse_request, with_date_at, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version,
-};
+use crate::{parse_request, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version};
 
-/// Response bodies up to this size are copied into the write buffer so the head
-/// and body leave in one write; larger ones are written from their own buffer.
-const COPY_BODY_MAX: usize = 32 * 1024;
 /// Write-buffer fill at which streamed body bytes are flushed.
 const STREAM_FLUSH_AT: usize = 32 * 1024;
 /// Unsent output at which the driver stops taking pipelined requests off the
@@ -183,7 +179,7 @@ pub async fn serve_connection<T: Io, S: Service>(
         Next::Upgrade(handler) => {
             let leftover = conn.rbuf.split().freeze();
             pool::give(std::mem::take(&mut conn.wbuf));
-            handler(super::service::Upgraded::new(Box::new(conn.io), leftover)).await;
+            handler(Upgraded::new(Box::new(conn.io), leftover)).await;
         }
         // Boxed like the busy part: its buffers must not enlarge every idle task.
         Next::Close { linger } => Box::pin(conn.close(linger)).await,
@@ -331,7 +327,7 @@ impl<T: Io> Conn<T> {
             .await;
         let done = Instant::now();
         self.last_active = done;
-        log_request(
+        access_log::log_request(
             &self.peer_text,
             &head,
             resp.status,
@@ -373,58 +369,20 @@ impl<T: Io> Conn<T> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
         }
-        let status = resp.status;
-        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
-        let body_len = resp.body.len();
-        let chunked =
-            !bodiless_status && body_len.is_none() && version == Version::Http11 && method != Method::Head;
-        if !bodiless_status && body_len.is_none() && version == Version::Http10 && method != Method::Head {
-            // Close-delimited: the only way to end an unknown-length body for HTTP/1.0.
-            *close = true;
-        }
-        let w = &mut self.wbuf;
-        write_status_line(w, status);
-        with_date_at(now, |d| write_header(w, "Date", d));
-        w.extend_from_slice(resp.block.as_bytes());
-        for (name, value) in &resp.headers {
-            write_header(w, name, value);
-        }
-        if upgrade {
-            write_header(w, "Connection", b"upgrade");
-        } else if *close {
-            write_header(w, "Connection", b"close");
-        } else if version == Version::Http10 {
-            write_header(w, "Connection", b"keep-alive");
-        }
-        if !bodiless_status {
-            match body_len {
-                Some(n) => write_content_length(w, n),
-                None if chunked => write_header(w, "Transfer-Encoding", b"chunked"),
-                None => {}
-            }
-        }
-        w.put_slice(b"\r\n");
-        let body = std::mem::replace(&mut resp.body, Body::Empty);
-        if bodiless_status || method == Method::Head {
-            return Ok(0);
-        }
-        match body {
-            Body::Empty => Ok(0),
-            Body::Full(b) => {
-                let n = b.len() as u64;
-                if b.len() <= COPY_BODY_MAX {
-                    self.wbuf.extend_from_slice(&b);
-                } else {
-                    Box::pin(async {
-                        self.flush().await?;
-                        self.write_all(&b).await
-                    })
-                    .await?;
-                }
-                Ok(n)
+        match encode(&mut self.wbuf, resp, method, version, close, upgrade, now) {
+            Payload::Written(n) => Ok(n),
+            Payload::Large(b) => {
+                Box::pin(async {
+                    self.flush().await?;
+                    self.write_all(&b).await
+                })
+                .await?;
+                Ok(b.len() as u64)
             }
             // Streaming is the rare path: boxed so the common path's future stays small.
-            Body::Stream { len, reader } => Box::pin(self.write_stream(reader, len, chunked)).await,
+            Payload::Stream { reader, len, chunked } => {
+                Box::pin(self.write_stream(reader, len, chunked)).await
+            }
         }
     }
 
@@ -580,14 +538,9 @@ impl<T: Io> Conn<T> {
     /// Flushes, sends FIN, and (after an error) reads and discards what the
     /// client still sends for a moment, so the answer is not lost to a reset.
     async fn close(mut self, linger: bool) {
-        let io: &mut dyn std::any::Any = &mut self.io;
-        if let Some(tcp) = io.downcast_mut::<LazyTcpStream>() {
-            // The last response and the FIN leave in one segment.
-            let _ = tokio::time::timeout(self.limits.write_timeout, tcp.finish(&self.wbuf)).await;
-        } else {
-            let _ = self.flush().await;
-            let _ = tokio::time::timeout(self.limits.write_timeout, self.io.shutdown()).await;
-        }
+        // The last response and the end of the stream go together: over TCP, in
+        // one segment.
+        let _ = tokio::time::timeout(self.limits.write_timeout, self.io.finish(&self.wbuf)).await;
         // Given back before lingering: a burst of refused clients must not hold
         // two buffers each for the linger time.
         pool::give(std::mem::take(&mut self.rbuf));
@@ -606,56 +559,6 @@ impl<T: Io> Conn<T> {
             let _ = tokio::time::timeout(LINGER_TIME, drain).await;
         }
     }
-}
-
-/// The access-log line: one per request, at info level, target `access`:
-/// `PEER "METHOD TARGET VERSION" STATUS BYTES DURATIONus [key=value ...]`
-/// (BYTES is `-` when the response could not be written).
-///
-/// The line is assembled by hand in a reused buffer: through `format_args!` its
-/// nine fields cost more than parsing the request did.
-fn log_request(
-    peer: &str,
-    head: &RequestHead,
-    status: u16,
-    bytes: Option<u64>,
-    elapsed: Duration,
-    extra: &[(&'static str, super::service::LogValue)],
-) {
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return;
-    }
-    thread_local! {
-        static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-    }
-    LINE.with(|line| {
-        let Ok(mut line) = line.try_borrow_mut() else {
-            return;
-        };
-        let mut num = itoa::Buffer::new();
-        line.clear();
-        line.push_str(peer);
-        line.push_str(" \"");
-        line.push_str(head.method_str());
-        line.push(' ');
-        line.push_str(head.target());
-        line.push(' ');
-        line.push_str(head.version().as_str());
-        line.push_str("\" ");
-        line.push_str(num.format(status));
-        line.push(' ');
-        match bytes {
-            Some(b) => line.push_str(num.format(b)),
-            None => line.push('-'),
-        }
-        line.push(' ');
-        line.push_str(num.format(elapsed.as_micros() as u64));
-        line.push_str("us");
-        LogFields(extra).push_to(&mut line);
-        // As a `str` field the line reaches the subscriber's `record_str` as it
-        // is; `"{}"` would send it through `fmt::Arguments` and a formatter.
-        tracing::info!(target: "access", message = line.as_str());
-    });
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::io::{poll_write_and_shutdown, Io};
+
 /// A TCP stream that is registered with the tokio reactor on its first operation
 /// that would block. [`accept_loop`](crate::accept_loop) hands these to its
 /// handlers; they read and write like a [`TcpStream`].
@@ -103,32 +105,19 @@ impl LazyTcpStream {
         matches!(self.inner, Inner::Registered(_))
     }
 
-    /// Sends `last` and then the FIN, in one segment when the socket takes all of
-    /// `last` at once: the bytes are queued with `MSG_MORE` so that the shutdown
-    /// carries them. A connection that closes after its response so costs one
-    /// packet fewer (and the peer one wakeup fewer) than a write and a shutdown.
-    pub async fn finish(&mut self, last: &[u8]) -> io::Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let mut sent = 0;
-        #[cfg(target_os = "linux")]
-        if !last.is_empty() {
-            let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
-            let queued = match &self.inner {
-                Inner::Raw(s) => socket2::SockRef::from(s).send_with_flags(last, flags),
-                Inner::Registered(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
-                    socket2::SockRef::from(s).send_with_flags(last, flags)
-                }),
-                Inner::Failed => Err(closed()),
-            };
-            match queued {
-                Ok(n) => sent = n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                Err(e) => return Err(e),
-            }
+    /// Offers `last` to the socket with `MSG_MORE`, so that it waits for what
+    /// follows (the FIN) instead of leaving as a segment of its own. Returns
+    /// how much the socket took.
+    #[cfg(target_os = "linux")]
+    fn send_more(&self, last: &[u8]) -> io::Result<usize> {
+        let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+        match &self.inner {
+            Inner::Raw(s) => socket2::SockRef::from(s).send_with_flags(last, flags),
+            Inner::Registered(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
+                socket2::SockRef::from(s).send_with_flags(last, flags)
+            }),
+            Inner::Failed => Err(closed()),
         }
-        // Whatever did not fit goes the usual way (and pushes the queued part).
-        self.write_all(&last[sent..]).await?;
-        self.shutdown().await
     }
 
     fn register(&mut self) -> io::Result<()> {
@@ -223,6 +212,27 @@ impl AsyncWrite for LazyTcpStream {
             return Poll::Ready(r);
         }
         self.registered()?.poll_shutdown(cx)
+    }
+}
+
+impl Io for LazyTcpStream {
+    /// Sends `last` and then the FIN, in one segment when the socket takes all of
+    /// `last` at once: the bytes are queued with `MSG_MORE` so that the shutdown
+    /// carries them. A connection that closes after its response so costs one
+    /// packet fewer (and the peer one wakeup fewer) than a write and a shutdown.
+    fn poll_finish(self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
+        #[cfg(target_os = "linux")]
+        if !last.is_empty() {
+            match self.send_more(last) {
+                Ok(n) => *last = &last[n..],
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        // Whatever did not fit goes the usual way (and pushes the queued part);
+        // if the socket is full, the rest is offered with `MSG_MORE` again when
+        // it has room and this is polled anew.
+        poll_write_and_shutdown(self, cx, last)
     }
 }
 

@@ -7,24 +7,24 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::access_log::LogValue;
 use super::body::RequestBody;
+use super::io::Io;
 use crate::RequestHead;
-
-/// Anything the driver can run a connection over.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// Answers requests. The driver calls it once per request, in order, and writes
 /// the responses it returns in the same order.
 ///
 /// The driver owns the framing: it writes `Date`, `Content-Length` or
 /// `Transfer-Encoding`, and `Connection` itself, and suppresses the body for `HEAD`,
-/// 1xx, 204 and 304. A service answers `HEAD` exactly as `GET`.
+/// 1xx, 204 and 304. A service answers `HEAD` as `GET`, or, where making the body
+/// would cost something (opening a file, asking a backend), with
+/// [`Body::Length`]: the length alone.
 pub trait Service: Send + Sync + 'static {
     /// Answers one request. The request body, if any, is read through `req.body`.
     fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send;
@@ -56,6 +56,31 @@ pub enum Body {
     Empty,
     /// A body held in memory.
     Full(Bytes),
+    /// A length announced with no bytes behind it: `Content-Length: n` and no
+    /// body. This is the answer to `HEAD`, which must announce the length a
+    /// `GET` would get without sending it (for the bodiless statuses 1xx, 204
+    /// and 304 the driver writes no `Content-Length` at all, as for any body).
+    ///
+    /// Only for `HEAD` requests and bodiless statuses: the driver cannot send
+    /// the bytes the length promises, so for any other request it logs a
+    /// warning and answers `500 Internal Server Error` in its stead (its own
+    /// short text body, the service's headers dropped) and closes the
+    /// connection.
+    ///
+    /// ```
+    /// use http_core::{Body, Method, Request, Response};
+    /// # fn file_len() -> u64 { 1918 }
+    /// # fn read_file() -> Body { Body::Empty }
+    /// fn answer(req: &Request<'_>) -> Response {
+    ///     let body = if req.head.method() == Method::Head {
+    ///         Body::Length(file_len())
+    ///     } else {
+    ///         read_file()
+    ///     };
+    ///     Response::new(200).body(body)
+    /// }
+    /// ```
+    Length(u64),
     /// A body read from `reader`. With `len: Some(n)` exactly `n` bytes are sent
     /// (`Content-Length`); a reader that ends early aborts the connection. With
     /// `len: None` the body is chunked for HTTP/1.1 clients and close-delimited
@@ -74,6 +99,7 @@ impl Body {
         match self {
             Body::Empty => Some(0),
             Body::Full(b) => Some(b.len() as u64),
+            Body::Length(n) => Some(*n),
             Body::Stream { len, .. } => *len,
         }
     }
@@ -89,6 +115,7 @@ impl fmt::Debug for Body {
         match self {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
+            Body::Length(n) => write!(f, "Body::Length({n})"),
             Body::Stream { len, .. } => write!(f, "Body::Stream(len: {len:?})"),
         }
     }
@@ -109,24 +136,6 @@ impl From<&'static str> for Body {
 impl From<String> for Body {
     fn from(s: String) -> Self {
         Body::Full(Bytes::from(s))
-    }
-}
-
-/// A value added to the driver's access-log line for a request.
-#[derive(Debug, Clone)]
-pub enum LogValue {
-    /// A text, such as a backend address.
-    Text(Arc<str>),
-    /// A duration, such as the upstream time.
-    Duration(Duration),
-}
-
-impl fmt::Display for LogValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LogValue::Text(t) => f.write_str(t),
-            LogValue::Duration(d) => write!(f, "{}us", d.as_micros()),
-        }
     }
 }
 
@@ -399,30 +408,6 @@ impl HeaderBlockBuilder {
     }
 }
 
-/// Extra access-log fields, printed as ` key=value` pairs.
-pub(crate) struct LogFields<'a>(pub &'a [(&'static str, LogValue)]);
-
-impl LogFields<'_> {
-    /// Appends ` key=value` pairs to `line`, values as [`LogValue`]'s `Display`
-    /// writes them, without the formatting machinery (it cost as much as the
-    /// rest of the log line).
-    pub(crate) fn push_to(&self, line: &mut String) {
-        let mut num = itoa::Buffer::new();
-        for (k, v) in self.0 {
-            line.push(' ');
-            line.push_str(k);
-            line.push('=');
-            match v {
-                LogValue::Text(t) => line.push_str(t),
-                LogValue::Duration(d) => {
-                    line.push_str(num.format(d.as_micros()));
-                    line.push_str("us");
-                }
-            }
-        }
-    }
-}
-
 /// The raw connection after a protocol switch, with any bytes the client sent
 /// after the upgrade request that were already read.
 pub struct Upgraded {
@@ -476,5 +461,11 @@ impl AsyncWrite for Upgraded {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Io for Upgraded {
+    fn poll_finish(mut self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_finish(cx, last)
     }
 }

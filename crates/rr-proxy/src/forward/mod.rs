@@ -314,13 +314,17 @@ impl<H: ProxyHooks> ProxyService<H> {
                 self.hooks.logging(&summary, &mut p.ctx);
                 let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
                 if head.method() == Method::Head && !bodiless {
-                    // The driver sends no body for HEAD; the length it announces is the backend's.
-                    let len = rhead
+                    // The driver sends no body for HEAD; the length it announces
+                    // is the backend's (none when the backend gave none).
+                    match rhead
                         .header("content-length")
-                        .and_then(|v| parse_content_length(v).ok());
-                    http_core::Body::Stream {
-                        len,
-                        reader: Box::new(tokio::io::empty()),
+                        .and_then(|v| parse_content_length(v).ok())
+                    {
+                        Some(n) => http_core::Body::Length(n),
+                        None => http_core::Body::Stream {
+                            len: None,
+                            reader: Box::new(tokio::io::empty()),
+                        },
                     }
                 } else {
                     http_core::Body::Empty
