@@ -1,17 +1,38 @@
-//! A strict, zero-copy HTTP/1.1 core: the wire format (pure, no I/O) and one async
-//! connection driver on tokio.
+//! A strict, zero-copy HTTP/1.1 core for both roles: the wire format (pure, no
+//! I/O), a server driver, a client connection, and the transports under them.
 //!
-//! The pure layer parses request and response heads on top of `httparse`, decides
-//! body framing by RFC 9112 §6.3, decodes and encodes the chunked coding, and maps
-//! every malformed input to one [`Error`] with its status code. Header names and
-//! values are spans into the read buffer: nothing is allocated per header.
+//! | module | what it holds | start with |
+//! |---|---|---|
+//! | [`wire`] | request and response heads, body framing (RFC 9112 §6.3), the body decoder and encoder both roles share, limits, the one [`Error`] | [`parse_request`], [`parse_response`], [`BodyDecoder`], [`Limits`] |
+//! | [`server`] | the connection loop and accept loop every server here runs on | [`Service`], [`Request`], [`Response`], [`Server`] |
+//! | [`client`] | one HTTP/1.1 exchange at a time on a connection to a server (a proxy's upstream side, health checks) | [`ClientConn`] |
+//! | [`net`] | the transport trait, the lazily registered TCP stream, the listener, the open-file limit | [`Io`], [`listen`], [`raise_fd_limit`] |
 //!
-//! The driver ([`serve_connection`], [`Server`]) runs one connection loop over any
-//! transport ([`Io`]: an `AsyncRead + AsyncWrite` stream that knows how to end
-//! itself after its last bytes; [`AnyIo`] makes one of any stream): it reads heads
-//! within [`Limits`], hands each request to a [`Service`], writes responses in order
-//! (pipelined answers in one write), keeps connections alive and closes them
-//! whenever framing is uncertain.
+//! The everyday names are also at the crate root. Every malformed input maps to
+//! one [`Error`] with its status code; header names and values are spans into the
+//! read buffer, so nothing is allocated per header; memory per connection is
+//! bounded whatever the peer sends or fails to read.
+//!
+//! A server: implement [`Service`] and run it with [`Server`] (or
+//! [`serve_connection`] on one stream of any [`Io`] transport).
+//!
+//! ```no_run
+//! use http_core::{Request, Response, Server, Service};
+//!
+//! struct Hello;
+//! impl Service for Hello {
+//!     async fn call(&self, req: Request<'_>) -> Response {
+//!         Response::text(200, format!("hello from {}\n", req.head.path()))
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! Server::new(Hello).serve(listener, std::future::pending()).await
+//! # }
+//! ```
+//!
+//! The wire format alone:
 //!
 //! ```
 //! use http_core::{parse_request, BodyKind, Error, Limits};
@@ -23,6 +44,8 @@
 //! let smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
 //! assert_eq!(parse_request(smuggle, &limits), Err(Error::LengthWithTransferEncoding));
 //! ```
+//!
+//! A client exchange is shown on [`ClientConn`].
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -41,33 +64,25 @@ macro_rules! byte_table {
     }};
 }
 
-mod body_codec;
-mod chunked;
-mod client;
-mod date;
-mod driver;
-mod error;
-mod framing;
-mod headers;
-mod limits;
-mod request;
-mod response;
+pub(crate) mod buf_pool;
+pub mod client;
+pub mod net;
+pub mod server;
+pub mod wire;
 
-pub use body_codec::{BodyDecoder, BodyEncoder};
-pub use chunked::{ChunkedDecoder, ChunkedEncoder, Progress};
+// The everyday names, at the root.
 pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
-pub use date::{with_date, with_date_at, DATE_LEN};
-pub use driver::{
-    accept_loop, connection_capacity, listen, raise_fd_limit, serve_connection, AnyIo, Body, BodyError,
-    FdLimit, Finish, HeaderBlock, HeaderBlockBuilder, Io, LazyTcpStream, LogValue, Request, RequestBody,
-    Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
+pub use net::{connection_capacity, listen, raise_fd_limit, AnyIo, FdLimit, Finish, Io, LazyTcpStream};
+pub use server::{
+    accept_loop, serve_connection, Body, BodyError, HeaderBlock, HeaderBlockBuilder, LogValue, Request,
+    RequestBody, Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
-pub use error::Error;
-pub use framing::{parse_content_length, BodyKind};
-pub use headers::{for_each_token, is_hop_by_hop, list_contains, HeaderIter, HOP_BY_HOP};
-pub use limits::{Limits, MAX_HEADERS_CAP};
-pub use request::{parse_request, Method, ParsedRequest, RequestHead, Version};
-pub use response::{
-    parse_response, reason_phrase, write_content_length, write_header, write_request_line, write_status_line,
-    ParsedResponse, ResponseHead,
+pub use wire::{
+    for_each_token, is_hop_by_hop, list_contains, parse_content_length, parse_request, parse_response,
+    reason_phrase, write_content_length, write_header, write_request_line, write_status_line, BodyDecoder,
+    BodyEncoder, BodyKind, ChunkedDecoder, ChunkedEncoder, Error, HeaderIter, Limits, Method, ParsedRequest,
+    ParsedResponse, Progress, RequestHead, ResponseHead, Version, HOP_BY_HOP, MAX_HEADERS_CAP,
 };
+// The benchmarks' own measuring points: not part of the API.
+#[doc(hidden)]
+pub use wire::{with_date, with_date_at, DATE_LEN};

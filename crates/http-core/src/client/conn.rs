@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::driver::pool;
+use crate::buf_pool as pool;
 use crate::{parse_response, BodyDecoder, BodyEncoder, BodyKind, Error, Limits, Method, ResponseHead};
 
 /// Request body bytes buffered before they are written out. Larger pieces of a

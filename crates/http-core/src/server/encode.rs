@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
 use super::service::{Body, Response};
-use crate::response::{write_content_length, write_header, write_status_line};
+use crate::wire::response::{write_content_length, write_header, write_status_line};
 use crate::{with_date_at, Method, Version};
 
 /// Response bodies up to this size are copied into the write buffer so the head

@@ -4,9 +4,9 @@ use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 
-use crate::framing::{merge_content_length, BodyKind, TransferCoding};
-use crate::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
-use crate::limits::MAX_HEADERS_CAP;
+use super::framing::{merge_content_length, BodyKind, TransferCoding};
+use super::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
+use super::limits::MAX_HEADERS_CAP;
 use crate::{Error, Limits};
 
 /// HTTP version of a message. Only 1.0 and 1.1 exist on this wire.

@@ -14,10 +14,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use super::access_log;
 use super::body::{BodyProgress, RequestBody};
 use super::encode::{encode, Payload};
-use super::io::Io;
-use super::pool;
 use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
+use crate::buf_pool as pool;
+use crate::net::io::Io;
 use crate::{parse_request, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version};
 
 /// Write-buffer fill at which streamed body bytes are flushed.

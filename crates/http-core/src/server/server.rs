@@ -11,11 +11,11 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::conn::serve_connection;
-use super::fd_limit::connection_capacity;
-use super::lazy::LazyTcpStream;
-use super::listener::Acceptor;
 use super::service::Service;
 use super::shutdown::{ShutdownSignal, ShutdownTrigger};
+use crate::net::fd_limit::connection_capacity;
+use crate::net::lazy::LazyTcpStream;
+use crate::net::listener::Acceptor;
 use crate::Limits;
 
 /// Accepts TCP connections and serves each with [`serve_connection`].

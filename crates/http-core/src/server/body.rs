@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::io::Io;
+use crate::net::io::Io;
 use crate::{BodyDecoder, BodyKind, Error, Limits};
 
 /// Why a request body could not be read.

@@ -2,10 +2,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::framing::{merge_content_length, BodyKind, TransferCoding};
-use crate::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
-use crate::limits::MAX_HEADERS_CAP;
-use crate::request::{Method, Version};
+use super::framing::{merge_content_length, BodyKind, TransferCoding};
+use super::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
+use super::limits::MAX_HEADERS_CAP;
+use super::request::{Method, Version};
 use crate::{Error, Limits};
 
 /// A parsed response head (as a proxy reads it from a backend).

@@ -89,7 +89,7 @@ impl ExactSizeIterator for HeaderIter<'_> {}
 /// trimmed of whitespace, skipping empty elements.
 pub fn for_each_token(value: &[u8], mut f: impl FnMut(&[u8])) {
     for element in value.split(|&b| b == b',') {
-        let t = crate::framing::trim_ows(element);
+        let t = super::framing::trim_ows(element);
         if !t.is_empty() {
             f(t);
         }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::access_log::LogValue;
 use super::body::RequestBody;
-use super::io::Io;
+use crate::net::io::Io;
 use crate::RequestHead;
 
 /// Answers requests. The driver calls it once per request, in order, and writes
@@ -193,7 +193,7 @@ fn valid_value(v: &[u8]) -> bool {
 
 fn valid_name(n: impl AsRef<[u8]>) -> bool {
     let n = n.as_ref();
-    !n.is_empty() && n.iter().copied().all(crate::framing::is_tchar)
+    !n.is_empty() && n.iter().copied().all(crate::wire::framing::is_tchar)
 }
 
 impl Response {

@@ -1,0 +1,14 @@
+//! Transports and the operating system's side: the [`Io`] trait every
+//! connection runs over (with its "last write" method), [`LazyTcpStream`], the
+//! listener ([`listen`]) and the open-file limit ([`raise_fd_limit`],
+//! [`connection_capacity`]).
+
+pub(crate) mod fd_limit;
+pub(crate) mod io;
+pub(crate) mod lazy;
+pub(crate) mod listener;
+
+pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};
+pub use io::{AnyIo, Finish, Io};
+pub use lazy::LazyTcpStream;
+pub use listener::listen;

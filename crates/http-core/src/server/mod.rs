@@ -1,0 +1,20 @@
+//! The server role: one connection loop ([`serve_connection`]) that reads
+//! requests and hands them to a [`Service`], and one accept loop ([`Server`],
+//! [`accept_loop`]) with a connection cap and graceful shutdown. The static
+//! server, the proxy and the admin endpoint all run on it.
+
+pub(crate) mod access_log;
+pub(crate) mod body;
+pub(crate) mod conn;
+pub(crate) mod encode;
+#[allow(clippy::module_inception)]
+pub(crate) mod server;
+pub(crate) mod service;
+pub(crate) mod shutdown;
+
+pub use access_log::LogValue;
+pub use body::{BodyError, RequestBody};
+pub use conn::serve_connection;
+pub use server::{accept_loop, Server, ServerHandle};
+pub use service::{Body, HeaderBlock, HeaderBlockBuilder, Request, Response, Service, Upgraded};
+pub use shutdown::{ShutdownSignal, ShutdownTrigger};
