@@ -18,7 +18,7 @@ use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
 use crate::buf_pool as pool;
 use crate::net::io::Io;
-use crate::{parse_request, ChunkedEncoder, Error, Limits, Method, RequestHead, Response, Version};
+use crate::{parse_request, BodyEncoder, BodyKind, Error, Limits, Method, RequestHead, Response, Version};
 
 /// Write-buffer fill at which streamed body bytes are flushed.
 const STREAM_FLUSH_AT: usize = 32 * 1024;
@@ -392,13 +392,17 @@ impl<T: Io> Conn<T> {
         len: Option<u64>,
         chunked: bool,
     ) -> io::Result<u64> {
-        let mut sent: u64 = 0;
+        // The same encoder the client role frames request bodies with.
+        let mut enc = BodyEncoder::new(match (chunked, len) {
+            (true, _) => BodyKind::Chunked,
+            (false, Some(n)) => BodyKind::Length(n),
+            (false, None) => BodyKind::UntilClose,
+        });
+        let framing_error = |e: Error| io::Error::new(io::ErrorKind::UnexpectedEof, e);
         let mut chunk = if chunked { vec![0u8; 16 * 1024] } else { Vec::new() };
         loop {
-            if let Some(n) = len {
-                if sent == n {
-                    return Ok(sent);
-                }
+            if len.is_some_and(|n| enc.sent() == n) {
+                return Ok(enc.sent());
             }
             // When the source has nothing more at once, what is buffered is sent
             // before waiting: an event stream, a long poll or a page rendered
@@ -412,39 +416,34 @@ impl<T: Io> Conn<T> {
                         reader.read(&mut chunk).await?
                     }
                 };
-                ChunkedEncoder::chunk(&chunk[..got], &mut self.wbuf);
+                enc.encode(&chunk[..got], &mut self.wbuf).map_err(framing_error)?;
                 got
             } else {
-                let want = len.map_or(16 * 1024, |n| (n - sent).min(16 * 1024) as usize);
+                // Read straight into the write buffer: no framing to add.
+                let want = len.map_or(16 * 1024, |n| (n - enc.sent()).min(16 * 1024) as usize);
                 self.wbuf.reserve(want);
                 let ready = poll_once(std::pin::pin!((&mut reader)
                     .take(want as u64)
                     .read_buf(&mut self.wbuf)))
                 .await;
-                match ready {
+                let got = match ready {
                     Poll::Ready(r) => r?,
                     Poll::Pending => {
                         self.flush().await?;
                         self.wbuf.reserve(want);
                         (&mut reader).take(want as u64).read_buf(&mut self.wbuf).await?
                     }
-                }
+                };
+                enc.count(got).map_err(framing_error)?;
+                got
             };
             if got == 0 {
-                if len.is_some() {
-                    // The source ended before its declared length: the client
-                    // cannot be told in-band, so the connection is aborted.
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "response body ended early",
-                    ));
-                }
-                if chunked {
-                    ChunkedEncoder::finish(&mut self.wbuf);
-                }
-                return Ok(sent);
+                // A source that ended before its declared length cannot be
+                // reported to the client in-band: the connection is aborted.
+                enc.finish(&mut self.wbuf)
+                    .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "response body ended early"))?;
+                return Ok(enc.sent());
             }
-            sent += got as u64;
             if self.wbuf.len() >= STREAM_FLUSH_AT {
                 self.flush().await?;
             }
