@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 use super::access_log;
 use super::body::{BodyProgress, RequestBody};
-use super::encode::{encode, Payload};
+use super::encode::{encode, Answering, Payload};
 use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
 use crate::buf_pool as pool;
@@ -318,11 +318,13 @@ impl<T: Io> Conn<T> {
         let written = self
             .write_response(
                 &mut resp,
-                head.method(),
-                version,
+                Answering {
+                    method: head.method(),
+                    version,
+                    upgrade: upgrade.is_some(),
+                    dated: answered,
+                },
                 &mut close,
-                upgrade.is_some(),
-                answered,
             )
             .await;
         let done = Instant::now();
@@ -360,16 +362,13 @@ impl<T: Io> Conn<T> {
     async fn write_response(
         &mut self,
         resp: &mut Response,
-        method: Method,
-        version: Version,
+        to: Answering,
         close: &mut bool,
-        upgrade: bool,
-        now: Instant,
     ) -> io::Result<u64> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
         }
-        match encode(&mut self.wbuf, resp, method, version, close, upgrade, now) {
+        match encode(&mut self.wbuf, resp, to, close) {
             Payload::Written(n) => Ok(n),
             Payload::Large(b) => {
                 Box::pin(async {
@@ -478,11 +477,13 @@ impl<T: Io> Conn<T> {
         let _ = self
             .write_response(
                 &mut resp,
-                Method::Get,
-                Version::Http11,
+                Answering {
+                    method: Method::Get,
+                    version: Version::Http11,
+                    upgrade: false,
+                    dated: Instant::now(),
+                },
                 &mut close,
-                false,
-                Instant::now(),
             )
             .await;
         Next::Close { linger: true }

@@ -39,9 +39,22 @@ fn is_bodiless(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
 }
 
-/// Writes the head of `resp`, an answer to a `method` request in `version`, into
+/// What a response answers, as its encoding needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Answering {
+    /// The request's method (HEAD: no body follows).
+    pub method: Method,
+    /// The request's version (HTTP/1.0: no chunked coding, keep-alive named).
+    pub version: Version,
+    /// The response switches protocols (`Connection: upgrade`).
+    pub upgrade: bool,
+    /// The time the `Date` header gives.
+    pub dated: Instant,
+}
+
+/// Writes the head of `resp`, an answer to the request `to` describes, into
 /// `w`, with the body behind it when that is small, and takes the body out of
-/// `resp`. The driver writes the framing: `Date` (as of `now`), then the
+/// `resp`. The driver writes the framing: `Date` (as of `dated`), then the
 /// service's header block and headers, then `Connection` (`upgrade` for a
 /// protocol switch, `close` when `close` is set, `keep-alive` for HTTP/1.0), then
 /// `Content-Length` or `Transfer-Encoding: chunked`. Sets `close` when the body
@@ -49,15 +62,13 @@ fn is_bodiless(status: u16) -> bool {
 ///
 /// A [`Body::Length`] where a body must follow is a service's mistake: `resp` is
 /// replaced by a 500 (its log fields kept) and `close` set.
-pub(super) fn encode(
-    w: &mut BytesMut,
-    resp: &mut Response,
-    method: Method,
-    version: Version,
-    close: &mut bool,
-    upgrade: bool,
-    now: Instant,
-) -> Payload {
+pub(super) fn encode(w: &mut BytesMut, resp: &mut Response, to: Answering, close: &mut bool) -> Payload {
+    let Answering {
+        method,
+        version,
+        upgrade,
+        dated: now,
+    } = to;
     if matches!(resp.body, Body::Length(_)) && method != Method::Head && !is_bodiless(resp.status) {
         refuse_length_only(resp, close);
     }
@@ -134,18 +145,19 @@ mod tests {
         resp: Response,
     }
 
+    fn answering(method: Method, version: Version) -> Answering {
+        Answering {
+            method,
+            version,
+            upgrade: false,
+            dated: Instant::now(),
+        }
+    }
+
     fn encoded(mut resp: Response, method: Method, version: Version) -> Encoded {
         let mut w = BytesMut::new();
         let mut close = false;
-        let rest = encode(
-            &mut w,
-            &mut resp,
-            method,
-            version,
-            &mut close,
-            false,
-            Instant::now(),
-        );
+        let rest = encode(&mut w, &mut resp, answering(method, version), &mut close);
         let text = String::from_utf8(w.to_vec()).unwrap();
         // The `Date` line comes second, always; the rest is compared without it.
         let mut lines = text.split_inclusive("\r\n");
@@ -175,11 +187,8 @@ mod tests {
         let rest = encode(
             &mut w,
             &mut resp,
-            Method::Get,
-            Version::Http11,
+            answering(Method::Get, Version::Http11),
             &mut close,
-            false,
-            Instant::now(),
         );
         assert!(matches!(rest, Payload::Written(2)));
         let text = String::from_utf8(w.to_vec()).unwrap();
