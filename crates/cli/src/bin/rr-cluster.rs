@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 /// Run the course scenario: static backends behind a round-robin balancer.
 #[derive(Debug, Parser)]
-#[command(name = "rr-cluster", version, about, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(name = "rr-cluster", version, long_about = None, after_help = cli::DURATION_HELP)]
 struct Args {
     /// Directory the backends serve.
     #[arg(long, value_name = "DIR", default_value = "static")]

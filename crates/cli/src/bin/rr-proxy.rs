@@ -15,7 +15,7 @@ use rr_proxy::{
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
 /// connection) to the next healthy backend.
 #[derive(Debug, Parser)]
-#[command(name = "rr-proxy", version, about, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(name = "rr-proxy", version, long_about = None, after_help = cli::DURATION_HELP)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
