@@ -121,6 +121,38 @@ STATIC_STREAMS = [
     b"OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n",
 ]
 
+# What a server sends to ClientConn (client_response): the first byte is the mode
+# (bits 0-1 method GET/HEAD/POST/CONNECT, bit 2 small limits, bits 3-4 close/stall/
+# reset/close after the bytes, bits 5-6 request body none/length/chunked, bit 7
+# writes stall), the second the split, the third the request body length and
+# write sizes.
+CLIENT_STREAMS = RESPONSES + [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\nrest",
+    b"HTTP/1.0 200 OK\r\n\r\nuntil the server closes",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX: " + b"a" * 1100 + b"\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX: " + b"a" * 1100 + b"\x00\r\n\r\n",
+    b"HTTP/1.1 200 OK\nContent-Length: 1\n\nx",
+    b"",
+    b"garbage\r\n\r\n",
+]
+CLIENT_MODES = [
+    (0x00, 0, 0),     # GET, server closes
+    (0x01, 37, 5),    # HEAD, pieces
+    (0x22, 200, 10),  # POST with a length body
+    (0x42, 91, 47),   # POST chunked, 1-byte writes
+    (0x03, 5, 0),     # CONNECT
+    (0x04, 13, 0),    # GET, small limits
+    (0x08, 0, 0),     # GET, server stalls
+    (0x10, 99, 0),    # GET, reset
+    (0xa2, 7, 60),    # POST, writes stall part-way
+]
+
 
 def write(target, inputs):
     d = os.path.join(CORPUS, target)
@@ -140,4 +172,11 @@ write(
     "driver",
     [bytes([mode, cap]) + pieces(s, size) for s in DRIVER_STREAMS for (mode, cap, size) in ((0, 7, 255), (2, 1, 7))]
     + [bytes([mode, 7]) + pieces(s, 255) for s in STATIC_STREAMS for mode in (1, 5)],
+)
+write(
+    "client_response",
+    [bytes([m, sp, w]) + r for r in CLIENT_STREAMS for (m, sp, w) in CLIENT_MODES[:2]]
+    + [bytes(mode) + CLIENT_STREAMS[0] for mode in CLIENT_MODES[2:]]
+    + [bytes(mode) + CLIENT_STREAMS[13] for mode in CLIENT_MODES[2:]]
+    + [bytes(mode) + CLIENT_STREAMS[15] for mode in CLIENT_MODES[5:8]],
 )

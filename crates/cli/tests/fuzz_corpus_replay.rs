@@ -67,3 +67,8 @@ fn driver() {
     remove_the_fuzz_site_at_exit();
     replay("driver", checks::driver);
 }
+
+#[test]
+fn client_response() {
+    replay("client_response", checks::client_response);
+}
