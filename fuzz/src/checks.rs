@@ -716,15 +716,6 @@ struct Exchange {
 /// Up to this many exchanges on one connection, while it is handed back.
 const MAX_EXCHANGES: usize = 4;
 
-/// Known bug in `ClientConn` (not fixed yet): when sending a request fails part
-/// way (`SendError::TimedOut` after the transport took some of it, or none), a
-/// response the server still sends is read, and `ResponseBody::take_conn` hands
-/// the connection back as reusable although the server never got the whole
-/// request: the next request on it would be read as the rest of this one. The
-/// input that shows it is `fuzz/artifacts/client_response/reuse-after-partial-send`.
-/// Set this to `false` once fixed, and move that input into the corpus.
-const REUSE_AFTER_PARTIAL_SEND_IS_A_KNOWN_BUG: bool = true;
-
 /// `ClientConn` against arbitrary server bytes. The first byte picks the request
 /// method (bits 0-1: GET, HEAD, POST, CONNECT), the limits (bit 2: small), how
 /// the server's bytes end (bits 3-4: close, stall, reset, close), the request
@@ -925,13 +916,14 @@ fn run_client(server: &[u8], name: &str, ex: &Exchange, feed: &Feed) {
             assert_eq!(body.received(), got_body.len() as u64);
             let delivered = wire.state().pos;
             let clean_end = want_end.ok();
-            let framed = head.keep_alive() && clean_end == Some(delivered);
+            let status = head.status();
+            // After a protocol switch the connection carries no more requests.
+            let switched = status == 101 || (ex.method == Method::Connect && (200..300).contains(&status));
+            let framed = head.keep_alive() && !switched && clean_end == Some(delivered);
             let reusable = framed && sent.is_ok();
             match body.take_conn() {
                 Some(c) if reusable => conn = c,
                 None if !reusable => return,
-                // Known bug, see `REUSE_AFTER_PARTIAL_SEND_IS_A_KNOWN_BUG`.
-                Some(_) if framed && REUSE_AFTER_PARTIAL_SEND_IS_A_KNOWN_BUG => return,
                 taken => panic!(
                     "take_conn {}: sent whole {}, keep-alive {}, body end {clean_end:?}, read up to {delivered}",
                     if taken.is_some() { "Some" } else { "None" },

@@ -416,3 +416,58 @@ fn real_sockets_reuse_large_bodies_and_upgrades() {
         assert_eq!(&server.await.unwrap(), b"next");
     });
 }
+
+/// Regression (found by the `client_response` fuzz target): after a request that
+/// could not be sent whole, a cleanly framed response left the connection
+/// "reusable", and the next request would have been read as the rest of this one.
+#[test]
+fn a_connection_whose_request_was_not_sent_whole_is_never_reused() {
+    rt().block_on(async {
+        // The server never reads: 64 bytes fit in the pipe, the rest of the
+        // request waits until the write timeout; the server answers anyway.
+        let (client, mut server) = tokio::io::duplex(64);
+        let answer = tokio::spawn(async move {
+            server
+                .write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 2\r\n\r\nno")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(server);
+        });
+        let mut conn = ClientConn::new(client);
+        conn.start_request(BodyKind::Length(1000), |out| {
+            write_request_line(out, "POST", "/upload");
+            write_header(out, "Host", b"backend");
+        });
+        let sent = async {
+            conn.send_data(&[b'x'; 1000], Duration::from_millis(100)).await?;
+            conn.finish_request(Duration::from_millis(100)).await
+        };
+        assert!(matches!(sent.await, Err(SendError::TimedOut)));
+        assert!(conn.written() > 0 && conn.written() < 1000);
+        let head = conn.read_head(Method::Post, &Limits::default(), T).await.unwrap();
+        assert_eq!(head.status(), 413);
+        let (body, reused) = body_of(conn, &head).await;
+        assert_eq!(body.unwrap(), b"no");
+        assert!(!reused, "half a request is still on this connection");
+        answer.abort();
+    });
+}
+
+/// After a 101 the connection carries another protocol: never handed back for
+/// HTTP requests, even with nothing buffered.
+#[test]
+fn a_switched_connection_is_never_reused() {
+    rt().block_on(async {
+        let (io, _server) = scripted(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+            0,
+        );
+        let mut conn = ClientConn::new(io);
+        get(&mut conn, "/ws");
+        conn.finish_request(T).await.unwrap();
+        let head = conn.read_head(Method::Get, &Limits::default(), T).await.unwrap();
+        assert_eq!(head.status(), 101);
+        assert!(!conn.is_reusable());
+    });
+}

@@ -108,6 +108,8 @@ pub struct ClientConn<T> {
     written: u64,
     /// The last response's head allows another request.
     keep_alive: bool,
+    /// The current request was sent whole (or none was started).
+    request_done: bool,
 }
 
 impl<T> fmt::Debug for ClientConn<T> {
@@ -130,6 +132,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
             encoder: BodyEncoder::new(BodyKind::Empty),
             written: 0,
             keep_alive: true,
+            request_done: true,
         }
     }
 
@@ -150,6 +153,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
         }
         self.wbuf.clear();
         self.written = 0;
+        self.request_done = false;
         self.encoder = BodyEncoder::new(body);
         write_head(&mut self.wbuf);
         self.encoder.write_framing_header(&mut self.wbuf);
@@ -185,6 +189,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
         } else {
             pool::give(out);
         }
+        self.request_done = true;
         Ok(())
     }
 
@@ -241,7 +246,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
                         if (100..200).contains(&s) && s != 101 {
                             continue;
                         }
-                        self.keep_alive = head.keep_alive();
+                        // After a protocol switch (or a tunnel opened by CONNECT)
+                        // the connection no longer carries HTTP requests.
+                        let switched = s == 101 || (method == Method::Connect && (200..300).contains(&s));
+                        self.keep_alive = head.keep_alive() && !switched;
                         return Ok(head);
                     }
                     Ok(None) => {}
@@ -289,11 +297,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConn<T> {
         body
     }
 
-    /// True when the connection can carry another request now: the last response
-    /// allowed it, nothing of a request is pending, and no byte is buffered that
+    /// True when the connection can carry another request now: the last request
+    /// was sent whole, its response allowed another (it did not switch
+    /// protocols), nothing of a request is pending, and no byte is buffered that
     /// nobody asked for.
     pub fn is_reusable(&self) -> bool {
-        self.keep_alive && self.rbuf.is_empty() && self.wbuf.is_empty()
+        self.keep_alive && self.request_done && self.rbuf.is_empty() && self.wbuf.is_empty()
     }
 
     /// Gives the buffers back and returns the transport (to keep it in a pool).
