@@ -8,10 +8,12 @@ use bytes::BytesMut;
 /// Capacity of a pooled buffer: a typical head and a small response fit in one.
 pub(crate) const BUF_CAPACITY: usize = 8 * 1024;
 /// Buffers kept per thread: enough for the requests one thread has in progress
-/// at once under ordinary load (the benchmarks' 50 connections). More were kept
-/// before, and a burst of pipelining clients left rr-proxy holding 8 MB of them
-/// after it had ended (hostile-load test: 14 MB over idle with 256, 6 MB with 64).
-const MAX_POOLED: usize = 64;
+/// at once under ordinary load (the benchmarks' 50 connections: a proxied
+/// request holds three at its peak, its client's read and write buffers and
+/// the upstream exchange's). 256 were kept once, and a burst of pipelining
+/// clients left rr-proxy holding 8 MB of them after it had ended (hostile-load
+/// test: 14 MB over idle with 256, 6 MB with 64); 128 is 1 MiB a thread at most.
+const MAX_POOLED: usize = 128;
 
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
