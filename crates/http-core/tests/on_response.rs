@@ -7,9 +7,12 @@ use std::time::Duration;
 use http_core::{AccessRecord, Error, Request, Response, Server, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// What one record said: the target, status, bytes, refusal and field count.
+type Seen = (Option<String>, u16, Option<u64>, Option<Error>, usize);
+
 #[derive(Default)]
 struct Recording {
-    seen: Mutex<Vec<(Option<String>, u16, Option<u64>, Option<Error>, usize)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Service for Recording {
