@@ -1,7 +1,7 @@
 //! A backend: address, weight, health, counters and its idle-connection pool.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,8 +39,6 @@ pub struct Backend {
     bytes_received: AtomicU64,
     connects: AtomicU64,
     reused: AtomicU64,
-    /// Smooth weighted round-robin's running weight (used by [`Weighted`](crate::Weighted)).
-    pub(crate) wrr_current: AtomicI64,
     pool: Mutex<Vec<Idle>>,
 }
 
@@ -132,7 +130,6 @@ impl Backend {
             bytes_received: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             reused: AtomicU64::new(0),
-            wrr_current: AtomicI64::new(0),
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -174,7 +171,12 @@ impl Backend {
 
     /// True when it may receive new requests: healthy, not drained, not removed.
     pub fn is_eligible(&self) -> bool {
-        self.is_healthy() && !self.is_draining() && !self.removed.load(Ordering::Relaxed)
+        self.is_healthy() && !self.is_draining() && !self.is_removed()
+    }
+
+    /// True once it was removed from the proxy.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// The rotation state.

@@ -86,7 +86,10 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         }
     }
 
-    /// Adds a backend with a weight (1 or more; only [`Weighted`](crate::Weighted) uses it).
+    /// Adds a backend with a weight (1 to [`MAX_WEIGHT`](crate::MAX_WEIGHT)):
+    /// every provided strategy gives a backend of weight 3 three times the
+    /// requests (or, with [`LeastConnections`](crate::LeastConnections), the
+    /// load) of one of weight 1.
     pub fn backend(mut self, addr: SocketAddr, weight: u32) -> Self {
         self.backends.push((addr, weight));
         self

@@ -21,12 +21,14 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
     listen: SocketAddr,
 
-    /// A backend, optionally weighted (for --strategy weighted): IP:PORT or
-    /// HOST:PORT (a name is looked up once, at start). Repeat for each backend.
+    /// A backend, optionally weighted (a backend of weight 3 gets three times the
+    /// requests of one of weight 1, with every strategy): IP:PORT or HOST:PORT
+    /// (a name is looked up once, at start). Repeat for each backend.
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
     backends: Vec<BackendSpec>,
 
-    /// How the next backend is chosen: round-robin, weighted or least-connections.
+    /// How the next backend is chosen: round-robin or least-connections, both
+    /// weight-aware (weighted: round-robin under its older name).
     #[arg(long, value_name = "NAME", default_value = "round-robin")]
     strategy: StrategyKind,
 
