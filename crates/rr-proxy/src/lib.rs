@@ -88,6 +88,7 @@ mod forward;
 mod health;
 mod hooks;
 mod proxy;
+mod reason;
 mod stats;
 mod strategy;
 mod tcp;
@@ -101,5 +102,6 @@ pub use hooks::{
     Summary, UpstreamFailure,
 };
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
+pub use reason::FailureReason;
 pub use stats::ProxyStats;
 pub use strategy::{LeastConnections, RoundRobin, Smooth, Strategy, StrategyKind, Weighted};
