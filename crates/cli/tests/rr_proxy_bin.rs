@@ -189,7 +189,11 @@ fn a_backend_answering_404_to_the_health_path_is_down_and_the_log_says_why() {
     let mut by_default = start(
         RR_PROXY,
         "rr-proxy",
-        &[&["--listen", "127.0.0.1:0", "--backend", &b][..], &fast].concat(),
+        &[
+            &["--listen", "127.0.0.1:0", "--backend", &b, "--health-check"][..],
+            &fast,
+        ]
+        .concat(),
     );
     let line = by_default.process.wait_for_line(&[&format!("backend {b} down")]);
     assert!(line.contains(" WARN "), "{line}");
@@ -210,6 +214,21 @@ fn a_backend_answering_404_to_the_health_path_is_down_and_the_log_says_why() {
     assert_eq!(get(&on_a_page.url("/page.html")).0, 200);
     let log = on_a_page.process.stderr().join("\n");
     assert!(!log.contains(" down"), "{log}");
+
+    // Without --health-path or --health-check there are no active checks (as in
+    // nginx, and HAProxy without `check`): the same backend stays up.
+    let mut unchecked = start(
+        RR_PROXY,
+        "rr-proxy",
+        &[&["--listen", "127.0.0.1:0", "--backend", &b][..], &fast].concat(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(get(&unchecked.url("/page.html")).0, 200);
+    let log = unchecked.process.stderr().join("\n");
+    assert!(
+        !log.contains(" down") && !log.contains("health check GET"),
+        "{log}"
+    );
 }
 
 #[test]

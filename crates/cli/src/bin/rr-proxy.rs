@@ -54,10 +54,17 @@ struct Cli {
     #[arg(long = "admin-host", value_name = "NAME")]
     admin_hosts: Vec<String>,
 
-    /// Path probed by active health checks: a page that exists (a backend
-    /// answering it 404 counts as down).
-    #[arg(long, value_name = "PATH", default_value = "/")]
-    health_path: String,
+    /// Turn active health checks on and probe PATH: a page that exists (a
+    /// backend answering it 404 counts as down). Without it (and without
+    /// --health-check) only passive ejection runs, as in nginx, and in HAProxy
+    /// without `check`.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_health_check")]
+    health_path: Option<String>,
+
+    /// Turn active health checks on: GET / in HTTP mode (or --health-path), a
+    /// connect in TCP mode.
+    #[arg(long, conflicts_with = "no_health_check")]
+    health_check: bool,
 
     /// Time between active health checks.
     #[arg(long, value_name = "DUR", default_value = "2s", value_parser = cli::parse_duration)]
@@ -80,7 +87,8 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 3)]
     health_fall: u32,
 
-    /// Turn active health checks off (passive ejection stays on).
+    /// No active health checks (the default without --health-path or
+    /// --health-check; kept for scripts that give it). Passive ejection stays on.
     #[arg(long)]
     no_health_check: bool,
 
@@ -188,11 +196,11 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
     if let Some(n) = cli.max_connections {
         builder = builder.max_connections(n);
     }
-    if !cli.no_health_check {
+    if cli.health_check || cli.health_path.is_some() {
         builder = builder.health_check(HealthCheck {
             interval: cli.health_interval,
             timeout: cli.health_timeout,
-            path: cli.health_path.clone(),
+            path: cli.health_path.clone().unwrap_or_else(|| "/".to_owned()),
             expect: cli.health_expect.0..=cli.health_expect.1,
             rise: cli.health_rise,
             fall: cli.health_fall,
