@@ -82,35 +82,125 @@ pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when
-/// this is called, not when the future is first polled, so that a signal sent
-/// right after the `listening on` line cannot kill the process unhandled. Call
-/// it inside the runtime.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    };
-    async move {
-        #[cfg(unix)]
-        match signals {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutting down");
+/// Resolves once a SIGINT or SIGTERM has asked the process to stop (see
+/// [`watch_signals`]). Given to the binary's main future by [`run`].
+#[derive(Debug)]
+pub struct Stop(tokio::sync::oneshot::Receiver<()>);
+
+impl Future for Stop {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // An error means the watcher is gone, which happens only as the runtime
+        // shuts down; stopping is right then too.
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
+}
+
+/// What every binary does on signals, for `--help` and the README.
+pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
+     (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
+     (status 130 or 143). SIGHUP is logged and ignored (there is no configuration file to reload yet).";
+
+/// The text after a binary's `--help`: `parts` (the formats its flags take)
+/// followed by [`SIGNALS_HELP`], a paragraph each.
+pub fn after_help(parts: &[&str]) -> String {
+    let mut all: Vec<&str> = parts.to_vec();
+    all.push(SIGNALS_HELP);
+    all.join("\n\n")
+}
+
+/// Installs the signal handlers and starts the task that watches them; call it
+/// inside the runtime, before anything is bound, so that no signal finds the
+/// default action (which for SIGHUP is to die silently with status 129):
+///
+/// - SIGHUP is logged at info and otherwise ignored: there is no configuration
+///   file to reload yet, and a reload signal must never kill a server.
+/// - The first SIGINT or SIGTERM resolves the returned [`Stop`] (graceful
+///   shutdown: the binary stops accepting and drains within its shutdown
+///   timeout).
+/// - A second SIGINT or SIGTERM while that runs exits at once, with a log line
+///   and status 128 + the signal's number (130, 143), as a shell reports a
+///   process killed by it.
+pub fn watch_signals() -> Stop {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        );
+        match (term, int) {
+            (Ok(term), Ok(int)) => {
+                let hup = match hup {
+                    Ok(hup) => Some(hup),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot handle SIGHUP");
+                        None
+                    }
+                };
+                tokio::spawn(watch_unix(term, int, hup, tx));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM; stopping on Ctrl-C only");
+                tokio::spawn(watch_ctrl_c(tx));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(watch_ctrl_c(tx));
+    Stop(rx)
+}
+
+#[cfg(unix)]
+async fn watch_unix(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    tx: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut tx = Some(tx);
+    loop {
+        let (name, number) = tokio::select! {
+            Some(()) = term.recv() => ("SIGTERM", libc::SIGTERM),
+            Some(()) = int.recv() => ("SIGINT", libc::SIGINT),
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                tracing::info!("SIGHUP received: nothing to reload yet (no configuration file); ignoring");
+                continue;
+            }
+            else => return,
+        };
+        match tx.take() {
+            Some(tx) => begin_shutdown(name, tx),
+            None => exit_at_once(name, 128 + number),
+        }
+    }
+}
+
+async fn watch_ctrl_c(tx: tokio::sync::oneshot::Sender<()>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No way to be told to stop: keep the sender, so the server runs on.
+        std::future::pending::<()>().await;
+    }
+    begin_shutdown("Ctrl-C", tx);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        exit_at_once("Ctrl-C", 130);
+    }
+}
+
+fn begin_shutdown(name: &str, tx: tokio::sync::oneshot::Sender<()>) {
+    tracing::info!("{name} received: shutting down gracefully (send it again to exit at once)");
+    let _ = tx.send(());
+}
+
+fn exit_at_once(name: &str, status: i32) -> ! {
+    tracing::warn!(
+        "{name} received again during graceful shutdown: exiting at once, requests in flight are cut off"
+    );
+    flush_logs();
+    std::process::exit(status)
 }
 
 /// Binds a listener, turning the error into a message that names the address.
@@ -166,9 +256,13 @@ fn start_memory_trimmer() {
         });
 }
 
-/// Runs `main` on a runtime and turns an error into one line on stderr and exit code 1.
-pub fn run<F, E>(threads: Option<usize>, main: F) -> std::process::ExitCode
+/// Runs the future `main` makes on a runtime with `threads` workers, giving it
+/// the [`Stop`] of [`watch_signals`] (installed first, so that signals are
+/// handled from before anything is bound), and turns an error into one line on
+/// stderr and exit code 1.
+pub fn run<M, F, E>(threads: Option<usize>, main: M) -> std::process::ExitCode
 where
+    M: FnOnce(Stop) -> F,
     F: Future<Output = Result<(), E>>,
     E: Display,
 {
@@ -178,7 +272,10 @@ where
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let result = rt.block_on(main);
+    let result = rt.block_on(async move {
+        let stop = watch_signals();
+        main(stop).await
+    });
     drop(rt);
     flush_logs();
     match result {

@@ -17,7 +17,12 @@ use tracing::Instrument;
 
 /// Run the course scenario: static backends behind a round-robin balancer.
 #[derive(Debug, Parser)]
-#[command(name = "rr-cluster", version, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(
+    name = "rr-cluster",
+    version,
+    long_about = None,
+    after_help = cli::after_help(&[cli::DURATION_HELP])
+)]
 struct Args {
     /// Directory the backends serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
@@ -61,6 +66,11 @@ struct Args {
     /// Worker threads shared by the balancer and the backends (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+
+    /// After SIGINT or SIGTERM, how long the balancer's requests in flight may
+    /// take to finish, and then the backends'.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -100,10 +110,10 @@ fn main() -> ExitCode {
     };
     cli::init_logging("info");
     let threads = args.threads;
-    cli::run(threads, run(args, admin_security))
+    cli::run(threads, |stop| run(args, admin_security, stop))
 }
 
-async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
+async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -123,6 +133,7 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
         let name = format!("backend-{}", addr.port());
         let files = StaticFiles::builder(&args.root)
             .server_id(&name)
+            .shutdown_timeout(args.shutdown_timeout)
             .build()
             .map_err(|e| e.to_string())?;
         let span = tracing::info_span!("backend", id = %name);
@@ -150,13 +161,12 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
             keep_alive_timeout: args.keep_alive_timeout,
             ..Limits::default()
         })
+        .shutdown_timeout(args.shutdown_timeout)
         .build()
         .map_err(|e| e.to_string())?;
     let handle = proxy.handle();
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
     cli::announce("admin", admin_addr);
     cli::announce("rr-cluster", local);
     eprintln!(
@@ -184,9 +194,11 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
         .instrument(tracing::info_span!("proxy"))
         .await;
     let _ = admin_task.await;
-    // The balancer has drained; now the backends can go.
-    for h in handles {
-        h.shutdown().await;
+    // The balancer has drained; now the backends can go, all at once, so that
+    // the wait is one shutdown timeout, not one per backend.
+    let stopping: Vec<_> = handles.into_iter().map(|h| tokio::spawn(h.shutdown())).collect();
+    for s in stopping {
+        let _ = s.await;
     }
     served.map_err(|e| format!("serving failed: {e}"))
 }

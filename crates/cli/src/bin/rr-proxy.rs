@@ -15,7 +15,12 @@ use rr_proxy::{
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
 /// connection) to the next healthy backend.
 #[derive(Debug, Parser)]
-#[command(name = "rr-proxy", version, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(
+    name = "rr-proxy",
+    version,
+    long_about = None,
+    after_help = cli::after_help(&[cli::DURATION_HELP])
+)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
@@ -38,7 +43,8 @@ struct Cli {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
-    /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this address.
+    /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this
+    /// address (default: no admin listener).
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
 
@@ -125,6 +131,11 @@ struct Cli {
     /// idle keep-alive connections are closed to make room for new clients.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+
+    /// After SIGINT or SIGTERM, how long requests (and, in TCP mode,
+    /// connections) in flight may take to finish before they are cut off.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -154,10 +165,10 @@ fn main() -> ExitCode {
     };
     cli::init_logging("info");
     let threads = cli.threads;
-    cli::run(threads, run(cli, admin_security))
+    cli::run(threads, |stop| run(cli, admin_security, stop))
 }
 
-async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), String> {
+async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
         .strategy_boxed(cli.strategy.build())
@@ -180,7 +191,8 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
             max_failures: cli.eject_after,
             ejection: cli.eject_for,
         })
-        .max_attempts(cli.max_attempts);
+        .max_attempts(cli.max_attempts)
+        .shutdown_timeout(cli.shutdown_timeout);
     if let Some(n) = cli.max_connections {
         builder = builder.max_connections(n);
     }
@@ -204,8 +216,6 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
         None => None,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
     cli::announce("rr-proxy", local);
     tracing::info!(
         mode = cli.mode.as_str(),

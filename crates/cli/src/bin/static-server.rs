@@ -15,7 +15,7 @@ use static_server::{StaticFiles, SymlinkPolicy};
     name = "static-server",
     version,
     about = "Serve a directory over HTTP/1.1",
-    after_help = cli::DURATION_HELP
+    after_help = cli::after_help(&[cli::DURATION_HELP])
 )]
 struct Args {
     /// Directory to serve.
@@ -72,6 +72,10 @@ struct Args {
     /// closed to make room for new clients.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// After SIGINT or SIGTERM, how long requests in flight may take to finish
+    /// before their connections are closed.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,10 +88,10 @@ fn main() -> ExitCode {
     let args: Args = cli::parse_args();
     cli::init_logging("info");
     let threads = args.threads;
-    cli::run(threads, run(args))
+    cli::run(threads, |stop| run(args, stop))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     let mut builder = StaticFiles::builder(&args.root)
         .listing(args.listing)
         .index_files(args.index)
@@ -103,6 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
                 .or(args.revalidate_ms.map(Duration::from_millis))
                 .unwrap_or(Duration::from_secs(1)),
         )
+        .shutdown_timeout(args.shutdown_timeout)
         .limits(Limits {
             header_timeout: args.header_timeout,
             keep_alive_timeout: args.keep_alive_timeout,
@@ -123,8 +128,6 @@ async fn run(args: Args) -> Result<(), String> {
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
     cli::announce("static-server", addr);
     tracing::info!(root = %files.root().display(), "serving");
     files
