@@ -100,7 +100,9 @@ impl Future for Stop {
 /// What every binary does on signals, for `--help` and the README.
 pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
      (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
-     (status 130 or 143). SIGHUP is logged and ignored (there is no configuration file to reload yet).";
+     (status 130 or 143). SIGHUP is logged and ignored (there is no configuration file to reload yet). \
+     With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
+     STOPPING=1 when shutdown starts.";
 
 /// The text after a binary's `--help`: `parts` (the formats its flags take)
 /// followed by [`SIGNALS_HELP`], a paragraph each.
@@ -118,7 +120,7 @@ pub fn after_help(parts: &[&str]) -> String {
 ///   file to reload yet, and a reload signal must never kill a server.
 /// - The first SIGINT or SIGTERM resolves the returned [`Stop`] (graceful
 ///   shutdown: the binary stops accepting and drains within its shutdown
-///   timeout).
+///   timeout) and sends `STOPPING=1` to the service manager ([`sd_notify`]).
 /// - A second SIGINT or SIGTERM while that runs exits at once, with a log line
 ///   and status 128 + the signal's number (130, 143), as a shell reports a
 ///   process killed by it.
@@ -192,6 +194,7 @@ async fn watch_ctrl_c(tx: tokio::sync::oneshot::Sender<()>) {
 
 fn begin_shutdown(name: &str, tx: tokio::sync::oneshot::Sender<()>) {
     tracing::info!("{name} received: shutting down gracefully (send it again to exit at once)");
+    sd_notify("STOPPING=1\nSTATUS=shutting down");
     let _ = tx.send(());
 }
 
@@ -201,6 +204,64 @@ fn exit_at_once(name: &str, status: i32) -> ! {
     );
     flush_logs();
     std::process::exit(status)
+}
+
+/// Sends `state` (`READY=1`, `STOPPING=1`, `STATUS=...`, newline-separated) to
+/// the service manager when `NOTIFY_SOCKET` names one, as systemd's
+/// `sd_notify(3)` does: a datagram to that Unix socket, a path or, when it
+/// starts with `@`, a name in Linux's abstract namespace. Without
+/// `NOTIFY_SOCKET` it does nothing; a failure is logged and otherwise ignored
+/// (a server that serves is better than one that quits over a status message).
+pub fn sd_notify(state: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    if let Err(e) = send_notification(&socket, state) {
+        tracing::warn!(socket = ?socket, error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
+#[cfg(unix)]
+fn send_notification(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned());
+    let sock = UnixDatagram::unbound()?;
+    let bytes = socket.as_bytes();
+    match bytes.first() {
+        Some(b'/') => {
+            sock.send_to(state.as_bytes(), socket)?;
+        }
+        #[cfg(target_os = "linux")]
+        Some(b'@') => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])?;
+            sock.send_to_addr(state.as_bytes(), &addr)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(b'@') => return Err(bad("abstract socket names need Linux")),
+        _ => return Err(bad("expected an absolute path or @NAME")),
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn send_notification(_socket: &std::ffi::OsStr, _state: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "NOTIFY_SOCKET needs Unix sockets",
+    ))
+}
+
+/// Tells the service manager the binary is ready: `READY=1` and a status line
+/// naming each listener (`WHO on http://ADDR`). Call it once every listener is
+/// bound and announced.
+pub fn notify_ready(listeners: &[(&str, SocketAddr)]) {
+    let list: Vec<String> = listeners
+        .iter()
+        .map(|(who, a)| format!("{who} on http://{a}"))
+        .collect();
+    sd_notify(&format!("READY=1\nSTATUS=listening: {}", list.join(", ")));
 }
 
 /// Binds a listener, turning the error into a message that names the address.

@@ -175,6 +175,13 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         admin_addr.port(),
         admin_addr.port()
     );
+    let mut ready: Vec<(String, SocketAddr)> = backends
+        .iter()
+        .map(|(a, _)| (format!("backend-{}", a.port()), *a))
+        .collect();
+    ready.push(("admin".to_owned(), admin_addr));
+    ready.push(("rr-cluster".to_owned(), local));
+    cli::notify_ready(&ready.iter().map(|(w, a)| (w.as_str(), *a)).collect::<Vec<_>>());
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {

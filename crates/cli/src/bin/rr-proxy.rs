@@ -216,13 +216,23 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
         None => None,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = match &admin {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     cli::announce("rr-proxy", local);
+    if let Some(a) = admin_addr {
+        cli::announce("admin", a);
+    }
     tracing::info!(
         mode = cli.mode.as_str(),
         strategy = cli.strategy.as_str(),
         backends = cli.backends.len(),
         "balancing"
     );
+    let mut ready = vec![("rr-proxy", local)];
+    ready.extend(admin_addr.map(|a| ("admin", a)));
+    cli::notify_ready(&ready);
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
@@ -230,9 +240,6 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
         trigger.trigger();
     });
     let admin_task = admin.zip(admin_security).map(|(listener, security)| {
-        if let Ok(a) = listener.local_addr() {
-            cli::announce("admin", a);
-        }
         let mut s = signal.clone();
         tokio::spawn(rr_proxy::serve_admin_with(
             handle,

@@ -130,6 +130,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     cli::announce("static-server", addr);
     tracing::info!(root = %files.root().display(), "serving");
+    cli::notify_ready(&[("static-server", addr)]);
     files
         .serve(listener, stop)
         .await
