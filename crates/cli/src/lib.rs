@@ -419,10 +419,65 @@ fn is_bare_number(s: &str) -> bool {
         && s.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
+/// A byte count as a person would write it: the largest binary unit that
+/// divides it exactly (`64MiB`, `1536KiB`), else the largest decimal one
+/// (`10MB`), else bytes (`1500B`). The output
+/// parses back with [`parse_size`].
+pub fn format_size(bytes: u64) -> String {
+    if bytes != 0 {
+        for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if bytes % (1 << shift) == 0 {
+                return format!("{}{unit}", bytes >> shift);
+            }
+        }
+        for (size, unit) in [
+            (1_000_000_000_000, "TB"),
+            (1_000_000_000, "GB"),
+            (1_000_000, "MB"),
+            (1_000, "kB"),
+        ] {
+            if bytes % size == 0 {
+                return format!("{}{unit}", bytes / size);
+            }
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// A duration as the `DUR` flags take it: `10s`, `1m30s`, `1500ms`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
 /// One clear line on stderr and a non-zero exit.
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
     eprintln!("error: {msg}");
     std::process::ExitCode::FAILURE
+}
+
+/// An active health check in a few words, for the start-up summaries:
+/// `GET / every 2s (timeout 1s, expect 200-499, rise 2, fall 3)`, or `off`.
+pub fn describe_health(health: Option<&rr_proxy::HealthCheck>) -> String {
+    let Some(h) = health else {
+        return "off".to_owned();
+    };
+    let probe = if h.tcp_only {
+        "TCP connect".to_owned()
+    } else {
+        format!("GET {}", h.path)
+    };
+    let expect = if h.tcp_only {
+        String::new()
+    } else {
+        format!(", expect {}-{}", h.expect.start(), h.expect.end())
+    };
+    format!(
+        "{probe} every {} (timeout {}{expect}, rise {}, fall {})",
+        format_duration(h.interval),
+        format_duration(h.timeout),
+        h.rise,
+        h.fall
+    )
 }
 
 /// The admin endpoint's protection from `--admin ADDR`, `--admin-token FILE` and
@@ -495,5 +550,22 @@ mod tests {
         assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
         assert!(parse_duration_or_zero("abc").is_err());
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for d in [
+            Duration::from_secs(10),
+            Duration::from_secs(90),
+            Duration::from_millis(1500),
+        ] {
+            assert_eq!(
+                parse_duration(&format_duration(d)),
+                Ok(d),
+                "{}",
+                format_duration(d)
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
-use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind};
+use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind, Timeouts};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
@@ -73,6 +73,11 @@ struct Args {
     shutdown_timeout: Duration,
 }
 
+/// Each backend's in-memory cache: files up to this size...
+const CACHE_MAX_FILE: u64 = 1 << 20;
+/// ...and this much in all (static-server's defaults).
+const CACHE_SIZE: u64 = 64 << 20;
+
 #[derive(Debug, Clone)]
 struct PortList(Vec<u16>);
 
@@ -113,6 +118,51 @@ fn main() -> ExitCode {
     cli::run(threads, |stop| run(args, admin_security, stop))
 }
 
+/// The start-up summary of the balancer.
+fn balancer_summary(
+    args: &Args,
+    local: SocketAddr,
+    backends: &[(SocketAddr, u32)],
+    health: &HealthCheck,
+    admin: SocketAddr,
+) -> String {
+    let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
+    let t = Timeouts::default();
+    format!(
+        "balancer on {local}: mode http; {} backends ({}); strategy {}; health check {}; \
+         timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; limits: max connections {}; \
+         admin {}; shutdown timeout {}",
+        list.len(),
+        list.join(", "),
+        args.strategy.as_str(),
+        cli::describe_health(Some(health)),
+        cli::format_duration(t.connect),
+        cli::format_duration(t.response),
+        cli::format_duration(t.idle),
+        cli::format_duration(args.header_timeout),
+        cli::format_duration(args.keep_alive_timeout),
+        http_core::connection_capacity(2),
+        admin,
+        cli::format_duration(args.shutdown_timeout),
+    )
+}
+
+/// The start-up summary of the backends: what each serves and how.
+fn backends_summary(args: &Args, root: &std::path::Path, backends: &[(SocketAddr, u32)]) -> String {
+    let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
+    format!(
+        "{} backends on {}: root {}; each named backend-PORT; listing off; cache files up to {} ({} in all); \
+         limits: max connections {} each; shutdown timeout {}",
+        list.len(),
+        list.join(", "),
+        root.display(),
+        cli::format_size(CACHE_MAX_FILE),
+        cli::format_size(CACHE_SIZE),
+        http_core::connection_capacity(1),
+        cli::format_duration(args.shutdown_timeout),
+    )
+}
+
 async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
@@ -128,14 +178,17 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
 
     let mut backends = Vec::new();
     let mut handles = Vec::new();
+    let mut root = None;
     for l in backend_listeners {
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         let name = format!("backend-{}", addr.port());
         let files = StaticFiles::builder(&args.root)
             .server_id(&name)
+            .cache(CACHE_MAX_FILE, CACHE_SIZE)
             .shutdown_timeout(args.shutdown_timeout)
             .build()
             .map_err(|e| e.to_string())?;
+        root.get_or_insert_with(|| files.root().to_path_buf());
         let span = tracing::info_span!("backend", id = %name);
         let handle = {
             let _entered = span.enter();
@@ -146,16 +199,17 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         handles.push(handle);
     }
 
+    // The backends run in this process: a TCP connect says whether one is up,
+    // and keeps health probes out of the access log the user is watching.
+    let health = HealthCheck {
+        interval: Duration::from_secs(1),
+        tcp_only: true,
+        ..HealthCheck::default()
+    };
     let proxy = Proxy::builder()
         .backends(backends.iter().copied())
         .strategy_boxed(args.strategy.build())
-        // The backends run in this process: a TCP connect says whether one is up,
-        // and keeps health probes out of the access log the user is watching.
-        .health_check(HealthCheck {
-            interval: Duration::from_secs(1),
-            tcp_only: true,
-            ..HealthCheck::default()
-        })
+        .health_check(health.clone())
         .limits(Limits {
             header_timeout: args.header_timeout,
             keep_alive_timeout: args.keep_alive_timeout,
@@ -174,6 +228,13 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         local.port(),
         admin_addr.port(),
         admin_addr.port()
+    );
+    if let Some(root) = &root {
+        tracing::info!("{}", backends_summary(&args, root, &backends));
+    }
+    tracing::info!(
+        "{}",
+        balancer_summary(&args, local, &backends, &health, admin_addr)
     );
     let mut ready: Vec<(String, SocketAddr)> = backends
         .iter()

@@ -168,6 +168,48 @@ fn main() -> ExitCode {
     cli::run(threads, |stop| run(cli, admin_security, stop))
 }
 
+/// The start-up summary: where it listens, what it balances over and how.
+fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Option<SocketAddr>) -> String {
+    let backends: Vec<String> = cli
+        .backends
+        .iter()
+        .map(|b| match b.weight {
+            1 => b.addr.to_string(),
+            w => format!("{}={w}", b.addr),
+        })
+        .collect();
+    let max_connections = cli
+        .max_connections
+        .unwrap_or_else(|| http_core::connection_capacity(2))
+        .max(1);
+    format!(
+        "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
+         passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
+         limits: max connections {max_connections}, max attempts {}; admin {}; shutdown timeout {}",
+        cli.mode.as_str(),
+        backends.len(),
+        if backends.len() == 1 { "" } else { "s" },
+        backends.join(", "),
+        cli.strategy.as_str(),
+        cli::describe_health(health),
+        match cli.eject_after {
+            0 => "off".to_owned(),
+            n => format!(
+                "after {n} failures in a row, for {}",
+                cli::format_duration(cli.eject_for)
+            ),
+        },
+        cli::format_duration(cli.connect_timeout),
+        cli::format_duration(cli.response_timeout),
+        cli::format_duration(cli.idle_timeout),
+        cli::format_duration(cli.header_timeout),
+        cli::format_duration(cli.keep_alive_timeout),
+        cli.max_attempts,
+        admin.map_or("off".to_owned(), |a| a.to_string()),
+        cli::format_duration(cli.shutdown_timeout),
+    )
+}
+
 async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
@@ -196,16 +238,17 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
     if let Some(n) = cli.max_connections {
         builder = builder.max_connections(n);
     }
-    if !cli.no_health_check {
-        builder = builder.health_check(HealthCheck {
-            interval: cli.health_interval,
-            timeout: cli.health_timeout,
-            path: cli.health_path.clone(),
-            expect: cli.health_expect.0..=cli.health_expect.1,
-            rise: cli.health_rise,
-            fall: cli.health_fall,
-            tcp_only: cli.mode == Mode::Tcp,
-        });
+    let health = (!cli.no_health_check).then(|| HealthCheck {
+        interval: cli.health_interval,
+        timeout: cli.health_timeout,
+        path: cli.health_path.clone(),
+        expect: cli.health_expect.0..=cli.health_expect.1,
+        rise: cli.health_rise,
+        fall: cli.health_fall,
+        tcp_only: cli.mode == Mode::Tcp,
+    });
+    if let Some(h) = &health {
+        builder = builder.health_check(h.clone());
     }
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
@@ -224,12 +267,7 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
     if let Some(a) = admin_addr {
         cli::announce("admin", a);
     }
-    tracing::info!(
-        mode = cli.mode.as_str(),
-        strategy = cli.strategy.as_str(),
-        backends = cli.backends.len(),
-        "balancing"
-    );
+    tracing::info!("{}", summary(&cli, local, health.as_ref(), admin_addr));
     let mut ready = vec![("rr-proxy", local)];
     ready.extend(admin_addr.map(|a| ("admin", a)));
     cli::notify_ready(&ready);

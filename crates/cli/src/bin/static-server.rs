@@ -91,10 +91,51 @@ fn main() -> ExitCode {
     cli::run(threads, |stop| run(args, stop))
 }
 
+/// The start-up summary: what this instance serves and how.
+fn summary(args: &Args, files: &StaticFiles, addr: SocketAddr, revalidate: Duration) -> String {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    let cache = if args.cache_size == 0 {
+        "off".to_owned()
+    } else {
+        format!(
+            "files up to {} ({} in all, checked every {})",
+            cli::format_size(args.cache_max_file),
+            cli::format_size(args.cache_size),
+            cli::format_duration(revalidate)
+        )
+    };
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| http_core::connection_capacity(1))
+        .max(1);
+    format!(
+        "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
+         cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
+         shutdown timeout {}; server id {}",
+        files.root().display(),
+        on_off(args.listing),
+        args.index.join(","),
+        match args.symlinks {
+            Symlinks::WithinRoot => "within-root",
+            Symlinks::Never => "never",
+        },
+        on_off(args.dotfiles),
+        on_off(!args.no_precompressed),
+        cli::format_duration(args.header_timeout),
+        cli::format_duration(args.keep_alive_timeout),
+        cli::format_duration(args.shutdown_timeout),
+        args.server_id.as_deref().unwrap_or("none"),
+    )
+}
+
 async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
+    let revalidate = args
+        .revalidate
+        .or(args.revalidate_ms.map(Duration::from_millis))
+        .unwrap_or(Duration::from_secs(1));
     let mut builder = StaticFiles::builder(&args.root)
         .listing(args.listing)
-        .index_files(args.index)
+        .index_files(args.index.iter().cloned())
         .symlinks(match args.symlinks {
             Symlinks::WithinRoot => SymlinkPolicy::WithinRoot,
             Symlinks::Never => SymlinkPolicy::Never,
@@ -102,11 +143,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
         .cache(args.cache_max_file, args.cache_size)
-        .revalidate_after(
-            args.revalidate
-                .or(args.revalidate_ms.map(Duration::from_millis))
-                .unwrap_or(Duration::from_secs(1)),
-        )
+        .revalidate_after(revalidate)
         .shutdown_timeout(args.shutdown_timeout)
         .limits(Limits {
             header_timeout: args.header_timeout,
@@ -116,7 +153,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     if let Some(n) = args.max_connections {
         builder = builder.max_connections(n);
     }
-    if let Some(id) = args.server_id {
+    if let Some(id) = &args.server_id {
         builder = builder.server_id(id);
     }
     for h in &args.headers {
@@ -129,7 +166,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     let listener = cli::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     cli::announce("static-server", addr);
-    tracing::info!(root = %files.root().display(), "serving");
+    tracing::info!("{}", summary(&args, &files, addr, revalidate));
     cli::notify_ready(&[("static-server", addr)]);
     files
         .serve(listener, stop)
