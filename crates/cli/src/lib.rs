@@ -48,10 +48,12 @@ impl Write for BufferedStderr {
 }
 
 /// Starts logging to stderr. `RUST_LOG` sets the filter; `default` applies when
-/// it is unset. Each request's access line is at info level, target `access`.
-pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// it is unset or empty. Each request's access line is at info level, target
+/// `access`. A `RUST_LOG` that is not a valid filter is an error (one line
+/// naming it), not silently replaced by the default: an operator who asked for
+/// debug output and got none would look in the wrong place.
+pub fn init_logging(default: &str) -> Result<(), String> {
+    let filter = log_filter(std::env::var_os("RUST_LOG").as_deref(), default)?;
     let _ = std::thread::Builder::new()
         .name("log-flush".into())
         .spawn(|| loop {
@@ -64,6 +66,31 @@ pub fn init_logging(default: &str) {
         .with_ansi(false)
         .event_format(logfmt::LineFormat)
         .init();
+    Ok(())
+}
+
+/// The log filter from `RUST_LOG`'s value (`None`: unset), or `default`.
+fn log_filter(
+    rust_log: Option<&std::ffi::OsStr>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, String> {
+    use tracing_subscriber::EnvFilter;
+    let text = match rust_log {
+        None => {
+            return EnvFilter::try_new(default).map_err(|e| format!("default log filter {default:?}: {e}"))
+        }
+        Some(v) => v.to_str().ok_or_else(|| {
+            format!("RUST_LOG={v:?} is not valid UTF-8; expected a log filter such as info or rr_proxy=debug")
+        })?,
+    };
+    if text.trim().is_empty() {
+        return EnvFilter::try_new(default).map_err(|e| format!("default log filter {default:?}: {e}"));
+    }
+    EnvFilter::try_new(text).map_err(|e| {
+        let why = e.to_string();
+        let why = why.lines().next().unwrap_or("invalid");
+        format!("RUST_LOG={text:?} is not a valid log filter ({why}); expected e.g. info, warn or info,rr_proxy=debug")
+    })
 }
 
 /// A tokio runtime with `threads` workers (default: one per core). One thread
@@ -104,11 +131,16 @@ pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets
      With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
      STOPPING=1 when shutdown starts.";
 
+/// The exit statuses, for `--help` and the README.
+pub const EXIT_HELP: &str = "Exit status: 0 after a clean shutdown; 1 when starting or serving fails (missing root, \
+     port in use, no backends); 2 for a bad command line (unknown flag, bad value, --threads 0) or a bad RUST_LOG; \
+     128 + the signal's number when a second SIGINT or SIGTERM cuts the shutdown short.";
+
 /// The text after a binary's `--help`: `parts` (the formats its flags take)
-/// followed by [`SIGNALS_HELP`], a paragraph each.
+/// followed by [`SIGNALS_HELP`] and [`EXIT_HELP`], a paragraph each.
 pub fn after_help(parts: &[&str]) -> String {
     let mut all: Vec<&str> = parts.to_vec();
-    all.push(SIGNALS_HELP);
+    all.extend([SIGNALS_HELP, EXIT_HELP]);
     all.join("\n\n")
 }
 
@@ -419,6 +451,25 @@ fn is_bare_number(s: &str) -> bool {
         && s.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
+/// Parses `--threads N`: a whole number from 1 to 1024. Zero workers cannot
+/// serve anything, so it is refused rather than quietly taken as one.
+///
+/// ```
+/// assert_eq!(cli::parse_threads("4"), Ok(4));
+/// assert!(cli::parse_threads("0").unwrap_err().contains("at least 1"));
+/// ```
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave --threads out for one per core)".to_owned()),
+        Ok(n) if n > MAX_THREADS => Err(format!("at most {MAX_THREADS}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of threads")),
+    }
+}
+
+/// The most worker threads `--threads` takes.
+pub const MAX_THREADS: usize = 1024;
+
 /// A byte count as a person would write it: the largest binary unit that
 /// divides it exactly (`64MiB`, `1536KiB`), else the largest decimal one
 /// (`10MB`), else bytes (`1500B`). The output
@@ -447,6 +498,14 @@ pub fn format_size(bytes: u64) -> String {
 /// A duration as the `DUR` flags take it: `10s`, `1m30s`, `1500ms`.
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// One clear line on stderr and exit status 2, for a bad command line or
+/// environment found after clap's checks (a bad `RUST_LOG`): the status clap
+/// gives a bad flag.
+pub fn fail_usage(msg: impl Display) -> std::process::ExitCode {
+    eprintln!("error: {msg}");
+    std::process::ExitCode::from(2)
 }
 
 /// One clear line on stderr and a non-zero exit.
@@ -550,6 +609,35 @@ mod tests {
         assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
         assert!(parse_duration_or_zero("abc").is_err());
+    }
+
+    #[test]
+    fn threads() {
+        assert_eq!(parse_threads("1"), Ok(1));
+        assert_eq!(parse_threads("1024"), Ok(1024));
+        for bad in ["0", "1025", "-1", "x", ""] {
+            assert!(parse_threads(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_filters() {
+        use std::ffi::OsStr;
+        assert!(log_filter(None, "info").is_ok());
+        assert!(log_filter(Some(OsStr::new("")), "info").is_ok());
+        for good in [
+            "debug",
+            "warn,rr_proxy=debug",
+            "access=off",
+            "info,http_core[conn]=trace",
+        ] {
+            assert!(log_filter(Some(OsStr::new(good)), "info").is_ok(), "{good}");
+        }
+        for bad in ["foo=bar=baz", "info,x=loud", "[{"] {
+            let e = log_filter(Some(OsStr::new(bad)), "info").expect_err(bad);
+            assert!(e.starts_with(&format!("RUST_LOG={bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -63,8 +63,9 @@ struct Args {
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = cli::parse_duration)]
     keep_alive_timeout: Duration,
 
-    /// Worker threads shared by the balancer and the backends (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads shared by the balancer and the backends, 1 or more
+    /// (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
 
     /// After SIGINT or SIGTERM, how long the balancer's requests in flight may
@@ -113,7 +114,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::fail(e),
     };
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = args.threads;
     cli::run(threads, |stop| run(args, admin_security, stop))
 }

@@ -39,8 +39,8 @@ struct Cli {
     #[arg(long, value_name = "MODE", default_value = "http")]
     mode: Mode,
 
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, 1 or more (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
 
     /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this
@@ -163,7 +163,9 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = cli.threads;
     cli::run(threads, |stop| run(cli, admin_security, stop))
 }

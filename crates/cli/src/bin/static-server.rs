@@ -10,22 +10,24 @@ use clap::{Parser, ValueEnum};
 use http_core::Limits;
 use static_server::{StaticFiles, SymlinkPolicy};
 
+/// Static-file server: serves one directory over HTTP/1.1 (safe paths,
+/// validators, ranges, small files from memory).
 #[derive(Parser, Debug)]
 #[command(
     name = "static-server",
     version,
-    about = "Serve a directory over HTTP/1.1",
+    long_about = None,
     after_help = cli::after_help(&[cli::DURATION_HELP])
 )]
 struct Args {
     /// Directory to serve.
-    #[arg(long, default_value = "static")]
+    #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// Worker threads, 1 or more (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
     /// Adds `X-Served-By: NAME` to every response.
     #[arg(long, value_name = "NAME")]
@@ -86,7 +88,9 @@ enum Symlinks {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = args.threads;
     cli::run(threads, |stop| run(args, stop))
 }
