@@ -470,6 +470,83 @@ pub fn parse_threads(s: &str) -> Result<usize, String> {
 /// The most worker threads `--threads` takes.
 pub const MAX_THREADS: usize = 1024;
 
+/// What an address flag (`--listen`, `--admin`) takes, for `--help`.
+pub const ADDR_HELP: &str = "ADDR is IP:PORT (127.0.0.1:8080, [::1]:8080), :PORT or a bare PORT; \
+     :PORT and PORT mean every IPv4 address (0.0.0.0:PORT), as nginx's `listen 8080` does. \
+     Port 0 picks a free port; the `listening on` line gives the real one.";
+
+/// Parses a listening address (`--listen`, `--admin`), as [`ADDR_HELP`] says:
+/// `IP:PORT`, `[IPv6]:PORT`, `:PORT` or a bare `PORT`, the last two on every
+/// IPv4 address.
+///
+/// ```
+/// let a = |s| cli::parse_listen(s).map(|a| a.to_string());
+/// assert_eq!(a("127.0.0.1:8080"), Ok("127.0.0.1:8080".into()));
+/// assert_eq!(a(":8080"), Ok("0.0.0.0:8080".into()));
+/// assert_eq!(a("8080"), Ok("0.0.0.0:8080".into()));
+/// assert_eq!(a("[::1]:0"), Ok("[::1]:0".into()));
+/// assert!(a("localhost").is_err());
+/// ```
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let hint = "expected IP:PORT, :PORT or PORT (e.g. 127.0.0.1:8080, :8080)";
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = port_only
+            .parse()
+            .map_err(|_| format!("bad address {s:?}: port over 65535; {hint}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.parse().map_err(|_| format!("bad address {s:?}: {hint}"))
+}
+
+/// What a `SIZE` flag takes, for `--help`.
+pub const SIZE_HELP: &str = "SIZE is a number of bytes with an optional unit: KiB, MiB, GiB, TiB (powers of 1024; \
+     K, M, G, T mean the same, as in nginx), or kB, MB, GB, TB (powers of 1000); e.g. 512KiB, 64MiB, 10MB, 1.5GiB, 4096.";
+
+/// Parses a `SIZE` flag as [`SIZE_HELP`] says: `4096`, `512KiB`, `64M`,
+/// `10MB`, `1.5GiB` (a fraction is rounded down to whole bytes). Units are
+/// read without regard to case; a space may stand before them.
+///
+/// ```
+/// assert_eq!(cli::parse_size("64MiB"), Ok(64 << 20));
+/// assert_eq!(cli::parse_size("64M"), Ok(64 << 20));
+/// assert_eq!(cli::parse_size("10MB"), Ok(10_000_000));
+/// assert_eq!(cli::parse_size("4096"), Ok(4096));
+/// assert!(cli::parse_size("10XB").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let hint = "write e.g. 4096, 512KiB, 64MiB, 1GiB or 10MB";
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim_start());
+    let multiplier: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("bad size {s:?}: unknown unit {unit:?}; {hint}")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || fraction.len() > 9
+    {
+        return Err(format!("bad size {s:?}: {hint}"));
+    }
+    let too_big = || format!("bad size {s:?}: more than {} bytes", u64::MAX);
+    // Digits without the point, times the unit, divided by 10^(digits after the point).
+    let digits: u128 = format!("{whole}{fraction}").parse().map_err(|_| too_big())?;
+    let bytes = digits.checked_mul(multiplier).ok_or_else(too_big)? / 10u128.pow(fraction.len() as u32);
+    u64::try_from(bytes).map_err(|_| too_big())
+}
+
 /// A byte count as a person would write it: the largest binary unit that
 /// divides it exactly (`64MiB`, `1536KiB`), else the largest decimal one
 /// (`10MB`), else bytes (`1500B`). The output
@@ -609,6 +686,97 @@ mod tests {
         assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
         assert!(parse_duration_or_zero("abc").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| parse_listen(s).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:44444"), "127.0.0.1:44444");
+        assert_eq!(ok("0.0.0.0:0"), "0.0.0.0:0");
+        assert_eq!(ok("[::]:8080"), "[::]:8080");
+        assert_eq!(ok(":8080"), "0.0.0.0:8080");
+        assert_eq!(ok(":0"), "0.0.0.0:0");
+        assert_eq!(ok("8080"), "0.0.0.0:8080");
+        assert_eq!(ok("0"), "0.0.0.0:0");
+        for bad in [
+            "",
+            ":",
+            "65536",
+            ":65536",
+            "localhost:80",
+            "127.0.0.1",
+            "::1",
+            "1.2.3.4:x",
+            " 80",
+            "-1",
+        ] {
+            let e = parse_listen(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("bad address {bad:?}")), "{e}");
+            assert!(e.contains(":PORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = |s: &str| parse_size(s).unwrap();
+        assert_eq!(ok("0"), 0);
+        assert_eq!(ok("4096"), 4096);
+        assert_eq!(ok("4096B"), 4096);
+        assert_eq!(ok("512KiB"), 512 * 1024);
+        assert_eq!(ok("512k"), 512 * 1024);
+        assert_eq!(ok("64MiB"), 64 << 20);
+        assert_eq!(ok("64mib"), 64 << 20);
+        assert_eq!(ok("64 MiB"), 64 << 20);
+        assert_eq!(ok("1GiB"), 1 << 30);
+        assert_eq!(ok("1G"), 1 << 30);
+        assert_eq!(ok("2TiB"), 2 << 40);
+        assert_eq!(ok("10MB"), 10_000_000);
+        assert_eq!(ok("10kB"), 10_000);
+        assert_eq!(ok("3GB"), 3_000_000_000);
+        assert_eq!(ok("1.5GiB"), 3 << 29);
+        assert_eq!(ok("0.5KiB"), 512);
+        assert_eq!(ok("1.0001KB"), 1000);
+        assert_eq!(ok(".5K"), 512);
+        assert_eq!(ok("18446744073709551615"), u64::MAX);
+        for bad in [
+            "",
+            "MiB",
+            "10XB",
+            "10 Mi",
+            "-1",
+            "1.2.3",
+            ".",
+            "1e6",
+            "10MiBs",
+            "18446744073709551616",
+            "16777216TiB",
+            "0x10",
+            "1,000",
+        ] {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("bad size {bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for n in [
+            0,
+            1,
+            1000,
+            1500,
+            10_000_000,
+            1024,
+            1536 * 1024,
+            64 << 20,
+            1 << 30,
+            3 << 40,
+            u64::MAX,
+        ] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{}", format_size(n));
+        }
+        assert_eq!(format_size(64 << 20), "64MiB");
+        assert_eq!(format_size(1536 * 1024), "1536KiB");
+        assert_eq!(format_size(10_000_000), "10MB");
+        assert_eq!(format_size(1500), "1500B");
+        assert_eq!(format_size(0), "0B");
     }
 
     #[test]

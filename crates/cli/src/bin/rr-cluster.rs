@@ -21,15 +21,16 @@ use tracing::Instrument;
     name = "rr-cluster",
     version,
     long_about = None,
-    after_help = cli::after_help(&[cli::DURATION_HELP])
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP])
 )]
 struct Args {
     /// Directory the backends serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
 
-    /// Address of the balancer.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
+    /// Address of the balancer: IP:PORT, :PORT or PORT (all IPv4 addresses; the
+    /// backends then listen on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
 
     /// Backend ports: a range `9002-9005`, a list `9002,9003`, or both; `0` picks a
@@ -42,7 +43,7 @@ struct Args {
     strategy: StrategyKind,
 
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445", value_parser = cli::parse_listen)]
     admin: SocketAddr,
 
     /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from

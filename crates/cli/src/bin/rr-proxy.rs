@@ -19,11 +19,11 @@ use rr_proxy::{
     name = "rr-proxy",
     version,
     long_about = None,
-    after_help = cli::after_help(&[cli::DURATION_HELP])
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP])
 )]
 struct Cli {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
+    /// Address to listen on: IP:PORT, :PORT or PORT (all IPv4 addresses).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
 
     /// A backend, optionally weighted (for --strategy weighted): IP:PORT or
@@ -45,7 +45,7 @@ struct Cli {
 
     /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this
     /// address (default: no admin listener).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
     admin: Option<SocketAddr>,
 
     /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from

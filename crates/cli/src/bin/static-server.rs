@@ -17,14 +17,15 @@ use static_server::{StaticFiles, SymlinkPolicy};
     name = "static-server",
     version,
     long_about = None,
-    after_help = cli::after_help(&[cli::DURATION_HELP])
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP, cli::SIZE_HELP])
 )]
 struct Args {
     /// Directory to serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, :PORT or PORT (all IPv4 addresses); port
+    /// 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = cli::parse_listen)]
     listen: SocketAddr,
     /// Worker threads, 1 or more (default: one per core).
     #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
@@ -47,11 +48,11 @@ struct Args {
     /// Do not serve FILE.br / FILE.gz to clients that accept them.
     #[arg(long)]
     no_precompressed: bool,
-    /// Largest file kept in memory, in bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    /// Largest file kept in memory.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_max_file: u64,
-    /// Memory for cached files in all, in bytes (0 disables the cache).
-    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    /// Memory for cached files in all (0 disables the cache).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_size: u64,
     /// How long a cached file is trusted before its size and mtime are checked
     /// again (0: every time) [default: 1s].
