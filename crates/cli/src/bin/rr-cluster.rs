@@ -1,8 +1,9 @@
 //! `rr-cluster`: the course scenario in one command. Four static backends (by
 //! default on 127.0.0.1:9002-9005, each naming itself with `X-Served-By`) serving
 //! `static/`, the round-robin balancer on 127.0.0.1:44444 in front of them, and
-//! its admin listener with the live status page. Ctrl-C stops everything
-//! gracefully: the balancer finishes its requests first, then the backends.
+//! its admin listener with the live status page (`--no-admin` leaves it out).
+//! Ctrl-C stops everything gracefully: the balancer finishes its requests first,
+//! then the backends.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ struct Args {
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445", value_parser = cli::parse_listen)]
     admin: SocketAddr,
+
+    /// Run without the admin listener (no status page, stats or drain/enable).
+    #[arg(long, conflicts_with_all = ["admin", "admin_token", "admin_hosts"])]
+    no_admin: bool,
 
     /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from
     /// FILE; needed when --admin is not a loopback address.
@@ -110,10 +115,13 @@ fn parse_ports(s: &str) -> Result<PortList, String> {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    let admin_security = match cli::admin_security(args.admin, args.admin_token.as_deref(), &args.admin_hosts)
-    {
-        Ok(s) => s,
-        Err(e) => return cli::fail(e),
+    let admin_security = if args.no_admin {
+        None
+    } else {
+        match cli::admin_security(args.admin, args.admin_token.as_deref(), &args.admin_hosts) {
+            Ok(s) => Some(s),
+            Err(e) => return cli::fail(e),
+        }
     };
     if let Err(e) = cli::init_logging("info") {
         return cli::fail_usage(e);
@@ -128,7 +136,7 @@ fn balancer_summary(
     local: SocketAddr,
     backends: &[(SocketAddr, u32)],
     health: &HealthCheck,
-    admin: SocketAddr,
+    admin: Option<SocketAddr>,
 ) -> String {
     let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
     let t = Timeouts::default();
@@ -146,7 +154,7 @@ fn balancer_summary(
         cli::format_duration(args.header_timeout),
         cli::format_duration(args.keep_alive_timeout),
         http_core::connection_capacity(2),
-        admin,
+        admin.map_or("off".to_owned(), |a| a.to_string()),
         cli::format_duration(args.shutdown_timeout),
     )
 }
@@ -167,7 +175,7 @@ fn backends_summary(args: &Args, root: &std::path::Path, backends: &[(SocketAddr
     )
 }
 
-async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Result<(), String> {
+async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -178,7 +186,10 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         backend_listeners.push(cli::bind(SocketAddr::new(backend_ip, port)).await?);
     }
     let listener = cli::bind(args.listen).await?;
-    let admin_listener = cli::bind(args.admin).await?;
+    let admin_listener = match admin_security {
+        Some(security) => Some((cli::bind(args.admin).await?, security)),
+        None => None,
+    };
 
     let mut backends = Vec::new();
     let mut handles = Vec::new();
@@ -224,15 +235,26 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         .map_err(|e| e.to_string())?;
     let handle = proxy.handle();
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    cli::announce("admin", admin_addr);
+    let admin_addr = match &admin_listener {
+        Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if let Some(a) = admin_addr {
+        cli::announce("admin", a);
+    }
     cli::announce("rr-cluster", local);
-    eprintln!(
-        "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
-        local.port(),
-        admin_addr.port(),
-        admin_addr.port()
-    );
+    match admin_addr {
+        Some(a) => eprintln!(
+            "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
+            local.port(),
+            a.port(),
+            a.port()
+        ),
+        None => eprintln!(
+            "open http://localhost:{}/page.html (no status page: --no-admin)",
+            local.port()
+        ),
+    }
     if let Some(root) = &root {
         tracing::info!("{}", backends_summary(&args, root, &backends));
     }
@@ -244,7 +266,7 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         .iter()
         .map(|(a, _)| (format!("backend-{}", a.port()), *a))
         .collect();
-    ready.push(("admin".to_owned(), admin_addr));
+    ready.extend(admin_addr.map(|a| ("admin".to_owned(), a)));
     ready.push(("rr-cluster".to_owned(), local));
     cli::notify_ready(&ready.iter().map(|(w, a)| (w.as_str(), *a)).collect::<Vec<_>>());
 
@@ -253,19 +275,26 @@ async fn run(args: Args, admin_security: AdminSecurity, stop: cli::Stop) -> Resu
         stop.await;
         trigger.trigger();
     });
-    let mut s = signal.clone();
-    let admin_task = tokio::spawn(
-        rr_proxy::serve_admin_with(handle, admin_listener, admin_security, async move {
-            s.triggered().await
-        })
-        .instrument(tracing::info_span!("admin")),
-    );
+    let admin_task = admin_listener.map(|(admin_listener, security)| {
+        let mut s = signal.clone();
+        tokio::spawn(
+            rr_proxy::serve_admin_with(
+                handle,
+                admin_listener,
+                security,
+                async move { s.triggered().await },
+            )
+            .instrument(tracing::info_span!("admin")),
+        )
+    });
     let mut s = signal.clone();
     let served = proxy
         .serve(listener, async move { s.triggered().await })
         .instrument(tracing::info_span!("proxy"))
         .await;
-    let _ = admin_task.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     // The balancer has drained; now the backends can go, all at once, so that
     // the wait is one shutdown timeout, not one per backend.
     let stopping: Vec<_> = handles.into_iter().map(|h| tokio::spawn(h.shutdown())).collect();
