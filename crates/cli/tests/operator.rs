@@ -32,10 +32,20 @@ fn static_server(extra: &[&str]) -> Server {
     Server::start(STATIC_SERVER, "static-server", &args)
 }
 
-/// `rr-proxy` on a free loopback port in front of `backend`, and `extra`.
+/// `rr-proxy` on a free loopback port in front of `backend`, and `extra`. The
+/// health check probes a page that exists (static/ has no index, so `/` is 404).
 fn rr_proxy(backend: SocketAddr, extra: &[&str]) -> Server {
     let backend = backend.to_string();
-    let mut args = vec!["--listen", "127.0.0.1:0", "--backend", &backend, "--threads", "1"];
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &backend,
+        "--threads",
+        "1",
+        "--health-path",
+        "/page.html",
+    ];
     args.extend_from_slice(extra);
     Server::start(RR_PROXY, "rr-proxy", &args)
 }
@@ -485,6 +495,10 @@ fn startup_summary_says_what_runs() {
             "weighted",
             "--health-interval",
             "5s",
+            "--health-path",
+            "/page.html",
+            "--health-expect",
+            "200-299",
             "--connect-timeout",
             "2s",
             "--max-connections",
@@ -497,7 +511,7 @@ fn startup_summary_says_what_runs() {
     for part in [
         &format!("2 backends ({b}, 127.0.0.1:1=3)") as &str,
         "strategy weighted",
-        "health check GET / every 5s (timeout 1s, expect 200-499, rise 2, fall 3)",
+        "health check GET /page.html every 5s (timeout 1s, expect 200-299, rise 2, fall 3)",
         "timeouts: connect 2s, response 30s, idle 30s",
         "max connections 500",
         "admin off",
@@ -629,6 +643,8 @@ fn listen_takes_a_port_alone() {
             &format!("127.0.0.1:{}", server.addr.port()),
             "--threads",
             "1",
+            "--health-path",
+            "/page.html",
         ],
     );
     assert_eq!(proxy.addr.ip().to_string(), "0.0.0.0");
