@@ -146,6 +146,9 @@ fn rr_proxy_under_hostile_load() {
             &b1,
             "--backend",
             &b2,
+            // static/ has no index: `/` is 404, which fails the default check.
+            "--health-path",
+            "/page.html",
             "--threads",
             "2",
             "--header-timeout",

@@ -23,9 +23,15 @@ fn start(bin: &str, name: &str, args: &[&str]) -> Server {
     server
 }
 
-/// `rr-proxy` with `args`, once it listens.
+/// `rr-proxy` with `args`, once it listens, its health checks probing a page
+/// the `static/` backends have (their `/` is 404, which fails the check).
 fn start_proxy(args: &[&str]) -> Server {
-    start(RR_PROXY, "rr-proxy", args)
+    let args: Vec<&str> = ["--health-path", "/page.html"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    start(RR_PROXY, "rr-proxy", &args)
 }
 
 /// A `static-server` on a free port serving `static/`, naming itself `id`.
@@ -172,6 +178,38 @@ fn weights_and_strategies_from_the_command_line() {
         served_by(tcp.addr, 4),
         counts(&[("backend-a", 2), ("backend-b", 2)])
     );
+}
+
+#[test]
+fn a_backend_answering_404_to_the_health_path_is_down_and_the_log_says_why() {
+    let backend = start_backend("backend-a");
+    let b = backend.addr.to_string();
+    let fast = ["--health-interval", "100ms", "--health-fall", "2"];
+    // The default health path `/`: static/ has no index, so 404.
+    let mut by_default = start(
+        RR_PROXY,
+        "rr-proxy",
+        &[&["--listen", "127.0.0.1:0", "--backend", &b][..], &fast].concat(),
+    );
+    let line = by_default.process.wait_for_line(&[&format!("backend {b} down")]);
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(
+        line.contains(
+            "health check GET / failed 2 times in a row, the last: status 404 (expected 200-399); 0 of 1 backend left"
+        ),
+        "{line}"
+    );
+    let line = by_default.process.wait_for_line(&["no backend left"]);
+    assert!(line.contains(" ERROR "), "{line}");
+    assert!(line.contains("every request gets 503"), "{line}");
+    assert_eq!(get(&by_default.url("/page.html")).0, 503);
+
+    // Probing a page that exists, it stays up.
+    let mut on_a_page = start_proxy(&[&["--listen", "127.0.0.1:0", "--backend", &b][..], &fast].concat());
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(get(&on_a_page.url("/page.html")).0, 200);
+    let log = on_a_page.process.stderr().join("\n");
+    assert!(!log.contains(" down"), "{log}");
 }
 
 #[test]

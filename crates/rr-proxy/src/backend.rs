@@ -1,7 +1,7 @@
 //! A backend: address, weight, health, counters and its idle-connection pool.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::config::PassiveHealth;
+use crate::reason::FailureReason;
 
 const ENABLED: u8 = 0;
 const DRAINING: u8 = 1;
@@ -39,9 +40,19 @@ pub struct Backend {
     bytes_received: AtomicU64,
     connects: AtomicU64,
     reused: AtomicU64,
-    /// Smooth weighted round-robin's running weight (used by [`Weighted`](crate::Weighted)).
-    pub(crate) wrr_current: AtomicI64,
+    checks_passed: AtomicU64,
+    checks_failed: AtomicU64,
+    last_failure: Mutex<Option<FailureReason>>,
     pool: Mutex<Vec<Idle>>,
+}
+
+/// A backend's health changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// It takes requests again.
+    Up,
+    /// It takes no more requests.
+    Down,
 }
 
 /// A pooled upstream connection (it holds no buffer while idle).
@@ -78,7 +89,8 @@ impl BackendState {
 ///
 /// With serde it serializes to the admin endpoint's JSON for one backend, its
 /// fields in this order (`addr` as `"IP:PORT"`, `state` as `"healthy"`,
-/// `"unhealthy"` or `"draining"`).
+/// `"unhealthy"` or `"draining"`, `last_failure` as a phrase such as `"status
+/// 500"`, or `null`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackendStats {
     /// Address.
@@ -108,6 +120,13 @@ pub struct BackendStats {
     pub connects: u64,
     /// Requests sent over a reused pooled connection.
     pub reused: u64,
+    /// Why it last failed a health check or an exchange (kept after it
+    /// recovers; `None` if it never failed).
+    pub last_failure: Option<FailureReason>,
+    /// Active health checks it passed.
+    pub health_checks_passed: u64,
+    /// Active health checks it failed.
+    pub health_checks_failed: u64,
 }
 
 impl Backend {
@@ -132,7 +151,9 @@ impl Backend {
             bytes_received: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             reused: AtomicU64::new(0),
-            wrr_current: AtomicI64::new(0),
+            checks_passed: AtomicU64::new(0),
+            checks_failed: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -174,7 +195,7 @@ impl Backend {
 
     /// True when it may receive new requests: healthy, not drained, not removed.
     pub fn is_eligible(&self) -> bool {
-        self.is_healthy() && !self.is_draining() && !self.removed.load(Ordering::Relaxed)
+        self.is_healthy() && !self.is_draining() && !self.is_removed()
     }
 
     /// The rotation state.
@@ -204,7 +225,24 @@ impl Backend {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             connects: self.connects.load(Ordering::Relaxed),
             reused: self.reused.load(Ordering::Relaxed),
+            last_failure: self.last_failure(),
+            health_checks_passed: self.checks_passed.load(Ordering::Relaxed),
+            health_checks_failed: self.checks_failed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Why it last failed a health check or an exchange (`None` if it never did).
+    pub fn last_failure(&self) -> Option<FailureReason> {
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_last_failure(&self, reason: FailureReason) {
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// True once it was removed from the proxy.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     // ---- counters ----
@@ -241,9 +279,11 @@ impl Backend {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// Counts a failed exchange. True when this ejected the backend.
-    pub(crate) fn record_failure(&self, passive: &PassiveHealth) -> bool {
+    /// Counts a failed exchange. `Some(n)` when this ejected the backend after
+    /// `n` failures in a row (the caller logs it).
+    pub(crate) fn record_failure(&self, passive: &PassiveHealth, reason: FailureReason) -> Option<u32> {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.set_last_failure(reason);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if passive.max_failures > 0
             && n >= passive.max_failures
@@ -252,10 +292,9 @@ impl Backend {
             let until = self.now_ms() + passive.ejection.as_millis() as u64;
             self.ejected_until_ms.store(until, Ordering::Relaxed);
             self.probe_passes.store(0, Ordering::Relaxed);
-            tracing::warn!(backend = %self.addr, failures = n, "backend ejected after consecutive failures");
-            return true;
+            return Some(n);
         }
-        false
+        None
     }
 
     /// Counts a successful exchange.
@@ -277,32 +316,41 @@ impl Backend {
         self.consecutive_failures
             .store(passive.max_failures.saturating_sub(1), Ordering::Relaxed);
         self.healthy.store(true, Ordering::Relaxed);
-        tracing::info!(backend = %self.addr, "backend re-admitted after its ejection time");
         true
     }
 
-    /// Counts an active probe. True when the backend changed health.
-    pub(crate) fn record_probe(&self, passed: bool, rise: u32, fall: u32) -> bool {
-        if passed {
-            self.probe_fails.store(0, Ordering::Relaxed);
-            let n = self.probe_passes.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= rise.max(1) && !self.is_healthy() {
-                self.consecutive_failures.store(0, Ordering::Relaxed);
-                self.ejected_until_ms.store(0, Ordering::Relaxed);
-                self.healthy.store(true, Ordering::Relaxed);
-                tracing::info!(backend = %self.addr, "backend healthy: health checks pass");
-                return true;
+    /// Counts an active probe: passed, or failed for a reason. `Some` when the
+    /// backend changed health (the caller logs it).
+    pub(crate) fn record_probe(
+        &self,
+        result: Result<(), FailureReason>,
+        rise: u32,
+        fall: u32,
+    ) -> Option<Change> {
+        match result {
+            Ok(()) => {
+                self.checks_passed.fetch_add(1, Ordering::Relaxed);
+                self.probe_fails.store(0, Ordering::Relaxed);
+                let n = self.probe_passes.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= rise.max(1) && !self.is_healthy() {
+                    self.consecutive_failures.store(0, Ordering::Relaxed);
+                    self.ejected_until_ms.store(0, Ordering::Relaxed);
+                    self.healthy.store(true, Ordering::Relaxed);
+                    return Some(Change::Up);
+                }
             }
-        } else {
-            self.probe_passes.store(0, Ordering::Relaxed);
-            let n = self.probe_fails.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= fall.max(1) && self.healthy.swap(false, Ordering::Relaxed) {
-                tracing::warn!(backend = %self.addr, "backend unhealthy: health checks fail");
-                self.clear_pool();
-                return true;
+            Err(reason) => {
+                self.checks_failed.fetch_add(1, Ordering::Relaxed);
+                self.set_last_failure(reason);
+                self.probe_passes.store(0, Ordering::Relaxed);
+                let n = self.probe_fails.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= fall.max(1) && self.healthy.swap(false, Ordering::Relaxed) {
+                    self.clear_pool();
+                    return Some(Change::Down);
+                }
             }
         }
-        false
+        None
     }
 
     pub(crate) fn set_draining(&self, draining: bool) {

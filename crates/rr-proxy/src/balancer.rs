@@ -3,14 +3,15 @@
 //! accounting and the proxy-wide counters.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http_core::Limits;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Change};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts};
+use crate::reason::FailureReason;
 use crate::strategy::Strategy;
 use crate::ProxyError;
 
@@ -48,8 +49,50 @@ pub(crate) struct Balancer {
     all: RwLock<Arc<[Arc<Backend>]>>,
     /// The backends that may take new requests, in the order added.
     eligible: RwLock<Arc<[Arc<Backend>]>>,
+    /// The eligible set is empty (said once in the log, until one comes back).
+    none_left: AtomicBool,
     next_id: AtomicU64,
     pub counters: Counters,
+}
+
+/// How many backends may take requests after a change, for the log.
+#[must_use = "log the change, then call `log_summary`"]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Eligibility {
+    /// Backends that may take new requests.
+    pub eligible: usize,
+    /// Every backend.
+    pub total: usize,
+    /// The change left none (there were some before).
+    emptied: bool,
+    /// The change brought one back (there were none before).
+    refilled: bool,
+}
+
+impl Eligibility {
+    /// `2 of 4 backends` (or `1 of 1 backend`).
+    pub fn count(&self) -> String {
+        let noun = if self.total == 1 { "backend" } else { "backends" };
+        format!("{} of {} {noun}", self.eligible, self.total)
+    }
+
+    /// Says what the change means for every request, when it means something
+    /// new: none left (error, once), or requests served again (info).
+    pub fn log_summary(&self) {
+        if self.emptied {
+            tracing::error!(
+                total = self.total,
+                "no backend left: every request gets 503 until one comes back"
+            );
+        } else if self.refilled {
+            tracing::info!(
+                eligible = self.eligible,
+                total = self.total,
+                "{} eligible again: requests are served again",
+                self.count()
+            );
+        }
+    }
 }
 
 impl Balancer {
@@ -63,11 +106,22 @@ impl Balancer {
         self.all.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Recomputes the eligible set after a health or admin change.
-    pub fn refresh(&self) {
+    /// Recomputes the eligible set after a health or admin change. Computed
+    /// under the lock, so that of two changes at once the later one's view wins.
+    pub fn refresh(&self) -> Eligibility {
+        let mut slot = self.eligible.write().unwrap_or_else(|e| e.into_inner());
         let all = self.all();
         let eligible: Arc<[Arc<Backend>]> = all.iter().filter(|b| b.is_eligible()).cloned().collect();
-        *self.eligible.write().unwrap_or_else(|e| e.into_inner()) = eligible;
+        let none = eligible.is_empty();
+        let was_none = self.none_left.swap(none, Ordering::Relaxed);
+        let e = Eligibility {
+            eligible: eligible.len(),
+            total: all.len(),
+            emptied: none && !was_none,
+            refilled: !none && was_none,
+        };
+        *slot = eligible;
+        e
     }
 
     /// Picks a backend for a request, skipping those `tried` already.
@@ -89,11 +143,87 @@ impl Balancer {
             .cloned()
     }
 
-    /// Counts a failed exchange on `backend`, ejecting it when it failed too often.
-    pub fn failure(&self, backend: &Backend) {
-        if backend.record_failure(&self.config.passive) {
+    /// Counts a failed exchange on `backend` (`reason`: why), ejecting it when
+    /// it failed too often.
+    pub fn failure(&self, backend: &Backend, reason: FailureReason) {
+        if let Some(n) = backend.record_failure(&self.config.passive, reason) {
             backend.clear_pool();
-            self.refresh();
+            let e = self.refresh();
+            tracing::warn!(
+                backend = %backend.addr(),
+                eligible = e.eligible,
+                total = e.total,
+                "backend {} down: {n} failed requests in a row, the last: {reason}; {} left",
+                backend.addr(),
+                e.count()
+            );
+            e.log_summary();
+        }
+    }
+
+    /// Counts an active health check on `backend` (passed, or failed for a
+    /// reason), taking it out or bringing it back when `check`'s rise or fall
+    /// is reached.
+    pub fn probed(&self, backend: &Backend, result: Result<(), FailureReason>, check: &HealthCheck) {
+        let Some(change) = backend.record_probe(result, check.rise, check.fall) else {
+            return;
+        };
+        if backend.is_removed() {
+            return;
+        }
+        let e = self.refresh();
+        let addr = backend.addr();
+        match (change, result) {
+            (Change::Down, Err(reason)) => {
+                let probe = if check.tcp_only {
+                    "TCP connect".to_owned()
+                } else {
+                    format!("GET {}", check.path)
+                };
+                let expected = match reason {
+                    FailureReason::Status(_) => {
+                        format!(" (expected {}-{})", check.expect.start(), check.expect.end())
+                    }
+                    _ => String::new(),
+                };
+                tracing::warn!(
+                    backend = %addr,
+                    eligible = e.eligible,
+                    total = e.total,
+                    "backend {addr} down: health check {probe} failed {} times in a row, the last: {reason}{expected}; {} left",
+                    check.fall.max(1),
+                    e.count()
+                );
+            }
+            _ => tracing::info!(
+                backend = %addr,
+                eligible = e.eligible,
+                total = e.total,
+                "backend {addr} up: {} health checks passed in a row; {} eligible",
+                check.rise.max(1),
+                e.count()
+            ),
+        }
+        e.log_summary();
+    }
+
+    /// Re-admits the passively ejected backends whose ejection time is over
+    /// (when there are no active checks).
+    pub fn readmit_expired(&self) {
+        for b in self.all().iter() {
+            if b.maybe_readmit(&self.config.passive) {
+                let e = self.refresh();
+                tracing::info!(
+                    backend = %b.addr(),
+                    eligible = e.eligible,
+                    total = e.total,
+                    "backend {} back after its {:?} ejection (one more failure ejects it again); {} eligible",
+                    b.addr(),
+                    self.config.passive.ejection,
+                    e.count()
+                );
+                e.log_summary();
+            }
         }
     }
 
@@ -103,6 +233,7 @@ impl Balancer {
         Balancer {
             config,
             strategy,
+            none_left: AtomicBool::new(all.is_empty()),
             eligible: RwLock::new(all.clone()),
             next_id: AtomicU64::new(all.len() as u64),
             all: RwLock::new(all),
@@ -111,7 +242,7 @@ impl Balancer {
     }
 
     /// Adds a backend; it takes requests at once.
-    pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
+    pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<Eligibility, ProxyError> {
         {
             let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
             if all.iter().any(|b| b.addr() == addr) {
@@ -122,12 +253,11 @@ impl Balancer {
             list.push(Arc::new(Backend::new(id, addr, weight)));
             *all = list.into();
         }
-        self.refresh();
-        Ok(())
+        Ok(self.refresh())
     }
 
     /// Removes a backend: no new requests, its pool closed.
-    pub fn remove(&self, addr: SocketAddr) -> Result<(), ProxyError> {
+    pub fn remove(&self, addr: SocketAddr) -> Result<Eligibility, ProxyError> {
         {
             let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
             let Some(pos) = all.iter().position(|b| b.addr() == addr) else {
@@ -138,8 +268,7 @@ impl Balancer {
             list.remove(pos);
             *all = list.into();
         }
-        self.refresh();
-        Ok(())
+        Ok(self.refresh())
     }
 
     /// The backend with address `addr`.

@@ -92,16 +92,19 @@ impl Default for PoolConfig {
 /// A probe is `GET path HTTP/1.1` on a fresh connection (or, with `tcp_only`, just
 /// a connect); it passes when the status is in `expect` within `timeout`. A backend
 /// becomes unhealthy after `fall` failed probes in a row and healthy again after
-/// `rise` passing probes in a row.
+/// `rise` passing probes in a row; each change is logged with the reason
+/// ([`FailureReason`](crate::FailureReason)) and how many backends are left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     /// Time between probes. Default 2 s.
     pub interval: Duration,
     /// Longest a probe may take. Default 1 s.
     pub timeout: Duration,
-    /// Path probed. Default `/`.
+    /// Path probed. Default `/`: name a page the backends have, since a 404
+    /// fails the check.
     pub path: String,
-    /// Statuses that pass. Default 200–399.
+    /// Statuses that pass. Default 200–399 (2xx and 3xx, as HAProxy): a backend
+    /// answering 404 or 500 is down.
     pub expect: RangeInclusive<u16>,
     /// Passing probes in a row that make a backend healthy. Default 2.
     pub rise: u32,
@@ -126,7 +129,8 @@ impl Default for HealthCheck {
 }
 
 /// Passive health: a backend is ejected after consecutive failed exchanges
-/// (refused or timed-out connects, response timeouts, malformed responses).
+/// (refused or timed-out connects, response timeouts, malformed responses,
+/// bodies cut off).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassiveHealth {
     /// Consecutive failures that eject a backend. Default 3; 0 disables ejection.

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::backend::Backend;
 use crate::balancer::Balancer;
 use crate::config::HealthCheck;
+use crate::reason::FailureReason;
 
 /// How often pools are swept and ejections expire when there are no active checks.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
@@ -33,7 +34,6 @@ pub(crate) async fn run(shared: Arc<Balancer>, mut shutdown: ShutdownSignal) {
             () = shutdown.triggered() => return,
         }
         let all = shared.all();
-        let mut changed = false;
         for b in all.iter() {
             b.sweep_pool(shared.config.pool.idle_timeout);
         }
@@ -47,13 +47,16 @@ pub(crate) async fn run(shared: Arc<Balancer>, mut shutdown: ShutdownSignal) {
                         let (b, check) = (b.clone(), check.clone());
                         let limits = shared.config.limits.clone();
                         probes.spawn(async move {
-                            let passed = probe(&b, &check, &limits).await;
-                            b.record_probe(passed, check.rise, check.fall)
+                            let result = probe(&b, &check, &limits).await;
+                            (b, result)
                         });
                     }
+                    // Results are counted (and changes logged) one at a time, here.
                     let wait = async {
                         while let Some(r) = probes.join_next().await {
-                            changed |= r.unwrap_or(false);
+                            if let Ok((b, result)) = r {
+                                shared.probed(&b, result, check);
+                            }
                         }
                     };
                     tokio::select! {
@@ -62,36 +65,27 @@ pub(crate) async fn run(shared: Arc<Balancer>, mut shutdown: ShutdownSignal) {
                     }
                 }
             }
-            _ => {
-                for b in all.iter() {
-                    changed |= b.maybe_readmit(&shared.config.passive);
-                }
-            }
-        }
-        if changed {
-            shared.refresh();
+            _ => shared.readmit_expired(),
         }
     }
 }
 
-/// One probe: true when the backend answered in time with an expected status.
-async fn probe(b: &Backend, check: &HealthCheck, limits: &Limits) -> bool {
-    let r = tokio::time::timeout(check.timeout, probe_inner(b, check, limits)).await;
-    match r {
-        Ok(Ok(())) => true,
-        Ok(Err(why)) => {
-            tracing::debug!(backend = %b.addr(), why, "health check failed");
-            false
-        }
-        Err(_) => {
-            tracing::debug!(backend = %b.addr(), "health check timed out");
-            false
-        }
+/// One probe: `Ok` when the backend answered in time with an expected status,
+/// else why not.
+async fn probe(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), FailureReason> {
+    let r = tokio::time::timeout(check.timeout, probe_inner(b, check, limits))
+        .await
+        .unwrap_or(Err(FailureReason::TimedOut));
+    if let Err(why) = r {
+        tracing::debug!(backend = %b.addr(), "health check failed: {why}");
     }
+    r
 }
 
-async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), &'static str> {
-    let stream = TcpStream::connect(b.addr()).await.map_err(|_| "connect failed")?;
+async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), FailureReason> {
+    let stream = TcpStream::connect(b.addr())
+        .await
+        .map_err(|e| FailureReason::Connect(e.kind()))?;
     if check.tcp_only {
         return Ok(());
     }
@@ -105,12 +99,12 @@ async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Resul
         write_header(out, "User-Agent", b"rr-proxy-health-check");
         write_header(out, "Connection", b"close");
     });
-    conn.finish_request(t).await.map_err(|_| "write failed")?;
+    conn.finish_request(t).await.map_err(|_| FailureReason::Write)?;
     match conn.read_head(Method::Get, limits, t).await {
         Ok(head) if check.expect.contains(&head.status()) => Ok(()),
-        Ok(_) => Err("unexpected status"),
-        Err(ReadHeadError::Closed { .. }) => Err("closed before a response"),
-        Err(ReadHeadError::TimedOut) => Err("timed out"),
-        Err(_) => Err("malformed response"),
+        Ok(head) => Err(FailureReason::Status(head.status())),
+        Err(ReadHeadError::Closed { .. }) => Err(FailureReason::Closed),
+        Err(ReadHeadError::TimedOut) => Err(FailureReason::TimedOut),
+        Err(_) => Err(FailureReason::Malformed),
     }
 }

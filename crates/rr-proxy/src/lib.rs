@@ -1,11 +1,16 @@
-//! An embeddable load balancer on [`http_core`]: round-robin (or weighted, or
-//! least-connections) over a set of backends, in HTTP mode (per request, pooled
-//! keep-alive upstream connections) or TCP mode (per connection).
+//! An embeddable load balancer on [`http_core`]: round-robin (or
+//! least-connections) over a set of weighted backends, in HTTP mode (per
+//! request, pooled keep-alive upstream connections) or TCP mode (per connection).
 //!
 //! # What it guarantees
-//! - **Strict rotation.** [`RoundRobin`] advances one shared atomic counter per
-//!   request: N requests over k healthy backends give each ⌊N/k⌋ or ⌈N/k⌉, from
-//!   any number of clients and worker threads.
+//! - **Strict rotation.** With equal weights, [`RoundRobin`] advances one shared
+//!   atomic counter per request: N requests over k healthy backends give each
+//!   ⌊N/k⌋ or ⌈N/k⌉, from any number of clients and worker threads.
+//! - **Weights are honoured.** With different weights, [`RoundRobin`] gives each
+//!   backend exactly its weight in every `sum(weights)` requests, interleaved as
+//!   nginx's smooth weighted round-robin does (5, 1, 1: `a a b a c a a`);
+//!   [`LeastConnections`] weighs the requests in progress by the weight, as
+//!   HAProxy's `leastconn` does.
 //! - **No request lost or duplicated.** A request is sent again (to the next
 //!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
 //!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
@@ -83,6 +88,7 @@ mod forward;
 mod health;
 mod hooks;
 mod proxy;
+mod reason;
 mod stats;
 mod strategy;
 mod tcp;
@@ -96,5 +102,6 @@ pub use hooks::{
     Summary, UpstreamFailure,
 };
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
+pub use reason::FailureReason;
 pub use stats::ProxyStats;
-pub use strategy::{LeastConnections, RoundRobin, Strategy, StrategyKind, Weighted};
+pub use strategy::{LeastConnections, RoundRobin, Smooth, Strategy, StrategyKind, Weighted};

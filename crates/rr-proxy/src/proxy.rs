@@ -86,7 +86,10 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         }
     }
 
-    /// Adds a backend with a weight (1 or more; only [`Weighted`](crate::Weighted) uses it).
+    /// Adds a backend with a weight (1 to [`MAX_WEIGHT`](crate::MAX_WEIGHT)):
+    /// every provided strategy gives a backend of weight 3 three times the
+    /// requests (or, with [`LeastConnections`](crate::LeastConnections), the
+    /// load) of one of weight 1.
     pub fn backend(mut self, addr: SocketAddr, weight: u32) -> Self {
         self.backends.push((addr, weight));
         self
@@ -360,19 +363,22 @@ impl ProxyHandle {
         Ok(self.shared.find(addr)?.stats())
     }
 
-    /// Adds a backend; it takes requests at once (healthy until checks say otherwise).
+    /// Adds a backend; it takes requests at once (healthy until checks say
+    /// otherwise), in proportion to its weight.
     pub fn add_backend(&self, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
         check_weight(addr, weight)?;
-        self.shared.add(addr, weight)?;
-        tracing::info!(backend = %addr, weight, "backend added");
+        let e = self.shared.add(addr, weight)?;
+        tracing::info!(backend = %addr, weight, "backend {addr} added; {} eligible", e.count());
+        e.log_summary();
         Ok(())
     }
 
     /// Removes a backend: it gets no new requests, its idle connections close, and
     /// requests in progress on it finish.
     pub fn remove_backend(&self, addr: SocketAddr) -> Result<(), ProxyError> {
-        self.shared.remove(addr)?;
-        tracing::info!(backend = %addr, "backend removed");
+        let e = self.shared.remove(addr)?;
+        tracing::info!(backend = %addr, "backend {addr} removed; {} left", e.count());
+        e.log_summary();
         Ok(())
     }
 
@@ -380,16 +386,18 @@ impl ProxyHandle {
     /// connections close.
     pub fn drain(&self, addr: SocketAddr) -> Result<(), ProxyError> {
         self.shared.find(addr)?.set_draining(true);
-        self.shared.refresh();
-        tracing::info!(backend = %addr, "backend draining");
+        let e = self.shared.refresh();
+        tracing::info!(backend = %addr, "backend {addr} draining; {} left", e.count());
+        e.log_summary();
         Ok(())
     }
 
     /// Puts a drained backend back into rotation (if it is healthy).
     pub fn enable(&self, addr: SocketAddr) -> Result<(), ProxyError> {
         self.shared.find(addr)?.set_draining(false);
-        self.shared.refresh();
-        tracing::info!(backend = %addr, "backend enabled");
+        let e = self.shared.refresh();
+        tracing::info!(backend = %addr, "backend {addr} enabled; {} eligible", e.count());
+        e.log_summary();
         Ok(())
     }
 }

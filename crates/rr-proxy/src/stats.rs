@@ -211,7 +211,7 @@ fn encode_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::BackendState;
+    use crate::{BackendState, FailureReason};
 
     fn sample() -> ProxyStats {
         ProxyStats {
@@ -237,6 +237,9 @@ mod tests {
                     bytes_received: 2000,
                     connects: 3,
                     reused: 4,
+                    last_failure: None,
+                    health_checks_passed: 11,
+                    health_checks_failed: 0,
                 },
                 BackendStats {
                     addr: "[::1]:9003".parse().unwrap(),
@@ -252,21 +255,25 @@ mod tests {
                     bytes_received: 8,
                     connects: 9,
                     reused: 0,
+                    last_failure: Some(FailureReason::Status(500)),
+                    health_checks_passed: 2,
+                    health_checks_failed: 3,
                 },
             ],
         }
     }
 
-    /// The documents the hand-written rendering produced before serde, byte for byte.
+    /// The documents the hand-written rendering produced before serde, byte for
+    /// byte, with the health fields added since at the end of each backend.
     const STATS_JSON: &str = concat!(
         r#"{"strategy":"round-robin","mode":"http","requests":10,"no_backend":1,"retries":2,"#,
         r#""bad_gateway":3,"gateway_timeout":4,"backends":["#,
         r#"{"addr":"127.0.0.1:9002","weight":3,"state":"healthy","healthy":true,"draining":false,"#,
         r#""requests":6,"failures":0,"active":1,"idle":2,"bytes_sent":100,"bytes_received":2000,"#,
-        r#""connects":3,"reused":4},"#,
+        r#""connects":3,"reused":4,"last_failure":null,"health_checks_passed":11,"health_checks_failed":0},"#,
         r#"{"addr":"[::1]:9003","weight":1,"state":"draining","healthy":false,"draining":true,"#,
         r#""requests":4,"failures":5,"active":0,"idle":0,"bytes_sent":7,"bytes_received":8,"#,
-        r#""connects":9,"reused":0}]}"#,
+        r#""connects":9,"reused":0,"last_failure":"status 500","health_checks_passed":2,"health_checks_failed":3}]}"#,
         "\n"
     );
 

@@ -1,9 +1,16 @@
 //! How the next backend is chosen: the [`Strategy`] trait and the three provided.
+//!
+//! Every provided strategy honours backend weights. [`RoundRobin`] rotates
+//! strictly when the weights are equal and falls back to nginx's smooth weighted
+//! round-robin ([`Smooth`]) when they differ; [`Weighted`] is the same strategy
+//! under its older name; [`LeastConnections`] picks the fewest requests in
+//! progress per unit of weight, as HAProxy's `leastconn` does.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::Backend;
 
@@ -48,14 +55,35 @@ pub trait Strategy: Send + Sync + 'static {
     }
 }
 
-/// Strict rotation over the eligible backends (the default).
+/// Round-robin over the eligible backends, in proportion to their weights (the
+/// default).
 ///
-/// One counter shared by every worker thread, advanced with a single atomic
-/// `fetch_add` per pick: N picks over k unchanging backends give each exactly
-/// ⌊N/k⌋ or ⌈N/k⌉, however many clients and threads ask at once.
+/// - **Equal weights** (the usual case, whatever the value): strict rotation.
+///   One counter shared by every worker thread, advanced with a single atomic
+///   `fetch_add` per pick, no lock: N picks over k unchanging backends give each
+///   exactly ⌊N/k⌋ or ⌈N/k⌉, however many clients and threads ask at once.
+/// - **Different weights**: nginx's smooth weighted round-robin ([`Smooth`]),
+///   under a lock: a backend of weight w gets w picks in every `sum(weights)`
+///   consecutive picks, spread out rather than in a burst (weights 5, 1, 1 give
+///   `a a b a c a a`).
+///
+/// Which of the two applies is decided per pick from the weights of the
+/// candidates at hand, so a backend added at run time with another weight
+/// (or the only differently weighted one leaving) switches between them.
+///
+/// ```
+/// // Three requests in four to the first backend, the default strategy.
+/// let proxy = rr_proxy::Proxy::builder()
+///     .backend("127.0.0.1:9002".parse().unwrap(), 3)
+///     .backend("127.0.0.1:9003".parse().unwrap(), 1)
+///     .build()
+///     .unwrap();
+/// assert_eq!(proxy.handle().stats().strategy, "round-robin");
+/// ```
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     next: AtomicUsize,
+    smooth: Smooth,
 }
 
 impl RoundRobin {
@@ -67,7 +95,15 @@ impl RoundRobin {
 
 impl Strategy for RoundRobin {
     fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
+        let Some(first) = candidates.first() else {
+            return 0;
+        };
+        let w = first.weight();
+        if candidates.iter().all(|b| b.weight() == w) {
+            self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()
+        } else {
+            self.smooth.pick(candidates)
+        }
     }
 
     fn name(&self) -> &str {
@@ -75,14 +111,108 @@ impl Strategy for RoundRobin {
     }
 }
 
-/// Smooth weighted round-robin, as nginx does it: every pick adds each backend's
-/// weight to its running score, takes the highest score, and subtracts the total
-/// weight from the winner. Weights 5, 1, 1 give `a a b a c a a`: proportional and
-/// interleaved rather than in bursts.
+/// Smooth weighted round-robin, as nginx does it: every pick adds each
+/// candidate's weight to its running score, takes the highest score (the first
+/// one on a tie), and subtracts the candidates' total weight from the winner.
+/// Weights 5, 1, 1 give `a a b a c a a`: proportional and interleaved rather
+/// than in bursts.
+///
+/// The scores belong to this value (one per strategy), kept by backend behind
+/// a lock. Over every `sum(weights)` consecutive picks among the same
+/// candidates each backend gets exactly its weight. A backend that leaves the
+/// candidates (down, drained, or outside a subset a hook picks from) keeps its
+/// score until it comes back, as in nginx; after such a change the picks become
+/// exact per `sum(weights)` again within a few picks. The scores of removed
+/// backends are dropped when a new backend first shows up.
+///
+/// [`RoundRobin`] uses it when weights differ; it is public for strategies of
+/// one's own that want the same rotation.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rr_proxy::{Proxy, Smooth, Strategy};
+///
+/// /// Smooth weighted round-robin, reported under another name.
+/// #[derive(Default)]
+/// struct Mine(Smooth);
+/// impl Strategy for Mine {
+///     fn pick(&self, candidates: &[Arc<rr_proxy::Backend>]) -> usize {
+///         self.0.pick(candidates)
+///     }
+///     fn name(&self) -> &str {
+///         "mine"
+///     }
+/// }
+/// let proxy = Proxy::builder()
+///     .backend("127.0.0.1:9002".parse().unwrap(), 2)
+///     .strategy(Mine::default())
+///     .build()
+///     .unwrap();
+/// assert_eq!(proxy.handle().stats().strategy, "mine");
+/// ```
 #[derive(Debug, Default)]
-pub struct Weighted {
-    lock: Mutex<()>,
+pub struct Smooth {
+    scores: Mutex<HashMap<usize, Score>>,
 }
+
+/// One backend's running score, keyed by the address of its allocation; the
+/// weak reference keeps that address from being reused while the entry lives.
+#[derive(Debug)]
+struct Score {
+    current: i64,
+    backend: Weak<Backend>,
+}
+
+impl Smooth {
+    /// Fresh scores: the first pick is the first backend of the highest weight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The index in `candidates` of the next backend (0 when it is empty).
+    pub fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
+        // A panic while holding the lock leaves at worst a skewed score.
+        let mut scores = self.scores.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total: i64 = 0;
+        let mut best = 0;
+        let mut best_score = i64::MIN;
+        let mut newcomer = false;
+        for (i, b) in candidates.iter().enumerate() {
+            let w = i64::from(b.weight());
+            total += w;
+            let entry = scores.entry(key(b)).or_insert_with(|| {
+                newcomer = true;
+                Score {
+                    current: 0,
+                    backend: Arc::downgrade(b),
+                }
+            });
+            entry.current += w;
+            if entry.current > best_score {
+                best_score = entry.current;
+                best = i;
+            }
+        }
+        if let Some(winner) = candidates.get(best).and_then(|b| scores.get_mut(&key(b))) {
+            winner.current -= total;
+        }
+        if newcomer {
+            scores.retain(|_, s| s.backend.upgrade().is_some_and(|b| !b.is_removed()));
+        }
+        best
+    }
+}
+
+fn key(b: &Arc<Backend>) -> usize {
+    Arc::as_ptr(b) as usize
+}
+
+/// The weight-aware round-robin under its older name, `weighted`: the same
+/// strategy as [`RoundRobin`] (which honours weights too), kept so that code
+/// naming it and `--strategy weighted` go on working; only the name in stats
+/// and logs differs.
+#[derive(Debug, Default)]
+pub struct Weighted(RoundRobin);
 
 impl Weighted {
     /// A fresh weighted rotation.
@@ -93,22 +223,7 @@ impl Weighted {
 
 impl Strategy for Weighted {
     fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut total: i64 = 0;
-        let mut best = 0;
-        let mut best_score = i64::MIN;
-        for (i, b) in candidates.iter().enumerate() {
-            let w = i64::from(b.weight());
-            total += w;
-            let score = b.wrr_current.load(Ordering::Relaxed) + w;
-            b.wrr_current.store(score, Ordering::Relaxed);
-            if score > best_score {
-                best_score = score;
-                best = i;
-            }
-        }
-        candidates[best].wrr_current.fetch_sub(total, Ordering::Relaxed);
-        best
+        self.0.pick(candidates)
     }
 
     fn name(&self) -> &str {
@@ -116,8 +231,11 @@ impl Strategy for Weighted {
     }
 }
 
-/// The backend with the fewest requests in progress; ties are broken by rotation,
-/// so idle backends still take turns.
+/// The backend with the fewest requests in progress for its weight, as HAProxy's
+/// `leastconn`: the lowest `(in_flight + 1) / weight`, so with equal weights the
+/// fewest requests in progress, and a backend of weight 3 is given three times
+/// the load of one of weight 1. Ties are broken by rotation, so equally loaded
+/// backends take turns.
 #[derive(Debug, Default)]
 pub struct LeastConnections {
     next: AtomicUsize,
@@ -133,15 +251,19 @@ impl LeastConnections {
 impl Strategy for LeastConnections {
     fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
         let n = candidates.len();
+        if n == 0 {
+            return 0;
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // (in_flight + 1, weight) of the best so far; compared by cross-multiplying.
+        let load = |b: &Backend| (b.in_flight() as u128 + 1, u128::from(b.weight().max(1)));
         let mut best = start;
-        let mut least = usize::MAX;
-        for k in 0..n {
+        let (mut best_load, mut best_weight) = load(&candidates[start]);
+        for k in 1..n {
             let i = (start + k) % n;
-            let load = candidates[i].in_flight();
-            if load < least {
-                least = load;
-                best = i;
+            let (l, w) = load(&candidates[i]);
+            if l * best_weight < best_load * w {
+                (best, best_load, best_weight) = (i, l, w);
             }
         }
         best
@@ -158,7 +280,7 @@ pub enum StrategyKind {
     /// [`RoundRobin`]
     #[default]
     RoundRobin,
-    /// [`Weighted`]
+    /// [`Weighted`]: the same rotation as [`RoundRobin`], named `weighted`.
     Weighted,
     /// [`LeastConnections`]
     LeastConnections,
@@ -272,6 +394,199 @@ mod tests {
             c[w.pick(&bs)] += 1;
         }
         assert_eq!(c, [300, 200, 100]);
+    }
+
+    fn letters(picks: impl IntoIterator<Item = usize>) -> String {
+        picks.into_iter().map(|i| (b'a' + i as u8) as char).collect()
+    }
+
+    /// Every `sum(weights)` consecutive picks from `from` on give each backend
+    /// exactly its weight.
+    fn assert_exact_windows(picks: &[usize], weights: &[u32], from: usize) {
+        let total = weights.iter().sum::<u32>() as usize;
+        assert!(picks.len() >= from + 2 * total, "too few picks to check");
+        for start in from..=picks.len() - total {
+            let mut c = vec![0u32; weights.len()];
+            for &p in &picks[start..start + total] {
+                c[p] += 1;
+            }
+            assert_eq!(
+                c,
+                weights,
+                "window at {start}: {}",
+                letters(picks.iter().copied())
+            );
+        }
+    }
+
+    #[test]
+    fn round_robin_with_equal_weights_is_plain_rotation_whatever_the_weight() {
+        for w in [1, 3, 1000] {
+            let bs = backends(&[w, w, w]);
+            let rr = RoundRobin::new();
+            let picks: Vec<usize> = (0..7).map(|_| rr.pick(&bs)).collect();
+            assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0], "weight {w}");
+            // The lock-free path: the smooth scores were never touched.
+            assert!(rr.smooth.scores.lock().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn round_robin_honours_weights_smoothly() {
+        let bs = backends(&[5, 1, 1]);
+        let rr = RoundRobin::new();
+        assert_eq!(letters((0..14).map(|_| rr.pick(&bs))), "aabacaaaabacaa");
+        let bs = backends(&[3, 1]);
+        let rr = RoundRobin::new();
+        assert_eq!(letters((0..8).map(|_| rr.pick(&bs))), "aabaaaba");
+    }
+
+    #[test]
+    fn weighted_picks_are_exact_over_every_cycle() {
+        for weights in [
+            &[3, 1][..],
+            &[5, 1, 1],
+            &[3, 2, 1],
+            &[4, 2, 1, 1],
+            &[7, 3, 2, 9],
+            &[1, 2],
+        ] {
+            let bs = backends(weights);
+            let rr = RoundRobin::new();
+            let total = weights.iter().sum::<u32>() as usize;
+            let picks: Vec<usize> = (0..10 * total).map(|_| rr.pick(&bs)).collect();
+            assert_exact_windows(&picks, weights, 0);
+        }
+    }
+
+    #[test]
+    fn weighted_round_robin_is_exact_across_threads() {
+        let bs = Arc::new(backends(&[3, 2, 1]));
+        let rr = Arc::new(RoundRobin::new());
+        let counts: Vec<Vec<usize>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let (bs, rr) = (bs.clone(), rr.clone());
+                    s.spawn(move || {
+                        let mut c = vec![0usize; 3];
+                        for _ in 0..600 {
+                            c[rr.pick(&bs)] += 1;
+                        }
+                        c
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sum = |b: usize| counts.iter().map(|c| c[b]).sum::<usize>();
+        assert_eq!([sum(0), sum(1), sum(2)], [2400, 1600, 800]);
+    }
+
+    #[test]
+    fn a_backend_added_at_run_time_gets_its_share() {
+        let bs = backends(&[1, 1, 2]);
+        let rr = RoundRobin::new();
+        // Two equal backends rotate; a third of weight 2 joins.
+        assert_eq!(letters((0..4).map(|_| rr.pick(&bs[..2]))), "abab");
+        let picks: Vec<usize> = (0..40).map(|_| rr.pick(&bs)).collect();
+        assert_exact_windows(&picks, &[1, 1, 2], 0);
+        // It leaves again: plain rotation.
+        let picks: Vec<usize> = (0..6).map(|_| rr.pick(&bs[..2])).collect();
+        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 3, "{picks:?}");
+    }
+
+    #[test]
+    fn a_backend_that_left_and_came_back_is_exact_again_within_a_cycle() {
+        let weights = [4, 2, 1, 3];
+        let total = 10;
+        let bs = backends(&weights);
+        for (before, away, gone) in [(3, 5, 1), (7, 11, 0), (1, 2, 3), (9, 4, 2)] {
+            let rr = RoundRobin::new();
+            for _ in 0..before {
+                rr.pick(&bs);
+            }
+            let rest: Vec<Arc<Backend>> = bs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != gone)
+                .map(|(_, b)| b.clone())
+                .collect();
+            for _ in 0..away {
+                rr.pick(&rest);
+            }
+            let picks: Vec<usize> = (0..6 * total).map(|_| rr.pick(&bs)).collect();
+            assert_exact_windows(&picks, &weights, total);
+        }
+    }
+
+    #[test]
+    fn subsets_picked_in_turn_each_keep_their_proportions() {
+        // As `Candidates::pick_where` does with the proxy's own strategy.
+        let bs = backends(&[3, 1, 2, 1]);
+        let (left, right) = (&bs[..2], &bs[2..]);
+        let rr = RoundRobin::new();
+        let (mut l, mut r) = (Vec::new(), Vec::new());
+        for _ in 0..40 {
+            l.push(rr.pick(left));
+            r.push(rr.pick(right));
+        }
+        assert_exact_windows(&l, &[3, 1], 0);
+        assert_exact_windows(&r, &[2, 1], 0);
+    }
+
+    #[test]
+    fn scores_of_removed_backends_are_dropped() {
+        let bs = backends(&[2, 1, 1]);
+        let smooth = Smooth::new();
+        smooth.pick(&bs[..2]);
+        bs[1].mark_removed();
+        assert_eq!(smooth.scores.lock().unwrap().len(), 2);
+        // A newcomer shows up: the removed one's score goes.
+        smooth.pick(&[bs[0].clone(), bs[2].clone()]);
+        let scores = smooth.scores.lock().unwrap();
+        assert_eq!(scores.len(), 2);
+        assert!(!scores.contains_key(&key(&bs[1])));
+    }
+
+    #[test]
+    fn weighted_is_round_robin_under_its_old_name() {
+        let bs = backends(&[2, 1]);
+        let (w, rr) = (Weighted::new(), RoundRobin::new());
+        for _ in 0..9 {
+            assert_eq!(w.pick(&bs), rr.pick(&bs));
+        }
+        assert_eq!((w.name(), rr.name()), ("weighted", "round-robin"));
+        let bs = backends(&[1, 1, 1]);
+        assert_eq!(letters((0..4).map(|_| w.pick(&bs))), "abca");
+    }
+
+    #[test]
+    fn least_connections_honours_weights() {
+        let bs = backends(&[3, 1]);
+        let lc = LeastConnections::new();
+        // Idle: the heavier one ((0+1)/3 < (0+1)/1).
+        assert_eq!(lc.pick(&bs), 0);
+        // Requests that stay in progress spread 3:1.
+        let mut held = Vec::new();
+        let mut c = [0; 2];
+        for _ in 0..8 {
+            let i = lc.pick(&bs);
+            c[i] += 1;
+            held.push(bs[i].start());
+        }
+        assert_eq!(c, [6, 2]);
+        drop(held);
+        // Equal weights: the fewest in progress, as before.
+        let bs = backends(&[2, 2]);
+        let _busy = bs[0].start();
+        assert_eq!(lc.pick(&bs), 1);
+    }
+
+    #[test]
+    fn empty_candidates_give_zero_without_panicking() {
+        assert_eq!(RoundRobin::new().pick(&[]), 0);
+        assert_eq!(Smooth::new().pick(&[]), 0);
+        assert_eq!(LeastConnections::new().pick(&[]), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::balancer::Balancer;
+use crate::reason::FailureReason;
 
 /// Accepts until `shutdown` resolves, then lets open tunnels run for the
 /// shutdown timeout before closing them.
@@ -48,12 +49,12 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(backend = %backend.addr(), error = %e, "cannot connect to backend");
-                shared.failure(&backend);
+                shared.failure(&backend, FailureReason::Connect(e.kind()));
                 continue;
             }
             Err(_) => {
                 tracing::warn!(backend = %backend.addr(), "connecting to backend timed out");
-                shared.failure(&backend);
+                shared.failure(&backend, FailureReason::ConnectTimeout);
                 continue;
             }
         };

@@ -1,4 +1,6 @@
-//! Strict rotation: sequential and concurrent clients, HTTP and TCP mode, weights.
+//! Strict rotation: sequential and concurrent clients, HTTP and TCP mode; weights
+//! under the default round-robin (3:1 interleaved, concurrent, TCP mode, a backend
+//! added at run time), under `weighted`, and least-connections.
 
 mod common;
 
@@ -117,4 +119,81 @@ fn least_connections_avoids_the_busy_backend() {
         }
         assert_eq!(h.join().unwrap().status, 200);
     });
+}
+
+#[test]
+fn round_robin_honours_weights_3_to_1_interleaved() {
+    let rt = runtime();
+    let bs = TestBackend::start_many(&rt, 2);
+    // The default strategy: no `.strategy(...)`.
+    let b = rr_proxy::Proxy::builder()
+        .backend(bs[0].addr, 3)
+        .backend(bs[1].addr, 1);
+    let proxy = TestProxy::start(&rt, b);
+    assert_eq!(proxy.handle.stats().strategy, "round-robin");
+    let agent = agent();
+    let mut order = String::new();
+    for i in 0..400 {
+        let r = get(&agent, &proxy.url(&format!("/w{i}")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        order.push_str(&r.header("X-Backend").unwrap()[1..]);
+    }
+    assert_eq!(counts(&bs), [300, 100]);
+    // Smoothly interleaved, never b0 four times running: 0 0 1 0, 0 0 1 0, ...
+    assert_eq!(order, "0010".repeat(100));
+    let stats = proxy.handle.stats();
+    assert_eq!(
+        (stats.backends[0].requests, stats.backends[1].requests),
+        (300, 100)
+    );
+}
+
+#[test]
+fn weights_hold_for_concurrent_clients_tcp_mode_and_backends_added_at_run_time() {
+    let rt = runtime();
+    let bs = TestBackend::start_many(&rt, 3);
+    let proxy = TestProxy::start(
+        &rt,
+        rr_proxy::Proxy::builder()
+            .backend(bs[0].addr, 3)
+            .backend(bs[1].addr, 1),
+    );
+    let url = proxy.url("/c");
+    std::thread::scope(|s| {
+        for _ in 0..40 {
+            let url = url.clone();
+            s.spawn(move || {
+                let agent = agent();
+                for _ in 0..10 {
+                    assert_eq!(get(&agent, &url).status, 200);
+                }
+            });
+        }
+    });
+    assert_eq!(counts(&bs), [300, 100, 0]);
+
+    // A backend of weight 4 added at run time takes half from then on.
+    proxy.handle.add_backend(bs[2].addr, 4).unwrap();
+    let agent = agent();
+    for _ in 0..80 {
+        assert_eq!(get(&agent, &proxy.url("/added")).status, 200);
+    }
+    assert_eq!(counts(&bs), [330, 110, 40]);
+
+    // TCP mode balances connections by the same weights.
+    let tcp = TestProxy::start(
+        &rt,
+        rr_proxy::Proxy::builder()
+            .backend(bs[0].addr, 1)
+            .backend(bs[1].addr, 3)
+            .mode(Mode::Tcp),
+    );
+    for b in &bs {
+        b.rec.clear();
+    }
+    for i in 0..40 {
+        let req = format!("GET /t{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(status_of(exchange(tcp.addr, req.as_bytes())), 200);
+    }
+    assert_eq!(counts(&bs), [10, 30, 0]);
 }

@@ -26,12 +26,14 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
 
-    /// A backend, optionally weighted (for --strategy weighted): IP:PORT or
-    /// HOST:PORT (a name is looked up once, at start). Repeat for each backend.
+    /// A backend, optionally weighted (a backend of weight 3 gets three times the
+    /// requests of one of weight 1, with every strategy): IP:PORT or HOST:PORT
+    /// (a name is looked up once, at start). Repeat for each backend.
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
     backends: Vec<BackendSpec>,
 
-    /// How the next backend is chosen: round-robin, weighted or least-connections.
+    /// How the next backend is chosen: round-robin or least-connections, both
+    /// weight-aware (weighted: round-robin under its older name).
     #[arg(long, value_name = "NAME", default_value = "round-robin")]
     strategy: StrategyKind,
 
@@ -58,7 +60,8 @@ struct Cli {
     #[arg(long = "admin-host", value_name = "NAME")]
     admin_hosts: Vec<String>,
 
-    /// Path probed by active health checks.
+    /// Path probed by active health checks: a page that exists (a backend
+    /// answering it 404 counts as down).
     #[arg(long, value_name = "PATH", default_value = "/")]
     health_path: String,
 
@@ -70,8 +73,9 @@ struct Cli {
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = cli::parse_duration)]
     health_timeout: Duration,
 
-    /// Statuses that pass a health check, as LOW-HIGH (by default any answer below 500).
-    #[arg(long, value_name = "LOW-HIGH", default_value = "200-499", value_parser = parse_range)]
+    /// Statuses that pass a health check, as LOW-HIGH (by default 2xx and 3xx,
+    /// as HAProxy; 200-499 passes any answer below 500).
+    #[arg(long, value_name = "LOW-HIGH", default_value = "200-399", value_parser = parse_range)]
     health_expect: (u16, u16),
 
     /// Passing checks in a row that bring a backend back.

@@ -1,10 +1,35 @@
 //! The access log: one line per request, and the values services add to it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::RequestHead;
+use crate::{Error, RequestHead};
+
+/// What the driver knows of a request once its response is written. Services
+/// receive it in [`Service::on_response`](crate::Service::on_response) (to
+/// count, time and classify responses) and the access line is written from it.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    /// The client's address, when the transport has one.
+    pub peer: Option<SocketAddr>,
+    /// The request head; `None` for a request the driver refused before a head
+    /// could be parsed (see [`refused`](Self::refused)).
+    pub head: Option<&'a RequestHead>,
+    /// The status sent.
+    pub status: u16,
+    /// Body bytes sent; `None` when the response could not be written whole.
+    pub bytes: Option<u64>,
+    /// From the request's head (or, for a refused request, the refusal) to the
+    /// end of writing the response.
+    pub elapsed: Duration,
+    /// The fields the service added with [`Response::log_field`](crate::Response::log_field).
+    pub fields: &'a [(&'static str, LogValue)],
+    /// Why the driver refused the request itself (malformed, too large, too
+    /// slow: 400, 408, 413, 414, 431, 501, 505), without calling the service.
+    pub refused: Option<Error>,
+}
 
 /// A value added to the driver's access-log line for a request.
 #[derive(Debug, Clone)]
@@ -30,14 +55,14 @@ impl fmt::Display for LogValue {
 ///
 /// The line is assembled by hand in a reused buffer: through `format_args!` its
 /// nine fields cost more than parsing the request did.
-pub(super) fn log_request(
-    peer: &str,
-    head: &RequestHead,
-    status: u16,
-    bytes: Option<u64>,
-    elapsed: Duration,
-    extra: &[(&'static str, LogValue)],
-) {
+pub(super) fn log_request(peer: &str, head: &RequestHead, record: &AccessRecord<'_>) {
+    let AccessRecord {
+        status,
+        bytes,
+        elapsed,
+        fields: extra,
+        ..
+    } = *record;
     if !tracing::enabled!(target: "access", tracing::Level::INFO) {
         return;
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
-use super::access_log;
+use super::access_log::{self, AccessRecord};
 use super::body::{BodyProgress, RequestBody};
 use super::encode::{encode, Answering, Payload};
 use super::service::{Request, Service, UpgradeFnBox, Upgraded};
@@ -221,7 +221,7 @@ impl<T: Io> Conn<T> {
         loop {
             let parsed = match parse_request(&self.rbuf, &self.limits) {
                 Ok(p) => p,
-                Err(e) => return Box::pin(self.fail(e)).await,
+                Err(e) => return Box::pin(self.fail(e, &**service)).await,
             };
             let Some(parsed) = parsed else {
                 if !self.wbuf.is_empty() && self.flush().await.is_err() {
@@ -235,7 +235,7 @@ impl<T: Io> Conn<T> {
                 match Box::pin(tokio::time::timeout(left, self.read_head_more())).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Close { linger: false },
-                    Err(_) => return Box::pin(self.fail(Error::HeaderTimeout)).await,
+                    Err(_) => return Box::pin(self.fail(Error::HeaderTimeout, &**service)).await,
                 }
             };
             let len = parsed.len();
@@ -290,7 +290,7 @@ impl<T: Io> Conn<T> {
         if let Some(e) = progress.error {
             // The body was malformed: whatever the service made of it is void.
             drop(response);
-            return Box::pin(self.fail(e)).await;
+            return Box::pin(self.fail(e, &**service)).await;
         }
         if progress.broken {
             return Next::Close { linger: false };
@@ -329,14 +329,17 @@ impl<T: Io> Conn<T> {
             .await;
         let done = Instant::now();
         self.last_active = done;
-        access_log::log_request(
-            &self.peer_text,
-            &head,
-            resp.status,
-            written.as_ref().ok().copied(),
-            done.saturating_duration_since(started),
-            &resp.log,
-        );
+        let record = AccessRecord {
+            peer: self.peer,
+            head: Some(&head),
+            status: resp.status,
+            bytes: written.as_ref().ok().copied(),
+            elapsed: done.saturating_duration_since(started),
+            fields: &resp.log,
+            refused: None,
+        };
+        access_log::log_request(&self.peer_text, &head, &record);
+        service.on_response(&record);
         if written.is_err() {
             return Next::Close { linger: false };
         }
@@ -469,12 +472,13 @@ impl<T: Io> Conn<T> {
     }
 
     /// Answers a protocol error with its status and closes.
-    async fn fail(&mut self, e: Error) -> Next {
+    async fn fail<S: Service>(&mut self, e: Error, service: &S) -> Next {
         tracing::debug!(peer = ?self.peer, error = %e, "refusing request");
+        let started = Instant::now();
         let mut resp = Response::text(e.status(), Bytes::from(format!("{e}\n")));
         let mut close = true;
         // Left in the write buffer: `close` sends it together with the FIN.
-        let _ = self
+        let written = self
             .write_response(
                 &mut resp,
                 Answering {
@@ -486,6 +490,15 @@ impl<T: Io> Conn<T> {
                 &mut close,
             )
             .await;
+        service.on_response(&AccessRecord {
+            peer: self.peer,
+            head: None,
+            status: resp.status,
+            bytes: written.ok(),
+            elapsed: started.elapsed(),
+            fields: &[],
+            refused: Some(e),
+        });
         Next::Close { linger: true }
     }
 

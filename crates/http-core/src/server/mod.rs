@@ -12,7 +12,7 @@ pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod shutdown;
 
-pub use access_log::LogValue;
+pub use access_log::{AccessRecord, LogValue};
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use server::{accept_loop, Server, ServerHandle};

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::access_log::LogValue;
+use super::access_log::{AccessRecord, LogValue};
 use super::body::RequestBody;
 use crate::net::io::Io;
 use crate::RequestHead;
@@ -28,11 +28,23 @@ use crate::RequestHead;
 pub trait Service: Send + Sync + 'static {
     /// Answers one request. The request body, if any, is read through `req.body`.
     fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send;
+
+    /// Called once a response has been written (or failed to be), with what the
+    /// access line says of it, and also for requests the driver refused itself
+    /// (`record.refused`): where a service counts and times its responses.
+    /// Default: nothing. It runs on the connection's task: keep it short.
+    fn on_response(&self, record: &AccessRecord<'_>) {
+        let _ = record;
+    }
 }
 
 impl<S: Service> Service for Arc<S> {
     fn call(&self, req: Request<'_>) -> impl Future<Output = Response> + Send {
         (**self).call(req)
+    }
+
+    fn on_response(&self, record: &AccessRecord<'_>) {
+        (**self).on_response(record)
     }
 }
 

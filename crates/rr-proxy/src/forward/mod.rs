@@ -226,8 +226,8 @@ impl<H: ProxyHooks> ProxyService<H> {
                 Some(s) => (s, true),
                 None => match connect(backend, balancer.config.timeouts.connect).await {
                     Ok(s) => (s, false),
-                    Err(kind) => {
-                        balancer.failure(backend);
+                    Err((kind, reason)) => {
+                        balancer.failure(backend, reason);
                         return Err(Attempt::Failed {
                             kind,
                             retryable: true,

@@ -18,6 +18,7 @@ use super::retry::{may_resend, Attempt, Prefetch};
 use crate::backend::{Backend, InFlight};
 use crate::balancer::Balancer;
 use crate::hooks::{FailureKind, ProxyHooks, RequestEdits, Summary};
+use crate::reason::FailureReason;
 
 /// A connection to a backend in the client role.
 pub(crate) type UpstreamConn = ClientConn<TcpStream>;
@@ -25,8 +26,9 @@ pub(crate) type UpstreamConn = ClientConn<TcpStream>;
 /// How long to look for an early answer after a backend stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
-/// Opens a connection to `b` within `t`.
-pub(crate) async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, FailureKind> {
+/// Opens a connection to `b` within `t`; on failure, what the hooks and the
+/// backend's accounts are told.
+pub(crate) async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, (FailureKind, FailureReason)> {
     match tokio::time::timeout(t, TcpStream::connect(b.addr())).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -35,11 +37,11 @@ pub(crate) async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, Failu
         }
         Ok(Err(e)) => {
             tracing::warn!(backend = %b.addr(), error = %e, "cannot connect to backend");
-            Err(FailureKind::Connect)
+            Err((FailureKind::Connect, FailureReason::Connect(e.kind())))
         }
         Err(_) => {
             tracing::warn!(backend = %b.addr(), "connecting to backend timed out");
-            Err(FailureKind::ConnectTimeout)
+            Err((FailureKind::ConnectTimeout, FailureReason::ConnectTimeout))
         }
     }
 }
@@ -89,7 +91,7 @@ impl Exchange<'_> {
                     if self.reused {
                         return Err(Attempt::Stale);
                     }
-                    balancer.failure(backend);
+                    balancer.failure(backend, FailureReason::Write);
                     return Err(Attempt::Failed {
                         kind: FailureKind::Write,
                         retryable: true,
@@ -100,12 +102,14 @@ impl Exchange<'_> {
                 match conn.read_head(method, limits, EARLY_ANSWER_WAIT).await {
                     Ok(h) => early = Some(h),
                     Err(_) => {
-                        balancer.failure(backend);
                         let retryable = may_resend(method, self.replayable);
-                        let kind = match e {
-                            SendError::TimedOut if !retryable => FailureKind::WriteTimeout,
-                            _ => FailureKind::Write,
+                        let (kind, reason) = match e {
+                            SendError::TimedOut if !retryable => {
+                                (FailureKind::WriteTimeout, FailureReason::WriteTimeout)
+                            }
+                            _ => (FailureKind::Write, FailureReason::Write),
                         };
+                        balancer.failure(backend, reason);
                         return Err(Attempt::Failed { kind, retryable });
                     }
                 }
@@ -126,7 +130,7 @@ impl Exchange<'_> {
         {
             // A switch the client did not ask for, or to a protocol it did not
             // offer: the connection is dropped, never tunnelled.
-            balancer.failure(backend);
+            balancer.failure(backend, FailureReason::Malformed);
             return Err(Attempt::Failed {
                 kind: FailureKind::BadResponse,
                 retryable: false,
@@ -139,10 +143,10 @@ impl Exchange<'_> {
     fn head_failed(&self, e: ReadHeadError, method: http_core::Method) -> Attempt {
         let (balancer, backend) = (self.balancer, self.backend);
         let retryable = may_resend(method, self.replayable);
-        let kind = match e {
-            ReadHeadError::TimedOut => FailureKind::ResponseTimeout,
-            ReadHeadError::Closed { .. } => FailureKind::Closed,
-            _ => FailureKind::BadResponse,
+        let (kind, reason) = match e {
+            ReadHeadError::TimedOut => (FailureKind::ResponseTimeout, FailureReason::TimedOut),
+            ReadHeadError::Closed { .. } => (FailureKind::Closed, FailureReason::Closed),
+            _ => (FailureKind::BadResponse, FailureReason::Malformed),
         };
         if e == (ReadHeadError::Closed { any_bytes: false }) {
             if self.reused {
@@ -157,12 +161,12 @@ impl Exchange<'_> {
                     }
                 };
             }
-            balancer.failure(backend);
+            balancer.failure(backend, reason);
             return Attempt::Failed { kind, retryable };
         }
         // A response had begun, or the backend is slow or broken: the
         // request may have been acted on.
-        balancer.failure(backend);
+        balancer.failure(backend, reason);
         Attempt::Failed {
             kind,
             retryable: false,
@@ -238,7 +242,7 @@ impl<H: ProxyHooks> UpstreamBody<H> {
             }
         }
         if !clean {
-            self.balancer.failure(backend);
+            self.balancer.failure(backend, FailureReason::BodyCut);
         }
         self.log(clean);
     }
