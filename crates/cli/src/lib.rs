@@ -48,10 +48,12 @@ impl Write for BufferedStderr {
 }
 
 /// Starts logging to stderr. `RUST_LOG` sets the filter; `default` applies when
-/// it is unset. Each request's access line is at info level, target `access`.
-pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// it is unset or empty. Each request's access line is at info level, target
+/// `access`. A `RUST_LOG` that is not a valid filter is an error (one line
+/// naming it), not silently replaced by the default: an operator who asked for
+/// debug output and got none would look in the wrong place.
+pub fn init_logging(default: &str) -> Result<(), String> {
+    let filter = log_filter(std::env::var_os("RUST_LOG").as_deref(), default)?;
     let _ = std::thread::Builder::new()
         .name("log-flush".into())
         .spawn(|| loop {
@@ -64,6 +66,31 @@ pub fn init_logging(default: &str) {
         .with_ansi(false)
         .event_format(logfmt::LineFormat)
         .init();
+    Ok(())
+}
+
+/// The log filter from `RUST_LOG`'s value (`None`: unset), or `default`.
+fn log_filter(
+    rust_log: Option<&std::ffi::OsStr>,
+    default: &str,
+) -> Result<tracing_subscriber::EnvFilter, String> {
+    use tracing_subscriber::EnvFilter;
+    let text = match rust_log {
+        None => {
+            return EnvFilter::try_new(default).map_err(|e| format!("default log filter {default:?}: {e}"))
+        }
+        Some(v) => v.to_str().ok_or_else(|| {
+            format!("RUST_LOG={v:?} is not valid UTF-8; expected a log filter such as info or rr_proxy=debug")
+        })?,
+    };
+    if text.trim().is_empty() {
+        return EnvFilter::try_new(default).map_err(|e| format!("default log filter {default:?}: {e}"));
+    }
+    EnvFilter::try_new(text).map_err(|e| {
+        let why = e.to_string();
+        let why = why.lines().next().unwrap_or("invalid");
+        format!("RUST_LOG={text:?} is not a valid log filter ({why}); expected e.g. info, warn or info,rr_proxy=debug")
+    })
 }
 
 /// A tokio runtime with `threads` workers (default: one per core). One thread
@@ -82,35 +109,191 @@ pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when
-/// this is called, not when the future is first polled, so that a signal sent
-/// right after the `listening on` line cannot kill the process unhandled. Call
-/// it inside the runtime.
-pub fn shutdown_signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    };
-    async move {
-        #[cfg(unix)]
-        match signals {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        tracing::info!("shutting down");
+/// Resolves once a SIGINT or SIGTERM has asked the process to stop (see
+/// [`watch_signals`]). Given to the binary's main future by [`run`].
+#[derive(Debug)]
+pub struct Stop(tokio::sync::oneshot::Receiver<()>);
+
+impl Future for Stop {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // An error means the watcher is gone, which happens only as the runtime
+        // shuts down; stopping is right then too.
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
+}
+
+/// What every binary does on signals, for `--help` and the README.
+pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
+     (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
+     (status 130 or 143). SIGHUP is logged and ignored (there is no configuration file to reload yet). \
+     With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
+     STOPPING=1 when shutdown starts.";
+
+/// The exit statuses, for `--help` and the README.
+pub const EXIT_HELP: &str = "Exit status: 0 after a clean shutdown; 1 when starting or serving fails (missing root, \
+     port in use, no backends); 2 for a bad command line (unknown flag, bad value, --threads 0) or a bad RUST_LOG; \
+     128 + the signal's number when a second SIGINT or SIGTERM cuts the shutdown short.";
+
+/// The text after a binary's `--help`: `parts` (the formats its flags take)
+/// followed by [`SIGNALS_HELP`] and [`EXIT_HELP`], a paragraph each.
+pub fn after_help(parts: &[&str]) -> String {
+    let mut all: Vec<&str> = parts.to_vec();
+    all.extend([SIGNALS_HELP, EXIT_HELP]);
+    all.join("\n\n")
+}
+
+/// Installs the signal handlers and starts the task that watches them; call it
+/// inside the runtime, before anything is bound, so that no signal finds the
+/// default action (which for SIGHUP is to die silently with status 129):
+///
+/// - SIGHUP is logged at info and otherwise ignored: there is no configuration
+///   file to reload yet, and a reload signal must never kill a server.
+/// - The first SIGINT or SIGTERM resolves the returned [`Stop`] (graceful
+///   shutdown: the binary stops accepting and drains within its shutdown
+///   timeout) and sends `STOPPING=1` to the service manager ([`sd_notify`]).
+/// - A second SIGINT or SIGTERM while that runs exits at once, with a log line
+///   and status 128 + the signal's number (130, 143), as a shell reports a
+///   process killed by it.
+pub fn watch_signals() -> Stop {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        );
+        match (term, int) {
+            (Ok(term), Ok(int)) => {
+                let hup = match hup {
+                    Ok(hup) => Some(hup),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot handle SIGHUP");
+                        None
+                    }
+                };
+                tokio::spawn(watch_unix(term, int, hup, tx));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM; stopping on Ctrl-C only");
+                tokio::spawn(watch_ctrl_c(tx));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(watch_ctrl_c(tx));
+    Stop(rx)
+}
+
+#[cfg(unix)]
+async fn watch_unix(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    tx: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut tx = Some(tx);
+    loop {
+        let (name, number) = tokio::select! {
+            Some(()) = term.recv() => ("SIGTERM", libc::SIGTERM),
+            Some(()) = int.recv() => ("SIGINT", libc::SIGINT),
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                tracing::info!("SIGHUP received: nothing to reload yet (no configuration file); ignoring");
+                continue;
+            }
+            else => return,
+        };
+        match tx.take() {
+            Some(tx) => begin_shutdown(name, tx),
+            None => exit_at_once(name, 128 + number),
+        }
+    }
+}
+
+async fn watch_ctrl_c(tx: tokio::sync::oneshot::Sender<()>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No way to be told to stop: keep the sender, so the server runs on.
+        std::future::pending::<()>().await;
+    }
+    begin_shutdown("Ctrl-C", tx);
+    if tokio::signal::ctrl_c().await.is_ok() {
+        exit_at_once("Ctrl-C", 130);
+    }
+}
+
+fn begin_shutdown(name: &str, tx: tokio::sync::oneshot::Sender<()>) {
+    tracing::info!("{name} received: shutting down gracefully (send it again to exit at once)");
+    sd_notify("STOPPING=1\nSTATUS=shutting down");
+    let _ = tx.send(());
+}
+
+fn exit_at_once(name: &str, status: i32) -> ! {
+    tracing::warn!(
+        "{name} received again during graceful shutdown: exiting at once, requests in flight are cut off"
+    );
+    flush_logs();
+    std::process::exit(status)
+}
+
+/// Sends `state` (`READY=1`, `STOPPING=1`, `STATUS=...`, newline-separated) to
+/// the service manager when `NOTIFY_SOCKET` names one, as systemd's
+/// `sd_notify(3)` does: a datagram to that Unix socket, a path or, when it
+/// starts with `@`, a name in Linux's abstract namespace. Without
+/// `NOTIFY_SOCKET` it does nothing; a failure is logged and otherwise ignored
+/// (a server that serves is better than one that quits over a status message).
+pub fn sd_notify(state: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    if let Err(e) = send_notification(&socket, state) {
+        tracing::warn!(socket = ?socket, error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
+#[cfg(unix)]
+fn send_notification(socket: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_owned());
+    let sock = UnixDatagram::unbound()?;
+    let bytes = socket.as_bytes();
+    match bytes.first() {
+        Some(b'/') => {
+            sock.send_to(state.as_bytes(), socket)?;
+        }
+        #[cfg(target_os = "linux")]
+        Some(b'@') => {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(&bytes[1..])?;
+            sock.send_to_addr(state.as_bytes(), &addr)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(b'@') => return Err(bad("abstract socket names need Linux")),
+        _ => return Err(bad("expected an absolute path or @NAME")),
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn send_notification(_socket: &std::ffi::OsStr, _state: &str) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "NOTIFY_SOCKET needs Unix sockets",
+    ))
+}
+
+/// Tells the service manager the binary is ready: `READY=1` and a status line
+/// naming each listener (`WHO on http://ADDR`). Call it once every listener is
+/// bound and announced.
+pub fn notify_ready(listeners: &[(&str, SocketAddr)]) {
+    let list: Vec<String> = listeners
+        .iter()
+        .map(|(who, a)| format!("{who} on http://{a}"))
+        .collect();
+    sd_notify(&format!("READY=1\nSTATUS=listening: {}", list.join(", ")));
 }
 
 /// Binds a listener, turning the error into a message that names the address.
@@ -166,9 +349,13 @@ fn start_memory_trimmer() {
         });
 }
 
-/// Runs `main` on a runtime and turns an error into one line on stderr and exit code 1.
-pub fn run<F, E>(threads: Option<usize>, main: F) -> std::process::ExitCode
+/// Runs the future `main` makes on a runtime with `threads` workers, giving it
+/// the [`Stop`] of [`watch_signals`] (installed first, so that signals are
+/// handled from before anything is bound), and turns an error into one line on
+/// stderr and exit code 1.
+pub fn run<M, F, E>(threads: Option<usize>, main: M) -> std::process::ExitCode
 where
+    M: FnOnce(Stop) -> F,
     F: Future<Output = Result<(), E>>,
     E: Display,
 {
@@ -178,7 +365,10 @@ where
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let result = rt.block_on(main);
+    let result = rt.block_on(async move {
+        let stop = watch_signals();
+        main(stop).await
+    });
     drop(rt);
     flush_logs();
     match result {
@@ -261,10 +451,169 @@ fn is_bare_number(s: &str) -> bool {
         && s.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
+/// Parses `--threads N`: a whole number from 1 to 1024. Zero workers cannot
+/// serve anything, so it is refused rather than quietly taken as one.
+///
+/// ```
+/// assert_eq!(cli::parse_threads("4"), Ok(4));
+/// assert!(cli::parse_threads("0").unwrap_err().contains("at least 1"));
+/// ```
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (leave --threads out for one per core)".to_owned()),
+        Ok(n) if n > MAX_THREADS => Err(format!("at most {MAX_THREADS}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of threads")),
+    }
+}
+
+/// The most worker threads `--threads` takes.
+pub const MAX_THREADS: usize = 1024;
+
+/// What an address flag (`--listen`, `--admin`) takes, for `--help`.
+pub const ADDR_HELP: &str = "ADDR is IP:PORT (127.0.0.1:8080, [::1]:8080), :PORT or a bare PORT; \
+     :PORT and PORT mean every IPv4 address (0.0.0.0:PORT), as nginx's `listen 8080` does. \
+     Port 0 picks a free port; the `listening on` line gives the real one.";
+
+/// Parses a listening address (`--listen`, `--admin`), as [`ADDR_HELP`] says:
+/// `IP:PORT`, `[IPv6]:PORT`, `:PORT` or a bare `PORT`, the last two on every
+/// IPv4 address.
+///
+/// ```
+/// let a = |s| cli::parse_listen(s).map(|a| a.to_string());
+/// assert_eq!(a("127.0.0.1:8080"), Ok("127.0.0.1:8080".into()));
+/// assert_eq!(a(":8080"), Ok("0.0.0.0:8080".into()));
+/// assert_eq!(a("8080"), Ok("0.0.0.0:8080".into()));
+/// assert_eq!(a("[::1]:0"), Ok("[::1]:0".into()));
+/// assert!(a("localhost").is_err());
+/// ```
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let hint = "expected IP:PORT, :PORT or PORT (e.g. 127.0.0.1:8080, :8080)";
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = port_only
+            .parse()
+            .map_err(|_| format!("bad address {s:?}: port over 65535; {hint}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.parse().map_err(|_| format!("bad address {s:?}: {hint}"))
+}
+
+/// What a `SIZE` flag takes, for `--help`.
+pub const SIZE_HELP: &str = "SIZE is a number of bytes with an optional unit: KiB, MiB, GiB, TiB (powers of 1024; \
+     K, M, G, T mean the same, as in nginx), or kB, MB, GB, TB (powers of 1000); e.g. 512KiB, 64MiB, 10MB, 1.5GiB, 4096.";
+
+/// Parses a `SIZE` flag as [`SIZE_HELP`] says: `4096`, `512KiB`, `64M`,
+/// `10MB`, `1.5GiB` (a fraction is rounded down to whole bytes). Units are
+/// read without regard to case; a space may stand before them.
+///
+/// ```
+/// assert_eq!(cli::parse_size("64MiB"), Ok(64 << 20));
+/// assert_eq!(cli::parse_size("64M"), Ok(64 << 20));
+/// assert_eq!(cli::parse_size("10MB"), Ok(10_000_000));
+/// assert_eq!(cli::parse_size("4096"), Ok(4096));
+/// assert!(cli::parse_size("10XB").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let hint = "write e.g. 4096, 512KiB, 64MiB, 1GiB or 10MB";
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim_start());
+    let multiplier: u128 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("bad size {s:?}: unknown unit {unit:?}; {hint}")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || fraction.len() > 9
+    {
+        return Err(format!("bad size {s:?}: {hint}"));
+    }
+    let too_big = || format!("bad size {s:?}: more than {} bytes", u64::MAX);
+    // Digits without the point, times the unit, divided by 10^(digits after the point).
+    let digits: u128 = format!("{whole}{fraction}").parse().map_err(|_| too_big())?;
+    let bytes = digits.checked_mul(multiplier).ok_or_else(too_big)? / 10u128.pow(fraction.len() as u32);
+    u64::try_from(bytes).map_err(|_| too_big())
+}
+
+/// A byte count as a person would write it: the largest binary unit that
+/// divides it exactly (`64MiB`, `1536KiB`), else the largest decimal one
+/// (`10MB`), else bytes (`1500B`). The output
+/// parses back with [`parse_size`].
+pub fn format_size(bytes: u64) -> String {
+    if bytes != 0 {
+        for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if bytes % (1 << shift) == 0 {
+                return format!("{}{unit}", bytes >> shift);
+            }
+        }
+        for (size, unit) in [
+            (1_000_000_000_000, "TB"),
+            (1_000_000_000, "GB"),
+            (1_000_000, "MB"),
+            (1_000, "kB"),
+        ] {
+            if bytes % size == 0 {
+                return format!("{}{unit}", bytes / size);
+            }
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// A duration as the `DUR` flags take it: `10s`, `1m30s`, `1500ms`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// One clear line on stderr and exit status 2, for a bad command line or
+/// environment found after clap's checks (a bad `RUST_LOG`): the status clap
+/// gives a bad flag.
+pub fn fail_usage(msg: impl Display) -> std::process::ExitCode {
+    eprintln!("error: {msg}");
+    std::process::ExitCode::from(2)
+}
+
 /// One clear line on stderr and a non-zero exit.
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
     eprintln!("error: {msg}");
     std::process::ExitCode::FAILURE
+}
+
+/// An active health check in a few words, for the start-up summaries:
+/// `GET / every 2s (timeout 1s, expect 200-499, rise 2, fall 3)`, or `off`.
+pub fn describe_health(health: Option<&rr_proxy::HealthCheck>) -> String {
+    let Some(h) = health else {
+        return "off".to_owned();
+    };
+    let probe = if h.tcp_only {
+        "TCP connect".to_owned()
+    } else {
+        format!("GET {}", h.path)
+    };
+    let expect = if h.tcp_only {
+        String::new()
+    } else {
+        format!(", expect {}-{}", h.expect.start(), h.expect.end())
+    };
+    format!(
+        "{probe} every {} (timeout {}{expect}, rise {}, fall {})",
+        format_duration(h.interval),
+        format_duration(h.timeout),
+        h.rise,
+        h.fall
+    )
 }
 
 /// The admin endpoint's protection from `--admin ADDR`, `--admin-token FILE` and
@@ -337,5 +686,142 @@ mod tests {
         assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration_or_zero("0ms"), Ok(Duration::ZERO));
         assert!(parse_duration_or_zero("abc").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let ok = |s: &str| parse_listen(s).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:44444"), "127.0.0.1:44444");
+        assert_eq!(ok("0.0.0.0:0"), "0.0.0.0:0");
+        assert_eq!(ok("[::]:8080"), "[::]:8080");
+        assert_eq!(ok(":8080"), "0.0.0.0:8080");
+        assert_eq!(ok(":0"), "0.0.0.0:0");
+        assert_eq!(ok("8080"), "0.0.0.0:8080");
+        assert_eq!(ok("0"), "0.0.0.0:0");
+        for bad in [
+            "",
+            ":",
+            "65536",
+            ":65536",
+            "localhost:80",
+            "127.0.0.1",
+            "::1",
+            "1.2.3.4:x",
+            " 80",
+            "-1",
+        ] {
+            let e = parse_listen(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("bad address {bad:?}")), "{e}");
+            assert!(e.contains(":PORT"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = |s: &str| parse_size(s).unwrap();
+        assert_eq!(ok("0"), 0);
+        assert_eq!(ok("4096"), 4096);
+        assert_eq!(ok("4096B"), 4096);
+        assert_eq!(ok("512KiB"), 512 * 1024);
+        assert_eq!(ok("512k"), 512 * 1024);
+        assert_eq!(ok("64MiB"), 64 << 20);
+        assert_eq!(ok("64mib"), 64 << 20);
+        assert_eq!(ok("64 MiB"), 64 << 20);
+        assert_eq!(ok("1GiB"), 1 << 30);
+        assert_eq!(ok("1G"), 1 << 30);
+        assert_eq!(ok("2TiB"), 2 << 40);
+        assert_eq!(ok("10MB"), 10_000_000);
+        assert_eq!(ok("10kB"), 10_000);
+        assert_eq!(ok("3GB"), 3_000_000_000);
+        assert_eq!(ok("1.5GiB"), 3 << 29);
+        assert_eq!(ok("0.5KiB"), 512);
+        assert_eq!(ok("1.0001KB"), 1000);
+        assert_eq!(ok(".5K"), 512);
+        assert_eq!(ok("18446744073709551615"), u64::MAX);
+        for bad in [
+            "",
+            "MiB",
+            "10XB",
+            "10 Mi",
+            "-1",
+            "1.2.3",
+            ".",
+            "1e6",
+            "10MiBs",
+            "18446744073709551616",
+            "16777216TiB",
+            "0x10",
+            "1,000",
+        ] {
+            let e = parse_size(bad).expect_err(bad);
+            assert!(e.starts_with(&format!("bad size {bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for n in [
+            0,
+            1,
+            1000,
+            1500,
+            10_000_000,
+            1024,
+            1536 * 1024,
+            64 << 20,
+            1 << 30,
+            3 << 40,
+            u64::MAX,
+        ] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{}", format_size(n));
+        }
+        assert_eq!(format_size(64 << 20), "64MiB");
+        assert_eq!(format_size(1536 * 1024), "1536KiB");
+        assert_eq!(format_size(10_000_000), "10MB");
+        assert_eq!(format_size(1500), "1500B");
+        assert_eq!(format_size(0), "0B");
+    }
+
+    #[test]
+    fn threads() {
+        assert_eq!(parse_threads("1"), Ok(1));
+        assert_eq!(parse_threads("1024"), Ok(1024));
+        for bad in ["0", "1025", "-1", "x", ""] {
+            assert!(parse_threads(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_filters() {
+        use std::ffi::OsStr;
+        assert!(log_filter(None, "info").is_ok());
+        assert!(log_filter(Some(OsStr::new("")), "info").is_ok());
+        for good in [
+            "debug",
+            "warn,rr_proxy=debug",
+            "access=off",
+            "info,http_core[conn]=trace",
+        ] {
+            assert!(log_filter(Some(OsStr::new(good)), "info").is_ok(), "{good}");
+        }
+        for bad in ["foo=bar=baz", "info,x=loud", "[{"] {
+            let e = log_filter(Some(OsStr::new(bad)), "info").expect_err(bad);
+            assert!(e.starts_with(&format!("RUST_LOG={bad:?}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for d in [
+            Duration::from_secs(10),
+            Duration::from_secs(90),
+            Duration::from_millis(1500),
+        ] {
+            assert_eq!(
+                parse_duration(&format_duration(d)),
+                Ok(d),
+                "{}",
+                format_duration(d)
+            );
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
     }
 }

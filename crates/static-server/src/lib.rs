@@ -87,6 +87,7 @@ pub struct Builder {
     limits: Limits,
     revalidate: Duration,
     max_connections: Option<usize>,
+    shutdown_timeout: Duration,
 }
 
 impl Builder {
@@ -164,6 +165,14 @@ impl Builder {
         self
     }
 
+    /// How long requests in flight may take to finish once [`StaticFiles::serve`]'s
+    /// shutdown future resolves (or [`http_core::ServerHandle::shutdown`] is
+    /// called) before their connections are closed. Default: 10 s.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
     /// Checks the root and the headers and builds the server.
     pub fn build(self) -> Result<StaticFiles, Error> {
         let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Root {
@@ -233,6 +242,7 @@ impl StaticFiles {
             limits: Limits::default(),
             revalidate: Duration::from_secs(1),
             max_connections: None,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 
@@ -258,7 +268,10 @@ impl StaticFiles {
     fn server(self) -> Server<StaticFiles> {
         let limits = self.inner.cfg.limits.clone();
         let max = self.inner.cfg.max_connections;
-        let server = Server::new(self).limits(limits);
+        let shutdown_timeout = self.inner.cfg.shutdown_timeout;
+        let server = Server::new(self)
+            .limits(limits)
+            .shutdown_timeout(shutdown_timeout);
         match max {
             Some(n) => server.max_connections(n),
             None => server,

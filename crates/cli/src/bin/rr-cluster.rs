@@ -1,8 +1,9 @@
 //! `rr-cluster`: the course scenario in one command. Four static backends (by
 //! default on 127.0.0.1:9002-9005, each naming itself with `X-Served-By`) serving
 //! `static/`, the round-robin balancer on 127.0.0.1:44444 in front of them, and
-//! its admin listener with the live status page. Ctrl-C stops everything
-//! gracefully: the balancer finishes its requests first, then the backends.
+//! its admin listener with the live status page (`--no-admin` leaves it out).
+//! Ctrl-C stops everything gracefully: the balancer finishes its requests first,
+//! then the backends.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -11,20 +12,26 @@ use std::time::Duration;
 
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
-use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind};
+use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind, Timeouts};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
 /// Run the course scenario: static backends behind a round-robin balancer.
 #[derive(Debug, Parser)]
-#[command(name = "rr-cluster", version, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(
+    name = "rr-cluster",
+    version,
+    long_about = None,
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP])
+)]
 struct Args {
     /// Directory the backends serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
 
-    /// Address of the balancer.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
+    /// Address of the balancer: IP:PORT, :PORT or PORT (all IPv4 addresses; the
+    /// backends then listen on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
 
     /// Backend ports: a range `9002-9005`, a list `9002,9003`, or both; `0` picks a
@@ -37,8 +44,12 @@ struct Args {
     strategy: StrategyKind,
 
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445", value_parser = cli::parse_listen)]
     admin: SocketAddr,
+
+    /// Run without the admin listener (no status page, stats or drain/enable).
+    #[arg(long, conflicts_with_all = ["admin", "admin_token", "admin_hosts"])]
+    no_admin: bool,
 
     /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from
     /// FILE; needed when --admin is not a loopback address.
@@ -58,10 +69,21 @@ struct Args {
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = cli::parse_duration)]
     keep_alive_timeout: Duration,
 
-    /// Worker threads shared by the balancer and the backends (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads shared by the balancer and the backends, 1 or more
+    /// (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
+
+    /// After SIGINT or SIGTERM, how long the balancer's requests in flight may
+    /// take to finish, and then the backends'.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
+
+/// Each backend's in-memory cache: files up to this size...
+const CACHE_MAX_FILE: u64 = 1 << 20;
+/// ...and this much in all (static-server's defaults).
+const CACHE_SIZE: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 struct PortList(Vec<u16>);
@@ -93,17 +115,67 @@ fn parse_ports(s: &str) -> Result<PortList, String> {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    let admin_security = match cli::admin_security(args.admin, args.admin_token.as_deref(), &args.admin_hosts)
-    {
-        Ok(s) => s,
-        Err(e) => return cli::fail(e),
+    let admin_security = if args.no_admin {
+        None
+    } else {
+        match cli::admin_security(args.admin, args.admin_token.as_deref(), &args.admin_hosts) {
+            Ok(s) => Some(s),
+            Err(e) => return cli::fail(e),
+        }
     };
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = args.threads;
-    cli::run(threads, run(args, admin_security))
+    cli::run(threads, |stop| run(args, admin_security, stop))
 }
 
-async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
+/// The start-up summary of the balancer.
+fn balancer_summary(
+    args: &Args,
+    local: SocketAddr,
+    backends: &[(SocketAddr, u32)],
+    health: &HealthCheck,
+    admin: Option<SocketAddr>,
+) -> String {
+    let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
+    let t = Timeouts::default();
+    format!(
+        "balancer on {local}: mode http; {} backends ({}); strategy {}; health check {}; \
+         timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; limits: max connections {}; \
+         admin {}; shutdown timeout {}",
+        list.len(),
+        list.join(", "),
+        args.strategy.as_str(),
+        cli::describe_health(Some(health)),
+        cli::format_duration(t.connect),
+        cli::format_duration(t.response),
+        cli::format_duration(t.idle),
+        cli::format_duration(args.header_timeout),
+        cli::format_duration(args.keep_alive_timeout),
+        http_core::connection_capacity(2),
+        admin.map_or("off".to_owned(), |a| a.to_string()),
+        cli::format_duration(args.shutdown_timeout),
+    )
+}
+
+/// The start-up summary of the backends: what each serves and how.
+fn backends_summary(args: &Args, root: &std::path::Path, backends: &[(SocketAddr, u32)]) -> String {
+    let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
+    format!(
+        "{} backends on {}: root {}; each named backend-PORT; listing off; cache files up to {} ({} in all); \
+         limits: max connections {} each; shutdown timeout {}",
+        list.len(),
+        list.join(", "),
+        root.display(),
+        cli::format_size(CACHE_MAX_FILE),
+        cli::format_size(CACHE_SIZE),
+        http_core::connection_capacity(1),
+        cli::format_duration(args.shutdown_timeout),
+    )
+}
+
+async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -114,17 +186,24 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
         backend_listeners.push(cli::bind(SocketAddr::new(backend_ip, port)).await?);
     }
     let listener = cli::bind(args.listen).await?;
-    let admin_listener = cli::bind(args.admin).await?;
+    let admin_listener = match admin_security {
+        Some(security) => Some((cli::bind(args.admin).await?, security)),
+        None => None,
+    };
 
     let mut backends = Vec::new();
     let mut handles = Vec::new();
+    let mut root = None;
     for l in backend_listeners {
         let addr = l.local_addr().map_err(|e| e.to_string())?;
         let name = format!("backend-{}", addr.port());
         let files = StaticFiles::builder(&args.root)
             .server_id(&name)
+            .cache(CACHE_MAX_FILE, CACHE_SIZE)
+            .shutdown_timeout(args.shutdown_timeout)
             .build()
             .map_err(|e| e.to_string())?;
+        root.get_or_insert_with(|| files.root().to_path_buf());
         let span = tracing::info_span!("backend", id = %name);
         let handle = {
             let _entered = span.enter();
@@ -135,58 +214,92 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
         handles.push(handle);
     }
 
+    // The backends run in this process: a TCP connect says whether one is up,
+    // and keeps health probes out of the access log the user is watching.
+    let health = HealthCheck {
+        interval: Duration::from_secs(1),
+        tcp_only: true,
+        ..HealthCheck::default()
+    };
     let proxy = Proxy::builder()
         .backends(backends.iter().copied())
         .strategy_boxed(args.strategy.build())
-        // The backends run in this process: a TCP connect says whether one is up,
-        // and keeps health probes out of the access log the user is watching.
-        .health_check(HealthCheck {
-            interval: Duration::from_secs(1),
-            tcp_only: true,
-            ..HealthCheck::default()
-        })
+        .health_check(health.clone())
         .limits(Limits {
             header_timeout: args.header_timeout,
             keep_alive_timeout: args.keep_alive_timeout,
             ..Limits::default()
         })
+        .shutdown_timeout(args.shutdown_timeout)
         .build()
         .map_err(|e| e.to_string())?;
     let handle = proxy.handle();
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
-    cli::announce("admin", admin_addr);
+    let admin_addr = match &admin_listener {
+        Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if let Some(a) = admin_addr {
+        cli::announce("admin", a);
+    }
     cli::announce("rr-cluster", local);
-    eprintln!(
-        "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
-        local.port(),
-        admin_addr.port(),
-        admin_addr.port()
+    match admin_addr {
+        Some(a) => eprintln!(
+            "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
+            local.port(),
+            a.port(),
+            a.port()
+        ),
+        None => eprintln!(
+            "open http://localhost:{}/page.html (no status page: --no-admin)",
+            local.port()
+        ),
+    }
+    if let Some(root) = &root {
+        tracing::info!("{}", backends_summary(&args, root, &backends));
+    }
+    tracing::info!(
+        "{}",
+        balancer_summary(&args, local, &backends, &health, admin_addr)
     );
+    let mut ready: Vec<(String, SocketAddr)> = backends
+        .iter()
+        .map(|(a, _)| (format!("backend-{}", a.port()), *a))
+        .collect();
+    ready.extend(admin_addr.map(|a| ("admin".to_owned(), a)));
+    ready.push(("rr-cluster".to_owned(), local));
+    cli::notify_ready(&ready.iter().map(|(w, a)| (w.as_str(), *a)).collect::<Vec<_>>());
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
         stop.await;
         trigger.trigger();
     });
-    let mut s = signal.clone();
-    let admin_task = tokio::spawn(
-        rr_proxy::serve_admin_with(handle, admin_listener, admin_security, async move {
-            s.triggered().await
-        })
-        .instrument(tracing::info_span!("admin")),
-    );
+    let admin_task = admin_listener.map(|(admin_listener, security)| {
+        let mut s = signal.clone();
+        tokio::spawn(
+            rr_proxy::serve_admin_with(
+                handle,
+                admin_listener,
+                security,
+                async move { s.triggered().await },
+            )
+            .instrument(tracing::info_span!("admin")),
+        )
+    });
     let mut s = signal.clone();
     let served = proxy
         .serve(listener, async move { s.triggered().await })
         .instrument(tracing::info_span!("proxy"))
         .await;
-    let _ = admin_task.await;
-    // The balancer has drained; now the backends can go.
-    for h in handles {
-        h.shutdown().await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    // The balancer has drained; now the backends can go, all at once, so that
+    // the wait is one shutdown timeout, not one per backend.
+    let stopping: Vec<_> = handles.into_iter().map(|h| tokio::spawn(h.shutdown())).collect();
+    for s in stopping {
+        let _ = s.await;
     }
     served.map_err(|e| format!("serving failed: {e}"))
 }

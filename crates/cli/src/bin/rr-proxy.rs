@@ -15,10 +15,15 @@ use rr_proxy::{
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
 /// connection) to the next healthy backend.
 #[derive(Debug, Parser)]
-#[command(name = "rr-proxy", version, long_about = None, after_help = cli::DURATION_HELP)]
+#[command(
+    name = "rr-proxy",
+    version,
+    long_about = None,
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP])
+)]
 struct Cli {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444")]
+    /// Address to listen on: IP:PORT, :PORT or PORT (all IPv4 addresses).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
 
     /// A backend, optionally weighted (a backend of weight 3 gets three times the
@@ -36,12 +41,13 @@ struct Cli {
     #[arg(long, value_name = "MODE", default_value = "http")]
     mode: Mode,
 
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
+    /// Worker threads, 1 or more (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
 
-    /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this address.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this
+    /// address (default: no admin listener).
+    #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
     admin: Option<SocketAddr>,
 
     /// Bearer token the admin requires (Authorization: Bearer TOKEN), read from
@@ -58,12 +64,12 @@ struct Cli {
     /// backend answering it 404 counts as down). Without it (and without
     /// --health-check) only passive ejection runs, as in nginx, and in HAProxy
     /// without `check`.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_health_check")]
+    #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
 
     /// Turn active health checks on: GET / in HTTP mode (or --health-path), a
     /// connect in TCP mode.
-    #[arg(long, conflicts_with = "no_health_check")]
+    #[arg(long)]
     health_check: bool,
 
     /// Time between active health checks.
@@ -87,8 +93,8 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 3)]
     health_fall: u32,
 
-    /// No active health checks (the default without --health-path or
-    /// --health-check; kept for scripts that give it). Passive ejection stays on.
+    /// No active health checks, even with --health-path or --health-check
+    /// (without either there are none anyway). Passive ejection stays on.
     #[arg(long)]
     no_health_check: bool,
 
@@ -137,6 +143,11 @@ struct Cli {
     /// idle keep-alive connections are closed to make room for new clients.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+
+    /// After SIGINT or SIGTERM, how long requests (and, in TCP mode,
+    /// connections) in flight may take to finish before they are cut off.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -164,12 +175,56 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = cli.threads;
-    cli::run(threads, run(cli, admin_security))
+    cli::run(threads, |stop| run(cli, admin_security, stop))
 }
 
-async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), String> {
+/// The start-up summary: where it listens, what it balances over and how.
+fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Option<SocketAddr>) -> String {
+    let backends: Vec<String> = cli
+        .backends
+        .iter()
+        .map(|b| match b.weight {
+            1 => b.addr.to_string(),
+            w => format!("{}={w}", b.addr),
+        })
+        .collect();
+    let max_connections = cli
+        .max_connections
+        .unwrap_or_else(|| http_core::connection_capacity(2))
+        .max(1);
+    format!(
+        "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
+         passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
+         limits: max connections {max_connections}, max attempts {}; admin {}; shutdown timeout {}",
+        cli.mode.as_str(),
+        backends.len(),
+        if backends.len() == 1 { "" } else { "s" },
+        backends.join(", "),
+        cli.strategy.as_str(),
+        cli::describe_health(health),
+        match cli.eject_after {
+            0 => "off".to_owned(),
+            n => format!(
+                "after {n} failures in a row, for {}",
+                cli::format_duration(cli.eject_for)
+            ),
+        },
+        cli::format_duration(cli.connect_timeout),
+        cli::format_duration(cli.response_timeout),
+        cli::format_duration(cli.idle_timeout),
+        cli::format_duration(cli.header_timeout),
+        cli::format_duration(cli.keep_alive_timeout),
+        cli.max_attempts,
+        admin.map_or("off".to_owned(), |a| a.to_string()),
+        cli::format_duration(cli.shutdown_timeout),
+    )
+}
+
+async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
         .strategy_boxed(cli.strategy.build())
@@ -192,20 +247,23 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
             max_failures: cli.eject_after,
             ejection: cli.eject_for,
         })
-        .max_attempts(cli.max_attempts);
+        .max_attempts(cli.max_attempts)
+        .shutdown_timeout(cli.shutdown_timeout);
     if let Some(n) = cli.max_connections {
         builder = builder.max_connections(n);
     }
-    if cli.health_check || cli.health_path.is_some() {
-        builder = builder.health_check(HealthCheck {
-            interval: cli.health_interval,
-            timeout: cli.health_timeout,
-            path: cli.health_path.clone().unwrap_or_else(|| "/".to_owned()),
-            expect: cli.health_expect.0..=cli.health_expect.1,
-            rise: cli.health_rise,
-            fall: cli.health_fall,
-            tcp_only: cli.mode == Mode::Tcp,
-        });
+    let checked = !cli.no_health_check && (cli.health_check || cli.health_path.is_some());
+    let health = checked.then(|| HealthCheck {
+        interval: cli.health_interval,
+        timeout: cli.health_timeout,
+        path: cli.health_path.clone().unwrap_or_else(|| "/".to_owned()),
+        expect: cli.health_expect.0..=cli.health_expect.1,
+        rise: cli.health_rise,
+        fall: cli.health_fall,
+        tcp_only: cli.mode == Mode::Tcp,
+    });
+    if let Some(h) = &health {
+        builder = builder.health_check(h.clone());
     }
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
@@ -216,15 +274,18 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
         None => None,
     };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
+    let admin_addr = match &admin {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     cli::announce("rr-proxy", local);
-    tracing::info!(
-        mode = cli.mode.as_str(),
-        strategy = cli.strategy.as_str(),
-        backends = cli.backends.len(),
-        "balancing"
-    );
+    if let Some(a) = admin_addr {
+        cli::announce("admin", a);
+    }
+    tracing::info!("{}", summary(&cli, local, health.as_ref(), admin_addr));
+    let mut ready = vec![("rr-proxy", local)];
+    ready.extend(admin_addr.map(|a| ("admin", a)));
+    cli::notify_ready(&ready);
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
@@ -232,9 +293,6 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>) -> Result<(), Stri
         trigger.trigger();
     });
     let admin_task = admin.zip(admin_security).map(|(listener, security)| {
-        if let Ok(a) = listener.local_addr() {
-            cli::announce("admin", a);
-        }
         let mut s = signal.clone();
         tokio::spawn(rr_proxy::serve_admin_with(
             handle,

@@ -10,22 +10,25 @@ use clap::{Parser, ValueEnum};
 use http_core::Limits;
 use static_server::{StaticFiles, SymlinkPolicy};
 
+/// Static-file server: serves one directory over HTTP/1.1 (safe paths,
+/// validators, ranges, small files from memory).
 #[derive(Parser, Debug)]
 #[command(
     name = "static-server",
     version,
-    about = "Serve a directory over HTTP/1.1",
-    after_help = cli::DURATION_HELP
+    long_about = None,
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP, cli::SIZE_HELP])
 )]
 struct Args {
     /// Directory to serve.
-    #[arg(long, default_value = "static")]
+    #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, :PORT or PORT (all IPv4 addresses); port
+    /// 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = cli::parse_listen)]
     listen: SocketAddr,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// Worker threads, 1 or more (default: one per core).
+    #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
     /// Adds `X-Served-By: NAME` to every response.
     #[arg(long, value_name = "NAME")]
@@ -45,11 +48,11 @@ struct Args {
     /// Do not serve FILE.br / FILE.gz to clients that accept them.
     #[arg(long)]
     no_precompressed: bool,
-    /// Largest file kept in memory, in bytes.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    /// Largest file kept in memory.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_max_file: u64,
-    /// Memory for cached files in all, in bytes (0 disables the cache).
-    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    /// Memory for cached files in all (0 disables the cache).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_size: u64,
     /// How long a cached file is trusted before its size and mtime are checked
     /// again (0: every time) [default: 1s].
@@ -72,6 +75,10 @@ struct Args {
     /// closed to make room for new clients.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// After SIGINT or SIGTERM, how long requests in flight may take to finish
+    /// before their connections are closed.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = cli::parse_duration)]
+    shutdown_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -82,15 +89,58 @@ enum Symlinks {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    cli::init_logging("info");
+    if let Err(e) = cli::init_logging("info") {
+        return cli::fail_usage(e);
+    }
     let threads = args.threads;
-    cli::run(threads, run(args))
+    cli::run(threads, |stop| run(args, stop))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+/// The start-up summary: what this instance serves and how.
+fn summary(args: &Args, files: &StaticFiles, addr: SocketAddr, revalidate: Duration) -> String {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    let cache = if args.cache_size == 0 {
+        "off".to_owned()
+    } else {
+        format!(
+            "files up to {} ({} in all, checked every {})",
+            cli::format_size(args.cache_max_file),
+            cli::format_size(args.cache_size),
+            cli::format_duration(revalidate)
+        )
+    };
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| http_core::connection_capacity(1))
+        .max(1);
+    format!(
+        "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
+         cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
+         shutdown timeout {}; server id {}",
+        files.root().display(),
+        on_off(args.listing),
+        args.index.join(","),
+        match args.symlinks {
+            Symlinks::WithinRoot => "within-root",
+            Symlinks::Never => "never",
+        },
+        on_off(args.dotfiles),
+        on_off(!args.no_precompressed),
+        cli::format_duration(args.header_timeout),
+        cli::format_duration(args.keep_alive_timeout),
+        cli::format_duration(args.shutdown_timeout),
+        args.server_id.as_deref().unwrap_or("none"),
+    )
+}
+
+async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
+    let revalidate = args
+        .revalidate
+        .or(args.revalidate_ms.map(Duration::from_millis))
+        .unwrap_or(Duration::from_secs(1));
     let mut builder = StaticFiles::builder(&args.root)
         .listing(args.listing)
-        .index_files(args.index)
+        .index_files(args.index.iter().cloned())
         .symlinks(match args.symlinks {
             Symlinks::WithinRoot => SymlinkPolicy::WithinRoot,
             Symlinks::Never => SymlinkPolicy::Never,
@@ -98,11 +148,8 @@ async fn run(args: Args) -> Result<(), String> {
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
         .cache(args.cache_max_file, args.cache_size)
-        .revalidate_after(
-            args.revalidate
-                .or(args.revalidate_ms.map(Duration::from_millis))
-                .unwrap_or(Duration::from_secs(1)),
-        )
+        .revalidate_after(revalidate)
+        .shutdown_timeout(args.shutdown_timeout)
         .limits(Limits {
             header_timeout: args.header_timeout,
             keep_alive_timeout: args.keep_alive_timeout,
@@ -111,7 +158,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.max_connections {
         builder = builder.max_connections(n);
     }
-    if let Some(id) = args.server_id {
+    if let Some(id) = &args.server_id {
         builder = builder.server_id(id);
     }
     for h in &args.headers {
@@ -123,10 +170,9 @@ async fn run(args: Args) -> Result<(), String> {
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // Installed before the address is announced: see `cli::shutdown_signal`.
-    let stop = cli::shutdown_signal();
     cli::announce("static-server", addr);
-    tracing::info!(root = %files.root().display(), "serving");
+    tracing::info!("{}", summary(&args, &files, addr, revalidate));
+    cli::notify_ready(&[("static-server", addr)]);
     files
         .serve(listener, stop)
         .await

@@ -43,12 +43,17 @@ pub struct Running {
 
 impl Running {
     /// Starts `command` with `RUST_LOG=info`, no stdin and stdout discarded.
+    /// `NOTIFY_SOCKET` is passed on only when `command` sets it itself: a test
+    /// run under systemd must not have its binaries report to the test's unit.
     pub fn start(command: &mut Command) -> Running {
         let name = Path::new(command.get_program())
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
+        if !command.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET") {
+            command.env_remove("NOTIFY_SOCKET");
+        }
         let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
