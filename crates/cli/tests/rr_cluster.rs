@@ -319,6 +319,9 @@ fn attempt(agent: &ureq::Agent, url: &str, page: &[u8]) -> Outcome {
 
 #[test]
 fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
+    /// How long before the signal a request may start and still meet a
+    /// keep-alive connection closed for the shutdown.
+    const CLOSE_RACE: Duration = Duration::from_millis(20);
     let root = TempDir::new("sigint");
     let page = std::fs::read(static_root().join("page.html")).unwrap();
     root.file("page.html", &page);
@@ -418,8 +421,9 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
     // - every request that got a response got a complete 200 (never a 502/503 from
     //   backends stopped too early, never a cut-off body), whenever it was sent;
     // - a request that got no response at all is acceptable only if it was started
-    //   after SIGINT was sent: the balancer no longer accepts connections then,
-    //   and a keep-alive connection may be closed between two requests.
+    //   after SIGINT was sent (or just before, see CLOSE_RACE): the balancer no
+    //   longer accepts connections then, and a keep-alive connection may be
+    //   closed between two requests.
     let attempts: Vec<Attempt> = burst.into_iter().flat_map(|t| t.join().unwrap()).collect();
     let mut complete_before = 0;
     let mut complete_across = 0;
@@ -436,7 +440,12 @@ fn sigint_during_a_burst_exits_0_and_no_request_in_flight_fails() {
         match &a.outcome {
             Outcome::Complete(200) if a.ended < signalled => complete_before += 1,
             Outcome::Complete(200) => complete_across += 1,
-            Outcome::NoResponse(_) if a.started >= signalled => refused_after += 1,
+            // A request sent on an idle keep-alive connection in the moment the
+            // server closes it for shutdown reaches a closed connection (the
+            // client then retries on a new one, which is refused): the race
+            // every HTTP/1.1 server has. Seen once 0.35 ms before the signal
+            // left the test; a few milliseconds cover it.
+            Outcome::NoResponse(_) if a.started + CLOSE_RACE >= signalled => refused_after += 1,
             other => {
                 let what = match other {
                     Outcome::Complete(status) => format!("status {status}"),
