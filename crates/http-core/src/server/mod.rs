@@ -7,6 +7,7 @@ pub(crate) mod access_log;
 pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod encode;
+pub(crate) mod log_time;
 #[allow(clippy::module_inception)]
 pub(crate) mod server;
 pub(crate) mod service;
@@ -15,6 +16,7 @@ pub(crate) mod shutdown;
 pub use access_log::{AccessRecord, LogValue};
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
+pub use log_time::push_log_time;
 pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{Body, HeaderBlock, HeaderBlockBuilder, Request, Response, Service, Upgraded};
 pub use shutdown::{ShutdownSignal, ShutdownTrigger};
