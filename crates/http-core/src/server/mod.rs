@@ -13,7 +13,12 @@ pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod shutdown;
 
-pub use access_log::{AccessRecord, LogValue};
+#[doc(hidden)]
+pub use access_log::format_access_line;
+pub use access_log::{
+    access_log_format, log_connection, set_access_log_format, AccessLogFormat, AccessRecord, LogValue,
+    REFUSED_LINES_PER_SECOND,
+};
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use log_time::push_log_time;
