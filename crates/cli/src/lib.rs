@@ -11,6 +11,8 @@ use std::time::Duration;
 
 mod logfmt;
 
+pub use logfmt::LogFormat;
+
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines
 /// are gathered and written together: when 32 KiB have gathered, every 100 ms, and
@@ -47,9 +49,15 @@ impl Write for BufferedStderr {
     }
 }
 
-/// Starts logging to stderr. `RUST_LOG` sets the filter; `default` applies when
-/// it is unset. Each request's access line is at info level, target `access`.
-pub fn init_logging(default: &str) {
+/// Starts logging to stderr in `format` (`--log-format`; for the access lines
+/// too, through `http_core::server::set_access_log_format`). `RUST_LOG` sets the
+/// filter; `default` applies when it is unset. Each request's access line is at
+/// info level, target `access`.
+pub fn init_logging(default: &str, format: LogFormat) {
+    http_core::server::set_access_log_format(match format {
+        LogFormat::Text => http_core::AccessLogFormat::Text,
+        LogFormat::Json => http_core::AccessLogFormat::Json,
+    });
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = std::thread::Builder::new()
@@ -58,12 +66,30 @@ pub fn init_logging(default: &str) {
             std::thread::sleep(LOG_FLUSH_EVERY);
             flush_logs();
         });
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| BufferedStderr)
-        .with_ansi(false)
-        .event_format(logfmt::LineFormat)
-        .init();
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => subscriber.event_format(logfmt::LineFormat).init(),
+        LogFormat::Json => subscriber.event_format(logfmt::JsonFormat).init(),
+    }
+}
+
+/// Whether the binary logs JSON (`--log-format json`).
+fn json_logs() -> bool {
+    http_core::server::access_log_format() == http_core::AccessLogFormat::Json
+}
+
+/// Prints `message` on stderr at once, as it is or, with `--log-format json`,
+/// as a JSON line like the log's.
+pub fn notice(message: &str) {
+    flush_logs();
+    if json_logs() {
+        eprintln!("{}", logfmt::json_line("INFO", message, &[]));
+    } else {
+        eprintln!("{message}");
+    }
 }
 
 /// A tokio runtime with `threads` workers (default: one per core). One thread
@@ -127,7 +153,13 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 /// Prints the line that tells users (and scripts) where the server is, at once.
 pub fn announce(what: &str, addr: SocketAddr) {
     flush_logs();
-    eprintln!("{what} listening on http://{addr}");
+    if json_logs() {
+        let url = format!("http://{addr}");
+        let message = format!("{what} listening on {url}");
+        eprintln!("{}", logfmt::json_line("INFO", &message, &[("listening", &url)]));
+    } else {
+        eprintln!("{what} listening on http://{addr}");
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, so that the connection cap
@@ -263,7 +295,11 @@ fn is_bare_number(s: &str) -> bool {
 
 /// One clear line on stderr and a non-zero exit.
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
-    eprintln!("error: {msg}");
+    if json_logs() {
+        eprintln!("{}", logfmt::json_line("ERROR", &msg.to_string(), &[]));
+    } else {
+        eprintln!("error: {msg}");
+    }
     std::process::ExitCode::FAILURE
 }
 

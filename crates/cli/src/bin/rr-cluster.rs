@@ -61,6 +61,10 @@ struct Args {
     /// Worker threads shared by the balancer and the backends (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return cli::fail(e),
     };
-    cli::init_logging("info");
+    cli::init_logging("info", args.log_format);
     let threads = args.threads;
     cli::run(threads, run(args, admin_security))
 }
@@ -159,12 +163,12 @@ async fn run(args: Args, admin_security: AdminSecurity) -> Result<(), String> {
     let stop = cli::shutdown_signal();
     cli::announce("admin", admin_addr);
     cli::announce("rr-cluster", local);
-    eprintln!(
+    cli::notice(&format!(
         "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
         local.port(),
         admin_addr.port(),
         admin_addr.port()
-    );
+    ));
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {

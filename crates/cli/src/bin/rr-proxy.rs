@@ -38,6 +38,10 @@ struct Cli {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
+
     /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -152,7 +156,7 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    cli::init_logging("info");
+    cli::init_logging("info", cli.log_format);
     let threads = cli.threads;
     cli::run(threads, run(cli, admin_security))
 }

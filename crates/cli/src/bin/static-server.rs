@@ -27,6 +27,9 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
     /// Adds `X-Served-By: NAME` to every response.
     #[arg(long, value_name = "NAME")]
     server_id: Option<String>,
@@ -82,7 +85,7 @@ enum Symlinks {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    cli::init_logging("info");
+    cli::init_logging("info", args.log_format);
     let threads = args.threads;
     cli::run(threads, run(args))
 }
