@@ -134,6 +134,16 @@ fn refused_requests_get_an_info_line_with_the_reason() {
     refused(srv.addr, long.as_bytes(), "414");
     assert_eq!(access_line(&mut srv, &["refused=uri_too_long"]).status, 414);
 
+    refused(
+        srv.addr,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "501",
+    );
+    assert_eq!(
+        access_line(&mut srv, &["refused=unsupported_transfer_coding"]).status,
+        501
+    );
+
     refused(srv.addr, b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "505");
     assert_eq!(
         access_line(&mut srv, &["refused=version_not_supported"]).status,
