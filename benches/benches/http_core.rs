@@ -8,12 +8,16 @@ use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-use benches::{chunked_body, pipeline, PIPELINED_GET, PIPELINE_DEPTH, REQ, REQ_SHORT, RESP};
+use benches::{
+    access_fields, access_head, access_line_before, access_record, chunked_body, pipeline, ACCESS_PEER,
+    PIPELINED_GET, PIPELINE_DEPTH, REQ, REQ_SHORT, RESP,
+};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http_core::server::format_access_line;
 use http_core::{
     parse_request, parse_response, with_date, write_content_length, write_header, write_status_line,
-    BodyKind, ChunkedDecoder, Limits, Method, MAX_HEADERS_CAP,
+    AccessLogFormat, BodyKind, ChunkedDecoder, Limits, Method, MAX_HEADERS_CAP,
 };
 
 /// Raw httparse on a request, with a fresh `[EMPTY_HEADER; N]` table as a caller
@@ -228,11 +232,40 @@ fn chunked_decode(c: &mut Criterion) {
     g.finish();
 }
 
+/// Building one proxied request's access line (three fields) in a reused
+/// buffer: the line as it was before escaping, the text line now, the JSON line.
+fn access_line(c: &mut Criterion) {
+    let head = access_head();
+    let fields = access_fields();
+    let record = access_record(&head, &fields);
+    let peer = ACCESS_PEER;
+    let mut line = String::with_capacity(512);
+    let mut g = c.benchmark_group("access_line");
+    g.bench_function("before", |b| {
+        b.iter(|| {
+            line.clear();
+            access_line_before(&mut line, black_box(peer), black_box(&head), black_box(&record));
+            black_box(line.len())
+        })
+    });
+    for (name, format) in [("text", AccessLogFormat::Text), ("json", AccessLogFormat::Json)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                line.clear();
+                format_access_line(&mut line, format, black_box(peer), black_box(&record));
+                black_box(line.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = parse_req, parse_req_short, parse_pipeline, parse_resp, write_resp_head, chunked_decode
+    targets = parse_req, parse_req_short, parse_pipeline, parse_resp, write_resp_head, chunked_decode,
+        access_line
 }
 criterion_main!(benches);

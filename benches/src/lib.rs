@@ -1,5 +1,10 @@
 //! Criterion benchmarks of http-core live in `benches/`; this library holds their
-//! fixtures (plain bytes, no dependencies) so a profiling harness can reuse them.
+//! fixtures so a profiling harness can reuse them: request and response bytes,
+//! and the access-log record with the line as it was built before escaping.
+
+use std::time::Duration;
+
+use http_core::{AccessRecord, Limits, LogValue, RequestHead};
 
 /// httparse's own short request (`benches/parse.rs` of httparse 1.10.1): 68 bytes.
 pub const REQ_SHORT: &[u8] = b"\
@@ -63,6 +68,82 @@ pub fn chunked_body(chunks: usize, chunk_len: usize) -> Vec<u8> {
     }
     wire.extend_from_slice(b"0\r\n\r\n");
     wire
+}
+
+/// The client of the access-line fixture, as the driver formats it.
+pub const ACCESS_PEER: &str = "127.0.0.1:60024";
+
+/// The request of the access-line fixture: a browser's GET with a query.
+pub fn access_head() -> RequestHead {
+    RequestHead::parse_complete(
+        bytes::Bytes::from_static(
+            b"GET /page.html?id=1042&view=full HTTP/1.1\r\nHost: localhost:44444\r\n\
+              User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+              Referer: http://localhost:44444/page.html\r\nAccept: */*\r\n\r\n",
+        ),
+        &Limits::default(),
+    )
+    .expect("a valid head")
+}
+
+/// The fields rr-proxy adds to a proxied request's line.
+pub fn access_fields() -> [(&'static str, LogValue); 3] {
+    [
+        ("backend", LogValue::Text("127.0.0.1:9003".into())),
+        ("upstream", LogValue::Duration(Duration::from_micros(451))),
+        ("retries", LogValue::Count(0)),
+    ]
+}
+
+/// A proxied request's record: 200, 1754 bytes in 572 µs.
+pub fn access_record<'a>(head: &'a RequestHead, fields: &'a [(&'static str, LogValue)]) -> AccessRecord<'a> {
+    AccessRecord {
+        peer: None,
+        head: Some(head),
+        status: 200,
+        bytes: Some(1754),
+        elapsed: Duration::from_micros(572),
+        fields,
+        refused: None,
+    }
+}
+
+/// The access line before escaping and JSON: the text line as http-core built
+/// it until then (no escaping at all), kept here as the baseline.
+pub fn access_line_before(line: &mut String, peer: &str, head: &RequestHead, record: &AccessRecord<'_>) {
+    let mut num = itoa::Buffer::new();
+    line.push_str(peer);
+    line.push_str(" \"");
+    line.push_str(head.method_str());
+    line.push(' ');
+    line.push_str(head.target());
+    line.push(' ');
+    line.push_str(head.version().as_str());
+    line.push_str("\" ");
+    line.push_str(num.format(record.status));
+    line.push(' ');
+    match record.bytes {
+        Some(b) => line.push_str(num.format(b)),
+        None => line.push('-'),
+    }
+    line.push(' ');
+    line.push_str(num.format(record.elapsed.as_micros() as u64));
+    line.push_str("us");
+    for (k, v) in record.fields {
+        line.push(' ');
+        line.push_str(k);
+        line.push('=');
+        match v {
+            LogValue::Text(t) => line.push_str(t),
+            LogValue::Duration(d) => {
+                line.push_str(num.format(d.as_micros()));
+                line.push_str("us");
+            }
+            // Counts came with the JSON format; written as the new code does.
+            LogValue::Count(n) => line.push_str(num.format(*n)),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

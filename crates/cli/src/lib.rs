@@ -11,6 +11,8 @@ use std::time::Duration;
 
 mod logfmt;
 
+pub use logfmt::LogFormat;
+
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines
 /// are gathered and written together: when 32 KiB have gathered, every 100 ms, and
@@ -47,25 +49,33 @@ impl Write for BufferedStderr {
     }
 }
 
-/// Starts logging to stderr. `RUST_LOG` sets the filter; `default` applies when
-/// it is unset or empty. Each request's access line is at info level, target
-/// `access`. A `RUST_LOG` that is not a valid filter is an error (one line
-/// naming it), not silently replaced by the default: an operator who asked for
-/// debug output and got none would look in the wrong place.
-pub fn init_logging(default: &str) -> Result<(), String> {
+/// Starts logging to stderr in `format` (`--log-format`; for the access lines
+/// too, through `http_core::server::set_access_log_format`). `RUST_LOG` sets the
+/// filter; `default` applies when it is unset or empty. Each request's access
+/// line is at info level, target `access`. A `RUST_LOG` that is not a valid
+/// filter is an error (one line naming it), not silently replaced by the
+/// default: an operator who asked for debug output and got none would look in
+/// the wrong place.
+pub fn init_logging(default: &str, format: LogFormat) -> Result<(), String> {
     let filter = log_filter(std::env::var_os("RUST_LOG").as_deref(), default)?;
+    http_core::server::set_access_log_format(match format {
+        LogFormat::Text => http_core::AccessLogFormat::Text,
+        LogFormat::Json => http_core::AccessLogFormat::Json,
+    });
     let _ = std::thread::Builder::new()
         .name("log-flush".into())
         .spawn(|| loop {
             std::thread::sleep(LOG_FLUSH_EVERY);
             flush_logs();
         });
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| BufferedStderr)
-        .with_ansi(false)
-        .event_format(logfmt::LineFormat)
-        .init();
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => subscriber.event_format(logfmt::LineFormat).init(),
+        LogFormat::Json => subscriber.event_format(logfmt::JsonFormat).init(),
+    }
     Ok(())
 }
 
@@ -91,6 +101,22 @@ fn log_filter(
         let why = why.lines().next().unwrap_or("invalid");
         format!("RUST_LOG={text:?} is not a valid log filter ({why}); expected e.g. info, warn or info,rr_proxy=debug")
     })
+}
+
+/// Whether the binary logs JSON (`--log-format json`).
+fn json_logs() -> bool {
+    http_core::server::access_log_format() == http_core::AccessLogFormat::Json
+}
+
+/// Prints `message` on stderr at once, as it is or, with `--log-format json`,
+/// as a JSON line like the log's.
+pub fn notice(message: &str) {
+    flush_logs();
+    if json_logs() {
+        eprintln!("{}", logfmt::json_line("INFO", message, &[]));
+    } else {
+        eprintln!("{message}");
+    }
 }
 
 /// A tokio runtime with `threads` workers (default: one per core). One thread
@@ -310,7 +336,13 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 /// Prints the line that tells users (and scripts) where the server is, at once.
 pub fn announce(what: &str, addr: SocketAddr) {
     flush_logs();
-    eprintln!("{what} listening on http://{addr}");
+    if json_logs() {
+        let url = format!("http://{addr}");
+        let message = format!("{what} listening on {url}");
+        eprintln!("{}", logfmt::json_line("INFO", &message, &[("listening", &url)]));
+    } else {
+        eprintln!("{what} listening on http://{addr}");
+    }
 }
 
 /// Raises the soft open-file limit to the hard one, so that the connection cap
@@ -587,7 +619,11 @@ pub fn fail_usage(msg: impl Display) -> std::process::ExitCode {
 
 /// One clear line on stderr and a non-zero exit.
 pub fn fail(msg: impl Display) -> std::process::ExitCode {
-    eprintln!("error: {msg}");
+    if json_logs() {
+        eprintln!("{}", logfmt::json_line("ERROR", &msg.to_string(), &[]));
+    } else {
+        eprintln!("error: {msg}");
+    }
     std::process::ExitCode::FAILURE
 }
 

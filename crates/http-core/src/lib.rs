@@ -74,8 +74,9 @@ pub mod wire;
 pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
 pub use net::{connection_capacity, listen, raise_fd_limit, AnyIo, FdLimit, Finish, Io, LazyTcpStream};
 pub use server::{
-    accept_loop, serve_connection, AccessRecord, Body, BodyError, HeaderBlock, HeaderBlockBuilder, LogValue,
-    Request, RequestBody, Response, Server, ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
+    accept_loop, serve_connection, AccessLogFormat, AccessRecord, Body, BodyError, HeaderBlock,
+    HeaderBlockBuilder, LogValue, Request, RequestBody, Response, Server, ServerHandle, Service,
+    ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use wire::{
     for_each_token, is_hop_by_hop, list_contains, parse_content_length, parse_request, parse_response,

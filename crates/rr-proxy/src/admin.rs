@@ -34,7 +34,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use http_core::{Method, Request, Response, Server, Service};
+use http_core::{LogValue, Method, Request, Response, Server, Service};
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -156,6 +156,13 @@ DELETE /backends/{addr}            remove a backend\n";
 
 impl Service for AdminService {
     async fn call(&self, req: Request<'_>) -> Response {
+        // Marks the admin's lines in the access log: `admin=true`.
+        self.route(req).log_field("admin", LogValue::Flag(true))
+    }
+}
+
+impl AdminService {
+    fn route(&self, req: Request<'_>) -> Response {
         let head = req.head;
         if let Some(refused) = self.guard.check(head) {
             return refused;

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http_core::LogValue;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::balancer::Balancer;
@@ -72,14 +73,23 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
         };
         backend.add_sent(sent);
         backend.add_received(received);
-        tracing::info!(
-            target: "access",
-            "{peer} TCP backend={} sent={sent} received={received} {:.3}ms",
-            backend.addr(),
-            started.elapsed().as_secs_f64() * 1000.0
+        // `sent` went to the backend (from the client), `received` came from it
+        // (to the client): the line's bytes are the client's, as in HTTP mode.
+        http_core::server::log_connection(
+            Some(peer),
+            200,
+            received,
+            started.elapsed(),
+            &[
+                ("backend", LogValue::Text(backend.label().clone())),
+                ("received", LogValue::Count(sent)),
+            ],
         );
         return;
     }
     shared.counters.no_backend.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(target: "access", "{peer} TCP no backend available: connection closed");
+    // As HTTP mode answers: 502 when backends were tried and none could be
+    // reached, 503 when none was available.
+    let status = if tried.is_empty() { 503 } else { 502 };
+    http_core::server::log_connection(Some(peer), status, 0, started.elapsed(), &[]);
 }

@@ -78,6 +78,10 @@ struct Args {
     /// take to finish, and then the backends'.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
 }
 
 /// Each backend's in-memory cache: files up to this size...
@@ -123,7 +127,7 @@ fn main() -> ExitCode {
             Err(e) => return cli::fail(e),
         }
     };
-    if let Err(e) = cli::init_logging("info") {
+    if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
     let threads = args.threads;
@@ -244,16 +248,16 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     }
     cli::announce("rr-cluster", local);
     match admin_addr {
-        Some(a) => eprintln!(
+        Some(a) => cli::notice(&format!(
             "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
             local.port(),
             a.port(),
             a.port()
-        ),
-        None => eprintln!(
+        )),
+        None => cli::notice(&format!(
             "open http://localhost:{}/page.html (no status page: --no-admin)",
             local.port()
-        ),
+        )),
     }
     if let Some(root) = &root {
         tracing::info!("{}", backends_summary(&args, root, &backends));

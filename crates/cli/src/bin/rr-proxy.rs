@@ -45,6 +45,10 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
 
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
+
     /// Serve stats (GET /stats, GET /metrics) and drain/enable routes on this
     /// address (default: no admin listener).
     #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
@@ -175,7 +179,7 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    if let Err(e) = cli::init_logging("info") {
+    if let Err(e) = cli::init_logging("info", cli.log_format) {
         return cli::fail_usage(e);
     }
     let threads = cli.threads;

@@ -30,6 +30,9 @@ struct Args {
     /// Worker threads, 1 or more (default: one per core).
     #[arg(long, value_name = "N", value_parser = cli::parse_threads)]
     threads: Option<usize>,
+    /// Log line format: text, or json (one JSON object per line, access lines included).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: cli::LogFormat,
     /// Adds `X-Served-By: NAME` to every response.
     #[arg(long, value_name = "NAME")]
     server_id: Option<String>,
@@ -89,7 +92,7 @@ enum Symlinks {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
-    if let Err(e) = cli::init_logging("info") {
+    if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
     let threads = args.threads;

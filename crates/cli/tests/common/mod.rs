@@ -100,6 +100,10 @@ impl Running {
                 ),
             };
             if let Some((who, addr)) = line.split_once(" listening on http://") {
+                // With `--log-format json` the line is a JSON object: WHO starts
+                // the message, and more follows the address.
+                let who = who.rsplit('"').next().unwrap_or(who);
+                let addr = addr.split(['"', ' ']).next().unwrap_or(addr);
                 let addr = addr.trim().parse().unwrap_or_else(|e| panic!("{line:?}: {e}"));
                 return (who.to_string(), addr);
             }

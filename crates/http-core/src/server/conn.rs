@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
-use super::access_log::{self, AccessRecord};
+use super::access_log::{self, AccessRecord, ShowPeer};
 use super::body::{BodyProgress, RequestBody};
 use super::encode::{encode, Answering, Payload};
 use super::service::{Request, Service, UpgradeFnBox, Upgraded};
@@ -221,7 +221,10 @@ impl<T: Io> Conn<T> {
         loop {
             let parsed = match parse_request(&self.rbuf, &self.limits) {
                 Ok(p) => p,
-                Err(e) => return Box::pin(self.fail(e, &**service)).await,
+                Err(e) => {
+                    let since = head_started.unwrap_or_else(Instant::now);
+                    return Box::pin(self.fail(e, None, since, &**service)).await;
+                }
             };
             let Some(parsed) = parsed else {
                 if !self.wbuf.is_empty() && self.flush().await.is_err() {
@@ -235,7 +238,10 @@ impl<T: Io> Conn<T> {
                 match Box::pin(tokio::time::timeout(left, self.read_head_more())).await {
                     Ok(Ok(n)) if n > 0 => continue,
                     Ok(_) => return Next::Close { linger: false },
-                    Err(_) => return Box::pin(self.fail(Error::HeaderTimeout, &**service)).await,
+                    Err(_) => {
+                        let refused = self.fail(Error::HeaderTimeout, None, started, &**service);
+                        return Box::pin(refused).await;
+                    }
                 }
             };
             let len = parsed.len();
@@ -290,7 +296,7 @@ impl<T: Io> Conn<T> {
         if let Some(e) = progress.error {
             // The body was malformed: whatever the service made of it is void.
             drop(response);
-            return Box::pin(self.fail(e, &**service)).await;
+            return Box::pin(self.fail(e, Some(&head), started, &**service)).await;
         }
         if progress.broken {
             return Next::Close { linger: false };
@@ -338,7 +344,7 @@ impl<T: Io> Conn<T> {
             fields: &resp.log,
             refused: None,
         };
-        access_log::log_request(&self.peer_text, &head, &record);
+        access_log::log_request(&self.peer_text, &record);
         service.on_response(&record);
         if written.is_err() {
             return Next::Close { linger: false };
@@ -471,10 +477,17 @@ impl<T: Io> Conn<T> {
         }
     }
 
-    /// Answers a protocol error with its status and closes.
-    async fn fail<S: Service>(&mut self, e: Error, service: &S) -> Next {
-        tracing::debug!(peer = ?self.peer, error = %e, "refusing request");
-        let started = Instant::now();
+    /// Answers a protocol error with its status and closes. `head` is the
+    /// request's when one was read (a body error); `since` is when the request
+    /// began arriving, as far as the driver knows.
+    async fn fail<S: Service>(
+        &mut self,
+        e: Error,
+        head: Option<&RequestHead>,
+        since: Instant,
+        service: &S,
+    ) -> Next {
+        tracing::debug!(peer = %ShowPeer(self.peer), error = %e, "refusing request");
         let mut resp = Response::text(e.status(), Bytes::from(format!("{e}\n")));
         let mut close = true;
         // Left in the write buffer: `close` sends it together with the FIN.
@@ -490,15 +503,18 @@ impl<T: Io> Conn<T> {
                 &mut close,
             )
             .await;
-        service.on_response(&AccessRecord {
+        let record = AccessRecord {
             peer: self.peer,
-            head: None,
+            head,
             status: resp.status,
             bytes: written.ok(),
-            elapsed: started.elapsed(),
+            elapsed: since.elapsed(),
             fields: &[],
             refused: Some(e),
-        });
+        };
+        // Rate-limited: see `access_log::REFUSED_LINES_PER_SECOND`.
+        access_log::log_request(&self.peer_text, &record);
+        service.on_response(&record);
         Next::Close { linger: true }
     }
 

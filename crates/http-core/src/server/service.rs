@@ -293,8 +293,8 @@ impl Response {
     /// Adds `key=value` to the driver's access-log line for this request.
     pub fn log_field(mut self, key: &'static str, value: LogValue) -> Self {
         if self.log.capacity() == 0 {
-            // Callers usually add a couple (a proxy: backend and upstream time).
-            self.log.reserve_exact(2);
+            // Callers usually add a few (a proxy: backend, upstream time, retries).
+            self.log.reserve_exact(3);
         }
         self.log.push((key, value));
         self

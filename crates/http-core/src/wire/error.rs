@@ -97,4 +97,34 @@ impl Error {
             Error::BadResponse => 502,
         }
     }
+
+    /// A short name for the error, the same in every release: the `refused=`
+    /// reason of the access line and a label for metrics.
+    ///
+    /// ```
+    /// assert_eq!(http_core::Error::HeaderTimeout.code(), "header_timeout");
+    /// ```
+    pub fn code(self) -> &'static str {
+        match self {
+            Error::BadRequestLine => "bad_request_line",
+            Error::BadTarget => "bad_target",
+            Error::BadHeader => "bad_header",
+            Error::MissingHost => "missing_host",
+            Error::BadHost => "bad_host",
+            Error::BadContentLength => "bad_content_length",
+            Error::LengthWithTransferEncoding => "length_with_transfer_encoding",
+            Error::BadTransferEncoding => "bad_transfer_encoding",
+            Error::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Error::BadChunk => "bad_chunk",
+            Error::UriTooLong => "uri_too_long",
+            Error::HeadTooLarge => "head_too_large",
+            Error::TooManyHeaders => "too_many_headers",
+            Error::BodyTooLarge => "body_too_large",
+            Error::VersionNotSupported => "version_not_supported",
+            Error::HeaderTimeout => "header_timeout",
+            Error::BodyTimeout => "body_timeout",
+            Error::UnexpectedEof => "unexpected_eof",
+            Error::BadResponse => "bad_response",
+        }
+    }
 }

@@ -196,6 +196,7 @@ impl<H: ProxyHooks> ProxyService<H> {
 
     /// Calls the logging hook for a response whose exchange is over.
     fn logged(&self, r: Response, mut p: RequestState<H>, failure: Option<FailureKind>) -> Response {
+        let r = r.log_field("retries", retries(p.attempts));
         let summary = Summary {
             status: r.status(),
             backend: p.backend,
@@ -280,7 +281,8 @@ impl<H: ProxyHooks> ProxyService<H> {
         let resp = Response::new(status)
             .header_block(block)
             .log_field("backend", label(&backend))
-            .log_field("upstream", LogValue::Duration(upstream_time));
+            .log_field("upstream", LogValue::Duration(upstream_time))
+            .log_field("retries", retries(p.attempts));
         let mut summary = Summary {
             status,
             backend: Some(backend.addr()),
@@ -356,6 +358,11 @@ impl<H: ProxyHooks> ProxyService<H> {
         drop(guard);
         resp.body(body)
     }
+}
+
+/// The access log's `retries`: attempts after the first.
+fn retries(attempts: u32) -> LogValue {
+    LogValue::Count(u64::from(attempts.saturating_sub(1)))
 }
 
 fn label(b: &Backend) -> LogValue {
