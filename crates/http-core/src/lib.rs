@@ -7,6 +7,7 @@
 //! | [`server`] | the connection loop and accept loop every server here runs on | [`Service`], [`Request`], [`Response`], [`Server`] |
 //! | [`client`] | one HTTP/1.1 exchange at a time on a connection to a server (a proxy's upstream side, health checks) | [`ClientConn`] |
 //! | [`net`] | the transport trait, the lazily registered TCP stream, the listener, the open-file limit | [`Io`], [`listen`], [`raise_fd_limit`] |
+//! | [`metrics`] | lock-free measurements for a server's metrics: duration histograms, responses by status, open connections | [`metrics::ResponseMetrics`], [`Server::connection_gauge`] |
 //!
 //! The everyday names are also at the crate root. Every malformed input maps to
 //! one [`Error`] with its status code; header names and values are spans into the
@@ -66,6 +67,7 @@ macro_rules! byte_table {
 
 pub(crate) mod buf_pool;
 pub mod client;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod wire;

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::conn::serve_connection;
 use super::service::Service;
 use super::shutdown::{ShutdownSignal, ShutdownTrigger};
+use crate::metrics::ConnectionGauge;
 use crate::net::fd_limit::connection_capacity;
 use crate::net::lazy::LazyTcpStream;
 use crate::net::listener::Acceptor;
@@ -57,6 +58,7 @@ pub struct Server<S> {
     limits: Limits,
     max_connections: usize,
     shutdown_timeout: Duration,
+    gauge: Option<ConnectionGauge>,
 }
 
 impl<S: Service> Server<S> {
@@ -72,6 +74,7 @@ impl<S: Service> Server<S> {
             limits: Limits::default(),
             max_connections: connection_capacity(1),
             shutdown_timeout: Duration::from_secs(10),
+            gauge: None,
         }
     }
 
@@ -90,6 +93,14 @@ impl<S: Service> Server<S> {
     /// Sets how long in-flight requests may take to finish after shutdown begins.
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+
+    /// Counts the open connections in `gauge` (for a metrics endpoint): each
+    /// one from its accept until its task has ended. The accept loop does the
+    /// counting, so a connection costs nothing more for it.
+    pub fn connection_gauge(mut self, gauge: ConnectionGauge) -> Self {
+        self.gauge = Some(gauge);
         self
     }
 
@@ -139,6 +150,7 @@ impl<S: Service> Server<S> {
             Acceptor::new(listener, true)?,
             self.max_connections,
             self.shutdown_timeout,
+            Reported::new(self.gauge),
             shutdown,
             move |stream, peer, signal| {
                 serve_connection(stream, Some(peer), service.clone(), limits.clone(), signal)
@@ -170,13 +182,23 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let acceptor = Acceptor::new(listener, false)?;
-    run_accept_loop(acceptor, max_connections, shutdown_timeout, shutdown, handle).await
+    let uncounted = Reported::new(None);
+    run_accept_loop(
+        acceptor,
+        max_connections,
+        shutdown_timeout,
+        uncounted,
+        shutdown,
+        handle,
+    )
+    .await
 }
 
 async fn run_accept_loop<F, Fut>(
     mut acceptor: Acceptor,
     max_connections: usize,
     shutdown_timeout: Duration,
+    mut open: Reported,
     shutdown: impl Future<Output = ()>,
     mut handle: F,
 ) -> io::Result<()>
@@ -191,6 +213,9 @@ where
     tokio::pin!(shutdown);
     loop {
         while tasks.try_join_next().is_some() {}
+        // Every join (here, or in a `select!` below, which continues the loop)
+        // and every spawn is reported before the loop waits again.
+        open.set(tasks.len());
         if tasks.len() >= max_connections {
             // At the limit: wait for a connection to end before accepting another;
             // if a client is waiting meanwhile, make room.
@@ -235,6 +260,7 @@ where
                 } else {
                     tasks.spawn(work.instrument(span));
                 }
+                open.set(tasks.len());
             }
             Err(e) if is_out_of_fds(&e) => {
                 pressure.make_room(&trigger, "out of file descriptors", tasks.len());
@@ -255,7 +281,9 @@ where
     drop(acceptor);
     trigger.trigger();
     let drained = tokio::time::timeout(shutdown_timeout, async {
-        while tasks.join_next().await.is_some() {}
+        while tasks.join_next().await.is_some() {
+            open.set(tasks.len());
+        }
     })
     .await;
     if drained.is_err() {
@@ -267,6 +295,36 @@ where
         while tasks.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// The connections one accept loop has added to a [`ConnectionGauge`]; they
+/// are taken off again when the loop ends.
+struct Reported {
+    gauge: Option<ConnectionGauge>,
+    reported: usize,
+}
+
+impl Reported {
+    fn new(gauge: Option<ConnectionGauge>) -> Self {
+        Reported { gauge, reported: 0 }
+    }
+
+    /// Brings the gauge to `open` connections of this loop's.
+    fn set(&mut self, open: usize) {
+        let Some(g) = &self.gauge else { return };
+        if open > self.reported {
+            g.add(open - self.reported);
+        } else if open < self.reported {
+            g.sub(self.reported - open);
+        }
+        self.reported = open;
+    }
+}
+
+impl Drop for Reported {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }
 
 /// Time given to idle connections to close before asking more of them.
