@@ -2,7 +2,8 @@
 //! requests that take any status as an answer, raw TCP clients (blocking and
 //! async) with a bounded wait on every read, the pieces of a response head,
 //! temporary directories that remove themselves, bounded polling, commands run to
-//! completion (curl among them) and memory figures from `/proc`.
+//! completion (curl among them), memory figures from `/proc`, and metrics as
+//! Python's `prometheus_client` parses them.
 //!
 //! Only ever a dev-dependency, and it depends on no crate of this workspace: a
 //! test of http-core, static-server, rr-proxy or cli would otherwise link a
@@ -18,6 +19,7 @@ mod fs;
 mod http;
 mod memory;
 mod process;
+mod prometheus;
 mod raw;
 mod wire;
 
@@ -26,6 +28,7 @@ pub use fs::{remove_at_exit, TempDir};
 pub use http::{agent, agent_builder, call, get, header_values, send, Reply};
 pub use memory::{proc_status_kib, rss_bytes};
 pub use process::{curl, curl_status, run_within, wait_timeout};
+pub use prometheus::{parse_prometheus, Parsed, Sample};
 pub use raw::{accepts_connections, exchange, read_until, RawConn};
 pub use wire::{content_length, find, head_len, status_of};
 
