@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::AccessRecord;
+use crate::{AccessRecord, Error};
 
 /// Upper bounds for request durations: 0.5 ms to 10 s, about three to a
 /// decade (Prometheus' usual 1, 2.5, 5 steps).
@@ -184,7 +184,7 @@ impl StatusCounts {
 
 /// What a service records of each response in
 /// [`Service::on_response`](crate::Service::on_response): its duration, its
-/// status, and its body bytes.
+/// status, its body bytes, and for a request the driver refused itself, why.
 ///
 /// ```
 /// use http_core::metrics::{ResponseMetrics, DEFAULT_BUCKETS};
@@ -207,6 +207,7 @@ pub struct ResponseMetrics {
     duration: DurationHistogram,
     statuses: StatusCounts,
     body_bytes: AtomicU64,
+    refused: RefusalCounts,
 }
 
 impl ResponseMetrics {
@@ -216,20 +217,40 @@ impl ResponseMetrics {
             duration: DurationHistogram::new(bounds),
             statuses: StatusCounts::default(),
             body_bytes: AtomicU64::new(0),
+            refused: RefusalCounts::default(),
         }
     }
 
-    /// Counts one response: every one, refused requests included, goes into
-    /// the histogram (its `elapsed`) and the status counts; its body bytes when
-    /// it was written whole.
+    /// Counts one response: its status, and its body bytes when it was
+    /// written whole. A response the service made also goes into the duration
+    /// histogram; a request the driver refused itself (`record.refused`) is
+    /// counted by reason instead: its `elapsed` is the client's slowness (a
+    /// 408's is the header timeout), not a response time.
     #[inline]
     pub fn record(&self, record: &AccessRecord<'_>) {
-        self.duration.observe(record.elapsed);
-        self.statuses.count(record.status);
-        if let Some(n) = record.bytes {
-            if n > 0 {
-                self.body_bytes.fetch_add(n, Ordering::Relaxed);
+        let bytes = record.bytes.unwrap_or(0);
+        match record.refused {
+            None => self.observe(record.status, bytes, record.elapsed),
+            Some(e) => {
+                self.refused.count(e);
+                self.statuses.count(record.status);
+                self.add_bytes(bytes);
             }
+        }
+    }
+
+    /// Counts an answer that is no HTTP response (a TCP relay's connection,
+    /// with the status its access line shows): status, duration, bytes.
+    #[inline]
+    pub fn observe(&self, status: u16, body_bytes: u64, elapsed: Duration) {
+        self.duration.observe(elapsed);
+        self.statuses.count(status);
+        self.add_bytes(body_bytes);
+    }
+
+    fn add_bytes(&self, n: u64) {
+        if n > 0 {
+            self.body_bytes.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -239,19 +260,57 @@ impl ResponseMetrics {
             duration: self.duration.snapshot(),
             statuses: self.statuses.snapshot(),
             body_bytes: self.body_bytes.load(Ordering::Relaxed),
+            refused: self.refused.snapshot(),
         }
+    }
+}
+
+/// Requests the driver refused, by [`Error::code`].
+#[derive(Debug, Default)]
+struct RefusalCounts {
+    /// Indexed by the error's discriminant (fewer than [`REFUSAL_SLOTS`] kinds).
+    counts: [AtomicU64; REFUSAL_SLOTS],
+    /// The code of each slot, set when it is first counted.
+    codes: [OnceLock<&'static str>; REFUSAL_SLOTS],
+}
+
+const REFUSAL_SLOTS: usize = 32;
+
+impl RefusalCounts {
+    fn count(&self, e: Error) {
+        let i = e as usize;
+        if let (Some(c), Some(code)) = (self.counts.get(i), self.codes.get(i)) {
+            code.get_or_init(|| e.code());
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(code, requests)` for each reason seen, by code.
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let mut seen: Vec<(&'static str, u64)> = self
+            .codes
+            .iter()
+            .zip(&self.counts)
+            .filter_map(|(code, c)| Some((*code.get()?, c.load(Ordering::Relaxed))))
+            .collect();
+        seen.sort_unstable();
+        seen
     }
 }
 
 /// [`ResponseMetrics`] at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseSnapshot {
-    /// From the request's head (or the refusal) to the end of writing the response.
+    /// From the request's head to the end of writing the response, for each
+    /// response the service made (refusals are not in it).
     pub duration: HistogramSnapshot,
-    /// `(status, responses)` for each status seen, ascending.
+    /// `(status, responses)` for each status seen, ascending, refusals included.
     pub statuses: Vec<(u16, u64)>,
     /// Body bytes of the responses written whole (heads not counted).
     pub body_bytes: u64,
+    /// `(reason, requests)` the driver refused itself, by [`Error::code`]
+    /// (`bad_request_line`, `header_timeout`, ...), for each reason seen.
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// The number of open connections, shared between the servers that update it
@@ -374,6 +433,30 @@ mod tests {
             s.count(status);
         }
         assert_eq!(s.snapshot(), [(100, 1), (200, 2), (404, 1), (999, 1)]);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason_and_status_but_not_timed() {
+        let m = ResponseMetrics::new(&DEFAULT_BUCKETS);
+        let record = |status, refused| AccessRecord {
+            peer: None,
+            head: None,
+            status,
+            bytes: Some(10),
+            elapsed: Duration::from_secs(10),
+            fields: &[],
+            refused,
+        };
+        m.record(&record(200, None));
+        m.record(&record(408, Some(Error::HeaderTimeout)));
+        m.record(&record(408, Some(Error::HeaderTimeout)));
+        m.record(&record(400, Some(Error::BadRequestLine)));
+        m.observe(502, 0, Duration::from_millis(1));
+        let s = m.snapshot();
+        assert_eq!(s.duration.count(), 2);
+        assert_eq!(s.statuses, [(200, 1), (400, 1), (408, 2), (502, 1)]);
+        assert_eq!(s.refused, [("bad_request_line", 1), ("header_timeout", 2)]);
+        assert_eq!(s.body_bytes, 40);
     }
 
     #[test]
