@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use http_core::metrics::{ConnectionGauge, DurationHistogram, ResponseMetrics, DEFAULT_BUCKETS};
 use http_core::Limits;
 
 use crate::backend::{Backend, Change};
@@ -31,13 +32,36 @@ pub(crate) struct Config {
 }
 
 /// Proxy-wide counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub no_backend: AtomicU64,
     pub retries: AtomicU64,
     pub bad_gateway: AtomicU64,
     pub gateway_timeout: AtomicU64,
+    /// Responses to clients: durations, statuses, body bytes, refusals (HTTP
+    /// mode, from `Service::on_response`; TCP mode counts each connection as
+    /// its access line shows it).
+    pub responses: ResponseMetrics,
+    /// From sending a request to a backend to its response head (HTTP mode).
+    pub upstream_duration: DurationHistogram,
+    /// Client connections open now.
+    pub client_connections: ConnectionGauge,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            requests: AtomicU64::new(0),
+            no_backend: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bad_gateway: AtomicU64::new(0),
+            gateway_timeout: AtomicU64::new(0),
+            responses: ResponseMetrics::new(&DEFAULT_BUCKETS),
+            upstream_duration: DurationHistogram::new(&DEFAULT_BUCKETS),
+            client_connections: ConnectionGauge::new(),
+        }
+    }
 }
 
 /// The balancer state that forwarding, TCP mode, the health checker and every

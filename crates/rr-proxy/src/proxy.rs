@@ -225,6 +225,8 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
             }
             list.push(Arc::new(Backend::new(i as u64, *addr, *weight)));
         }
+        // Read now, so that where /proc is missing the start time is the build's.
+        let _ = http_core::metrics::process_start_time();
         let shared = Arc::new(Balancer::new(self.config, self.strategy, list));
         Ok(Proxy {
             shared,
@@ -289,6 +291,7 @@ impl<H: ProxyHooks> Proxy<H> {
             Mode::Http => {
                 let service = ProxyService::new(self.shared.clone(), self.hooks.clone());
                 Server::new(service)
+                    .connection_gauge(self.shared.counters.client_connections.clone())
                     .limits(config.limits.clone())
                     .max_connections(config.max_connections)
                     .shutdown_timeout(config.shutdown_timeout)
@@ -341,6 +344,7 @@ impl ProxyHandle {
     /// Proxy-wide and per-backend counters.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
+        let responses = c.responses.snapshot();
         ProxyStats {
             strategy: self.shared.strategy.name().to_owned(),
             mode: self.shared.config.mode,
@@ -349,6 +353,12 @@ impl ProxyHandle {
             retries: c.retries.load(Ordering::Relaxed),
             bad_gateway: c.bad_gateway.load(Ordering::Relaxed),
             gateway_timeout: c.gateway_timeout.load(Ordering::Relaxed),
+            client_connections: c.client_connections.get(),
+            client_sent_bytes: responses.body_bytes,
+            responses: responses.statuses.into_iter().collect(),
+            refused: responses.refused.into_iter().collect(),
+            request_duration: responses.duration,
+            upstream_duration: c.upstream_duration.snapshot(),
             backends: self.backends(),
         }
     }

@@ -8,8 +8,12 @@
 //! - `GET /metrics`: the Prometheus text format (version 0.0.4), written by the
 //!   `prometheus-client` crate from a collector over the snapshot.
 
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_core::metrics::HistogramSnapshot;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -21,8 +25,9 @@ use crate::{BackendStats, Mode};
 /// Proxy-wide counters and every backend's.
 ///
 /// With serde it serializes to the admin endpoint's `GET /stats` document, its
-/// fields in this order (`mode` as `"http"` or `"tcp"`, each backend as
-/// [`BackendStats`] describes):
+/// fields in this order (`mode` as `"http"` or `"tcp"`, `responses` as an
+/// object from status code to count, each backend as [`BackendStats`]
+/// describes; the duration histograms are left out: they are for `/metrics`):
 ///
 /// ```
 /// let proxy = rr_proxy::Proxy::builder()
@@ -39,16 +44,41 @@ pub struct ProxyStats {
     pub strategy: String,
     /// `http` or `tcp`.
     pub mode: Mode,
-    /// Requests (HTTP mode) or connections (TCP mode) received.
+    /// Requests (HTTP mode) or connections (TCP mode) received. HTTP mode: not
+    /// those the HTTP layer refused itself (malformed, too large, too slow),
+    /// which `responses` counts.
     pub requests: u64,
-    /// Requests answered 503 because no backend was available.
+    /// Requests answered 503 (TCP mode: connections closed) because no backend was available.
     pub no_backend: u64,
     /// Extra attempts made on another backend or connection.
     pub retries: u64,
-    /// Requests answered 502.
+    /// Requests the proxy answered 502 itself (TCP mode: connections closed
+    /// because the last backend tried refused the connection).
     pub bad_gateway: u64,
-    /// Requests answered 504.
+    /// Requests the proxy answered 504 itself (TCP mode: connections closed
+    /// because connecting to the last backend tried timed out).
     pub gateway_timeout: u64,
+    /// Client connections open now.
+    pub client_connections: usize,
+    /// Bytes sent to clients: response bodies in HTTP mode (heads not counted;
+    /// responses written whole), every byte in TCP mode.
+    pub client_sent_bytes: u64,
+    /// Responses sent to clients by status code, those the proxy or its HTTP
+    /// layer made itself included (TCP mode: connections by the status their
+    /// access line shows); codes never sent are absent.
+    pub responses: BTreeMap<u16, u64>,
+    /// Requests the HTTP layer refused itself (malformed, too large, too slow),
+    /// by reason ([`http_core::Error::code`]); reasons never seen are absent.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Request durations: from the request head to the end of the response
+    /// for each response the proxy made (HTTP mode; not the refusals), a
+    /// connection's lifetime (TCP mode).
+    #[serde(skip)]
+    pub request_duration: HistogramSnapshot,
+    /// From sending a request to a backend to its response head, for each
+    /// attempt that got one (HTTP mode).
+    #[serde(skip)]
+    pub upstream_duration: HistogramSnapshot,
     /// Each backend, in the order added.
     pub backends: Vec<BackendStats>,
 }
@@ -63,13 +93,20 @@ pub(crate) fn json_document(value: &impl Serialize) -> Result<String, serde_json
 /// The `Content-Type` of [`prometheus_text`]: `text/plain; version=0.0.4; charset=utf-8`.
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// The version in `rr_proxy_build_info`.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The `/metrics` document: `stats` in the Prometheus text format (version 0.0.4).
-/// Every name starts with `rr_proxy_`; per-backend series carry a `backend`
-/// label holding the backend's `IP:PORT`.
+/// Every name starts with `rr_proxy_` but `process_start_time_seconds` (the
+/// standard name); per-backend series carry a `backend` label holding the
+/// backend's `IP:PORT`. The README lists every family.
 pub(crate) fn prometheus_text(stats: ProxyStats) -> Result<String, std::fmt::Error> {
-    let capacity = 1024 + 512 * stats.backends.len();
-    let mut registry = Registry::with_prefix("rr_proxy");
-    registry.register_collector(Box::new(Snapshot(stats)));
+    let capacity = 4096 + 2048 * stats.backends.len();
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProcessStart(http_core::metrics::process_start_time())));
+    registry
+        .sub_registry_with_prefix("rr_proxy")
+        .register_collector(Box::new(Snapshot(stats)));
     let mut out = String::with_capacity(capacity);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
@@ -113,16 +150,16 @@ const fn gauge<T>(name: &'static str, help: &'static str, value: fn(&T) -> u64) 
     family(MetricType::Gauge, name, None, help, value)
 }
 
-/// The proxy-wide families.
-const PROXY_METRICS: [Family<ProxyStats>; 5] = [
+/// The proxy-wide families with one unlabelled value.
+const PROXY_METRICS: [Family<ProxyStats>; 8] = [
     counter(
         "requests",
-        "Requests (HTTP mode) or connections (TCP mode) received.",
+        "Requests (HTTP mode) or connections (TCP mode) received; HTTP mode: not those the HTTP layer refused itself (see rr_proxy_responses_total).",
         |s| s.requests,
     ),
     counter(
         "no_backend",
-        "Requests answered 503 because no backend was available.",
+        "Requests answered 503 (TCP mode: connections closed) because no backend was available.",
         |s| s.no_backend,
     ),
     counter(
@@ -130,12 +167,33 @@ const PROXY_METRICS: [Family<ProxyStats>; 5] = [
         "Extra attempts on another backend or connection.",
         |s| s.retries,
     ),
-    counter("bad_gateway", "Requests answered 502.", |s| s.bad_gateway),
-    counter("gateway_timeout", "Requests answered 504.", |s| s.gateway_timeout),
+    counter(
+        "bad_gateway",
+        "Requests the proxy answered 502 itself, not a backend (TCP mode: connections closed, the last backend refused).",
+        |s| s.bad_gateway,
+    ),
+    counter(
+        "gateway_timeout",
+        "Requests the proxy answered 504 itself, not a backend (TCP mode: connections closed, connecting timed out).",
+        |s| s.gateway_timeout,
+    ),
+    gauge("client_connections", "Client connections open.", |s| {
+        s.client_connections as u64
+    }),
+    gauge(
+        "upstream_connections",
+        "Connections to backends: exchanges in progress (HTTP mode) or tunnels (TCP mode), plus idle pooled connections.",
+        |s| s.backends.iter().map(|b| (b.active + b.idle) as u64).sum(),
+    ),
+    bytes_counter(
+        "client_sent",
+        "Bytes sent to clients: response bodies only in HTTP mode (heads not counted; responses written whole), every byte in TCP mode.",
+        |s| s.client_sent_bytes,
+    ),
 ];
 
-/// The per-backend families, each with a `backend` label.
-const BACKEND_METRICS: [Family<BackendStats>; 9] = [
+/// The per-backend families with one value each, with a `backend` label.
+const BACKEND_METRICS: [Family<BackendStats>; 11] = [
     counter(
         "backend_requests",
         "Requests or connections sent to the backend.",
@@ -162,18 +220,32 @@ const BACKEND_METRICS: [Family<BackendStats>; 9] = [
     }),
     bytes_counter(
         "backend_sent",
-        "Body bytes sent to the backend (TCP mode: all bytes).",
+        "Request body bytes sent to the backend in HTTP mode (heads not counted); every byte in TCP mode.",
         |b| b.bytes_sent,
     ),
     bytes_counter(
         "backend_received",
-        "Body bytes received from the backend (TCP mode: all bytes).",
+        "Response body bytes received from the backend in HTTP mode (heads not counted); every byte in TCP mode.",
         |b| b.bytes_received,
     ),
     counter("backend_connections", "Connections opened to the backend.", |b| {
         b.connects
     }),
+    counter(
+        "backend_connection_reuses",
+        "Requests sent over a reused pooled connection to the backend (HTTP mode).",
+        |b| b.reused,
+    ),
+    gauge(
+        "backend_weight",
+        "The backend's weight (used by the weighted strategy).",
+        |b| u64::from(b.weight),
+    ),
 ];
+
+const REQUEST_DURATION_HELP: &str = "Time from a request's head to the end of writing its response, for responses the proxy made, not the refusals (HTTP mode); a connection's lifetime (TCP mode).";
+const UPSTREAM_DURATION_HELP: &str =
+    "Time from sending a request to a backend to its response head, for each attempt that got one (HTTP mode).";
 
 /// A snapshot, encoded on each scrape of the registry it is in.
 #[derive(Debug)]
@@ -186,6 +258,41 @@ impl Collector for Snapshot {
             let family = encoder.encode_descriptor(m.name, m.help, m.unit.as_ref(), m.kind)?;
             encode_value(m.kind, (m.value)(stats), family)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "responses",
+            "Responses sent to clients by status code, the proxy's own and its HTTP layer's refusals included (TCP mode: connections, by the status of their access line).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (code, n) in &stats.responses {
+            let code = itoa::Buffer::new().format(*code).to_owned();
+            ConstCounter::new(*n).encode(family.encode_family(&[("code", code)])?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "refused",
+            "Requests the HTTP layer refused itself, by reason (also in rr_proxy_responses_total by status; not in the duration histogram).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, n) in &stats.refused {
+            ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
+        }
+        for (name, help, h) in [
+            ("request_duration", REQUEST_DURATION_HELP, &stats.request_duration),
+            (
+                "upstream_duration",
+                UPSTREAM_DURATION_HELP,
+                &stats.upstream_duration,
+            ),
+        ] {
+            let family =
+                encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+            encode_histogram(h, family)?;
+        }
+        encoder
+            .encode_descriptor("build", "The proxy's version.", None, MetricType::Info)?
+            .encode_info(&[("version", VERSION)])?;
+
         for m in &BACKEND_METRICS {
             let mut family = encoder.encode_descriptor(m.name, m.help, m.unit.as_ref(), m.kind)?;
             for b in &stats.backends {
@@ -193,27 +300,77 @@ impl Collector for Snapshot {
                 encode_value(m.kind, (m.value)(b), family.encode_family(&labels)?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "backend_health_checks",
+            "Active health checks of the backend by result (pass, fail).",
+            None,
+            MetricType::Counter,
+        )?;
+        for b in &stats.backends {
+            let addr = b.addr.to_string();
+            for (result, n) in [("pass", b.health_checks_passed), ("fail", b.health_checks_failed)] {
+                let labels = [("backend", addr.as_str()), ("result", result)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "backend_last_failure",
+            "Why the backend last failed a health check or an exchange, in the reason label (kept after it recovers; absent before its first failure).",
+            None,
+            MetricType::Info,
+        )?;
+        for b in &stats.backends {
+            if let Some(f) = &b.last_failure {
+                let labels = [("backend", b.addr.to_string()), ("reason", f.to_string())];
+                family.encode_info(&labels)?;
+            }
+        }
         Ok(())
     }
 }
 
-fn encode_value(
-    kind: MetricType,
-    value: u64,
-    encoder: prometheus_client::encoding::MetricEncoder<'_>,
-) -> Result<(), std::fmt::Error> {
+fn encode_value(kind: MetricType, value: u64, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
     match kind {
         MetricType::Counter => ConstCounter::new(value).encode(encoder),
         _ => ConstGauge::new(value).encode(encoder),
     }
 }
 
+/// A duration histogram in seconds.
+fn encode_histogram(h: &HistogramSnapshot, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+    encoder.encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count(), &h.buckets_seconds(), None)
+}
+
+/// `process_start_time_seconds`, the standard name (no prefix).
+#[derive(Debug)]
+struct ProcessStart(SystemTime);
+
+impl Collector for ProcessStart {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let secs = self
+            .0
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let family = encoder.encode_descriptor(
+            "process_start_time",
+            "Start time of the process since unix epoch in seconds.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(secs).encode(family)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::{BackendState, FailureReason};
 
     fn sample() -> ProxyStats {
+        let ms = Duration::from_millis;
         ProxyStats {
             strategy: "round-robin".into(),
             mode: Mode::Http,
@@ -222,6 +379,20 @@ mod tests {
             retries: 2,
             bad_gateway: 3,
             gateway_timeout: 4,
+            client_connections: 5,
+            client_sent_bytes: 12345,
+            responses: [(200, 8), (400, 1), (404, 1), (502, 3)].into_iter().collect(),
+            refused: [("bad_request_line", 1)].into_iter().collect(),
+            request_duration: HistogramSnapshot {
+                bounds: vec![ms(1), ms(10)],
+                counts: vec![5, 4, 1],
+                sum: ms(12_250),
+            },
+            upstream_duration: HistogramSnapshot {
+                bounds: vec![Duration::from_micros(500), ms(1), Duration::from_micros(2500)],
+                counts: vec![6, 0, 0, 0],
+                sum: Duration::from_micros(1500),
+            },
             backends: vec![
                 BackendStats {
                     addr: "127.0.0.1:9002".parse().unwrap(),
@@ -238,7 +409,7 @@ mod tests {
                     connects: 3,
                     reused: 4,
                     last_failure: None,
-                    health_checks_passed: 11,
+                    health_checks_passed: 20,
                     health_checks_failed: 0,
                 },
                 BackendStats {
@@ -255,43 +426,88 @@ mod tests {
                     bytes_received: 8,
                     connects: 9,
                     reused: 0,
-                    last_failure: Some(FailureReason::Status(500)),
-                    health_checks_passed: 2,
+                    last_failure: Some(FailureReason::Connect(std::io::ErrorKind::ConnectionRefused)),
+                    health_checks_passed: 1,
                     health_checks_failed: 3,
                 },
             ],
         }
     }
 
-    /// The documents the hand-written rendering produced before serde, byte for
-    /// byte, with the health fields added since at the end of each backend.
+    /// The `/stats` document: the fields of the hand-written rendering before
+    /// serde, byte for byte, then those added since.
     const STATS_JSON: &str = concat!(
         r#"{"strategy":"round-robin","mode":"http","requests":10,"no_backend":1,"retries":2,"#,
-        r#""bad_gateway":3,"gateway_timeout":4,"backends":["#,
+        r#""bad_gateway":3,"gateway_timeout":4,"#,
+        r#""client_connections":5,"client_sent_bytes":12345,"responses":{"200":8,"400":1,"404":1,"502":3},"#,
+        r#""refused":{"bad_request_line":1},"#,
+        r#""backends":["#,
         r#"{"addr":"127.0.0.1:9002","weight":3,"state":"healthy","healthy":true,"draining":false,"#,
         r#""requests":6,"failures":0,"active":1,"idle":2,"bytes_sent":100,"bytes_received":2000,"#,
-        r#""connects":3,"reused":4,"last_failure":null,"health_checks_passed":11,"health_checks_failed":0},"#,
+        r#""connects":3,"reused":4,"last_failure":null,"health_checks_passed":20,"health_checks_failed":0},"#,
         r#"{"addr":"[::1]:9003","weight":1,"state":"draining","healthy":false,"draining":true,"#,
         r#""requests":4,"failures":5,"active":0,"idle":0,"bytes_sent":7,"bytes_received":8,"#,
-        r#""connects":9,"reused":0,"last_failure":"status 500","health_checks_passed":2,"health_checks_failed":3}]}"#,
+        r#""connects":9,"reused":0,"last_failure":"connection refused","#,
+        r#""health_checks_passed":1,"health_checks_failed":3}]}"#,
         "\n"
     );
 
-    const METRICS: &str = r#"# HELP rr_proxy_requests_total Requests (HTTP mode) or connections (TCP mode) received.
+    /// The `/metrics` document, the process's start time as `START`. The
+    /// families and HELP texts of the first rendering keep their names.
+    const METRICS: &str = r#"# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds START
+# HELP rr_proxy_requests_total Requests (HTTP mode) or connections (TCP mode) received; HTTP mode: not those the HTTP layer refused itself (see rr_proxy_responses_total).
 # TYPE rr_proxy_requests_total counter
 rr_proxy_requests_total 10
-# HELP rr_proxy_no_backend_total Requests answered 503 because no backend was available.
+# HELP rr_proxy_no_backend_total Requests answered 503 (TCP mode: connections closed) because no backend was available.
 # TYPE rr_proxy_no_backend_total counter
 rr_proxy_no_backend_total 1
 # HELP rr_proxy_retries_total Extra attempts on another backend or connection.
 # TYPE rr_proxy_retries_total counter
 rr_proxy_retries_total 2
-# HELP rr_proxy_bad_gateway_total Requests answered 502.
+# HELP rr_proxy_bad_gateway_total Requests the proxy answered 502 itself, not a backend (TCP mode: connections closed, the last backend refused).
 # TYPE rr_proxy_bad_gateway_total counter
 rr_proxy_bad_gateway_total 3
-# HELP rr_proxy_gateway_timeout_total Requests answered 504.
+# HELP rr_proxy_gateway_timeout_total Requests the proxy answered 504 itself, not a backend (TCP mode: connections closed, connecting timed out).
 # TYPE rr_proxy_gateway_timeout_total counter
 rr_proxy_gateway_timeout_total 4
+# HELP rr_proxy_client_connections Client connections open.
+# TYPE rr_proxy_client_connections gauge
+rr_proxy_client_connections 5
+# HELP rr_proxy_upstream_connections Connections to backends: exchanges in progress (HTTP mode) or tunnels (TCP mode), plus idle pooled connections.
+# TYPE rr_proxy_upstream_connections gauge
+rr_proxy_upstream_connections 3
+# HELP rr_proxy_client_sent_bytes_total Bytes sent to clients: response bodies only in HTTP mode (heads not counted; responses written whole), every byte in TCP mode.
+# TYPE rr_proxy_client_sent_bytes_total counter
+rr_proxy_client_sent_bytes_total 12345
+# HELP rr_proxy_responses_total Responses sent to clients by status code, the proxy's own and its HTTP layer's refusals included (TCP mode: connections, by the status of their access line).
+# TYPE rr_proxy_responses_total counter
+rr_proxy_responses_total{code="200"} 8
+rr_proxy_responses_total{code="400"} 1
+rr_proxy_responses_total{code="404"} 1
+rr_proxy_responses_total{code="502"} 3
+# HELP rr_proxy_refused_total Requests the HTTP layer refused itself, by reason (also in rr_proxy_responses_total by status; not in the duration histogram).
+# TYPE rr_proxy_refused_total counter
+rr_proxy_refused_total{reason="bad_request_line"} 1
+# HELP rr_proxy_request_duration_seconds Time from a request's head to the end of writing its response, for responses the proxy made, not the refusals (HTTP mode); a connection's lifetime (TCP mode).
+# TYPE rr_proxy_request_duration_seconds histogram
+rr_proxy_request_duration_seconds_bucket{le="0.001"} 5
+rr_proxy_request_duration_seconds_bucket{le="0.01"} 9
+rr_proxy_request_duration_seconds_bucket{le="+Inf"} 10
+rr_proxy_request_duration_seconds_sum 12.25
+rr_proxy_request_duration_seconds_count 10
+# HELP rr_proxy_upstream_duration_seconds Time from sending a request to a backend to its response head, for each attempt that got one (HTTP mode).
+# TYPE rr_proxy_upstream_duration_seconds histogram
+rr_proxy_upstream_duration_seconds_bucket{le="0.0005"} 6
+rr_proxy_upstream_duration_seconds_bucket{le="0.001"} 6
+rr_proxy_upstream_duration_seconds_bucket{le="0.0025"} 6
+rr_proxy_upstream_duration_seconds_bucket{le="+Inf"} 6
+rr_proxy_upstream_duration_seconds_sum 0.0015
+rr_proxy_upstream_duration_seconds_count 6
+# HELP rr_proxy_build_info The proxy's version.
+# TYPE rr_proxy_build_info gauge
+rr_proxy_build_info{version="0.1.0"} 1
 # HELP rr_proxy_backend_requests_total Requests or connections sent to the backend.
 # TYPE rr_proxy_backend_requests_total counter
 rr_proxy_backend_requests_total{backend="127.0.0.1:9002"} 6
@@ -316,11 +532,11 @@ rr_proxy_backend_up{backend="[::1]:9003"} 0
 # TYPE rr_proxy_backend_draining gauge
 rr_proxy_backend_draining{backend="127.0.0.1:9002"} 0
 rr_proxy_backend_draining{backend="[::1]:9003"} 1
-# HELP rr_proxy_backend_sent_bytes_total Body bytes sent to the backend (TCP mode: all bytes).
+# HELP rr_proxy_backend_sent_bytes_total Request body bytes sent to the backend in HTTP mode (heads not counted); every byte in TCP mode.
 # TYPE rr_proxy_backend_sent_bytes_total counter
 rr_proxy_backend_sent_bytes_total{backend="127.0.0.1:9002"} 100
 rr_proxy_backend_sent_bytes_total{backend="[::1]:9003"} 7
-# HELP rr_proxy_backend_received_bytes_total Body bytes received from the backend (TCP mode: all bytes).
+# HELP rr_proxy_backend_received_bytes_total Response body bytes received from the backend in HTTP mode (heads not counted); every byte in TCP mode.
 # TYPE rr_proxy_backend_received_bytes_total counter
 rr_proxy_backend_received_bytes_total{backend="127.0.0.1:9002"} 2000
 rr_proxy_backend_received_bytes_total{backend="[::1]:9003"} 8
@@ -328,7 +544,46 @@ rr_proxy_backend_received_bytes_total{backend="[::1]:9003"} 8
 # TYPE rr_proxy_backend_connections_total counter
 rr_proxy_backend_connections_total{backend="127.0.0.1:9002"} 3
 rr_proxy_backend_connections_total{backend="[::1]:9003"} 9
+# HELP rr_proxy_backend_connection_reuses_total Requests sent over a reused pooled connection to the backend (HTTP mode).
+# TYPE rr_proxy_backend_connection_reuses_total counter
+rr_proxy_backend_connection_reuses_total{backend="127.0.0.1:9002"} 4
+rr_proxy_backend_connection_reuses_total{backend="[::1]:9003"} 0
+# HELP rr_proxy_backend_weight The backend's weight (used by the weighted strategy).
+# TYPE rr_proxy_backend_weight gauge
+rr_proxy_backend_weight{backend="127.0.0.1:9002"} 3
+rr_proxy_backend_weight{backend="[::1]:9003"} 1
+# HELP rr_proxy_backend_health_checks_total Active health checks of the backend by result (pass, fail).
+# TYPE rr_proxy_backend_health_checks_total counter
+rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",result="pass"} 20
+rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",result="fail"} 0
+rr_proxy_backend_health_checks_total{backend="[::1]:9003",result="pass"} 1
+rr_proxy_backend_health_checks_total{backend="[::1]:9003",result="fail"} 3
+# HELP rr_proxy_backend_last_failure_info Why the backend last failed a health check or an exchange, in the reason label (kept after it recovers; absent before its first failure).
+# TYPE rr_proxy_backend_last_failure_info gauge
+rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refused"} 1
 "#;
+
+    /// [`prometheus_text`] with the start time's value replaced by `START`.
+    fn render(stats: ProxyStats) -> String {
+        let text = prometheus_text(stats).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            match line.strip_prefix("process_start_time_seconds ") {
+                Some(value) => {
+                    let secs: f64 = value.parse().unwrap();
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64();
+                    assert!(secs <= now && secs > now - 86_400.0, "{value}");
+                    out.push_str("process_start_time_seconds START");
+                }
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        out
+    }
 
     #[test]
     fn json_is_unchanged_and_parses() {
@@ -344,6 +599,7 @@ rr_proxy_backend_connections_total{backend="[::1]:9003"} 9
         let one = json_document(&s.backends[1]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&one).unwrap();
         assert_eq!(v["failures"], 5);
+        assert_eq!(v["last_failure"], "connection refused");
         assert!(one.ends_with("}\n"));
     }
 
@@ -362,8 +618,8 @@ rr_proxy_backend_connections_total{backend="[::1]:9003"} 9
     }
 
     #[test]
-    fn metrics_are_unchanged() {
-        assert_eq!(prometheus_text(sample()).unwrap(), METRICS);
+    fn metrics_are_as_documented() {
+        assert_eq!(render(sample()), METRICS);
     }
 
     #[test]
@@ -378,82 +634,77 @@ rr_proxy_backend_connections_total{backend="[::1]:9003"} 9
     }
 
     /// What Python's `prometheus_client` parser (the reference implementation of
-    /// the text format) reads from [`prometheus_text`]: one line per sample,
-    /// `family type sample labels value`. Skips, saying so, without python3 or the
-    /// module (`pip install prometheus-client`).
+    /// the text format) reads from [`prometheus_text`]: every family typed, every
+    /// sample read. Skips, saying so, without python3 or the module, except
+    /// under CI.
     #[test]
     fn metrics_parse_with_the_reference_parser() {
-        const SCRIPT: &str = r#"
-import sys
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:
-    sys.exit(3)
-for f in text_string_to_metric_families(sys.stdin.read()):
-    for s in f.samples:
-        labels = ",".join(k + "=" + v for k, v in sorted(s.labels.items()))
-        print(f.name, f.type, s.name, labels or "-", format(float(s.value), "g"))
-"#;
-        use std::io::Write as _;
-        use std::process::{Command, Stdio};
         let text = prometheus_text(sample()).unwrap();
-        let child = Command::new("python3")
-            .args(["-c", SCRIPT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        // CI installs the parser (.ci/run): there a missing one is a failure.
-        let in_ci = std::env::var_os("CI").is_some();
-        let Ok(mut child) = child else {
-            assert!(!in_ci, "python3 is missing under CI");
-            eprintln!("skipped: no python3 to run prometheus_client's parser");
+        let Some(parsed) = test_support::parse_prometheus(&text) else {
             return;
         };
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        if out.status.code() == Some(3) {
-            assert!(!in_ci, "prometheus_client is missing under CI");
-            eprintln!("skipped: python3 lacks prometheus_client (pip install prometheus-client)");
-            return;
-        }
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let parsed = String::from_utf8(out.stdout).unwrap();
-        let lines: Vec<&str> = parsed.lines().collect();
+        let lines = parsed.lines();
         let b1 = "backend=127.0.0.1:9002";
         let b2 = "backend=[::1]:9003";
         for (want, why) in [
+            ("rr_proxy_requests counter rr_proxy_requests_total - 10", "proxy counter"),
+            ("rr_proxy_gateway_timeout counter rr_proxy_gateway_timeout_total - 4", "proxy counter"),
+            (&format!("rr_proxy_backend_requests counter rr_proxy_backend_requests_total {b1} 6"), "labelled counter"),
+            (&format!("rr_proxy_backend_up gauge rr_proxy_backend_up {b2} 0"), "IPv6 label value"),
+            (&format!("rr_proxy_backend_draining gauge rr_proxy_backend_draining {b2} 1"), "gauge"),
             (
-                "rr_proxy_requests counter rr_proxy_requests_total - 10",
-                "proxy counter",
+                &format!("rr_proxy_backend_received_bytes counter rr_proxy_backend_received_bytes_total {b1} 2000"),
+                "counter with a unit",
+            ),
+            ("rr_proxy_responses counter rr_proxy_responses_total code=404 1", "code label"),
+            ("rr_proxy_client_sent_bytes counter rr_proxy_client_sent_bytes_total - 12345", "bytes"),
+            ("rr_proxy_client_connections gauge rr_proxy_client_connections - 5", "gauge"),
+            ("rr_proxy_upstream_connections gauge rr_proxy_upstream_connections - 3", "active + idle"),
+            (
+                "rr_proxy_request_duration_seconds histogram rr_proxy_request_duration_seconds_bucket le=0.01 9",
+                "cumulative bucket",
             ),
             (
-                "rr_proxy_gateway_timeout counter rr_proxy_gateway_timeout_total - 4",
-                "proxy counter",
+                "rr_proxy_request_duration_seconds histogram rr_proxy_request_duration_seconds_bucket le=+Inf 10",
+                "+Inf bucket",
             ),
             (
-                &format!("rr_proxy_backend_requests counter rr_proxy_backend_requests_total {b1} 6"),
-                "labelled counter",
+                "rr_proxy_request_duration_seconds histogram rr_proxy_request_duration_seconds_count - 10",
+                "count",
             ),
             (
-                &format!("rr_proxy_backend_up gauge rr_proxy_backend_up {b2} 0"),
-                "IPv6 label value",
+                "rr_proxy_request_duration_seconds histogram rr_proxy_request_duration_seconds_sum - 12.25",
+                "sum in seconds",
             ),
             (
-                &format!("rr_proxy_backend_draining gauge rr_proxy_backend_draining {b2} 1"),
-                "gauge",
+                "rr_proxy_upstream_duration_seconds histogram rr_proxy_upstream_duration_seconds_bucket le=0.0005 6",
+                "0.5 ms bucket",
+            ),
+            ("rr_proxy_build_info gauge rr_proxy_build_info version=0.1.0 1", "build info"),
+            (
+                &format!("rr_proxy_backend_health_checks counter rr_proxy_backend_health_checks_total {b2},result=fail 3"),
+                "checks by result",
             ),
             (
                 &format!(
-                    "rr_proxy_backend_received_bytes counter rr_proxy_backend_received_bytes_total {b1} 2000"
+                    "rr_proxy_backend_last_failure_info gauge rr_proxy_backend_last_failure_info \
+                     {b2},reason=connection refused 1"
                 ),
-                "counter with a unit",
+                "last failure",
             ),
+            ("rr_proxy_refused counter rr_proxy_refused_total reason=bad_request_line 1", "refusal reason"),
         ] {
-            assert!(lines.contains(&want), "{why}: {want:?} not in\n{parsed}");
+            assert!(lines.iter().any(|l| l == want), "{why}: {want:?} not in\n{lines:#?}");
         }
+        assert_eq!(parsed.kind("process_start_time_seconds"), Some("gauge"));
+        assert_eq!(parsed.kind("rr_proxy_backend_weight"), Some("gauge"));
         // Every family is typed (none fell back to "unknown"), every sample read.
-        assert!(lines.iter().all(|l| !l.contains(" unknown ")), "{parsed}");
-        assert_eq!(lines.len(), 5 + 9 * 2, "{parsed}");
+        assert!(parsed.samples.iter().all(|s| s.kind != "unknown"), "{lines:#?}");
+        let families = 1 + 8 + 2 + 2 + 1 + 11 + 2;
+        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 11 * 2 + 4 + 1;
+        assert_eq!(parsed.samples.len(), samples, "{lines:#?}");
+        let mut names: Vec<&str> = parsed.samples.iter().map(|s| s.family.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), families, "{names:?}");
     }
 }

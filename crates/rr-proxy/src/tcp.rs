@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,17 +31,26 @@ pub(crate) async fn serve(
 }
 
 /// Connects `client` to the next healthy backend (trying a bounded number) and
-/// copies bytes both ways until both sides are done.
+/// copies bytes both ways until both sides are done. Counted as HTTP mode
+/// counts a request: `requests`, `retries`, and when no backend takes it,
+/// `no_backend` (none to try), `gateway_timeout` (the last connect timed out)
+/// or `bad_gateway` (it was refused); in the responses with the status its
+/// access line shows (200, 503, 504, 502), its lifetime as the duration and
+/// the bytes relayed to the client.
 async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: SocketAddr) {
     let started = Instant::now();
-    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let counters = &shared.counters;
+    let _open = counters.client_connections.enter();
+    counters.requests.fetch_add(1, Ordering::Relaxed);
     let mut tried: Vec<u64> = Vec::new();
+    // The status a failure answers with in HTTP mode, and its counter.
+    let mut last_failure: Option<(u16, &AtomicU64)> = None;
     for attempt in 0..shared.config.max_attempts {
         let Some(backend) = shared.pick(|id| tried.contains(&id)) else {
             break;
         };
         if attempt > 0 {
-            shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+            counters.retries.fetch_add(1, Ordering::Relaxed);
         }
         tried.push(backend.id());
         let connected =
@@ -51,11 +60,13 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
             Ok(Err(e)) => {
                 tracing::warn!(backend = %backend.addr(), error = %e, "cannot connect to backend");
                 shared.failure(&backend, FailureReason::Connect(e.kind()));
+                last_failure = Some((502, &counters.bad_gateway));
                 continue;
             }
             Err(_) => {
                 tracing::warn!(backend = %backend.addr(), "connecting to backend timed out");
                 shared.failure(&backend, FailureReason::ConnectTimeout);
+                last_failure = Some((504, &counters.gateway_timeout));
                 continue;
             }
         };
@@ -75,11 +86,13 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
         backend.add_received(received);
         // `sent` went to the backend (from the client), `received` came from it
         // (to the client): the line's bytes are the client's, as in HTTP mode.
+        let elapsed = started.elapsed();
+        counters.responses.observe(200, received, elapsed);
         http_core::server::log_connection(
             Some(peer),
             200,
             received,
-            started.elapsed(),
+            elapsed,
             &[
                 ("backend", LogValue::Text(backend.label().clone())),
                 ("received", LogValue::Count(sent)),
@@ -87,9 +100,11 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
         );
         return;
     }
-    shared.counters.no_backend.fetch_add(1, Ordering::Relaxed);
-    // As HTTP mode answers: 502 when backends were tried and none could be
-    // reached, 503 when none was available.
-    let status = if tried.is_empty() { 503 } else { 502 };
-    http_core::server::log_connection(Some(peer), status, 0, started.elapsed(), &[]);
+    // As HTTP mode answers: 503 when no backend was available, 504 when
+    // connecting to the last one tried timed out, 502 when it was refused.
+    let (status, counter) = last_failure.unwrap_or((503, &counters.no_backend));
+    counter.fetch_add(1, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    counters.responses.observe(status, 0, elapsed);
+    http_core::server::log_connection(Some(peer), status, 0, elapsed, &[]);
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http_core::{
-    parse_content_length, BodyKind, ClientConn, Limits, LogValue, Method, Request, Response, Service,
+    parse_content_length, AccessRecord, BodyKind, ClientConn, Limits, LogValue, Method, Request, Response,
+    Service,
 };
 
 use crate::backend::{Backend, InFlight};
@@ -56,6 +57,10 @@ impl<H: ProxyHooks> ProxyService<H> {
 impl<H: ProxyHooks> Service for ProxyService<H> {
     async fn call(&self, req: Request<'_>) -> Response {
         self.forward(req).await
+    }
+
+    fn on_response(&self, record: &AccessRecord<'_>) {
+        self.balancer.counters.responses.record(record);
     }
 }
 
@@ -245,6 +250,7 @@ impl<H: ProxyHooks> ProxyService<H> {
             match exchange.run(&mut conn, req).await {
                 Ok(answer) => {
                     let upstream_time = started.elapsed();
+                    balancer.counters.upstream_duration.observe(upstream_time);
                     return Ok(self.respond(req, conn, answer, guard, upstream_time, p));
                 }
                 Err(Attempt::Stale) => {
