@@ -145,6 +145,12 @@ pub(crate) struct Cache {
     /// random per process anyway.
     map: RwLock<HashMap<Box<str>, Arc<Entry>, foldhash::fast::RandomState>>,
     bytes: AtomicU64,
+    /// Files answered from an entry (fresh, or revalidated unchanged).
+    hits: AtomicU64,
+    /// Files whose entry had to be built from the disk.
+    misses: AtomicU64,
+    /// Entries dropped to make room for others.
+    evictions: AtomicU64,
     max_file: u64,
     capacity: u64,
     revalidate_ms: u64,
@@ -156,6 +162,9 @@ impl Cache {
         Cache {
             map: RwLock::new(HashMap::default()),
             bytes: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             max_file,
             capacity,
             revalidate_ms: revalidate.as_millis() as u64,
@@ -176,8 +185,12 @@ impl Cache {
         let entry = map.get(key)?;
         // `now` is the driver's reading for this request: no clock read here.
         let now_ms = now.saturating_duration_since(self.base).as_millis() as u64;
-        (now_ms.saturating_sub(entry.checked_ms.load(Ordering::Relaxed)) < self.revalidate_ms)
-            .then(|| entry.clone())
+        let fresh = now_ms.saturating_sub(entry.checked_ms.load(Ordering::Relaxed)) < self.revalidate_ms;
+        if !fresh {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(entry.clone())
     }
 
     /// The entry for a file just found on disk: the cached one if the files are
@@ -196,10 +209,12 @@ impl Cache {
             if let Some(e) = map.get(key) {
                 if e.same_files(&path, &meta, &sidecars) {
                     e.checked_ms.store(self.now_ms(), Ordering::Relaxed);
+                    self.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(e.clone());
                 }
             }
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let vary = !sidecars.is_empty();
         let identity = build_variant(&path, &path, &meta, None, vary, common, self.max_file)?;
         let mut entry = Entry {
@@ -248,6 +263,7 @@ impl Cache {
             };
             if let Some(e) = map.remove(&victim) {
                 used -= e.memory();
+                self.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.bytes.store(used + new, Ordering::Relaxed);
@@ -276,6 +292,28 @@ impl Cache {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         (map.len(), self.bytes.load(Ordering::Relaxed))
     }
+
+    /// The counters and the size now, for metrics.
+    pub fn counters(&self) -> CacheCounters {
+        let entries = self.map.read().unwrap_or_else(|p| p.into_inner()).len();
+        CacheCounters {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            entries,
+            memory_bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the cache has done and holds (see [`Cache::counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct CacheCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub entries: usize,
+    pub memory_bytes: u64,
 }
 
 /// Keys are request paths; only paths already in plain form are kept, so a file
@@ -428,6 +466,13 @@ mod tests {
         // The newest file is always in; older ones made room for it.
         assert!(cache.get_fresh("/f4", Instant::now()).is_some());
         assert_eq!(cache.stats(), (2, 2000));
+        let c = cache.counters();
+        assert_eq!((c.hits, c.misses, c.evictions), (1, 5, 3));
+        assert_eq!((c.entries, c.memory_bytes), (2, 2000));
+        // Revalidated unchanged: a hit, not a miss.
+        let (p, m) = (dir.join("f4"), std::fs::metadata(dir.join("f4")).unwrap());
+        cache.load("/f4", p, m, Vec::new(), &[]).unwrap();
+        assert_eq!((cache.counters().hits, cache.counters().misses), (2, 5));
         cache.remove("/f4");
         assert_eq!(cache.stats(), (1, 1000));
         let _ = std::fs::remove_dir_all(&dir);

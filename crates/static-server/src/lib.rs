@@ -2,6 +2,9 @@
 //!
 //! Serves a directory with every caching and range rule of RFC 9110, no way out of
 //! the root, and small files answered from memory with their headers pre-built.
+//! [`StaticFiles::metrics`] counts what it does (durations, statuses, bytes,
+//! connections, cache hits, misses and evictions) and serves the counts in the
+//! Prometheus format on a listener of their own ([`Metrics::serve`]).
 //!
 //! ```no_run
 //! use static_server::StaticFiles;
@@ -28,6 +31,7 @@ mod encoding;
 #[doc(hidden)]
 pub mod fuzzing;
 mod listing;
+mod metrics;
 mod multipart;
 mod path;
 mod range;
@@ -38,13 +42,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_core::{Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service};
+use http_core::{AccessRecord, Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service};
 use tokio::net::TcpListener;
 
 use cache::{Cache, Entry, Variant};
 use conditional::Precondition;
 use encoding::Coding;
 pub use http_core::{Limits, ServerHandle};
+pub use metrics::{Metrics, MetricsSnapshot, DURATION_BUCKETS};
 use path::PathError;
 use range::RangeRequest;
 pub use resolve::SymlinkPolicy;
@@ -203,6 +208,7 @@ impl Builder {
                 common_block: block.build(),
                 common,
                 cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
+                counters: metrics::Counters::default(),
                 cfg: self,
             }),
         })
@@ -223,6 +229,7 @@ struct Inner {
     common: Vec<(String, String)>,
     common_block: HeaderBlock,
     cache: Cache,
+    counters: metrics::Counters,
 }
 
 impl StaticFiles {
@@ -251,6 +258,13 @@ impl StaticFiles {
         &self.inner.root
     }
 
+    /// The server's metrics: request durations, responses by status, body
+    /// bytes, open connections, cache hits, misses and evictions. Serve them
+    /// with [`Metrics::serve`] on a listener of their own.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::new(self.inner.clone())
+    }
+
     /// Serves `listener` until `shutdown` resolves, then drains gracefully.
     pub async fn serve(
         self,
@@ -269,9 +283,11 @@ impl StaticFiles {
         let limits = self.inner.cfg.limits.clone();
         let max = self.inner.cfg.max_connections;
         let shutdown_timeout = self.inner.cfg.shutdown_timeout;
+        let gauge = self.inner.counters.connections.clone();
         let server = Server::new(self)
             .limits(limits)
-            .shutdown_timeout(shutdown_timeout);
+            .shutdown_timeout(shutdown_timeout)
+            .connection_gauge(gauge);
         match max {
             Some(n) => server.max_connections(n),
             None => server,
@@ -282,6 +298,10 @@ impl StaticFiles {
 impl Service for StaticFiles {
     async fn call(&self, req: Request<'_>) -> Response {
         self.inner.handle(req.head, req.received)
+    }
+
+    fn on_response(&self, record: &AccessRecord<'_>) {
+        self.inner.counters.responses.record(record);
     }
 }
 
