@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use http_core::Limits;
+use http_core::{Limits, ShutdownSignal};
 use static_server::{StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
@@ -82,6 +82,10 @@ struct Args {
     /// before their connections are closed.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = cli::parse_duration)]
     shutdown_timeout: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics on a listener of their
+    /// own (read-only counts; keep ADDR on loopback or an internal network).
+    #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -100,7 +104,13 @@ fn main() -> ExitCode {
 }
 
 /// The start-up summary: what this instance serves and how.
-fn summary(args: &Args, files: &StaticFiles, addr: SocketAddr, revalidate: Duration) -> String {
+fn summary(
+    args: &Args,
+    files: &StaticFiles,
+    addr: SocketAddr,
+    revalidate: Duration,
+    metrics: Option<SocketAddr>,
+) -> String {
     let on_off = |b: bool| if b { "on" } else { "off" };
     let cache = if args.cache_size == 0 {
         "off".to_owned()
@@ -119,7 +129,7 @@ fn summary(args: &Args, files: &StaticFiles, addr: SocketAddr, revalidate: Durat
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
          cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
-         shutdown timeout {}; server id {}",
+         shutdown timeout {}; server id {}; metrics {}",
         files.root().display(),
         on_off(args.listing),
         args.index.join(","),
@@ -133,6 +143,7 @@ fn summary(args: &Args, files: &StaticFiles, addr: SocketAddr, revalidate: Durat
         cli::format_duration(args.keep_alive_timeout),
         cli::format_duration(args.shutdown_timeout),
         args.server_id.as_deref().unwrap_or("none"),
+        metrics.map_or("off".to_owned(), |a| a.to_string()),
     )
 }
 
@@ -172,12 +183,48 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     }
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
+    let metrics = match args.metrics {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_addr = match &metrics {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     cli::announce("static-server", addr);
-    tracing::info!("{}", summary(&args, &files, addr, revalidate));
-    cli::notify_ready(&[("static-server", addr)]);
-    files
-        .serve(listener, stop)
-        .await
-        .map_err(|e| format!("server failed: {e}"))
+    if let Some(a) = metrics_addr {
+        cli::announce("metrics", a);
+        if !a.ip().is_loopback() {
+            tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
+        }
+    }
+    tracing::info!("{}", summary(&args, &files, addr, revalidate, metrics_addr));
+    let mut ready = vec![("static-server", addr)];
+    ready.extend(metrics_addr.map(|a| ("metrics", a)));
+    cli::notify_ready(&ready);
+
+    let (trigger, signal) = ShutdownSignal::new();
+    tokio::spawn(async move {
+        stop.await;
+        trigger.trigger();
+    });
+    let metrics_task = metrics.map(|listener| {
+        let mut s = signal.clone();
+        tokio::spawn(
+            files
+                .metrics()
+                .serve(listener, async move { s.triggered().await }),
+        )
+    });
+    let mut s = signal.clone();
+    let served = files.serve(listener, async move { s.triggered().await }).await;
+    if let Some(t) = metrics_task {
+        // After a failure the signal never comes: stop the metrics too.
+        if served.is_err() {
+            t.abort();
+        }
+        let _ = t.await;
+    }
+    served.map_err(|e| format!("server failed: {e}"))
 }
