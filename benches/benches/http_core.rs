@@ -1,5 +1,6 @@
 //! http-core against raw httparse: request and response heads, a pipeline, writing a
-//! response head, and decoding chunked bodies.
+//! response head, and decoding chunked bodies; and what counting a response for
+//! the metrics costs, against `prometheus-client`'s own histogram.
 //!
 //! `cargo bench -p benches` runs all of it; `cargo bench -p benches -- parse` only the
 //! parse groups. See `benches/README.md` for the figures.
@@ -14,10 +15,11 @@ use benches::{
 };
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http_core::metrics::{DurationHistogram, ResponseMetrics, DEFAULT_BUCKETS};
 use http_core::server::format_access_line;
 use http_core::{
     parse_request, parse_response, with_date, write_content_length, write_header, write_status_line,
-    AccessLogFormat, BodyKind, ChunkedDecoder, Limits, Method, MAX_HEADERS_CAP,
+    AccessLogFormat, AccessRecord, BodyKind, ChunkedDecoder, Limits, Method, MAX_HEADERS_CAP,
 };
 
 /// Raw httparse on a request, with a fresh `[EMPTY_HEADER; N]` table as a caller
@@ -260,12 +262,68 @@ fn access_line(c: &mut Criterion) {
     g.finish();
 }
 
+/// Counting one response for the metrics: `ResponseMetrics::record` (histogram
+/// bucket and sum, status, body bytes) and `DurationHistogram::observe` alone,
+/// for a fast response (first bucket) and a 30 ms one (seventh), against
+/// `prometheus_client`'s `Histogram::observe` (a mutex around the buckets);
+/// then the histograms from two threads at once.
+fn metrics_record(c: &mut Criterion) {
+    use prometheus_client::metrics::histogram::Histogram;
+    let record = |elapsed| AccessRecord {
+        peer: None,
+        head: None,
+        status: 200,
+        bytes: Some(1918),
+        elapsed,
+        fields: &[],
+        refused: None,
+    };
+    let ours = ResponseMetrics::new(&DEFAULT_BUCKETS);
+    let hist = DurationHistogram::new(&DEFAULT_BUCKETS);
+    let bounds: Vec<f64> = DEFAULT_BUCKETS.iter().map(Duration::as_secs_f64).collect();
+    let theirs = Histogram::new(bounds.iter().copied());
+    let mut g = c.benchmark_group("metrics_record");
+    for (name, elapsed) in [
+        ("40us", Duration::from_micros(40)),
+        ("30ms", Duration::from_millis(30)),
+    ] {
+        g.bench_function(format!("response_metrics_{name}"), |b| {
+            b.iter(|| ours.record(&record(black_box(elapsed))))
+        });
+        g.bench_function(format!("duration_histogram_{name}"), |b| {
+            b.iter(|| hist.observe(black_box(elapsed)))
+        });
+        g.bench_function(format!("prometheus_client_histogram_{name}"), |b| {
+            b.iter(|| theirs.observe(black_box(elapsed).as_secs_f64()))
+        });
+    }
+    // Two threads counting into the same metrics: the cost per count when
+    // both cores contend for the same cache lines.
+    fn two_threads(iters: u64, f: &(dyn Fn() + Sync)) -> Duration {
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| (0..iters).for_each(|_| f()));
+            }
+        });
+        start.elapsed() / 2
+    }
+    let fast = Duration::from_micros(40);
+    g.bench_function("duration_histogram_40us_2_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, &|| hist.observe(black_box(fast))))
+    });
+    g.bench_function("prometheus_client_histogram_40us_2_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, &|| theirs.observe(black_box(fast).as_secs_f64())))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = parse_req, parse_req_short, parse_pipeline, parse_resp, write_resp_head, chunked_decode,
-        access_line
+        access_line, metrics_record
 }
 criterion_main!(benches);
