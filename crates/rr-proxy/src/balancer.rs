@@ -77,6 +77,8 @@ pub(crate) struct Balancer {
     none_left: AtomicBool,
     next_id: AtomicU64,
     pub counters: Counters,
+    /// When the proxy was built (for the uptime in its stats).
+    pub started: std::time::Instant,
 }
 
 /// How many backends may take requests after a change, for the log.
@@ -262,6 +264,7 @@ impl Balancer {
             next_id: AtomicU64::new(all.len() as u64),
             all: RwLock::new(all),
             counters: Counters::default(),
+            started: std::time::Instant::now(),
         }
     }
 

@@ -103,5 +103,5 @@ pub use hooks::{
 };
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
 pub use reason::FailureReason;
-pub use stats::ProxyStats;
+pub use stats::{ProxyStats, STATS_SCHEMA_VERSION};
 pub use strategy::{LeastConnections, RoundRobin, Smooth, Strategy, StrategyKind, Weighted};

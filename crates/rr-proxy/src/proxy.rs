@@ -360,6 +360,8 @@ impl ProxyHandle {
             request_duration: responses.duration,
             upstream_duration: c.upstream_duration.snapshot(),
             backends: self.backends(),
+            schema_version: crate::stats::STATS_SCHEMA_VERSION,
+            uptime_seconds: self.shared.started.elapsed().as_secs(),
         }
     }
 

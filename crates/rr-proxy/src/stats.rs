@@ -81,7 +81,15 @@ pub struct ProxyStats {
     pub upstream_duration: HistogramSnapshot,
     /// Each backend, in the order added.
     pub backends: Vec<BackendStats>,
+    /// The version of this document's layout: [`STATS_SCHEMA_VERSION`]. It goes
+    /// up when a field changes meaning or goes away (a new field leaves it).
+    pub schema_version: u32,
+    /// Whole seconds since the proxy was built.
+    pub uptime_seconds: u64,
 }
+
+/// The current version of the `/stats` layout ([`ProxyStats::schema_version`]).
+pub const STATS_SCHEMA_VERSION: u32 = 1;
 
 /// `value` as a JSON document: compact, in field order, ending in a newline.
 pub(crate) fn json_document(value: &impl Serialize) -> Result<String, serde_json::Error> {
@@ -431,6 +439,8 @@ mod tests {
                     health_checks_failed: 3,
                 },
             ],
+            schema_version: STATS_SCHEMA_VERSION,
+            uptime_seconds: 3600,
         }
     }
 
@@ -448,7 +458,8 @@ mod tests {
         r#"{"addr":"[::1]:9003","weight":1,"state":"draining","healthy":false,"draining":true,"#,
         r#""requests":4,"failures":5,"active":0,"idle":0,"bytes_sent":7,"bytes_received":8,"#,
         r#""connects":9,"reused":0,"last_failure":"connection refused","#,
-        r#""health_checks_passed":1,"health_checks_failed":3}]}"#,
+        r#""health_checks_passed":1,"health_checks_failed":3}],"#,
+        r#""schema_version":1,"uptime_seconds":3600}"#,
         "\n"
     );
 
