@@ -157,12 +157,12 @@ DELETE /backends/{addr}            remove a backend\n";
 impl Service for AdminService {
     async fn call(&self, req: Request<'_>) -> Response {
         // Marks the admin's lines in the access log: `admin=true`.
-        self.route(req).log_field("admin", LogValue::Flag(true))
+        self.route(req).await.log_field("admin", LogValue::Flag(true))
     }
 }
 
 impl AdminService {
-    fn route(&self, req: Request<'_>) -> Response {
+    async fn route(&self, req: Request<'_>) -> Response {
         let head = req.head;
         if let Some(refused) = self.guard.check(head) {
             return refused;
@@ -191,7 +191,7 @@ impl AdminService {
                 Err(_) => Response::text(500, "cannot render the metrics\n"),
             }),
             _ => match path.strip_prefix("/backends/") {
-                Some(rest) => self.backend_route(method, rest, head.query()),
+                Some(rest) => self.backend_route(method, rest, head.query()).await,
                 None => Response::text(404, "not found\n"),
             },
         }
@@ -199,13 +199,24 @@ impl AdminService {
 }
 
 impl AdminService {
-    fn backend_route(&self, method: Method, rest: &str, query: Option<&str>) -> Response {
+    async fn backend_route(&self, method: Method, rest: &str, query: Option<&str>) -> Response {
         let (addr_text, action) = match rest.rsplit_once('/') {
             Some((a, act)) => (a, Some(act)),
             None => (rest, None),
         };
-        let Some(addr) = parse_addr(addr_text) else {
-            return Response::text(400, "bad backend address: expected IP:PORT\n");
+        let addr = match parse_addr(addr_text) {
+            Some(addr) => addr,
+            // HOST:PORT, looked up as the command line's --backend is (the
+            // first address), so the same names work in both places.
+            None => match lookup(addr_text).await {
+                Some(addr) => addr,
+                None => {
+                    return Response::text(
+                        400,
+                        "bad backend address: expected IP:PORT or HOST:PORT that resolves\n",
+                    )
+                }
+            },
         };
         let h = &self.handle;
         let result = match (method, action) {
@@ -271,6 +282,31 @@ fn weight_param(query: &str) -> Option<u32> {
 }
 
 /// `IP:PORT`, percent-decoded first (so `%5B::1%5D:80` is `[::1]:80`).
+/// The first address `HOST:PORT` (percent-encoded) resolves to, within a few
+/// seconds; `None` for anything else.
+async fn lookup(text: &str) -> Option<SocketAddr> {
+    let text = percent_decode_str(text).decode_utf8().ok()?;
+    let (host, port) = text.rsplit_once(':')?;
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    if !valid_host {
+        return None;
+    }
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let mut found = found;
+    found.next()
+}
+
 fn parse_addr(text: &str) -> Option<SocketAddr> {
     percent_decode_str(text).decode_utf8().ok()?.parse().ok()
 }

@@ -321,6 +321,34 @@ fn add_and_remove_backends_at_run_time() {
     let stats = proxy.handle.stats();
     assert_eq!(stats.backends.len(), 1);
     assert_eq!(stats.backends[0].state, BackendState::Healthy);
+
+    // A host name works as on the command line (`--backend HOST:PORT`): looked
+    // up once, its first address kept; a name or port that cannot be is a 400.
+    let by_name = rr_proxy::BackendSpec::resolve(&format!("localhost:{}", b1.addr.port()))
+        .unwrap()
+        .addr;
+    let r = call(
+        &agent,
+        "POST",
+        &admin.url(&format!("/backends/localhost:{}", b1.addr.port())),
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["addr"], by_name.to_string());
+    let r = call(
+        &agent,
+        "POST",
+        &admin.url(&format!("/backends/localhost:{}/drain", b1.addr.port())),
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    for bad in ["bad_name:80", "localhost:0", "localhost"] {
+        let r = call(&agent, "POST", &admin.url(&format!("/backends/{bad}")), Some(b"")).unwrap();
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
 }
 
 #[test]
