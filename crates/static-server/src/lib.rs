@@ -203,6 +203,7 @@ impl Builder {
             }
         }
         Ok(StaticFiles {
+            metrics_listener: false,
             inner: Arc::new(Inner {
                 root,
                 common_block: block.build(),
@@ -220,6 +221,8 @@ impl Builder {
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     inner: Arc<Inner>,
+    /// Answers only `/metrics` (the metrics listener; see [`Metrics::serve`]).
+    metrics_listener: bool,
 }
 
 #[derive(Debug)]
@@ -297,11 +300,16 @@ impl StaticFiles {
 
 impl Service for StaticFiles {
     async fn call(&self, req: Request<'_>) -> Response {
+        if self.metrics_listener {
+            return metrics::answer(&self.inner, req.head);
+        }
         self.inner.handle(req.head, req.received)
     }
 
     fn on_response(&self, record: &AccessRecord<'_>) {
-        self.inner.counters.responses.record(record);
+        if !self.metrics_listener {
+            self.inner.counters.responses.record(record);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use http_core::{Limits, ShutdownSignal};
+use http_core::Limits;
 use static_server::{StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
@@ -204,26 +204,13 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     ready.extend(metrics_addr.map(|a| ("metrics", a)));
     cli::notify_ready(&ready);
 
-    let (trigger, signal) = ShutdownSignal::new();
-    tokio::spawn(async move {
-        stop.await;
-        trigger.trigger();
-    });
-    let metrics_task = metrics.map(|listener| {
-        let mut s = signal.clone();
-        tokio::spawn(
-            files
-                .metrics()
-                .serve(listener, async move { s.triggered().await }),
-        )
-    });
-    let mut s = signal.clone();
-    let served = files.serve(listener, async move { s.triggered().await }).await;
+    // The metrics listener runs until the file server has drained: a scrape
+    // during the drain still sees the numbers move.
+    let metrics_task =
+        metrics.map(|listener| tokio::spawn(files.metrics().serve(listener, std::future::pending())));
+    let served = files.serve(listener, stop).await;
     if let Some(t) = metrics_task {
-        // After a failure the signal never comes: stop the metrics too.
-        if served.is_err() {
-            t.abort();
-        }
+        t.abort();
         let _ = t.await;
     }
     served.map_err(|e| format!("server failed: {e}"))
