@@ -95,7 +95,8 @@ impl fmt::Display for LogValue {
     }
 }
 
-/// How access lines are written; see the [module docs](self) for both formats.
+/// How access lines are written: text (the default) or one JSON object a line
+/// (both described in the workspace README's "Access log" section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessLogFormat {
     /// `PEER "METHOD TARGET VERSION" STATUS BYTES DURATIONus [key=value ...]`.
