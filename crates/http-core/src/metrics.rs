@@ -515,3 +515,40 @@ mod tests {
         assert_eq!(process_start_time(), start);
     }
 }
+
+/// `process_start_time_seconds`, the standard name (no prefix), as a
+/// `prometheus-client` collector: register it once in a registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessStartCollector;
+
+impl prometheus_client::collector::Collector for ProcessStartCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let secs = process_start_time()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let family = encoder.encode_descriptor(
+            "process_start_time",
+            "Start time of the process since unix epoch in seconds.",
+            Some(&prometheus_client::registry::Unit::Seconds),
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        prometheus_client::metrics::gauge::ConstGauge::new(secs).encode(family)
+    }
+}
+
+impl HistogramSnapshot {
+    /// Writes the histogram as a Prometheus histogram in seconds.
+    pub fn encode_seconds(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    ) -> std::fmt::Result {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum.as_secs_f64(),
+            self.count(),
+            &self.buckets_seconds(),
+            None,
+        )
+    }
+}

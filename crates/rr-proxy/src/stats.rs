@@ -9,11 +9,10 @@
 //!   `prometheus-client` crate from a collector over the snapshot.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http_core::metrics::HistogramSnapshot;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -111,7 +110,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) fn prometheus_text(stats: ProxyStats) -> Result<String, std::fmt::Error> {
     let capacity = 4096 + 2048 * stats.backends.len();
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(ProcessStart(http_core::metrics::process_start_time())));
+    registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
     registry
         .sub_registry_with_prefix("rr_proxy")
         .register_collector(Box::new(Snapshot(stats)));
@@ -295,7 +294,7 @@ impl Collector for Snapshot {
         ] {
             let family =
                 encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
-            encode_histogram(h, family)?;
+            h.encode_seconds(family)?;
         }
         encoder
             .encode_descriptor("build", "The proxy's version.", None, MetricType::Info)?
@@ -341,32 +340,6 @@ fn encode_value(kind: MetricType, value: u64, encoder: MetricEncoder<'_>) -> Res
     match kind {
         MetricType::Counter => ConstCounter::new(value).encode(encoder),
         _ => ConstGauge::new(value).encode(encoder),
-    }
-}
-
-/// A duration histogram in seconds.
-fn encode_histogram(h: &HistogramSnapshot, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-    encoder.encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count(), &h.buckets_seconds(), None)
-}
-
-/// `process_start_time_seconds`, the standard name (no prefix).
-#[derive(Debug)]
-struct ProcessStart(SystemTime);
-
-impl Collector for ProcessStart {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let secs = self
-            .0
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let family = encoder.encode_descriptor(
-            "process_start_time",
-            "Start time of the process since unix epoch in seconds.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(secs).encode(family)
     }
 }
 
@@ -582,8 +555,8 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
             match line.strip_prefix("process_start_time_seconds ") {
                 Some(value) => {
                     let secs: f64 = value.parse().unwrap();
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()
                         .as_secs_f64();
                     assert!(secs <= now && secs > now - 86_400.0, "{value}");

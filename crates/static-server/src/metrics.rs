@@ -4,12 +4,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use http_core::metrics::{ConnectionGauge, HistogramSnapshot, ResponseMetrics, ResponseSnapshot};
+use http_core::metrics::{ConnectionGauge, ResponseMetrics, ResponseSnapshot};
 use http_core::{Method, Request, RequestHead, Response, Server, ServerHandle, Service};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -145,7 +145,7 @@ impl Metrics {
     /// The crate's README lists every family.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(ProcessStart(http_core::metrics::process_start_time())));
+        registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
         registry
             .sub_registry_with_prefix("static_server")
             .register_collector(Box::new(Snapshot(self.snapshot())));
@@ -260,7 +260,7 @@ impl Collector for Snapshot {
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        encode_histogram(&s.responses.duration, family)?;
+        s.responses.duration.encode_seconds(family)?;
         let counters: [(&str, Option<Unit>, &str, u64); 4] = [
             (
                 "response_body",
@@ -319,34 +319,5 @@ impl Collector for Snapshot {
             .encode_descriptor("build", "The server's version.", None, MetricType::Info)?
             .encode_info(&[("version", env!("CARGO_PKG_VERSION"))])?;
         Ok(())
-    }
-}
-
-/// A duration histogram in seconds.
-fn encode_histogram(
-    h: &HistogramSnapshot,
-    mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
-) -> Result<(), std::fmt::Error> {
-    encoder.encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count(), &h.buckets_seconds(), None)
-}
-
-/// `process_start_time_seconds`, the standard name (no prefix).
-#[derive(Debug)]
-struct ProcessStart(SystemTime);
-
-impl Collector for ProcessStart {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let secs = self
-            .0
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let family = encoder.encode_descriptor(
-            "process_start_time",
-            "Start time of the process since unix epoch in seconds.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(secs).encode(family)
     }
 }
