@@ -535,6 +535,22 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 pub const SIZE_HELP: &str = "SIZE is a number of bytes with an optional unit: KiB, MiB, GiB, TiB (powers of 1024; \
      K, M, G, T mean the same, as in nginx), or kB, MB, GB, TB (powers of 1000); e.g. 512KiB, 64MiB, 10MB, 1.5GiB, 4096.";
 
+/// A count of 1 or more (`--max-connections`): 0 would serve nobody, so it is
+/// refused rather than quietly taken as 1.
+///
+/// ```
+/// assert_eq!(cli::parse_count("25000"), Ok(25000));
+/// assert!(cli::parse_count("0").is_err());
+/// assert!(cli::parse_count("-1").is_err());
+/// ```
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
 /// Parses a `SIZE` flag as [`SIZE_HELP`] says: `4096`, `512KiB`, `64M`,
 /// `10MB`, `1.5GiB` (a fraction is rounded down to whole bytes). Units are
 /// read without regard to case; a space may stand before them.

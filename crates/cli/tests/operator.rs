@@ -562,6 +562,14 @@ fn threads_zero_and_a_bad_rust_log_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{bin}: {out:?}");
         assert_one_error_line(&out, &["--threads", "'0'", "at least 1"]);
 
+        if !bin.ends_with("rr-cluster") {
+            let mut args = base.clone();
+            args.extend(["--max-connections", "0"]);
+            let out = run(bin, &args);
+            assert_eq!(out.status.code(), Some(2), "{bin}: {out:?}");
+            assert_one_error_line(&out, &["--max-connections", "'0'", "1 or more"]);
+        }
+
         for bad in ["foo=bar=baz", "info,rr_proxy=loud"] {
             let out = run_with_rust_log(bin, base, bad);
             assert_eq!(out.status.code(), Some(2), "{bin} RUST_LOG={bad}: {out:?}");

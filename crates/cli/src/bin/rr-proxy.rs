@@ -145,7 +145,7 @@ struct Cli {
     /// Most client connections served at once (default: what the open-file
     /// limit allows at two descriptors a client, at most 25000). At the limit,
     /// idle keep-alive connections are closed to make room for new clients.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = cli::parse_count)]
     max_connections: Option<usize>,
 
     /// After SIGINT or SIGTERM, how long requests (and, in TCP mode,
