@@ -353,17 +353,18 @@ mod tests {
         assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0]);
     }
 
-    #[test]
-    fn round_robin_is_strict_across_threads() {
-        let bs = Arc::new(backends(&[1, 1, 1, 1]));
+    /// Each backend's picks when 8 threads each pick `per_thread` times at once
+    /// from backends of `weights` through one shared round-robin.
+    fn totals_across_threads(weights: &[u32], per_thread: usize) -> Vec<usize> {
+        let bs = Arc::new(backends(weights));
         let rr = Arc::new(RoundRobin::new());
         let counts: Vec<Vec<usize>> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     let (bs, rr) = (bs.clone(), rr.clone());
                     s.spawn(move || {
-                        let mut c = vec![0usize; 4];
-                        for _ in 0..1000 {
+                        let mut c = vec![0usize; bs.len()];
+                        for _ in 0..per_thread {
                             c[rr.pick(&bs)] += 1;
                         }
                         c
@@ -372,9 +373,14 @@ mod tests {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for b in 0..4 {
-            assert_eq!(counts.iter().map(|c| c[b]).sum::<usize>(), 2000);
-        }
+        (0..weights.len())
+            .map(|b| counts.iter().map(|c| c[b]).sum())
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_is_strict_across_threads() {
+        assert_eq!(totals_across_threads(&[1, 1, 1, 1], 1000), [2000; 4]);
     }
 
     #[test]
@@ -461,25 +467,7 @@ mod tests {
 
     #[test]
     fn weighted_round_robin_is_exact_across_threads() {
-        let bs = Arc::new(backends(&[3, 2, 1]));
-        let rr = Arc::new(RoundRobin::new());
-        let counts: Vec<Vec<usize>> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..8)
-                .map(|_| {
-                    let (bs, rr) = (bs.clone(), rr.clone());
-                    s.spawn(move || {
-                        let mut c = vec![0usize; 3];
-                        for _ in 0..600 {
-                            c[rr.pick(&bs)] += 1;
-                        }
-                        c
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let sum = |b: usize| counts.iter().map(|c| c[b]).sum::<usize>();
-        assert_eq!([sum(0), sum(1), sum(2)], [2400, 1600, 800]);
+        assert_eq!(totals_across_threads(&[3, 2, 1], 600), [2400, 1600, 800]);
     }
 
     #[test]
