@@ -36,11 +36,13 @@ mod multipart;
 mod path;
 mod range;
 mod resolve;
+mod rules;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_core::{AccessRecord, Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service};
 use tokio::net::TcpListener;
@@ -50,10 +52,11 @@ use conditional::Precondition;
 use encoding::Coding;
 pub use http_core::{Limits, ServerHandle};
 pub use metrics::{Metrics, MetricsSnapshot, DURATION_BUCKETS};
-use path::PathError;
+use path::{PathError, SafePath};
 use range::RangeRequest;
 pub use resolve::SymlinkPolicy;
 use resolve::{Found, NotFound};
+pub use rules::{HeaderRule, RuleError};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,55 @@ pub enum Error {
     /// An extra header has an invalid name or value.
     #[error("invalid extra header {0:?}")]
     BadHeader(String),
+    /// A header rule cannot be used.
+    #[error(transparent)]
+    HeaderRule(#[from] RuleError),
+    /// The fallback file cannot be served.
+    #[error("fallback file {file} (a path under the root): {reason}")]
+    Fallback {
+        /// The file as given.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: PageError,
+    },
+    /// An error page cannot be served.
+    #[error("error page {status} file {file} (a path under the root): {reason}")]
+    ErrorPage {
+        /// The status it was given for.
+        status: u16,
+        /// The file as given.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: PageError,
+    },
+    /// An error page was given for a status outside 400–599.
+    #[error("error page status {0}: must be 400-599")]
+    ErrorPageStatus(u16),
+}
+
+/// Why a fallback file or an error page cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageError {
+    /// Not a plain path under the root: `..`, a backslash, a control character,
+    /// a drive prefix, not UTF-8, or no file name.
+    #[error("not a plain relative path (no `..`, backslash, control characters or trailing `/`)")]
+    Invalid,
+    /// It is, or passes through, a dot name: such files are never served this way.
+    #[error("a dot name (hidden files are never served as pages)")]
+    Hidden,
+    /// No such file under the root (or a link that leads outside it).
+    #[error("no such file under the root")]
+    Absent,
+    /// A directory, or something else that is not a regular file.
+    #[error("not a regular file")]
+    NotAFile,
+    /// The OS refused access.
+    #[error("permission denied")]
+    Forbidden,
+    /// Any other I/O failure.
+    #[error("{0}")]
+    Io(std::io::Error),
 }
 
 /// Configures a [`StaticFiles`] server. Every setting has a default suitable for
@@ -93,6 +145,10 @@ pub struct Builder {
     revalidate: Duration,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
+    header_rules: Vec<HeaderRule>,
+    fallback: Option<PathBuf>,
+    fallback_extensions: Vec<String>,
+    error_pages: Vec<(u16, PathBuf)>,
 }
 
 impl Builder {
@@ -149,6 +205,91 @@ impl Builder {
         self
     }
 
+    /// Adds a header rule: its header goes on every answer (200, 206, 304) for
+    /// the files its globs match (see [`HeaderRule`] for the glob forms). Rules
+    /// apply in the order added, a later one replacing an earlier one's header
+    /// of the same name, and replace an extra header ([`header`](Self::header))
+    /// of that name too. They match the path of the file actually served: the
+    /// index file for a directory, the fallback file for a fallback answer.
+    /// Listings and error answers (including error pages) do not get them.
+    /// Rules are built into the cached header blocks: a cache hit costs the
+    /// same with or without them. Default: none.
+    ///
+    /// ```
+    /// use static_server::{HeaderRule, StaticFiles};
+    /// # fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let files = StaticFiles::builder("static")
+    ///     .header_rule("*.css,*.js: Cache-Control: public, max-age=31536000, immutable".parse()?)
+    ///     .header_rule(HeaderRule::new("*.html", "Cache-Control", "no-cache")?)
+    ///     .build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn header_rule(mut self, rule: HeaderRule) -> Self {
+        self.header_rules.push(rule);
+        self
+    }
+
+    /// A file under the root (`index.html`) answered with 200, as a
+    /// single-page app needs, to `GET` and `HEAD` requests for paths that name
+    /// nothing and look like app routes: the last segment has no extension
+    /// (`/users/42`), or one of [`fallback_extensions`](Self::fallback_extensions).
+    /// Only absent paths fall back: not refused ones (400), hidden ones (404),
+    /// unreadable ones (403), directories or `/file/`. The file is served as
+    /// itself (validators, ranges, conditional requests, precompressed
+    /// sidecars, header rules), with `Cache-Control: no-cache` unless a header
+    /// or a rule sets `Cache-Control` for it. It must exist under the root and
+    /// not be a dot name, or [`build`](Self::build) fails; if it is gone later,
+    /// such paths get 404. Default: none.
+    ///
+    /// ```
+    /// use static_server::StaticFiles;
+    /// # fn f() -> Result<(), static_server::Error> {
+    /// let files = StaticFiles::builder("static").fallback("page.html").build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn fallback(mut self, file: impl AsRef<Path>) -> Self {
+        self.fallback = Some(file.as_ref().to_path_buf());
+        self
+    }
+
+    /// Extensions (without the dot, compared case-insensitively) of absent
+    /// paths that still get the [`fallback`](Self::fallback), for routes such
+    /// as `/about.html`. Default: none (only names without an extension).
+    pub fn fallback_extensions<I: IntoIterator<Item = S>, S: Into<String>>(mut self, exts: I) -> Self {
+        self.fallback_extensions = exts
+            .into_iter()
+            .map(|e| e.into().trim_start_matches('.').to_owned())
+            .collect();
+        self
+    }
+
+    /// Serves `file` (a path under the root, `errors/404.html`) as the body of
+    /// the answers with `status` (400–599) this server gives: 404 (absent and
+    /// hidden paths), 403, 400 (refused paths), 405, 412, 416 and 500, with
+    /// their status and their other headers (`Allow`, `Content-Range`). The
+    /// page has the file's `Content-Type` and no validators or ranges. It is
+    /// read through the cache, so edits show after the revalidation interval;
+    /// if it is gone, the short text answer is sent. Errors the connection
+    /// driver gives before a request reaches the files (malformed requests,
+    /// 408, 413, 414, 431, 505) keep their text bodies. The same status given
+    /// twice: the last one counts. A file that does not exist or is a dot name
+    /// fails [`build`](Self::build). Default: none.
+    ///
+    /// ```
+    /// use static_server::StaticFiles;
+    /// # fn f() -> Result<(), static_server::Error> {
+    /// let files = StaticFiles::builder("static").error_page(404, "page.html").build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn error_page(mut self, status: u16, file: impl AsRef<Path>) -> Self {
+        self.error_pages.retain(|(s, _)| *s != status);
+        self.error_pages.push((status, file.as_ref().to_path_buf()));
+        self
+    }
+
     /// Names this instance: every response carries `X-Served-By: NAME` and
     /// `Server-Timing: served-by;desc="NAME"` (which a page's scripts can read).
     pub fn server_id(mut self, name: impl Into<String>) -> Self {
@@ -202,12 +343,43 @@ impl Builder {
                 return Err(Error::BadHeader(n.clone()));
             }
         }
+        let rules = rules::Rules::new(&self.header_rules)?;
+        let fallback = match &self.fallback {
+            Some(file) => {
+                Some(
+                    Page::resolve(&root, file, self.symlinks).map_err(|reason| Error::Fallback {
+                        file: file.clone(),
+                        reason,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut pages = Vec::new();
+        for (status, file) in &self.error_pages {
+            if !(400..=599).contains(status) {
+                return Err(Error::ErrorPageStatus(*status));
+            }
+            let page = Page::resolve(&root, file, self.symlinks).map_err(|reason| Error::ErrorPage {
+                status: *status,
+                file: file.clone(),
+                reason,
+            })?;
+            pages.push((*status, page));
+        }
+        let listing_cache_control = !common
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"));
         Ok(StaticFiles {
             metrics_listener: false,
             inner: Arc::new(Inner {
                 root,
                 common_block: block.build(),
                 common,
+                rules,
+                fallback,
+                pages,
+                listing_cache_control,
                 cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
                 counters: metrics::Counters::default(),
                 cfg: self,
@@ -231,8 +403,51 @@ struct Inner {
     cfg: Builder,
     common: Vec<(String, String)>,
     common_block: HeaderBlock,
+    rules: rules::Rules,
+    fallback: Option<Page>,
+    /// Error pages by status.
+    pages: Vec<(u16, Page)>,
+    /// Listings carry `Cache-Control: no-cache` unless an extra header sets one.
+    listing_cache_control: bool,
     cache: Cache,
     counters: metrics::Counters,
+}
+
+/// A file named in the configuration (the fallback, an error page), checked
+/// at build time; looked up again (through the cache) whenever it is served.
+#[derive(Debug)]
+struct Page {
+    segs: Vec<String>,
+    /// Its cache key: its path from the root, as a request for it would be.
+    key: String,
+    /// Where it was found at build time.
+    path: PathBuf,
+}
+
+impl Page {
+    fn resolve(root: &Path, file: &Path, symlinks: SymlinkPolicy) -> Result<Page, PageError> {
+        let text = file.to_str().ok_or(PageError::Invalid)?;
+        let segs = path::check_configured(text).map_err(|e| match e {
+            PathError::Hidden => PageError::Hidden,
+            PathError::BadRequest => PageError::Invalid,
+        })?;
+        let path = match resolve::find(root, &str_segs(&segs), symlinks, false) {
+            Ok(Found::File { path, .. }) => path,
+            Ok(Found::Dir { .. }) => return Err(PageError::NotAFile),
+            Err(NotFound::Absent) => return Err(PageError::Absent),
+            Err(NotFound::Forbidden) => return Err(PageError::Forbidden),
+            Err(NotFound::Io(e)) => return Err(PageError::Io(e)),
+        };
+        Ok(Page {
+            key: format!("/{}", segs.join("/")),
+            segs,
+            path,
+        })
+    }
+}
+
+fn str_segs(segs: &[String]) -> Vec<&str> {
+    segs.iter().map(String::as_str).collect()
 }
 
 impl StaticFiles {
@@ -253,6 +468,10 @@ impl StaticFiles {
             revalidate: Duration::from_secs(1),
             max_connections: None,
             shutdown_timeout: Duration::from_secs(10),
+            header_rules: Vec::new(),
+            fallback: None,
+            fallback_extensions: Vec::new(),
+            error_pages: Vec::new(),
         }
     }
 
@@ -325,7 +544,9 @@ impl Inner {
                     .header_block(self.common_block.clone());
             }
             _ => {
-                return self.text(405, "method not allowed\n").header("Allow", ALLOW);
+                return self
+                    .error(head, 405, "method not allowed\n")
+                    .header("Allow", ALLOW);
             }
         }
         let raw = head.path();
@@ -334,8 +555,8 @@ impl Inner {
         }
         let safe = match path::sanitize(raw, self.cfg.dotfiles) {
             Ok(p) => p,
-            Err(PathError::BadRequest) => return self.text(400, "bad request path\n"),
-            Err(PathError::Hidden) => return self.not_found(),
+            Err(PathError::BadRequest) => return self.error(head, 400, "bad request path\n"),
+            Err(PathError::Hidden) => return self.not_found(head),
         };
         let segs = resolve::segments(&safe);
         let found = match resolve::find(&self.root, &segs, self.cfg.symlinks, self.cfg.dotfiles) {
@@ -343,14 +564,19 @@ impl Inner {
             Err(e) => {
                 // A cached file that is gone must not keep its memory.
                 self.cache.remove(raw);
-                return self.not_found_error(e);
+                if matches!(e, NotFound::Absent) {
+                    if let Some(r) = self.fallback(head, &safe, now) {
+                        return r;
+                    }
+                }
+                return self.not_found_error(head, e);
             }
         };
         match found {
             Found::File { path, meta } => {
                 if safe.trailing_slash {
                     // `/file.html/` names no directory.
-                    return self.not_found();
+                    return self.not_found(head);
                 }
                 self.serve_file(head, raw, &segs, path, meta)
             }
@@ -373,20 +599,127 @@ impl Inner {
                     }
                 }
                 if self.cfg.listing {
-                    match listing::render(&path, &safe.to_url_path(true), self.cfg.dotfiles) {
-                        Ok(html) => Response::new(200)
-                            .header("Content-Type", "text/html; charset=utf-8")
-                            .header("Cache-Control", "no-cache")
-                            .header("X-Content-Type-Options", "nosniff")
-                            .header_block(self.common_block.clone())
-                            .body(html),
-                        Err(e) => self.not_found_error(e.into()),
-                    }
+                    self.listing(head, &path, &safe)
                 } else {
-                    self.not_found()
+                    self.not_found(head)
                 }
             }
         }
+    }
+
+    /// The listing of the directory at `path`, as HTML or JSON (see `listing::View`).
+    fn listing(&self, head: &RequestHead, path: &Path, safe: &SafePath) -> Response {
+        let view = listing::View::of(head.query(), head.header("accept"));
+        let found = match listing::read(path, self.cfg.dotfiles, &view, listing::MAX_ROWS) {
+            Ok(l) => l,
+            Err(e) => return self.not_found_error(head, e.into()),
+        };
+        let (content_type, body) = if view.json {
+            ("application/json", listing::json(&found))
+        } else {
+            (
+                "text/html; charset=utf-8",
+                listing::html(&found, &safe.to_url_path(true), &view),
+            )
+        };
+        let mut r = Response::new(200)
+            .header("Content-Type", content_type)
+            .header("Vary", "Accept")
+            .header("X-Content-Type-Options", "nosniff");
+        if self.listing_cache_control {
+            r = r.header("Cache-Control", "no-cache");
+        }
+        if found.omitted > 0 {
+            r = r.header("X-Listing-Omitted", found.omitted.to_string());
+        }
+        r.header_block(self.common_block.clone()).body(body)
+    }
+
+    /// Whether an absent path whose last segment is `last` gets the fallback:
+    /// no extension, or one of the configured ones. Dot names never do.
+    fn wants_fallback(&self, last: &str) -> bool {
+        match last.rsplit_once('.') {
+            None => true,
+            Some(("", _)) => false,
+            Some((_, ext)) => self
+                .cfg
+                .fallback_extensions
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(ext)),
+        }
+    }
+
+    /// The fallback file's answer to an absent `safe` path, if it gets one.
+    fn fallback(&self, head: &RequestHead, safe: &SafePath, now: Instant) -> Option<Response> {
+        let page = self.fallback.as_ref()?;
+        if !self.wants_fallback(safe.segments.last()?) {
+            return None;
+        }
+        if let Some(entry) = self.cache.get_fresh(&page.key, now) {
+            return Some(self.respond(head, &entry));
+        }
+        let segs = str_segs(&page.segs);
+        match resolve::find(&self.root, &segs, self.cfg.symlinks, false) {
+            Ok(Found::File { path, meta }) => Some(self.serve_file(head, &page.key, &segs, path, meta)),
+            _ => {
+                self.cache.remove(&page.key);
+                None
+            }
+        }
+    }
+
+    /// The error page for `status`, if one is configured and can be read.
+    fn page(&self, head: &RequestHead, status: u16) -> Option<Response> {
+        let (_, page) = self.pages.iter().find(|(s, _)| *s == status)?;
+        let entry = match self.cache.get_fresh(&page.key, Instant::now()) {
+            Some(e) => e,
+            None => {
+                let segs = str_segs(&page.segs);
+                match resolve::find(&self.root, &segs, self.cfg.symlinks, false) {
+                    Ok(Found::File { path, meta }) => match self.load(&page.key, &segs, path, meta) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(status, page = %page.key, error = %e, "error page unreadable");
+                            return None;
+                        }
+                    },
+                    _ => {
+                        self.cache.remove(&page.key);
+                        tracing::warn!(status, page = %page.key, "error page gone; answering with text");
+                        return None;
+                    }
+                }
+            }
+        };
+        // The file's type and body under the error's status: no validators or
+        // ranges, which describe the page, not the resource asked for.
+        let v = &entry.identity;
+        Some(
+            Response::new(status)
+                .header("Content-Type", v.content_type.clone())
+                .header("X-Content-Type-Options", "nosniff")
+                .header_block(self.common_block.clone())
+                .body(self.body(head, v, 0, v.len)),
+        )
+    }
+
+    /// The extra headers for the file at `segs` (found at `path`): the common
+    /// ones with the matching header rules applied, and `Cache-Control:
+    /// no-cache` on the fallback file unless something sets Cache-Control.
+    fn file_headers(&self, segs: &[&str], path: &Path) -> Cow<'_, [(String, String)]> {
+        let mut headers = self.rules.apply(segs, &self.common);
+        if let Some(fb) = &self.fallback {
+            if fb.path == path
+                && !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            {
+                headers
+                    .to_mut()
+                    .push(("Cache-Control".to_owned(), "no-cache".to_owned()));
+            }
+        }
+        headers
     }
 
     /// Loads (or revalidates) the entry for a file and answers from it.
@@ -398,6 +731,20 @@ impl Inner {
         path: PathBuf,
         meta: std::fs::Metadata,
     ) -> Response {
+        match self.load(key, segs, path, meta) {
+            Ok(entry) => self.respond(head, &entry),
+            Err(e) => self.not_found_error(head, e.into()),
+        }
+    }
+
+    /// The cache entry for a file (with its sidecars), loaded or revalidated.
+    fn load(
+        &self,
+        key: &str,
+        segs: &[&str],
+        path: PathBuf,
+        meta: std::fs::Metadata,
+    ) -> std::io::Result<Arc<Entry>> {
         let mut sidecars = Vec::new();
         if self.cfg.precompressed {
             for coding in [Coding::Brotli, Coding::Gzip] {
@@ -412,11 +759,8 @@ impl Inner {
                 }
             }
         }
-        let entry = self.cache.load(key, path, meta, sidecars, &self.common);
-        match entry {
-            Ok(entry) => self.respond(head, &entry),
-            Err(e) => self.not_found_error(e.into()),
-        }
+        let headers = self.file_headers(segs, &path);
+        self.cache.load(key, path, meta, sidecars, &headers)
     }
 
     fn respond(&self, head: &RequestHead, entry: &Entry) -> Response {
@@ -430,7 +774,7 @@ impl Inner {
         match conditional::evaluate(head, &variant.etag, variant.modified) {
             Precondition::Proceed => {}
             Precondition::NotModified => return Response::new(304).header_block(variant.block.clone()),
-            Precondition::Failed => return self.text(412, "precondition failed\n"),
+            Precondition::Failed => return self.error(head, 412, "precondition failed\n"),
         }
         if let Some(r) = head.header("range") {
             if conditional::if_range_allows(head, &variant.etag, variant.modified) {
@@ -438,7 +782,7 @@ impl Inner {
                     RangeRequest::Full => {}
                     RangeRequest::Unsatisfiable => {
                         return self
-                            .text(416, "range not satisfiable\n")
+                            .error(head, 416, "range not satisfiable\n")
                             .header("Content-Range", format!("bytes */{}", variant.len));
                     }
                     RangeRequest::Ranges(ranges) => return self.partial(head, variant, ranges),
@@ -503,17 +847,27 @@ impl Inner {
         Response::text(status, msg).header_block(self.common_block.clone())
     }
 
-    fn not_found(&self) -> Response {
-        self.text(404, "not found\n")
+    /// An error answer: the error page for `status` if there is one, else `msg`.
+    fn error(&self, head: &RequestHead, status: u16, msg: &'static str) -> Response {
+        if !self.pages.is_empty() {
+            if let Some(r) = self.page(head, status) {
+                return r;
+            }
+        }
+        self.text(status, msg)
     }
 
-    fn not_found_error(&self, e: NotFound) -> Response {
+    fn not_found(&self, head: &RequestHead) -> Response {
+        self.error(head, 404, "not found\n")
+    }
+
+    fn not_found_error(&self, head: &RequestHead, e: NotFound) -> Response {
         match e {
-            NotFound::Absent => self.not_found(),
-            NotFound::Forbidden => self.text(403, "forbidden\n"),
+            NotFound::Absent => self.not_found(head),
+            NotFound::Forbidden => self.error(head, 403, "forbidden\n"),
             NotFound::Io(e) => {
                 tracing::error!(error = %e, "file system error");
-                self.text(500, "internal error\n")
+                self.error(head, 500, "internal error\n")
             }
         }
     }

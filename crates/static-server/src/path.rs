@@ -70,7 +70,7 @@ pub(crate) fn sanitize(raw: &str, allow_dotfiles: bool) -> Result<SafePath, Path
         if seg.is_empty() || seg == "." {
             continue;
         }
-        if seg == ".." || seg.contains('\\') || seg.bytes().any(|b| b < 0x20 || b == 0x7f) || is_drive(seg) {
+        if is_bad_segment(seg) {
             return Err(PathError::BadRequest);
         }
         if is_hidden(segments.len(), seg.as_bytes()) {
@@ -85,6 +85,35 @@ pub(crate) fn sanitize(raw: &str, allow_dotfiles: bool) -> Result<SafePath, Path
         segments,
         trailing_slash: decoded.ends_with('/'),
     })
+}
+
+/// A file named in the configuration (a fallback or an error page) as a path
+/// under the root, `index.html` or `/errors/404.html`: not percent-decoded,
+/// checked as a request path is, and refused when it is or passes through a
+/// dot name (whatever the dotfile setting: such pages are never dotfiles).
+pub(crate) fn check_configured(rel: &str) -> Result<Vec<String>, PathError> {
+    let mut segments = Vec::new();
+    for seg in rel.split('/') {
+        if seg.is_empty() || seg == "." {
+            continue;
+        }
+        if is_bad_segment(seg) {
+            return Err(PathError::BadRequest);
+        }
+        if is_hidden(segments.len(), seg.as_bytes()) {
+            return Err(PathError::Hidden);
+        }
+        segments.push(seg.to_owned());
+    }
+    if segments.is_empty() || rel.ends_with('/') {
+        return Err(PathError::BadRequest);
+    }
+    Ok(segments)
+}
+
+/// `..`, a backslash, a control byte, a drive prefix: never a valid component.
+fn is_bad_segment(seg: &str) -> bool {
+    seg == ".." || seg.contains('\\') || seg.bytes().any(|b| b < 0x20 || b == 0x7f) || is_drive(seg)
 }
 
 /// Whether the component at `index` (0: directly under the root) of a path is
@@ -182,6 +211,21 @@ mod tests {
             sanitize("/...", true).map(|p| p.segments),
             Ok(vec!["...".to_owned()])
         );
+    }
+
+    #[test]
+    fn configured_paths() {
+        let v = |s: &[&str]| Ok(s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(check_configured("index.html"), v(&["index.html"]));
+        assert_eq!(check_configured("/errors//404.html"), v(&["errors", "404.html"]));
+        assert_eq!(check_configured("./a%20b.html"), v(&["a%20b.html"]));
+        assert_eq!(check_configured(".well-known/x"), v(&[".well-known", "x"]));
+        for bad in ["", "/", "..", "../x", "a/../../x", "a\\b", "a\0b", "c:/x", "dir/"] {
+            assert_eq!(check_configured(bad), Err(PathError::BadRequest), "{bad:?}");
+        }
+        for hidden in [".env", ".git/config", "a/.well-known/x", "a/.x/y"] {
+            assert_eq!(check_configured(hidden), Err(PathError::Hidden), "{hidden:?}");
+        }
     }
 
     #[test]

@@ -249,15 +249,15 @@ fn listing_is_escaped_sorted_with_size_and_time() {
     assert!(html.contains("href=\"./q%22&amp;&#39;.txt\""), "{html}");
     assert!(html.contains("caf\u{e9} \u{1f600}.txt"), "{html}");
     assert!(!html.contains(".hidden"), "dotfiles are not listed: {html}");
-    // Sorted by name (byte order), directories marked with a slash.
+    // Directories first (marked with a slash), then files by name (byte order).
     let order = [
+        "sub/",
         "&lt;script&gt;.txt",
         "Z.txt",
         "a.txt",
         "b.txt",
         "caf\u{e9}",
         "q&quot;",
-        "sub/",
     ];
     let positions: Vec<usize> = order
         .iter()
@@ -272,10 +272,10 @@ fn listing_is_escaped_sorted_with_size_and_time() {
     );
     // Size and modification time on the file's row.
     let row_a = html.lines().find(|l| l.contains(">a.txt<")).unwrap();
-    assert!(row_a.contains("<td>10</td>"), "{row_a}");
+    assert!(row_a.contains("<td title=\"10 bytes\">10 B</td>"), "{row_a}");
     assert!(row_a.contains(FIXED_DATE), "{row_a}");
     let row_b = html.lines().find(|l| l.contains(">b.txt<")).unwrap();
-    assert!(row_b.contains("<td>3</td>"), "{row_b}");
+    assert!(row_b.contains("<td title=\"3 bytes\">3 B</td>"), "{row_b}");
     // The parent link, and the title escaped.
     assert!(html.contains("href=\"../\""), "{html}");
     assert!(html.contains("<title>Index of /list/</title>"), "{html}");
