@@ -108,6 +108,149 @@ fn builder_flags_reach_the_library() {
 }
 
 #[test]
+fn site_flags_reach_the_library() {
+    let root = root_with_a_page("site");
+    root.file("index.html", "<div id=app></div>\n");
+    root.file("app.css", "body{}\n");
+    root.file("errors/404.html", "<h1>no such page</h1>\n");
+    let srv = serve(
+        root.path(),
+        &[
+            "--header-rule",
+            "*.css,*.js: Cache-Control: public, max-age=31536000, immutable",
+            "--header-rule",
+            "*.html: Cache-Control: no-cache",
+            "--header-rule",
+            "/dir/**: X-Dir: yes",
+            "--fallback",
+            "index.html",
+            "--fallback-extensions",
+            "htm,php",
+            "--error-page",
+            "404=errors/404.html",
+            "--listing",
+        ],
+    );
+    let r = srv.get("/app.css");
+    assert_eq!(
+        r.header("Cache-Control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(srv.get("/page.html").header("Cache-Control"), Some("no-cache"));
+    assert_eq!(srv.get("/dir/a.txt").header("X-Dir"), Some("yes"));
+    for route in ["/users/42", "/old.php", "/x.htm"] {
+        let r = srv.get(route);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "<div id=app></div>\n"),
+            "{route}"
+        );
+    }
+    for missing in ["/logo.png", "/.env"] {
+        let r = srv.get(missing);
+        assert_eq!(r.status, 404, "{missing}");
+        assert_eq!(r.text(), "<h1>no such page</h1>\n");
+        assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    }
+    let r = srv.get("/dir/?format=json");
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(v[0]["name"], "a.txt");
+    assert_eq!(v[0]["size"], 1);
+}
+
+#[test]
+fn bad_site_flags_are_one_line_and_exit_2() {
+    let root = root_with_a_page("badsite");
+    let dir = root.path().to_str().unwrap();
+    for (flag, value, says) in [
+        ("--header-rule", "*.css", "expected `GLOB[,GLOB]: Name: value`"),
+        ("--header-rule", "*.css: Cache-Control", "expected"),
+        ("--header-rule", "*.css: Cache-Control:  ", "expected"),
+        ("--header-rule", "a[: X-A: 1", "glob"),
+        ("--header-rule", "*: Bad Name: 1", "invalid header name"),
+        ("--header-rule", "*: Content-Length: 1", "set by the server"),
+        (
+            "--header-rule",
+            "*: Transfer-Encoding: chunked",
+            "set by the server",
+        ),
+        ("--header-rule", "*: Connection: close", "set by the server"),
+        ("--error-page", "404", "STATUS=FILE"),
+        ("--error-page", "abc=x.html", "400 to 599"),
+        ("--error-page", "200=x.html", "400 to 599"),
+        ("--error-page", "600=x.html", "400 to 599"),
+        ("--error-page", "404=", "a file under the root"),
+        ("--fallback", "", "a file under the root"),
+    ] {
+        let out = run(
+            STATIC_SERVER,
+            &["--root", dir, "--listen", "127.0.0.1:0", flag, value],
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag} {value:?}: {out:?}");
+        assert_one_error_line(&out, &[flag, says]);
+    }
+    // A rule value with CR/LF cannot be typed into a shell by accident, but
+    // can be passed by a program. (clap echoes the value, so the one line is
+    // cut at the CR.)
+    let out = run(
+        STATIC_SERVER,
+        &[
+            "--root",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--header-rule",
+            "*: X-A: a\r\nX-B: b",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_one_error_line(&out, &["invalid value"]);
+    // --fallback-extensions needs --fallback.
+    let out = run(
+        STATIC_SERVER,
+        &[
+            "--root",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--fallback-extensions",
+            "html",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_one_error_line(&out, &["--fallback"]);
+}
+
+#[test]
+fn fallback_and_error_page_files_that_cannot_be_served_are_one_line() {
+    let root = root_with_a_page("badpage");
+    root.file(".env", "ENV");
+    let dir = root.path().to_str().unwrap();
+    for (flag, value, says) in [
+        ("--fallback", "missing.html", "no such file under the root"),
+        ("--fallback", ".env", "dot name"),
+        ("--fallback", "../page.html", "not a plain relative path"),
+        ("--fallback", "dir", "not a regular file"),
+        ("--error-page", "404=missing.html", "no such file under the root"),
+        ("--error-page", "500=.env", "dot name"),
+        (
+            "--error-page",
+            "404=/../../etc/passwd",
+            "not a plain relative path",
+        ),
+    ] {
+        let out = run(
+            STATIC_SERVER,
+            &["--root", dir, "--listen", "127.0.0.1:0", flag, value],
+        );
+        assert_eq!(out.status.code(), Some(1), "{flag} {value:?}: {out:?}");
+        let file = value.split_once('=').map_or(value, |(_, f)| f);
+        assert_one_error_line(&out, &[says, file]);
+    }
+}
+
+#[test]
 fn sigterm_and_sigint_shut_down_with_exit_0() {
     let root = root_with_a_page("signal");
     for (sig, threads) in [("TERM", "2"), ("INT", "1")] {
@@ -189,6 +332,10 @@ fn help_and_version() {
             "--cache-max-file",
             "--cache-size",
             "--header",
+            "--header-rule",
+            "--fallback",
+            "--fallback-extensions",
+            "--error-page",
             "--help",
             "--version",
         ],

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use http_core::Limits;
-use static_server::{StaticFiles, SymlinkPolicy};
+use static_server::{HeaderRule, StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
 /// validators, ranges, small files from memory).
@@ -36,7 +36,9 @@ struct Args {
     /// Adds `X-Served-By: NAME` to every response.
     #[arg(long, value_name = "NAME")]
     server_id: Option<String>,
-    /// HTML listing for directories without an index file.
+    /// Listing for directories without an index file: HTML sortable by name,
+    /// size and time (?sort=size&order=desc), JSON with ?format=json or
+    /// Accept: application/json.
     #[arg(long)]
     listing: bool,
     /// Index file names tried for a directory, in order.
@@ -67,6 +69,24 @@ struct Args {
     /// Extra response header, `Name: value` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
+    /// A header for the files a glob matches (repeatable; later rules win):
+    /// 'GLOB[,GLOB]: Name: value', e.g. '*.css,*.js: Cache-Control: public,
+    /// max-age=31536000, immutable'. A glob without / matches the file name,
+    /// one with / the path from the root ('/assets/**').
+    #[arg(long = "header-rule", value_name = "RULE", value_parser = parse_header_rule)]
+    header_rules: Vec<HeaderRule>,
+    /// A file under the root (e.g. index.html) served with 200 to GET/HEAD of
+    /// absent paths without an extension, as single-page apps need.
+    #[arg(long, value_name = "FILE", value_parser = parse_page_file)]
+    fallback: Option<PathBuf>,
+    /// Extensions of absent paths that also get the --fallback file
+    /// (comma-separated, e.g. html,htm) [default: none].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    fallback_extensions: Vec<String>,
+    /// A file under the root served as the body of the answers with STATUS
+    /// (400-599), e.g. 404=errors/404.html (repeatable).
+    #[arg(long = "error-page", value_name = "STATUS=FILE", value_parser = parse_error_page)]
+    error_pages: Vec<(u16, PathBuf)>,
     /// How long a client may take to send a request head once it has started.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = cli::parse_duration)]
     header_timeout: Duration,
@@ -88,6 +108,31 @@ struct Args {
     metrics: Option<SocketAddr>,
 }
 
+fn parse_header_rule(s: &str) -> Result<HeaderRule, String> {
+    s.parse().map_err(|e: static_server::RuleError| e.to_string())
+}
+
+fn parse_page_file(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("expected a file under the root, e.g. index.html".to_owned());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `STATUS=FILE`, STATUS in 400-599.
+fn parse_error_page(s: &str) -> Result<(u16, PathBuf), String> {
+    let (status, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected STATUS=FILE, e.g. 404=errors/404.html"))?;
+    let status: u16 = status
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (400..=599).contains(n))
+        .ok_or_else(|| format!("{s:?}: STATUS must be a number from 400 to 599"))?;
+    Ok((status, parse_page_file(file)?))
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Symlinks {
     WithinRoot,
@@ -96,6 +141,9 @@ enum Symlinks {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
+    if !args.fallback_extensions.is_empty() && args.fallback.is_none() {
+        return cli::fail_usage("--fallback-extensions is given without --fallback (see --help)");
+    }
     if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
@@ -129,7 +177,7 @@ fn summary(
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
          cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
-         shutdown timeout {}; server id {}; metrics {}",
+         shutdown timeout {}; server id {}; metrics {}; header rules {}; fallback {}; error pages {}",
         files.root().display(),
         on_off(args.listing),
         args.index.join(","),
@@ -144,6 +192,19 @@ fn summary(
         cli::format_duration(args.shutdown_timeout),
         args.server_id.as_deref().unwrap_or("none"),
         metrics.map_or("off".to_owned(), |a| a.to_string()),
+        args.header_rules.len(),
+        args.fallback
+            .as_ref()
+            .map_or("off".to_owned(), |f| f.display().to_string()),
+        if args.error_pages.is_empty() {
+            "none".to_owned()
+        } else {
+            args.error_pages
+                .iter()
+                .map(|(s, f)| format!("{s}={}", f.display()))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
     )
 }
 
@@ -180,6 +241,17 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
             .split_once(':')
             .ok_or_else(|| format!("--header {h:?}: expected `Name: value`"))?;
         builder = builder.header(name.trim(), value.trim());
+    }
+    for rule in &args.header_rules {
+        builder = builder.header_rule(rule.clone());
+    }
+    if let Some(file) = &args.fallback {
+        builder = builder
+            .fallback(file)
+            .fallback_extensions(args.fallback_extensions.iter().cloned());
+    }
+    for (status, file) in &args.error_pages {
+        builder = builder.error_page(*status, file);
     }
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
