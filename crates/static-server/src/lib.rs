@@ -2,6 +2,9 @@
 //!
 //! Serves a directory with every caching and range rule of RFC 9110, no way out of
 //! the root, and small files answered from memory with their headers pre-built.
+//! Per-path header rules ([`HeaderRule`]), a single-page-app fallback, error
+//! pages and sortable HTML or JSON directory listings are options of the
+//! [`Builder`].
 //! [`StaticFiles::metrics`] counts what it does (durations, statuses, bytes,
 //! connections, cache hits, misses and evictions) and serves the counts in the
 //! Prometheus format on a listener of their own ([`Metrics::serve`]).
