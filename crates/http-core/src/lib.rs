@@ -67,6 +67,7 @@ macro_rules! byte_table {
 
 pub(crate) mod buf_pool;
 pub mod client;
+pub(crate) mod h2;
 pub mod metrics;
 pub mod net;
 pub mod server;
@@ -74,6 +75,7 @@ pub mod wire;
 
 // The everyday names, at the root.
 pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
+pub use h2::{serve_h2_connection, H2Limits, PREFACE as H2_PREFACE};
 pub use net::{connection_capacity, listen, raise_fd_limit, AnyIo, FdLimit, Finish, Io, LazyTcpStream};
 pub use server::{
     accept_loop, serve_connection, AccessLogFormat, AccessRecord, Body, BodyError, HeaderBlock,

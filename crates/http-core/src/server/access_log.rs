@@ -216,7 +216,7 @@ struct Line<'a> {
 ///
 /// The line is assembled by hand in a reused buffer: through `format_args!` its
 /// nine fields cost more than parsing the request did.
-pub(super) fn log_request(peer: &str, record: &AccessRecord<'_>) {
+pub(crate) fn log_request(peer: &str, record: &AccessRecord<'_>) {
     if !tracing::enabled!(target: "access", tracing::Level::INFO) {
         return;
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::h2::H2Body;
 use crate::net::io::Io;
 use crate::{BodyDecoder, BodyKind, Error, Limits};
 
@@ -76,7 +77,18 @@ impl BodyProgress {
 /// copying. When the client sent `Expect: 100-continue`, the interim
 /// `100 Continue` is written on the first read, so a service that answers without
 /// reading never invites the body.
-pub struct RequestBody<'a> {
+///
+/// Over HTTP/2 the pieces are the DATA frames' payloads; the flow-control
+/// window is opened again as they are taken, so a service that reads slowly
+/// holds the client back instead of buffering its body.
+pub struct RequestBody<'a>(Source<'a>);
+
+enum Source<'a> {
+    H1(H1Body<'a>),
+    H2(&'a mut H2Body),
+}
+
+struct H1Body<'a> {
     io: &'a mut dyn Io,
     buf: &'a mut BytesMut,
     progress: &'a mut BodyProgress,
@@ -84,34 +96,86 @@ pub struct RequestBody<'a> {
 
 impl fmt::Debug for RequestBody<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestBody")
-            .field("decoder", &self.progress.decoder)
-            .finish()
+        match &self.0 {
+            Source::H1(b) => f
+                .debug_struct("RequestBody")
+                .field("decoder", &b.progress.decoder)
+                .finish(),
+            Source::H2(b) => f.debug_tuple("RequestBody").field(b).finish(),
+        }
     }
 }
 
 impl<'a> RequestBody<'a> {
     pub(crate) fn new(io: &'a mut dyn Io, buf: &'a mut BytesMut, progress: &'a mut BodyProgress) -> Self {
-        RequestBody { io, buf, progress }
+        RequestBody(Source::H1(H1Body { io, buf, progress }))
+    }
+
+    pub(crate) fn h2(body: &'a mut H2Body) -> Self {
+        RequestBody(Source::H2(body))
     }
 
     /// True when the body has been read to its end (or there is none).
     pub fn is_end(&self) -> bool {
-        self.progress.is_done()
+        match &self.0 {
+            Source::H1(b) => b.progress.is_done(),
+            Source::H2(b) => b.is_done(),
+        }
     }
 
     /// The bytes still to come when the body has a declared length.
     pub fn remaining_len(&self) -> Option<u64> {
-        self.progress.remaining_len()
+        match &self.0 {
+            Source::H1(b) => b.progress.remaining_len(),
+            Source::H2(b) => b.remaining_len(),
+        }
     }
 
-    /// True when the body is chunked on the wire.
+    /// True when the body is chunked on the wire; over HTTP/2, when its
+    /// length was not declared (its HTTP/1.1 form is chunked).
     pub fn is_chunked(&self) -> bool {
-        self.progress.is_chunked()
+        match &self.0 {
+            Source::H1(b) => b.progress.is_chunked(),
+            Source::H2(b) => b.is_chunked(),
+        }
     }
 
     /// The next piece of the body, or `None` at its end.
     pub async fn data(&mut self) -> Result<Option<Bytes>, BodyError> {
+        match &mut self.0 {
+            Source::H1(b) => b.data().await,
+            Source::H2(b) => b.data().await,
+        }
+    }
+
+    /// Reads the whole body into memory, refusing more than `max` bytes
+    /// ([`Error::BodyTooLarge`]).
+    pub async fn to_bytes(&mut self, max: usize) -> Result<Bytes, BodyError> {
+        let mut out = BytesMut::new();
+        while let Some(chunk) = self.data().await? {
+            if out.len() + chunk.len() > max {
+                self.refuse(Error::BodyTooLarge);
+                return Err(BodyError::Invalid(Error::BodyTooLarge));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Notes that the body broke a limit: the driver answers `e`.
+    fn refuse(&mut self, e: Error) {
+        match &mut self.0 {
+            Source::H1(b) => {
+                b.progress.error = Some(e);
+                b.progress.decoder.abandon();
+            }
+            Source::H2(b) => b.error = Some(e),
+        }
+    }
+}
+
+impl H1Body<'_> {
+    async fn data(&mut self) -> Result<Option<Bytes>, BodyError> {
         let r = self.next_data().await;
         match &r {
             Err(BodyError::Invalid(e)) => {
@@ -125,21 +189,6 @@ impl<'a> RequestBody<'a> {
             Ok(_) => {}
         }
         r
-    }
-
-    /// Reads the whole body into memory, refusing more than `max` bytes
-    /// ([`Error::BodyTooLarge`]).
-    pub async fn to_bytes(&mut self, max: usize) -> Result<Bytes, BodyError> {
-        let mut out = BytesMut::new();
-        while let Some(chunk) = self.data().await? {
-            if out.len() + chunk.len() > max {
-                self.progress.error = Some(Error::BodyTooLarge);
-                self.progress.decoder.abandon();
-                return Err(BodyError::Invalid(Error::BodyTooLarge));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out.freeze())
     }
 
     async fn next_data(&mut self) -> Result<Option<Bytes>, BodyError> {

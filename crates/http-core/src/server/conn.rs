@@ -17,6 +17,7 @@ use super::encode::{encode, Answering, Payload};
 use super::service::{Request, Service, UpgradeFnBox, Upgraded};
 use super::shutdown::ShutdownSignal;
 use crate::buf_pool as pool;
+use crate::h2::{H2Limits, PREFACE};
 use crate::net::io::Io;
 use crate::{parse_request, BodyEncoder, BodyKind, Error, Limits, Method, RequestHead, Response, Version};
 
@@ -51,6 +52,8 @@ enum Next {
     Close { linger: bool },
     /// Hand the connection to a protocol-switch handler.
     Upgrade(UpgradeFnBox),
+    /// The client sent the HTTP/2 preface: serve HTTP/2 from here on.
+    H2(Arc<H2Limits>),
 }
 
 struct Conn<T> {
@@ -63,6 +66,9 @@ struct Conn<T> {
     /// When the last response was done: the start of the idle period.
     last_active: Instant,
     limits: Arc<Limits>,
+    /// HTTP/2 with prior knowledge is served when the connection starts with
+    /// its preface: set until the first request has been read.
+    h2c: Option<Arc<H2Limits>>,
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it idles past
@@ -91,12 +97,25 @@ struct Conn<T> {
 /// assert!(out.ends_with("\r\n\r\nhello\n"));
 /// # });
 /// ```
-pub async fn serve_connection<T: Io, S: Service>(
+pub fn serve_connection<T: Io, S: Service>(
     io: T,
     peer: Option<SocketAddr>,
     service: Arc<S>,
     limits: Arc<Limits>,
     shutdown: ShutdownSignal,
+) -> impl Future<Output = ()> + Send {
+    drive(io, peer, service, limits, shutdown, None)
+}
+
+/// [`serve_connection`], switching to HTTP/2 when `h2c` is set and the
+/// connection starts with the HTTP/2 preface.
+pub(crate) async fn drive<T: Io, S: Service>(
+    io: T,
+    peer: Option<SocketAddr>,
+    service: Arc<S>,
+    limits: Arc<Limits>,
+    shutdown: ShutdownSignal,
+    h2c: Option<Arc<H2Limits>>,
 ) {
     let peer_text = match peer {
         Some(p) if tracing::enabled!(target: "access", tracing::Level::INFO) => p.to_string().into(),
@@ -110,6 +129,7 @@ pub async fn serve_connection<T: Io, S: Service>(
         peer_text,
         limits,
         last_active: Instant::now(),
+        h2c,
     };
     // One idle timer and one shutdown wait for the connection's whole life: arming
     // and disarming them around every request cost more than parsing it. The timer
@@ -183,6 +203,12 @@ pub async fn serve_connection<T: Io, S: Service>(
         }
         // Boxed like the busy part: its buffers must not enlarge every idle task.
         Next::Close { linger } => Box::pin(conn.close(linger)).await,
+        Next::H2(h2) => {
+            let read = conn.rbuf.split().freeze();
+            pool::give(std::mem::take(&mut conn.wbuf));
+            let h2 = crate::h2::conn_serve(conn.io, read, peer, service, conn.limits, *h2, shutdown);
+            Box::pin(h2).await
+        }
         Next::Idle => {}
     }
 }
@@ -221,6 +247,20 @@ impl<T: Io> Conn<T> {
         loop {
             let parsed = match parse_request(&self.rbuf, &self.limits) {
                 Ok(p) => p,
+                // The preface reads as a request line of version 2.0: an error.
+                Err(_)
+                    if self.h2c.is_some()
+                        && self.rbuf.len() < PREFACE.len()
+                        && PREFACE.starts_with(&self.rbuf) =>
+                {
+                    None
+                }
+                Err(_) if self.h2c.is_some() && self.rbuf.starts_with(PREFACE) => {
+                    if let Some(h2) = self.h2c.take() {
+                        return Next::H2(h2);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let since = head_started.unwrap_or_else(Instant::now);
                     return Box::pin(self.fail(e, None, since, &**service)).await;
@@ -244,6 +284,10 @@ impl<T: Io> Conn<T> {
                     }
                 }
             };
+            if self.h2c.is_some() {
+                // Only a connection's first bytes can be the preface.
+                self.h2c = None;
+            }
             let len = parsed.len();
             let head = parsed.into_head(self.rbuf.split_to(len).freeze());
             match self.serve_one(head, service, shutdown).await {

@@ -35,7 +35,7 @@ pub(super) enum Payload {
 }
 
 /// 1xx, 204 and 304 responses have no body, whatever they declare.
-fn is_bodiless(status: u16) -> bool {
+pub(crate) fn is_bodiless(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
 }
 
@@ -121,7 +121,7 @@ pub(super) fn encode(w: &mut BytesMut, resp: &mut Response, to: Answering, close
 /// Replaces a response that announces a length it cannot send with a 500.
 #[cold]
 #[inline(never)]
-fn refuse_length_only(resp: &mut Response, close: &mut bool) {
+pub(crate) fn refuse_length_only(resp: &mut Response, close: &mut bool) {
     tracing::warn!(
         status = resp.status,
         "the service answered a request other than HEAD with Body::Length; sending 500 instead"

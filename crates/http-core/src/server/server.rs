@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::conn::drive;
+#[allow(unused_imports)] // for the docs
 use super::conn::serve_connection;
 use super::service::Service;
 use super::shutdown::{ShutdownSignal, ShutdownTrigger};
@@ -17,9 +19,10 @@ use crate::metrics::ConnectionGauge;
 use crate::net::fd_limit::connection_capacity;
 use crate::net::lazy::LazyTcpStream;
 use crate::net::listener::Acceptor;
-use crate::Limits;
+use crate::{H2Limits, Limits};
 
-/// Accepts TCP connections and serves each with [`serve_connection`].
+/// Accepts TCP connections and serves each with [`serve_connection`]
+/// (and, with [`h2c`](Self::h2c), [`serve_h2_connection`](crate::serve_h2_connection)).
 ///
 /// Defaults: [`Limits::default`], at most as many open connections as the
 /// open-file limit allows ([`connection_capacity`]`(1)`: 25 000 when it allows
@@ -59,6 +62,8 @@ pub struct Server<S> {
     max_connections: usize,
     shutdown_timeout: Duration,
     gauge: Option<ConnectionGauge>,
+    h2c: bool,
+    h2: H2Limits,
 }
 
 impl<S: Service> Server<S> {
@@ -75,7 +80,26 @@ impl<S: Service> Server<S> {
             max_connections: connection_capacity(1),
             shutdown_timeout: Duration::from_secs(10),
             gauge: None,
+            h2c: false,
+            h2: H2Limits::default(),
         }
+    }
+
+    /// Also serves HTTP/2 with prior knowledge ("h2c", RFC 9113 §3.3) on this
+    /// plain listener: a connection that starts with the HTTP/2 client preface
+    /// ([`H2_PREFACE`](crate::H2_PREFACE)) is served by
+    /// [`serve_h2_connection`](crate::serve_h2_connection), any other by the
+    /// HTTP/1.1 driver as before. The upgrade from HTTP/1.1 (`Upgrade: h2c`)
+    /// is not supported: such a request is served over HTTP/1.1. Default: off.
+    pub fn h2c(mut self, on: bool) -> Self {
+        self.h2c = on;
+        self
+    }
+
+    /// Sets the HTTP/2 settings and abuse limits (default [`H2Limits::default`]).
+    pub fn h2_limits(mut self, h2: H2Limits) -> Self {
+        self.h2 = h2;
+        self
     }
 
     /// Sets the limits applied to every connection.
@@ -146,6 +170,7 @@ impl<S: Service> Server<S> {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let limits = Arc::new(self.limits);
         let service = self.service;
+        let h2c = self.h2c.then(|| Arc::new(self.h2));
         run_accept_loop(
             Acceptor::new(listener, true)?,
             self.max_connections,
@@ -153,7 +178,14 @@ impl<S: Service> Server<S> {
             Reported::new(self.gauge),
             shutdown,
             move |stream, peer, signal| {
-                serve_connection(stream, Some(peer), service.clone(), limits.clone(), signal)
+                drive(
+                    stream,
+                    Some(peer),
+                    service.clone(),
+                    limits.clone(),
+                    signal,
+                    h2c.clone(),
+                )
             },
         )
         .await

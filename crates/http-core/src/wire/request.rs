@@ -9,21 +9,26 @@ use super::headers::{for_each_token, HeaderIter, HeaderSpan, Span};
 use super::limits::MAX_HEADERS_CAP;
 use crate::{Error, Limits};
 
-/// HTTP version of a message. Only 1.0 and 1.1 exist on this wire.
+/// HTTP version of a message. Only 1.0 and 1.1 exist on the HTTP/1 wire; a
+/// request that arrived over HTTP/2 says [`Version::Http2`] (its head is the
+/// HTTP/1.1 form of the request: see [`serve_h2_connection`](crate::serve_h2_connection)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Version {
     /// HTTP/1.0
     Http10,
     /// HTTP/1.1
     Http11,
+    /// HTTP/2 (requests received over an HTTP/2 connection only).
+    Http2,
 }
 
 impl Version {
-    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    /// `"HTTP/1.0"`, `"HTTP/1.1"` or `"HTTP/2.0"` (as nginx logs HTTP/2).
     pub fn as_str(self) -> &'static str {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2.0",
         }
     }
 }
@@ -299,9 +304,21 @@ impl RequestHead {
         self.parsed.flags.names_fields
     }
 
-    /// The raw bytes of the head.
+    /// The raw bytes of the head. For a request received over HTTP/2, the
+    /// HTTP/1.1 form the driver built of it (and parsed with the same rules).
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// Marks a head built from an HTTP/2 request: its version becomes
+    /// [`Version::Http2`] and its body `body` (the stream's framing, which
+    /// the HTTP/1.1 form cannot say when no `content-length` was sent).
+    pub(crate) fn into_http2(mut self, body: BodyKind) -> RequestHead {
+        self.parsed.version = Version::Http2;
+        self.parsed.body = body;
+        self.parsed.flags.keep_alive = true;
+        self.parsed.flags.upgrade = false;
+        self
     }
 }
 
@@ -436,8 +453,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Option<ParsedRequest
         }
     };
     let keep_alive = match version {
-        Version::Http11 => !conn_close,
         Version::Http10 => conn_keep_alive && !conn_close,
+        Version::Http11 | Version::Http2 => !conn_close,
     };
     Ok(Some(ParsedRequest {
         len,

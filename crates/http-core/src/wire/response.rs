@@ -184,8 +184,8 @@ pub fn parse_response(buf: &[u8], method: Method, limits: &Limits) -> Result<Opt
     };
     let keep_alive = body != BodyKind::UntilClose
         && match version {
-            Version::Http11 => !close,
             Version::Http10 => keep && !close,
+            Version::Http11 | Version::Http2 => !close,
         };
     let reason = Span::of(buf, res.reason.unwrap_or_default().as_bytes());
     Ok(Some(ParsedResponse {

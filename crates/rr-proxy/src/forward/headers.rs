@@ -28,6 +28,9 @@ const LONGEST_ADDR: &[u8] = b"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
 /// The `Via` entry this proxy adds (it names the protocol the request came in with).
 const VIA: &[u8] = b"1.1 rr-proxy";
 const VIA_10: &[u8] = b"1.0 rr-proxy";
+/// RFC 9110 §7.6.3: `Via` names the protocol received, also when the request
+/// goes on in another (a request received over HTTP/2 leaves as HTTP/1.1).
+const VIA_20: &[u8] = b"2.0 rr-proxy";
 
 /// Writes the head sent to the backend, without its framing line and final
 /// blank line (the client role adds those for the body it sends). `backend` is
@@ -127,10 +130,10 @@ pub(crate) fn write_request_head(
     if !first {
         out.put_slice(b", ");
     }
-    out.put_slice(if head.version() == Version::Http10 {
-        VIA_10
-    } else {
-        VIA
+    out.put_slice(match head.version() {
+        Version::Http10 => VIA_10,
+        Version::Http11 => VIA,
+        Version::Http2 => VIA_20,
     });
     out.put_slice(b"\r\n");
     if upgrade_passed_on(head) {

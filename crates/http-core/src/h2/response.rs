@@ -1,0 +1,227 @@
+//! Writing a [`Response`] on an HTTP/2 stream: the head as a HEADERS frame
+//! (the connection-specific fields left out), the body as DATA frames sent
+//! no faster than the client's flow-control windows open. A body held in
+//! memory goes out in slices of its own [`Bytes`], never copied; a streamed
+//! body is read in pieces no larger than the capacity the stream was given,
+//! so a client that does not read holds at most the send buffer per stream.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use ::h2::server::SendResponse;
+use ::h2::{Reason, SendStream};
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE};
+use http::{HeaderMap, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::server::encode::{is_bodiless, refuse_length_only};
+use crate::server::service::{Body, Response};
+use crate::wire::date::{with_date_at, DATE_LEN};
+use crate::{is_hop_by_hop, Method};
+
+/// Largest piece of a streamed body read at once.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// Why a response could not be sent whole.
+#[derive(Debug)]
+pub(super) enum SendFail {
+    /// The stream or the connection is gone (reset by the client, closed).
+    Gone,
+    /// The client gave no window to send in within the write timeout: the
+    /// stream has been reset.
+    TimedOut,
+    /// The body's source failed or ended before its declared length: the
+    /// stream has been reset.
+    Source,
+}
+
+impl From<::h2::Error> for SendFail {
+    fn from(_: ::h2::Error) -> Self {
+        SendFail::Gone
+    }
+}
+
+thread_local! {
+    /// The `Date` value of the current second, shared by the responses of
+    /// every connection on this thread (a clone is a reference count).
+    static DATE_VALUE: RefCell<([u8; DATE_LEN], HeaderValue)> =
+        const { RefCell::new(([0; DATE_LEN], HeaderValue::from_static(""))) };
+}
+
+fn date_value(at: Instant) -> HeaderValue {
+    with_date_at(at, |d| {
+        DATE_VALUE.with(|cell| {
+            let mut c = cell.borrow_mut();
+            if &c.0 != d {
+                c.0 = *d;
+                c.1 = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(d))
+                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+            }
+            c.1.clone()
+        })
+    })
+}
+
+/// Fields HTTP/2 does not carry (RFC 9113 §8.2.2): never sent.
+fn is_connection_specific(name: &[u8]) -> bool {
+    is_hop_by_hop(name) || name.eq_ignore_ascii_case(b"proxy-connection")
+}
+
+fn add(map: &mut HeaderMap, name: &[u8], value: HeaderValue) {
+    if is_connection_specific(name) {
+        return;
+    }
+    if let Ok(name) = HeaderName::from_bytes(name) {
+        map.append(name, value);
+    }
+}
+
+/// The service's header block and headers, plus `Date` and `Content-Length`.
+fn headers(resp: &Response, dated: Instant, content_length: Option<u64>) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(resp.headers.len() + 8);
+    map.insert(DATE, date_value(dated));
+    let block = resp.block.shared();
+    let mut at = 0;
+    // Each line is `Name: value\r\n`, as the block's builder wrote it.
+    while let Some(end) = block[at..].windows(2).position(|w| w == b"\r\n") {
+        let line = &block[at..at + end];
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let start = at + colon + 1 + usize::from(line.get(colon + 1) == Some(&b' '));
+            if let Ok(v) = HeaderValue::from_maybe_shared(block.slice(start..at + end)) {
+                add(&mut map, &line[..colon], v);
+            }
+        }
+        at += end + 2;
+    }
+    for (name, value) in &resp.headers {
+        if let Ok(v) = HeaderValue::from_maybe_shared(value.clone()) {
+            add(&mut map, name.as_bytes(), v);
+        }
+    }
+    if let Some(n) = content_length {
+        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    map
+}
+
+/// Sends `resp` as the answer to a `method` request, dated `dated`. Returns
+/// the body bytes sent. `write_timeout` bounds each wait for window.
+pub(super) async fn send_response(
+    respond: &mut SendResponse<Bytes>,
+    resp: &mut Response,
+    method: Method,
+    dated: Instant,
+    write_timeout: Duration,
+) -> Result<u64, SendFail> {
+    if resp.status < 200 {
+        // HTTP/2 has no protocol switch, and an interim answer is no answer.
+        tracing::warn!(
+            status = resp.status,
+            "no final status for an HTTP/2 request; sending 500"
+        );
+        let log = std::mem::take(&mut resp.log);
+        *resp = Response::text(500, "internal error: no final response\n");
+        resp.log = log;
+    }
+    if matches!(resp.body, Body::Length(_)) && method != Method::Head && !is_bodiless(resp.status) {
+        refuse_length_only(resp, &mut false);
+    }
+    let bodiless = is_bodiless(resp.status);
+    let head_only = bodiless || method == Method::Head;
+    let content_length = if bodiless { None } else { resp.body.len() };
+    let mut head = http::Response::new(());
+    *head.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *head.headers_mut() = headers(resp, dated, content_length);
+    let body = std::mem::replace(&mut resp.body, Body::Empty);
+    let end = head_only || body.is_empty();
+    let mut stream = respond.send_response(head, end)?;
+    if end {
+        return Ok(0);
+    }
+    let r = match body {
+        Body::Full(b) => {
+            let n = b.len() as u64;
+            send_bytes(&mut stream, b, write_timeout).await.map(|()| n)
+        }
+        Body::Stream { len, reader } => send_reader(&mut stream, reader, len, write_timeout).await,
+        Body::Empty | Body::Length(_) => Ok(0),
+    };
+    match &r {
+        Err(SendFail::TimedOut) => stream.send_reset(Reason::CANCEL),
+        Err(SendFail::Source) => stream.send_reset(Reason::INTERNAL_ERROR),
+        _ => {}
+    }
+    r
+}
+
+/// Waits for window to send up to `want` bytes; returns how many may go.
+async fn capacity(stream: &mut SendStream<Bytes>, want: usize, timeout: Duration) -> Result<usize, SendFail> {
+    stream.reserve_capacity(want);
+    let have = stream.capacity();
+    if have > 0 {
+        return Ok(have);
+    }
+    let wait = poll_fn(|cx| loop {
+        return match stream.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(0))) => continue,
+            Poll::Ready(Some(Ok(n))) => Poll::Ready(Ok(n)),
+            Poll::Ready(Some(Err(_)) | None) => Poll::Ready(Err(SendFail::Gone)),
+            Poll::Pending => Poll::Pending,
+        };
+    });
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(r) => r,
+        Err(_) => Err(SendFail::TimedOut),
+    }
+}
+
+async fn send_bytes(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    timeout: Duration,
+) -> Result<(), SendFail> {
+    while !data.is_empty() {
+        let n = capacity(stream, data.len(), timeout).await?.min(data.len());
+        let piece = data.split_to(n);
+        stream.send_data(piece, data.is_empty())?;
+    }
+    Ok(())
+}
+
+async fn send_reader(
+    stream: &mut SendStream<Bytes>,
+    mut reader: Box<dyn AsyncRead + Send + Unpin>,
+    len: Option<u64>,
+    timeout: Duration,
+) -> Result<u64, SendFail> {
+    let mut buf = BytesMut::new();
+    let mut sent: u64 = 0;
+    loop {
+        let left = len.map(|n| n - sent);
+        let want = left.map_or(READ_CHUNK, |l| l.min(READ_CHUNK as u64) as usize);
+        let n = capacity(stream, want, timeout).await?.min(want);
+        buf.reserve(n);
+        let got = (&mut reader)
+            .take(n as u64)
+            .read_buf(&mut buf)
+            .await
+            .map_err(|_| SendFail::Source)?;
+        if got == 0 {
+            if len.is_some() {
+                // Ended before the length the head announced.
+                return Err(SendFail::Source);
+            }
+            stream.send_data(Bytes::new(), true)?;
+            return Ok(sent);
+        }
+        sent += got as u64;
+        let end = len == Some(sent);
+        stream.send_data(buf.split().freeze(), end)?;
+        if end {
+            return Ok(sent);
+        }
+    }
+}
