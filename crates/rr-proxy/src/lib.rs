@@ -85,6 +85,7 @@ mod balancer;
 mod config;
 mod error;
 mod forward;
+mod hash;
 mod health;
 mod hooks;
 mod proxy;
@@ -96,7 +97,7 @@ mod tcp;
 pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
-pub use error::{AdminError, ProxyError, SpecError};
+pub use error::{AdminError, ProxyError, SpecError, StrategyError};
 pub use hooks::{
     Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,
     Summary, UpstreamFailure,
@@ -104,4 +105,7 @@ pub use hooks::{
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
 pub use reason::FailureReason;
 pub use stats::{ProxyStats, STATS_SCHEMA_VERSION};
-pub use strategy::{LeastConnections, RoundRobin, Smooth, Strategy, StrategyKind, Weighted};
+pub use strategy::{
+    ConsistentHash, CookieName, HashBalance, HashKey, LeastConnections, Pick, PickRequest, RoundRobin,
+    Smooth, StickyCookie, Strategy, StrategyKind, StrategyOptions, Weighted,
+};
