@@ -11,6 +11,11 @@
 //!   nginx's smooth weighted round-robin does (5, 1, 1: `a a b a c a a`);
 //!   [`LeastConnections`] weighs the requests in progress by the weight, as
 //!   HAProxy's `leastconn` does.
+//! - **Affinity when asked for.** [`StickyCookie`] keeps a client on the backend
+//!   its cookie names while that backend is eligible, and moves it (with a new
+//!   cookie) when it is not; [`ConsistentHash`] sends each key (client address
+//!   or a header) to one backend, moves only a leaving backend's keys, and
+//!   bounds every backend's share of the load so that a hot key spills over.
 //! - **No request lost or duplicated.** A request is sent again (to the next
 //!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
 //!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
