@@ -10,8 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod logfmt;
+mod strategy;
 
 pub use logfmt::LogFormat;
+pub use strategy::StrategyArgs;
 
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines

@@ -299,6 +299,14 @@ impl Collector for Snapshot {
         encoder
             .encode_descriptor("build", "The proxy's version.", None, MetricType::Info)?
             .encode_info(&[("version", VERSION)])?;
+        encoder
+            .encode_descriptor(
+                "strategy",
+                "How the proxy chooses backends, in the strategy label.",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&[("strategy", stats.strategy.as_str())])?;
 
         for m in &BACKEND_METRICS {
             let mut family = encoder.encode_descriptor(m.name, m.help, m.unit.as_ref(), m.kind)?;
@@ -492,6 +500,9 @@ rr_proxy_upstream_duration_seconds_count 6
 # HELP rr_proxy_build_info The proxy's version.
 # TYPE rr_proxy_build_info gauge
 rr_proxy_build_info{version="0.1.0"} 1
+# HELP rr_proxy_strategy_info How the proxy chooses backends, in the strategy label.
+# TYPE rr_proxy_strategy_info gauge
+rr_proxy_strategy_info{strategy="round-robin"} 1
 # HELP rr_proxy_backend_requests_total Requests or connections sent to the backend.
 # TYPE rr_proxy_backend_requests_total counter
 rr_proxy_backend_requests_total{backend="127.0.0.1:9002"} 6
@@ -666,6 +677,10 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
             ),
             ("rr_proxy_build_info gauge rr_proxy_build_info version=0.1.0 1", "build info"),
             (
+                "rr_proxy_strategy_info gauge rr_proxy_strategy_info strategy=round-robin 1",
+                "strategy",
+            ),
+            (
                 &format!("rr_proxy_backend_health_checks counter rr_proxy_backend_health_checks_total {b2},result=fail 3"),
                 "checks by result",
             ),
@@ -684,8 +699,8 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
         assert_eq!(parsed.kind("rr_proxy_backend_weight"), Some("gauge"));
         // Every family is typed (none fell back to "unknown"), every sample read.
         assert!(parsed.samples.iter().all(|s| s.kind != "unknown"), "{lines:#?}");
-        let families = 1 + 8 + 2 + 2 + 1 + 11 + 2;
-        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 11 * 2 + 4 + 1;
+        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2;
+        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1;
         assert_eq!(parsed.samples.len(), samples, "{lines:#?}");
         let mut names: Vec<&str> = parsed.samples.iter().map(|s| s.family.as_str()).collect();
         names.dedup();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
-use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind, Timeouts};
+use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyOptions, Timeouts};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
@@ -39,9 +39,8 @@ struct Args {
     #[arg(long, value_name = "PORTS", default_value = "9002-9005", value_parser = parse_ports)]
     backend_ports: PortList,
 
-    /// How the next backend is chosen: round-robin, weighted or least-connections.
-    #[arg(long, value_name = "NAME", default_value = "round-robin")]
-    strategy: StrategyKind,
+    #[command(flatten)]
+    strategy: cli::StrategyArgs,
 
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445", value_parser = cli::parse_listen)]
@@ -127,16 +126,21 @@ fn main() -> ExitCode {
             Err(e) => return cli::fail(e),
         }
     };
+    let strategy = match args.strategy.options(false) {
+        Ok(o) => o,
+        Err(e) => return cli::fail_usage(e),
+    };
     if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
     let threads = args.threads;
-    cli::run(threads, |stop| run(args, admin_security, stop))
+    cli::run(threads, |stop| run(args, strategy, admin_security, stop))
 }
 
 /// The start-up summary of the balancer.
 fn balancer_summary(
     args: &Args,
+    strategy: &StrategyOptions,
     local: SocketAddr,
     backends: &[(SocketAddr, u32)],
     health: &HealthCheck,
@@ -150,7 +154,7 @@ fn balancer_summary(
          admin {}; shutdown timeout {}",
         list.len(),
         list.join(", "),
-        args.strategy.as_str(),
+        args.strategy.describe(strategy),
         cli::describe_health(Some(health)),
         cli::format_duration(t.connect),
         cli::format_duration(t.response),
@@ -179,7 +183,12 @@ fn backends_summary(args: &Args, root: &std::path::Path, backends: &[(SocketAddr
     )
 }
 
-async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
+async fn run(
+    args: Args,
+    strategy: StrategyOptions,
+    admin_security: Option<AdminSecurity>,
+    stop: cli::Stop,
+) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -227,7 +236,7 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     };
     let proxy = Proxy::builder()
         .backends(backends.iter().copied())
-        .strategy_boxed(args.strategy.build())
+        .strategy_boxed(args.strategy.build(&strategy))
         .health_check(health.clone())
         .limits(Limits {
             header_timeout: args.header_timeout,
@@ -264,7 +273,7 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     }
     tracing::info!(
         "{}",
-        balancer_summary(&args, local, &backends, &health, admin_addr)
+        balancer_summary(&args, &strategy, local, &backends, &health, admin_addr)
     );
     let mut ready: Vec<(String, SocketAddr)> = backends
         .iter()

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
 use rr_proxy::{
-    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyKind, Timeouts,
+    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyOptions,
+    Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -32,10 +33,8 @@ struct Cli {
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
     backends: Vec<BackendSpec>,
 
-    /// How the next backend is chosen: round-robin or least-connections, both
-    /// weight-aware (weighted: round-robin under its older name).
-    #[arg(long, value_name = "NAME", default_value = "round-robin")]
-    strategy: StrategyKind,
+    #[command(flatten)]
+    strategy: cli::StrategyArgs,
 
     /// Balance HTTP requests (http) or TCP connections (tcp).
     #[arg(long, value_name = "MODE", default_value = "http")]
@@ -179,15 +178,25 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    let strategy = match cli.strategy.options(cli.mode == Mode::Tcp) {
+        Ok(o) => o,
+        Err(e) => return cli::fail_usage(e),
+    };
     if let Err(e) = cli::init_logging("info", cli.log_format) {
         return cli::fail_usage(e);
     }
     let threads = cli.threads;
-    cli::run(threads, |stop| run(cli, admin_security, stop))
+    cli::run(threads, |stop| run(cli, strategy, admin_security, stop))
 }
 
 /// The start-up summary: where it listens, what it balances over and how.
-fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Option<SocketAddr>) -> String {
+fn summary(
+    cli: &Cli,
+    strategy: &StrategyOptions,
+    local: SocketAddr,
+    health: Option<&HealthCheck>,
+    admin: Option<SocketAddr>,
+) -> String {
     let backends: Vec<String> = cli
         .backends
         .iter()
@@ -208,7 +217,7 @@ fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Op
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
         backends.join(", "),
-        cli.strategy.as_str(),
+        cli.strategy.describe(strategy),
         cli::describe_health(health),
         match cli.eject_after {
             0 => "off".to_owned(),
@@ -228,10 +237,15 @@ fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Op
     )
 }
 
-async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
+async fn run(
+    cli: Cli,
+    strategy: StrategyOptions,
+    admin_security: Option<AdminSecurity>,
+    stop: cli::Stop,
+) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
-        .strategy_boxed(cli.strategy.build())
+        .strategy_boxed(cli.strategy.build(&strategy))
         .mode(cli.mode)
         .timeouts(Timeouts {
             connect: cli.connect_timeout,
@@ -286,7 +300,7 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
     if let Some(a) = admin_addr {
         cli::announce("admin", a);
     }
-    tracing::info!("{}", summary(&cli, local, health.as_ref(), admin_addr));
+    tracing::info!("{}", summary(&cli, &strategy, local, health.as_ref(), admin_addr));
     let mut ready = vec![("rr-proxy", local)];
     ready.extend(admin_addr.map(|a| ("admin", a)));
     cli::notify_ready(&ready);
