@@ -114,7 +114,7 @@ pub struct CodingCounts {
     pub input_bytes: u64,
     /// Bytes they made (`input_bytes - output_bytes` saved per copy sent).
     pub output_bytes: u64,
-    /// CPU time they took, in microseconds.
+    /// Time they took (on the blocking pool, hand-off included), in microseconds.
     pub compress_micros: u64,
 }
 
@@ -419,7 +419,7 @@ impl Collector for Snapshot {
         }
         let mut family = encoder.encode_descriptor(
             "compression",
-            "CPU time of the in-memory compressions, by coding.",
+            "Time the in-memory compressions took (on the blocking pool), by coding.",
             Some(&Unit::Seconds),
             MetricType::Counter,
         )?;

@@ -24,7 +24,8 @@ struct Srv {
     addr: SocketAddr,
     metrics: Metrics,
     agent: ureq::Agent,
-    site: Site,
+    /// Kept so the directory lives as long as the server.
+    _site: Site,
 }
 
 impl Srv {
@@ -42,7 +43,7 @@ impl Srv {
             handle: Some(handle),
             metrics,
             agent: test_support::agent(),
-            site,
+            _site: site,
         }
     }
 
@@ -392,7 +393,9 @@ fn sidecars_win_and_each_accepted_coding_is_tried_in_the_clients_order() {
     site.file("data.bin", vec![1u8; 3000]);
     site.file("data.bin.zst", "ZSTD-SIDECAR");
     let srv = Srv::start(site, |b| b);
-    let cases: &[(&str, &str, Option<&str>, Option<&[u8]>)] = &[
+    /// Path, Accept-Encoding, the coding expected, the sidecar's bytes if one is sent.
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a [u8]>);
+    let cases: &[Case] = &[
         ("/all.html", "zstd", Some("zstd"), Some(b"ZSTD-SIDECAR")),
         ("/all.html", "br", Some("br"), Some(b"BR-SIDECAR")),
         ("/all.html", "gzip", Some("gzip"), Some(b"GZIP-SIDECAR")),
@@ -510,6 +513,24 @@ fn many_clients_at_once_cause_one_compression() {
     assert_eq!(br.responses, 8);
     assert_eq!(br.input_bytes, page.len() as u64);
     assert_eq!(br.output_bytes, bodies[0].len() as u64);
+    // The same counts in the Prometheus text, under the names the README lists.
+    let text = srv.metrics.render().unwrap();
+    for line in [
+        "static_server_encoded_responses_total{coding=\"br\"} 8\n",
+        "static_server_compressions_total{coding=\"br\"} 1\n",
+        "static_server_compressions_total{coding=\"gzip\"} 0\n",
+        &format!(
+            "static_server_compression_input_bytes_total{{coding=\"br\"}} {}\n",
+            page.len()
+        ),
+        &format!(
+            "static_server_compression_output_bytes_total{{coding=\"br\"}} {}\n",
+            bodies[0].len()
+        ),
+        "# TYPE static_server_compression_seconds_total counter\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in {text}");
+    }
 }
 
 #[test]

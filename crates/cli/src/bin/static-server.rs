@@ -170,12 +170,11 @@ fn summary(
     } else {
         let list: Vec<&str> = args.compression.0.iter().map(|c| c.token()).collect();
         format!(
-            "{} ({:?}, files from {})",
+            "{} ({}, files from {})",
             list.join(","),
-            args.compression_level,
+            format!("{:?}", args.compression_level).to_lowercase(),
             cli::format_size(args.compression_min_size)
         )
-        .to_lowercase()
     };
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
