@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use http_core::Limits;
-use static_server::{HeaderRule, StaticFiles, SymlinkPolicy};
+use static_server::{Coding, CompressionLevel, HeaderRule, StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
 /// validators, ranges, small files from memory).
@@ -50,9 +50,21 @@ struct Args {
     /// Serve names starting with a dot (hidden by default, except /.well-known/).
     #[arg(long)]
     dotfiles: bool,
-    /// Do not serve FILE.br / FILE.gz to clients that accept them.
+    /// Do not serve FILE.zst / FILE.br / FILE.gz to clients that accept them.
     #[arg(long)]
     no_precompressed: bool,
+    /// Codings to compress text, scripts, styles, JSON, SVG, XML and wasm with
+    /// on the fly, in order of preference: a comma-separated list of zstd, br,
+    /// gzip, or `none` to turn compression off.
+    #[arg(long, value_name = "LIST", default_value = "zstd,br,gzip", value_parser = parse_compression)]
+    compression: Compression,
+    /// How hard to compress: fast (zstd/br/gzip level 1), balanced (3/5/6) or
+    /// best (19/11/9; files streamed from disk get balanced).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Level::Fast)]
+    compression_level: Level,
+    /// Files shorter than this are sent uncompressed.
+    #[arg(long, default_value = "512", value_name = "SIZE", value_parser = cli::parse_size)]
+    compression_min_size: u64,
     /// Largest file kept in memory.
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_max_file: u64,
@@ -133,6 +145,33 @@ fn parse_error_page(s: &str) -> Result<(u16, PathBuf), String> {
     Ok((status, parse_page_file(file)?))
 }
 
+/// The codings of `--compression`, in order (empty: off).
+#[derive(Clone, Debug)]
+struct Compression(Vec<Coding>);
+
+/// `zstd,br,gzip` (any order, each at most once), or `none`.
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Compression(Vec::new()));
+    }
+    let mut list = Vec::new();
+    for item in s.split(',') {
+        let c: Coding = item.parse().map_err(|e| format!("{e}, or none"))?;
+        if list.contains(&c) {
+            return Err(format!("{c} is listed twice"));
+        }
+        list.push(c);
+    }
+    Ok(Compression(list))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Level {
+    Fast,
+    Balanced,
+    Best,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Symlinks {
     WithinRoot,
@@ -174,9 +213,20 @@ fn summary(
         .max_connections
         .unwrap_or_else(|| http_core::connection_capacity(1))
         .max(1);
+    let compression = if args.compression.0.is_empty() {
+        "off".to_owned()
+    } else {
+        let list: Vec<&str> = args.compression.0.iter().map(|c| c.token()).collect();
+        format!(
+            "{} ({}, files from {})",
+            list.join(","),
+            format!("{:?}", args.compression_level).to_lowercase(),
+            cli::format_size(args.compression_min_size)
+        )
+    };
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
-         cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
+         compression {compression}; cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
          shutdown timeout {}; server id {}; metrics {}; header rules {}; fallback {}; error pages {}",
         files.root().display(),
         on_off(args.listing),
@@ -222,6 +272,13 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
         })
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
+        .compression(args.compression.0.iter().copied())
+        .compression_level(match args.compression_level {
+            Level::Fast => CompressionLevel::Fast,
+            Level::Balanced => CompressionLevel::Balanced,
+            Level::Best => CompressionLevel::Best,
+        })
+        .compression_min_size(args.compression_min_size)
         .cache(args.cache_max_file, args.cache_size)
         .revalidate_after(revalidate)
         .shutdown_timeout(args.shutdown_timeout)
