@@ -93,16 +93,7 @@ impl Qualities {
     /// One pass over the header's elements.
     fn parse(accept: &[u8]) -> Qualities {
         let mut q = Qualities::default();
-        http_core::for_each_token(accept, |element| {
-            let mut parts = element.split(|&b| b == b';');
-            let name = parts.next().unwrap_or_default().trim_ascii();
-            let mut weight = 1000;
-            for p in parts {
-                let p = p.trim_ascii();
-                if p.len() > 2 && p[..2].eq_ignore_ascii_case(b"q=") {
-                    weight = parse_q(&p[2..]).unwrap_or(0);
-                }
-            }
+        for_each_weighted(accept, |name, weight| {
             let slot = if name == b"*" {
                 &mut q.star
             } else if name.eq_ignore_ascii_case(b"zstd") {
@@ -125,6 +116,25 @@ impl Qualities {
     fn of(&self, c: Coding) -> u16 {
         self.own[c.index()].or(self.star).unwrap_or(0)
     }
+}
+
+/// Calls `f(name, q)` for each element of a weighted list such as `Accept` or
+/// `Accept-Encoding` (RFC 9110 §12.4.2): the element's name (a coding or media
+/// range, trimmed) and its quality scaled to 0–1000 (1000 without `q=`, 0 for
+/// an invalid one).
+pub(crate) fn for_each_weighted(header: &[u8], mut f: impl FnMut(&[u8], u16)) {
+    http_core::for_each_token(header, |element| {
+        let mut parts = element.split(|&b| b == b';');
+        let name = parts.next().unwrap_or_default().trim_ascii();
+        let mut q = 1000;
+        for p in parts {
+            let p = p.trim_ascii();
+            if p.len() > 2 && p[..2].eq_ignore_ascii_case(b"q=") {
+                q = parse_q(&p[2..]).unwrap_or(0);
+            }
+        }
+        f(name, q)
+    });
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, scaled to 0–1000.
