@@ -93,7 +93,7 @@ mod stats;
 mod strategy;
 mod tcp;
 
-pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
+pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
 pub use error::{AdminError, ProxyError, SpecError};
