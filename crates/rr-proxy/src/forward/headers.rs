@@ -156,6 +156,7 @@ pub(crate) fn write_request_head(
 pub(crate) fn fits_limits(
     head: &RequestHead,
     peer: Option<SocketAddr>,
+    tls: bool,
     edits: &RequestEdits,
     limits: &Limits,
 ) -> bool {
@@ -172,8 +173,7 @@ pub(crate) fn fits_limits(
     }
     // Close to a limit, or edited: size the head exactly as it would be sent.
     let mut out = BytesMut::new();
-    // `https`: the longer of the two.
-    write_request_head(&mut out, head, peer, true, LONGEST_ADDR, edits);
+    write_request_head(&mut out, head, peer, tls, LONGEST_ADDR, edits);
     BodyEncoder::new(head.body()).write_framing_header(&mut out);
     out.put_slice(b"\r\n");
     // Every line ends in LF: the request line, the headers and the blank line.
@@ -474,9 +474,9 @@ mod tests {
             ..Limits::default()
         };
         // Host, X-User, X-Forwarded-Proto, -Host and Via: five; one more is too many.
-        assert!(fits_limits(&h, None, &edits, &limits));
+        assert!(fits_limits(&h, None, false, &edits, &limits));
         assert!(edits.set_header("X-More", "1"));
-        assert!(!fits_limits(&h, None, &edits, &limits));
+        assert!(!fits_limits(&h, None, false, &edits, &limits));
     }
 
     #[test]
@@ -536,13 +536,13 @@ mod tests {
         let peer = Some(([127, 0, 0, 1], 1).into());
         let none = RequestEdits::default();
         // Host and n - 1 others, plus X-Forwarded-For, -Proto, -Host and Via.
-        assert!(fits_limits(&with(6), peer, &none, &limits));
-        assert!(!fits_limits(&with(7), peer, &none, &limits));
+        assert!(fits_limits(&with(6), peer, false, &none, &limits));
+        assert!(!fits_limits(&with(7), peer, false, &none, &limits));
         // Without a peer address there is no X-Forwarded-For to add.
-        assert!(fits_limits(&with(7), None, &none, &limits));
+        assert!(fits_limits(&with(7), None, false, &none, &limits));
         // Hop-by-hop lines are not forwarded and leave room.
         let hop = "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 1\r\nTE: trailers\r\nX-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\n\r\n";
-        assert!(fits_limits(&head(hop), peer, &none, &limits));
+        assert!(fits_limits(&head(hop), peer, false, &none, &limits));
 
         let size = |len: usize| {
             let mut t = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".to_owned();
@@ -556,7 +556,7 @@ mod tests {
             max_head_len: 2000,
             ..Limits::default()
         };
-        assert!(fits_limits(&size(2000 - added), peer, &none, &limits));
-        assert!(!fits_limits(&size(2000 - added + 1), peer, &none, &limits));
+        assert!(fits_limits(&size(2000 - added), peer, false, &none, &limits));
+        assert!(!fits_limits(&size(2000 - added + 1), peer, false, &none, &limits));
     }
 }
