@@ -603,3 +603,51 @@ fn the_demo_page_loads_compressed_and_renders() {
     let shot = screenshot(&chromium, &url, "static-server-compressed-page.png");
     println!("compressed page screenshot: {}", shot.display());
 }
+
+/// base64 of the SHA-256 of a certificate's public key (SubjectPublicKeyInfo),
+/// as Chromium's `--ignore-certificate-errors-spki-list` takes it: how a test
+/// makes Chromium trust its own certificate without a system store.
+fn spki_hash(cert: &Path) -> String {
+    let out = run_within(
+        Command::new("sh").arg("-c").arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            cert.display()
+        )),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_page_is_served_over_https_by_rr_cluster_with_tls() {
+    let bin = chromium_or_skip!();
+    let dir = TempDir::new("browser-tls");
+    let ca = test_support::TestCa::new(dir.path());
+    let pair = ca.issue(dir.path(), "site", &["localhost", "127.0.0.1"], 1);
+    let (cert, key) = (pair.cert.display().to_string(), pair.key.display().to_string());
+    let cluster = Cluster::start(&static_root(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let names: BTreeSet<String> = cluster.backends.iter().map(|&a| backend_name(a)).collect();
+    let trust = format!("--ignore-certificate-errors-spki-list={}", spki_hash(&pair.cert));
+    let url = format!(
+        "https://localhost:{}/page.html?admin={}",
+        cluster.proxy.port(),
+        cluster.admin.port()
+    );
+    let dom = chromium(&bin, &url, &["--virtual-time-budget=5000", "--dump-dom", &trust]);
+    assert_eq!(attr(&dom, "<body", "data-assets-named"), Some("3"), "{dom}");
+    let served_by = attr(&dom, "<body", "data-served-by").unwrap_or_default();
+    assert!(names.contains(served_by), "page names {served_by:?}: {dom}");
+    // The page, its three assets: four backends in turn, over HTTPS.
+    let rows = asset_rows(&dom);
+    let distinct: BTreeSet<&String> = rows.values().map(|(_, by)| by).collect();
+    assert_eq!(distinct.len(), 4, "{rows:?}");
+    // The link to the status page keeps the scheme, and the admin answers it.
+    assert_eq!(
+        attr(&dom, "<a id=\"status-link\"", "href"),
+        Some(&*format!("https://localhost:{}/", cluster.admin.port()))
+    );
+    // Without the trust flag Chromium refuses the test CA's certificate.
+    let refused = chromium(&bin, &url, &["--virtual-time-budget=3000", "--dump-dom"]);
+    assert!(!refused.contains("data-assets-named"), "{refused}");
+}

@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub retry_after: u64,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Serve clients over TLS (HTTP mode).
+    pub tls: Option<http_core::TlsConfig>,
 }
 
 /// Proxy-wide counters.

@@ -43,7 +43,8 @@
 //! # Headers
 //! Hop-by-hop fields and every field the `Connection` header names are removed in
 //! both directions; `X-Forwarded-For` gets the client address appended,
-//! `X-Forwarded-Proto` and `X-Forwarded-Host` are set (a client's values are
+//! `X-Forwarded-Proto` (`https` when the client came over TLS,
+//! [`ProxyBuilder::tls`]) and `X-Forwarded-Host` are set (a client's values are
 //! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept. An `Upgrade: h2c`
 //! offer and its `HTTP2-Settings` are removed, as nginx does: the request goes on
 //! as a plain one.
@@ -99,7 +100,7 @@ mod stats;
 mod strategy;
 mod tcp;
 
-pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
+pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
 pub use error::{AdminError, ProxyError, SpecError, StrategyError};

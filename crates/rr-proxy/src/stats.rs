@@ -107,13 +107,20 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Every name starts with `rr_proxy_` but `process_start_time_seconds` (the
 /// standard name); per-backend series carry a `backend` label holding the
 /// backend's `IP:PORT`. The README lists every family.
-pub(crate) fn prometheus_text(stats: ProxyStats) -> Result<String, std::fmt::Error> {
+/// With `tls`, the handshake and reload counts of the client side's TLS too
+/// (`rr_proxy_tls_*`).
+pub(crate) fn prometheus_text(
+    stats: ProxyStats,
+    tls: Option<&http_core::TlsConfig>,
+) -> Result<String, std::fmt::Error> {
     let capacity = 4096 + 2048 * stats.backends.len();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
-    registry
-        .sub_registry_with_prefix("rr_proxy")
-        .register_collector(Box::new(Snapshot(stats)));
+    let sub = registry.sub_registry_with_prefix("rr_proxy");
+    sub.register_collector(Box::new(Snapshot(stats)));
+    if let Some(tls) = tls {
+        sub.register_collector(Box::new(tls.collector()));
+    }
     let mut out = String::with_capacity(capacity);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
@@ -560,7 +567,7 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
 
     /// [`prometheus_text`] with the start time's value replaced by `START`.
     fn render(stats: ProxyStats) -> String {
-        let text = prometheus_text(stats).unwrap();
+        let text = prometheus_text(stats, None).unwrap();
         let mut out = String::new();
         for line in text.lines() {
             match line.strip_prefix("process_start_time_seconds ") {
@@ -619,10 +626,13 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
 
     #[test]
     fn metrics_without_backends_keep_their_families() {
-        let text = prometheus_text(ProxyStats {
-            backends: Vec::new(),
-            ..sample()
-        })
+        let text = prometheus_text(
+            ProxyStats {
+                backends: Vec::new(),
+                ..sample()
+            },
+            None,
+        )
         .unwrap();
         assert!(text.contains("# TYPE rr_proxy_backend_up gauge\n"), "{text}");
         assert!(!text.contains("backend=\""), "{text}");
@@ -634,7 +644,7 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
     /// under CI.
     #[test]
     fn metrics_parse_with_the_reference_parser() {
-        let text = prometheus_text(sample()).unwrap();
+        let text = prometheus_text(sample(), None).unwrap();
         let Some(parsed) = test_support::parse_prometheus(&text) else {
             return;
         };

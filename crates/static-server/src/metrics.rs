@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_core::metrics::{ConnectionGauge, ResponseMetrics, ResponseSnapshot};
-use http_core::{Method, Request, RequestHead, Response, Server, ServerHandle, Service};
+use http_core::{Method, Request, RequestHead, Response, Server, ServerHandle, Service, TlsConfig};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -163,6 +163,8 @@ impl Default for Counters {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// Serve them over HTTPS (see [`Metrics::tls`]).
+    tls: Option<TlsConfig>,
 }
 
 /// A server's metrics at one moment (see [`Metrics::snapshot`]).
@@ -189,7 +191,14 @@ pub struct MetricsSnapshot {
 
 impl Metrics {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
-        Metrics { inner }
+        Metrics { inner, tls: None }
+    }
+
+    /// Serves the metrics over HTTPS with these certificates (the file
+    /// server's, usually) instead of plain HTTP.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The counts now.
@@ -213,9 +222,11 @@ impl Metrics {
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
-        registry
-            .sub_registry_with_prefix("static_server")
-            .register_collector(Box::new(Snapshot(self.snapshot())));
+        let sub = registry.sub_registry_with_prefix("static_server");
+        sub.register_collector(Box::new(Snapshot(self.snapshot())));
+        if let Some(tls) = &self.inner.cfg.tls {
+            sub.register_collector(Box::new(tls.collector()));
+        }
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
         Ok(out)
@@ -251,13 +262,18 @@ impl Metrics {
     /// server's driver. That cost 230 instructions a request (callgrind), more
     /// than everything the metrics count.
     fn server(self) -> Server<StaticFiles> {
+        let tls = self.tls;
         let role = StaticFiles {
             inner: self.inner,
-            metrics_listener: true,
+            role: crate::Role::Metrics,
         };
-        Server::new(role)
+        let server = Server::new(role)
             .max_connections(MAX_CONNECTIONS)
-            .shutdown_timeout(Duration::from_secs(1))
+            .shutdown_timeout(Duration::from_secs(1));
+        match tls {
+            Some(tls) => server.tls(tls),
+            None => server,
+        }
     }
 }
 

@@ -151,6 +151,14 @@ struct Cli {
     /// connections) in flight may take to finish before they are cut off.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Serve the admin listener over HTTPS too, with the --tls-cert
+    /// certificates (default: plain HTTP, for a loopback or internal address).
+    #[arg(long, requires = "admin")]
+    admin_tls: bool,
+
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -165,6 +173,12 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_args();
+    if let Err(e) = cli.tls.check() {
+        return cli::fail_usage(e);
+    }
+    if cli.admin_tls && !cli.tls.enabled() {
+        return cli::fail_usage("--admin-tls needs --tls-cert and --tls-key");
+    }
     if cli.backends.is_empty() {
         return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
     }
@@ -196,6 +210,7 @@ fn summary(
     local: SocketAddr,
     health: Option<&HealthCheck>,
     admin: Option<SocketAddr>,
+    tls: Option<&http_core::TlsConfig>,
 ) -> String {
     let backends: Vec<String> = cli
         .backends
@@ -212,7 +227,7 @@ fn summary(
     format!(
         "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
-         limits: max connections {max_connections}, max attempts {}; admin {}; shutdown timeout {}",
+         limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}",
         cli.mode.as_str(),
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
@@ -233,7 +248,9 @@ fn summary(
         cli::format_duration(cli.keep_alive_timeout),
         cli.max_attempts,
         admin.map_or("off".to_owned(), |a| a.to_string()),
+        if cli.admin_tls { " (https)" } else { "" },
         cli::format_duration(cli.shutdown_timeout),
+        cli.tls.describe(tls),
     )
 }
 
@@ -283,6 +300,10 @@ async fn run(
     if let Some(h) = &health {
         builder = builder.health_check(h.clone());
     }
+    let tls = cli.tls.load()?;
+    if let Some(tls) = &tls {
+        builder = builder.tls(tls.clone());
+    }
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
 
@@ -291,37 +312,73 @@ async fn run(
         Some(addr) => Some(cli::bind(addr).await?),
         None => None,
     };
+    let redirect = match cli.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = match &admin {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    cli::announce("rr-proxy", local);
-    if let Some(a) = admin_addr {
-        cli::announce("admin", a);
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let admin_scheme = if cli.admin_tls { "https" } else { "http" };
+    cli::announce_url("rr-proxy", scheme, local);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
     }
-    tracing::info!("{}", summary(&cli, &strategy, local, health.as_ref(), admin_addr));
-    let mut ready = vec![("rr-proxy", local)];
-    ready.extend(admin_addr.map(|a| ("admin", a)));
+    if let Some(a) = admin_addr {
+        cli::announce_url("admin", admin_scheme, a);
+    }
+    tracing::info!(
+        "{}",
+        summary(&cli, &strategy, local, health.as_ref(), admin_addr, tls.as_ref())
+    );
+    let mut ready = vec![("rr-proxy", scheme, local)];
+    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
+    ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
     cli::notify_ready(&ready);
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
         stop.await;
         trigger.trigger();
     });
+    let admin_tls = if cli.admin_tls { tls.clone() } else { None };
     let admin_task = admin.zip(admin_security).map(|(listener, security)| {
         let mut s = signal.clone();
-        tokio::spawn(rr_proxy::serve_admin_with(
+        tokio::spawn(rr_proxy::serve_admin_https(
             handle,
             listener,
             security,
+            admin_tls,
             async move { s.triggered().await },
         ))
+    });
+    let redirect_task = redirect.map(|listener| {
+        let mut s = signal.clone();
+        let server = http_core::Server::new(http_core::RedirectToHttps::new(local.port()))
+            .limits(Limits {
+                keep_alive_timeout: cli.keep_alive_timeout,
+                header_timeout: cli.header_timeout,
+                ..Limits::default()
+            })
+            .shutdown_timeout(cli.shutdown_timeout);
+        tokio::spawn(async move { server.serve(listener, async move { s.triggered().await }).await })
     });
     let mut s = signal.clone();
     let served = proxy.serve(listener, async move { s.triggered().await }).await;
     if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    if let Some(t) = redirect_task {
         let _ = t.await;
     }
     served.map_err(|e| format!("serving failed: {e}"))

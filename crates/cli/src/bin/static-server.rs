@@ -118,6 +118,12 @@ struct Args {
     /// own (read-only counts; keep ADDR on loopback or an internal network).
     #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
     metrics: Option<SocketAddr>,
+    /// Serve the metrics listener over HTTPS too, with the --tls-cert
+    /// certificates (default: plain HTTP, for a loopback or internal address).
+    #[arg(long, requires = "metrics")]
+    metrics_tls: bool,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 }
 
 fn parse_header_rule(s: &str) -> Result<HeaderRule, String> {
@@ -183,6 +189,12 @@ fn main() -> ExitCode {
     if !args.fallback_extensions.is_empty() && args.fallback.is_none() {
         return cli::fail_usage("--fallback-extensions is given without --fallback (see --help)");
     }
+    if let Err(e) = args.tls.check() {
+        return cli::fail_usage(e);
+    }
+    if args.metrics_tls && !args.tls.enabled() {
+        return cli::fail_usage("--metrics-tls needs --tls-cert and --tls-key");
+    }
     if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
@@ -198,6 +210,7 @@ fn summary(
     revalidate: Duration,
     metrics: Option<SocketAddr>,
 ) -> String {
+    let tls = args.tls.describe(files.tls());
     let on_off = |b: bool| if b { "on" } else { "off" };
     let cache = if args.cache_size == 0 {
         "off".to_owned()
@@ -227,7 +240,7 @@ fn summary(
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
          compression {compression}; cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
-         shutdown timeout {}; server id {}; metrics {}; header rules {}; fallback {}; error pages {}",
+         shutdown timeout {}; server id {}; metrics {}{}; header rules {}; fallback {}; error pages {}; tls {tls}",
         files.root().display(),
         on_off(args.listing),
         args.index.join(","),
@@ -242,6 +255,7 @@ fn summary(
         cli::format_duration(args.shutdown_timeout),
         args.server_id.as_deref().unwrap_or("none"),
         metrics.map_or("off".to_owned(), |a| a.to_string()),
+        if args.metrics_tls { " (https)" } else { "" },
         args.header_rules.len(),
         args.fallback
             .as_ref()
@@ -310,10 +324,22 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     for (status, file) in &args.error_pages {
         builder = builder.error_page(*status, file);
     }
+    let tls = args.tls.load()?;
+    if let Some(tls) = &tls {
+        builder = builder.tls(tls.clone());
+    }
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let metrics = match args.metrics {
         Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let redirect = match args.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -321,24 +347,46 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    cli::announce("static-server", addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    cli::announce_url("static-server", scheme, addr);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
+    }
     if let Some(a) = metrics_addr {
-        cli::announce("metrics", a);
+        cli::announce_url("metrics", metrics_scheme, a);
         if !a.ip().is_loopback() {
             tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
         }
     }
     tracing::info!("{}", summary(&args, &files, addr, revalidate, metrics_addr));
-    let mut ready = vec![("static-server", addr)];
-    ready.extend(metrics_addr.map(|a| ("metrics", a)));
+    let mut ready = vec![("static-server", scheme, addr)];
+    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
+    ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
     cli::notify_ready(&ready);
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
 
-    // The metrics listener runs until the file server has drained: a scrape
-    // during the drain still sees the numbers move.
-    let metrics_task =
-        metrics.map(|listener| tokio::spawn(files.metrics().serve(listener, std::future::pending())));
+    // The metrics and redirect listeners run until the file server has
+    // drained: a scrape during the drain still sees the numbers move.
+    let metrics_task = metrics.map(|listener| {
+        let mut m = files.metrics();
+        if let (true, Some(tls)) = (args.metrics_tls, &tls) {
+            m = m.tls(tls.clone());
+        }
+        tokio::spawn(m.serve(listener, std::future::pending()))
+    });
+    let redirect_task = redirect.map(|listener| {
+        let files = files.clone();
+        tokio::spawn(async move {
+            files
+                .serve_https_redirect(listener, addr.port(), std::future::pending())
+                .await
+        })
+    });
     let served = files.serve(listener, stop).await;
-    if let Some(t) = metrics_task {
+    for t in [metrics_task, redirect_task].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }

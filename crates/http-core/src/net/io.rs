@@ -63,6 +63,12 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
         poll_write_and_shutdown(self, cx, last)
     }
 
+    /// True when the bytes travel over TLS. The driver tells services
+    /// ([`Request::tls`](crate::Request::tls)) and adds HSTS by it. Default: false.
+    fn is_tls(&self) -> bool {
+        false
+    }
+
     /// Writes `last`, then ends the stream: [`poll_finish`](Self::poll_finish)
     /// as a future.
     ///
@@ -128,6 +134,10 @@ impl Io for tokio::io::DuplexStream {}
 impl<T: Io + ?Sized> Io for Box<T> {
     fn poll_finish(self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
         Pin::new(&mut **self.get_mut()).poll_finish(cx, last)
+    }
+
+    fn is_tls(&self) -> bool {
+        (**self).is_tls()
     }
 }
 

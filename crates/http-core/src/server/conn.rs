@@ -63,6 +63,11 @@ struct Conn<T> {
     /// When the last response was done: the start of the idle period.
     last_active: Instant,
     limits: Arc<Limits>,
+    /// The transport is TLS.
+    tls: bool,
+    /// Header lines added to every response (`Strict-Transport-Security`
+    /// over TLS); empty for plain connections.
+    extra_headers: Bytes,
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it idles past
@@ -91,13 +96,32 @@ struct Conn<T> {
 /// assert!(out.ends_with("\r\n\r\nhello\n"));
 /// # });
 /// ```
-pub async fn serve_connection<T: Io, S: Service>(
+pub fn serve_connection<T: Io, S: Service>(
     io: T,
     peer: Option<SocketAddr>,
     service: Arc<S>,
     limits: Arc<Limits>,
     shutdown: ShutdownSignal,
+) -> impl Future<Output = ()> + Send {
+    drive(io, peer, service, limits, shutdown, None)
+}
+
+/// [`serve_connection`] with the header lines to add to every response over
+/// TLS (`hsts`: the `Strict-Transport-Security` line; ignored for a plain
+/// transport).
+pub(crate) async fn drive<T: Io, S: Service>(
+    io: T,
+    peer: Option<SocketAddr>,
+    service: Arc<S>,
+    limits: Arc<Limits>,
+    shutdown: ShutdownSignal,
+    hsts: Option<Bytes>,
 ) {
+    let tls = io.is_tls();
+    let extra_headers = match hsts {
+        Some(h) if tls => h,
+        _ => Bytes::new(),
+    };
     let peer_text = match peer {
         Some(p) if tracing::enabled!(target: "access", tracing::Level::INFO) => p.to_string().into(),
         _ => "-".into(),
@@ -110,6 +134,8 @@ pub async fn serve_connection<T: Io, S: Service>(
         peer_text,
         limits,
         last_active: Instant::now(),
+        tls,
+        extra_headers,
     };
     // One idle timer and one shutdown wait for the connection's whole life: arming
     // and disarming them around every request cost more than parsing it. The timer
@@ -276,6 +302,7 @@ impl<T: Io> Conn<T> {
                 head: &head,
                 body: RequestBody::new(&mut self.io, &mut self.rbuf, &mut progress),
                 peer: self.peer,
+                tls: self.tls,
                 received: started,
             };
             // Polled through a closure that notes a wait: an `await` on the pinned
@@ -377,7 +404,7 @@ impl<T: Io> Conn<T> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
         }
-        match encode(&mut self.wbuf, resp, to, close) {
+        match encode(&mut self.wbuf, resp, to, &self.extra_headers, close) {
             Payload::Written(n) => Ok(n),
             Payload::Large(b) => {
                 Box::pin(async {

@@ -10,13 +10,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::conn::serve_connection;
+use super::conn::drive;
 use super::service::Service;
 use super::shutdown::{ShutdownSignal, ShutdownTrigger};
 use crate::metrics::ConnectionGauge;
 use crate::net::fd_limit::connection_capacity;
 use crate::net::lazy::LazyTcpStream;
 use crate::net::listener::Acceptor;
+use crate::net::tls::TlsConfig;
+use crate::net::transport::ServerIo;
 use crate::Limits;
 
 /// Accepts TCP connections and serves each with [`serve_connection`].
@@ -59,6 +61,7 @@ pub struct Server<S> {
     max_connections: usize,
     shutdown_timeout: Duration,
     gauge: Option<ConnectionGauge>,
+    tls: Option<TlsConfig>,
 }
 
 impl<S: Service> Server<S> {
@@ -75,7 +78,20 @@ impl<S: Service> Server<S> {
             max_connections: connection_capacity(1),
             shutdown_timeout: Duration::from_secs(10),
             gauge: None,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS: every accepted connection starts with a TLS handshake
+    /// (on its own task, within the handshake timeout: by default the header
+    /// timeout), then the same driver serves the decrypted stream, with
+    /// keep-alive, pipelining, timeouts and graceful shutdown as over plain
+    /// TCP. A failed or timed-out handshake is logged at debug level, counted
+    /// in [`TlsConfig::stats`], and closes that connection only. With
+    /// [`TlsConfig::hsts`] every response carries `Strict-Transport-Security`.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets the limits applied to every connection.
@@ -144,8 +160,18 @@ impl<S: Service> Server<S> {
     /// accepting, lets open connections finish their current request (idle ones
     /// close at once) within the shutdown timeout, and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let handshake_timeout = self
+            .tls
+            .as_ref()
+            .and_then(TlsConfig::handshake_timeout_value)
+            .unwrap_or(self.limits.header_timeout);
+        let hsts = self.tls.as_ref().and_then(TlsConfig::hsts_line);
+        let tls = self.tls;
         let limits = Arc::new(self.limits);
         let service = self.service;
+        // One handler for both transports, so that the driver is compiled once
+        // for the service: plain connections pay a branch here and one per read
+        // or write. The TLS handshake is driven by the connection's first read.
         run_accept_loop(
             Acceptor::new(listener, true)?,
             self.max_connections,
@@ -153,7 +179,18 @@ impl<S: Service> Server<S> {
             Reported::new(self.gauge),
             shutdown,
             move |stream, peer, signal| {
-                serve_connection(stream, Some(peer), service.clone(), limits.clone(), signal)
+                let io = match &tls {
+                    None => ServerIo::Tcp(stream),
+                    Some(t) => ServerIo::Tls(Box::new(t.accept(stream, Some(peer), handshake_timeout))),
+                };
+                drive(
+                    io,
+                    Some(peer),
+                    service.clone(),
+                    limits.clone(),
+                    signal,
+                    hsts.clone(),
+                )
             },
         )
         .await

@@ -100,7 +100,7 @@ impl<H: ProxyHooks> ProxyService<H> {
         }
         let mut edits = RequestEdits::default();
         self.hooks.upstream_request_filter(info, &mut edits, &mut p.ctx);
-        if !fits_limits(head, req.peer, &edits, &balancer.config.limits) {
+        if !fits_limits(head, req.peer, req.tls, &edits, &balancer.config.limits) {
             // The backend would refuse it: answer as it would, before it is
             // contacted and before a body is invited.
             let r = Response::text(431, "request header fields too large once forwarded\n").close();
