@@ -5,13 +5,15 @@ use std::fmt::Display;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 mod logfmt;
+mod strategy;
 
 pub use logfmt::LogFormat;
+pub use strategy::StrategyArgs;
 
 /// Log lines waiting to be written to stderr. Writing each line with its own
 /// system call would cost as much as serving the request it describes, so lines
@@ -153,7 +155,8 @@ impl Future for Stop {
 /// What every binary does on signals, for `--help` and the README.
 pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
      (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
-     (status 130 or 143). SIGHUP is logged and ignored (there is no configuration file to reload yet). \
+     (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key; a bad new file keeps the old ones, \
+     with a warning saying why); without them it is logged and ignored. \
      With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
      STOPPING=1 when shutdown starts.";
 
@@ -174,8 +177,9 @@ pub fn after_help(parts: &[&str]) -> String {
 /// inside the runtime, before anything is bound, so that no signal finds the
 /// default action (which for SIGHUP is to die silently with status 129):
 ///
-/// - SIGHUP is logged at info and otherwise ignored: there is no configuration
-///   file to reload yet, and a reload signal must never kill a server.
+/// - SIGHUP reloads what [`reload_tls_on_change`] registered (the TLS
+///   certificates); with nothing registered it is logged and ignored: a
+///   reload signal must never kill a server.
 /// - The first SIGINT or SIGTERM resolves the returned [`Stop`] (graceful
 ///   shutdown: the binary stops accepting and drains within its shutdown
 ///   timeout) and sends `STOPPING=1` to the service manager ([`sd_notify`]).
@@ -227,7 +231,9 @@ async fn watch_unix(
             Some(()) = term.recv() => ("SIGTERM", libc::SIGTERM),
             Some(()) = int.recv() => ("SIGINT", libc::SIGINT),
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                tracing::info!("SIGHUP received: nothing to reload yet (no configuration file); ignoring");
+                if !reload_all() {
+                    tracing::info!("SIGHUP received: nothing to reload (no --tls-cert, no configuration file); ignoring");
+                }
                 continue;
             }
             else => return,
@@ -312,12 +318,12 @@ fn send_notification(_socket: &std::ffi::OsStr, _state: &str) -> std::io::Result
 }
 
 /// Tells the service manager the binary is ready: `READY=1` and a status line
-/// naming each listener (`WHO on http://ADDR`). Call it once every listener is
+/// naming each listener (`WHO on SCHEME://ADDR`). Call it once every listener is
 /// bound and announced.
-pub fn notify_ready(listeners: &[(&str, SocketAddr)]) {
+pub fn notify_ready(listeners: &[(&str, &str, SocketAddr)]) {
     let list: Vec<String> = listeners
         .iter()
-        .map(|(who, a)| format!("{who} on http://{a}"))
+        .map(|(who, scheme, a)| format!("{who} on {scheme}://{a}"))
         .collect();
     sd_notify(&format!("READY=1\nSTATUS=listening: {}", list.join(", ")));
 }
@@ -335,14 +341,155 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
 
 /// Prints the line that tells users (and scripts) where the server is, at once.
 pub fn announce(what: &str, addr: SocketAddr) {
+    announce_url(what, "http", addr)
+}
+
+/// [`announce`] with the scheme given: `WHAT listening on SCHEME://ADDR`
+/// (`https` for a TLS listener).
+pub fn announce_url(what: &str, scheme: &str, addr: SocketAddr) {
     flush_logs();
+    let url = format!("{scheme}://{addr}");
     if json_logs() {
-        let url = format!("http://{addr}");
         let message = format!("{what} listening on {url}");
         eprintln!("{}", logfmt::json_line("INFO", &message, &[("listening", &url)]));
     } else {
-        eprintln!("{what} listening on http://{addr}");
+        eprintln!("{what} listening on {url}");
     }
+}
+
+/// The TLS flags every binary takes (flattened into its own).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate
+    /// first). Repeatable: the Nth --tls-cert goes with the Nth --tls-key, each
+    /// pair answers for the DNS names of its certificate (chosen by SNI), the
+    /// first also for clients that name no host or another. Reloaded on SIGHUP
+    /// and when the files change.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Vec<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of the --tls-cert in the
+    /// same position.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Vec<PathBuf>,
+    /// With --tls-cert: also listen on ADDR for plain HTTP and answer every
+    /// request with 308 to the same URL over HTTPS.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub redirect_http: Option<SocketAddr>,
+    /// With --tls-cert: add `Strict-Transport-Security: max-age=SECONDS` to
+    /// every HTTPS response (never to plain ones).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=63_072_000))]
+    pub hsts: Option<u64>,
+}
+
+/// How often the certificate and key files are looked at for changes.
+pub const TLS_WATCH_EVERY: Duration = Duration::from_secs(2);
+
+impl TlsArgs {
+    /// True when certificates were given.
+    pub fn enabled(&self) -> bool {
+        !self.tls_cert.is_empty() || !self.tls_key.is_empty()
+    }
+
+    /// The command-line mistakes (exit 2): a certificate without its key or
+    /// the other way round, --redirect-http or --hsts without certificates.
+    pub fn check(&self) -> Result<(), String> {
+        let (certs, keys) = (self.tls_cert.len(), self.tls_key.len());
+        if certs != keys {
+            return Err(format!(
+                "--tls-cert and --tls-key come in pairs: {certs} certificate{} and {keys} key{} given",
+                if certs == 1 { "" } else { "s" },
+                if keys == 1 { "" } else { "s" },
+            ));
+        }
+        if !self.enabled() {
+            if self.redirect_http.is_some() {
+                return Err(
+                    "--redirect-http needs --tls-cert and --tls-key (it sends clients to HTTPS)".into(),
+                );
+            }
+            if self.hsts.is_some() {
+                return Err("--hsts needs --tls-cert and --tls-key (it applies to HTTPS responses)".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the certificates (`None` without --tls-cert): one line naming
+    /// the file at fault when one cannot be used.
+    pub fn load(&self) -> Result<Option<http_core::TlsConfig>, String> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let pairs: Vec<http_core::CertPair> = self
+            .tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(c, k)| http_core::CertPair::new(c, k))
+            .collect();
+        let mut tls =
+            http_core::TlsConfig::from_pem_files(&pairs).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+        if let Some(secs) = self.hsts {
+            tls = tls.hsts(Duration::from_secs(secs));
+        }
+        Ok(Some(tls))
+    }
+
+    /// How the summary line describes TLS.
+    pub fn describe(&self, tls: Option<&http_core::TlsConfig>) -> String {
+        let Some(tls) = tls else {
+            return "off".to_owned();
+        };
+        let names: Vec<String> = tls
+            .names()
+            .iter()
+            .map(|n| {
+                if n.is_empty() {
+                    "(no DNS names)".to_owned()
+                } else {
+                    n.join(" ")
+                }
+            })
+            .collect();
+        format!(
+            "{} certificate{} ({}; the first is the default), TLS 1.3 and 1.2, ALPN http/1.1, HSTS {}, \
+             redirect from {}; reloaded on SIGHUP and when the files change",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            self.hsts.map_or("off".to_owned(), |s| format!("max-age={s}")),
+            self.redirect_http.map_or("off".to_owned(), |a| a.to_string()),
+        )
+    }
+}
+
+/// What SIGHUP reloads: each registered action runs in turn.
+type Reloader = Box<dyn Fn() + Send>;
+static RELOADERS: Mutex<Vec<Reloader>> = Mutex::new(Vec::new());
+
+/// Reloads `tls`'s certificates on SIGHUP and whenever their files change
+/// (looked at every [`TLS_WATCH_EVERY`]); a bad new file keeps the old
+/// certificates and logs a warning saying why. Call it inside the runtime.
+pub fn reload_tls_on_change(tls: &http_core::TlsConfig) {
+    let on_hup = tls.clone();
+    RELOADERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Box::new(move || {
+            let _ = on_hup.reload();
+        }));
+    tokio::spawn(tls.clone().watch_files(TLS_WATCH_EVERY));
+}
+
+/// Runs what SIGHUP reloads; false when nothing is registered.
+fn reload_all() -> bool {
+    let reloaders = RELOADERS.lock().unwrap_or_else(|p| p.into_inner());
+    if !reloaders.is_empty() {
+        tracing::info!("SIGHUP received: reloading the TLS certificates");
+    }
+    for r in reloaders.iter() {
+        r();
+    }
+    !reloaders.is_empty()
 }
 
 /// Raises the soft open-file limit to the hard one, so that the connection cap

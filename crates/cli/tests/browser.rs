@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{backend_name, static_root, Cluster};
+use common::{backend_name, static_root, Cluster, Server, STATIC_SERVER};
 use test_support::{agent, run_within, wait_for, TempDir, TIMEOUT};
 
 /// What a page on another site can send the admin without a CORS preflight:
@@ -532,4 +532,122 @@ fn the_status_pages_drain_and_enable_buttons_work() {
         page.eval("document.getElementById('error').textContent"),
         json!("")
     );
+}
+
+/// The demo page from the `static-server` binary with compression on (the
+/// default): Chromium asks for it and its assets compressed, decodes them,
+/// runs the page's script (which names the server for each asset) and renders
+/// it. Resource Timing tells, per file, the bytes that crossed the wire and the
+/// bytes decoded: each of the four was compressed, and decoded whole.
+#[test]
+fn the_demo_page_loads_compressed_and_renders() {
+    let chromium = chromium_or_skip!();
+    let root = static_root();
+    let srv = Server::start(
+        STATIC_SERVER,
+        "static-server",
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--server-id",
+            "compressed",
+        ],
+    );
+    let url = srv.url("/page.html");
+    let mut page = Devtools::open(&chromium, &url);
+    page.wait_for(
+        "document.body.dataset.assetsNamed === '3' && document.body.dataset.servedBy === 'compressed'",
+    );
+    let sizes = page.eval(
+        "(() => { const out = {}; \
+           for (const e of performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))) { \
+             const name = new URL(e.name).pathname.slice(1); \
+             if (!(name in out)) out[name] = [e.encodedBodySize, e.decodedBodySize]; \
+           } return out; })()",
+    );
+    for name in ["page.html", "style.css", "app.js", "logo.svg"] {
+        let file = std::fs::metadata(root.join(name)).unwrap().len();
+        let encoded = sizes[name][0]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {sizes}"));
+        let decoded = sizes[name][1]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {sizes}"));
+        assert_eq!(decoded, file, "{name} decoded whole: {sizes}");
+        assert!(
+            encoded > 0 && encoded < decoded,
+            "{name} was not sent compressed: {sizes}"
+        );
+        eprintln!("{name}: {encoded} bytes on the wire, {decoded} decoded");
+    }
+    // What a browser's Accept-Encoding gets, told by curl with Chromium's header.
+    let (status, head) = test_support::curl_status(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-H",
+        "Accept-Encoding: gzip, deflate, br, zstd",
+        &url,
+    ]);
+    assert_eq!(status, 200);
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-encoding: zstd\r\n") && head.contains("vary: accept-encoding\r\n"),
+        "{head}"
+    );
+    drop(page);
+    let shot = screenshot(&chromium, &url, "static-server-compressed-page.png");
+    println!("compressed page screenshot: {}", shot.display());
+}
+
+/// base64 of the SHA-256 of a certificate's public key (SubjectPublicKeyInfo),
+/// as Chromium's `--ignore-certificate-errors-spki-list` takes it: how a test
+/// makes Chromium trust its own certificate without a system store.
+fn spki_hash(cert: &Path) -> String {
+    let out = run_within(
+        Command::new("sh").arg("-c").arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            cert.display()
+        )),
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_page_is_served_over_https_by_rr_cluster_with_tls() {
+    let bin = chromium_or_skip!();
+    let dir = TempDir::new("browser-tls");
+    let ca = test_support::TestCa::new(dir.path());
+    let pair = ca.issue(dir.path(), "site", &["localhost", "127.0.0.1"], 1);
+    let (cert, key) = (pair.cert.display().to_string(), pair.key.display().to_string());
+    let cluster = Cluster::start(&static_root(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let names: BTreeSet<String> = cluster.backends.iter().map(|&a| backend_name(a)).collect();
+    let trust = format!("--ignore-certificate-errors-spki-list={}", spki_hash(&pair.cert));
+    let url = format!(
+        "https://localhost:{}/page.html?admin={}",
+        cluster.proxy.port(),
+        cluster.admin.port()
+    );
+    let dom = chromium(&bin, &url, &["--virtual-time-budget=5000", "--dump-dom", &trust]);
+    assert_eq!(attr(&dom, "<body", "data-assets-named"), Some("3"), "{dom}");
+    let served_by = attr(&dom, "<body", "data-served-by").unwrap_or_default();
+    assert!(names.contains(served_by), "page names {served_by:?}: {dom}");
+    // The page, its three assets: four backends in turn, over HTTPS.
+    let rows = asset_rows(&dom);
+    let distinct: BTreeSet<&String> = rows.values().map(|(_, by)| by).collect();
+    assert_eq!(distinct.len(), 4, "{rows:?}");
+    // The link to the status page keeps the scheme, and the admin answers it.
+    assert_eq!(
+        attr(&dom, "<a id=\"status-link\"", "href"),
+        Some(&*format!("https://localhost:{}/", cluster.admin.port()))
+    );
+    // Without the trust flag Chromium refuses the test CA's certificate.
+    let refused = chromium(&bin, &url, &["--virtual-time-budget=3000", "--dump-dom"]);
+    assert!(!refused.contains("data-assets-named"), "{refused}");
 }

@@ -1,4 +1,4 @@
-//! Running the binaries as an operator does: signals (SIGHUP is ignored, a
+//! Running the binaries as an operator does: signals (SIGHUP is ignored without TLS, a
 //! second SIGTERM or SIGINT cuts the shutdown short, `--shutdown-timeout` bounds
 //! it), readiness through `NOTIFY_SOCKET` (systemd's `sd_notify`), the start-up
 //! summary, the refusals (`--threads 0`, a bad `RUST_LOG`, a bad size), the
@@ -104,9 +104,9 @@ fn sighup_is_logged_and_ignored() {
     for server in [&mut backend, &mut proxy] {
         for _ in 0..2 {
             server.process.signal("HUP");
-            server
-                .process
-                .wait_for_line(&["SIGHUP received: nothing to reload yet (no configuration file); ignoring"]);
+            server.process.wait_for_line(&[
+                "SIGHUP received: nothing to reload (no --tls-cert, no configuration file); ignoring",
+            ]);
             assert!(!server.process.has_exited(), "{:#?}", server.process.stderr());
         }
         assert_serves(server.addr);
@@ -682,7 +682,7 @@ fn help_opens_with_what_the_tool_is_and_ends_with_signals_and_exit_codes() {
             "--threads <N>",
             "ADDR is IP:PORT",
             "Signals: SIGINT or SIGTERM",
-            "SIGHUP is logged and ignored",
+            "SIGHUP reloads the TLS certificates",
             "NOTIFY_SOCKET",
             "Exit status: 0",
         ] {

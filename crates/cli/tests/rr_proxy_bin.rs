@@ -180,6 +180,152 @@ fn weights_and_strategies_from_the_command_line() {
     );
 }
 
+/// GET page.html with `header` (name, value): `X-Served-By` and the `Set-Cookie` lines.
+fn visit(proxy: SocketAddr, header: Option<(&str, &str)>) -> (String, Vec<String>) {
+    let mut req = agent().get(&format!("http://{proxy}/page.html"));
+    if let Some((n, v)) = header {
+        req = req.set(n, v);
+    }
+    let r = test_support::send(req, None).unwrap();
+    assert_eq!(r.status, 200);
+    let by = r.header("X-Served-By").unwrap_or_default().to_owned();
+    (by, r.all("set-cookie").into_iter().map(str::to_owned).collect())
+}
+
+#[test]
+fn sticky_cookie_and_consistent_hash_from_the_command_line() {
+    let a = start_backend("backend-a");
+    let b = start_backend("backend-b");
+    let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
+    let backends = ["--backend", &a_addr, "--backend", &b_addr];
+
+    let mut sticky = start_proxy(
+        &[
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--strategy",
+                "sticky-cookie",
+                "--sticky-cookie",
+                "SID",
+            ][..],
+            &backends,
+        ]
+        .concat(),
+    );
+    sticky
+        .process
+        .wait_for_line(&["rr-proxy on", "strategy sticky-cookie (cookie SID);"]);
+    let (home, set) = visit(sticky.addr, None);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(
+        set[0].starts_with("SID=") && set[0].ends_with("; Path=/; HttpOnly; SameSite=Lax"),
+        "{set:?}"
+    );
+    let cookie = set[0].split(';').next().unwrap().to_owned();
+    for _ in 0..10 {
+        assert_eq!(
+            visit(sticky.addr, Some(("Cookie", &cookie))),
+            (home.clone(), vec![])
+        );
+    }
+
+    let mut hashed = start_proxy(
+        &[
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--strategy",
+                "consistent-hash",
+                "--hash-key",
+                "header:X-User",
+                "--hash-balance",
+                "2",
+            ][..],
+            &backends,
+        ]
+        .concat(),
+    );
+    hashed.process.wait_for_line(&[
+        "rr-proxy on",
+        "strategy consistent-hash (key header:x-user, balance 2.00);",
+    ]);
+    let mut seen = BTreeMap::new();
+    for round in 0..3 {
+        for k in 0..20 {
+            let user = format!("user-{k}");
+            let (by, set) = visit(hashed.addr, Some(("X-User", &user)));
+            assert!(set.is_empty());
+            assert_eq!(
+                seen.entry(k).or_insert_with(|| by.clone()),
+                &by,
+                "key {k}, round {round}"
+            );
+        }
+    }
+    // Both backends have keys.
+    let owners: std::collections::BTreeSet<&String> = seen.values().collect();
+    assert_eq!(owners.len(), 2, "{seen:?}");
+}
+
+#[test]
+fn bad_strategy_settings_are_one_line_and_exit_2() {
+    let base = ["--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1"];
+    for (extra, says) in [
+        (
+            &["--strategy", "consistent-hash", "--hash-key", "cookie:x"][..],
+            "bad hash key \"cookie:x\"",
+        ),
+        (
+            &["--strategy", "consistent-hash", "--hash-key", "header:"],
+            "bad hash key",
+        ),
+        (
+            &["--strategy", "consistent-hash", "--hash-balance", "0.5"],
+            "bad hash balance factor",
+        ),
+        (
+            &["--strategy", "sticky-cookie", "--sticky-cookie", "a;b"],
+            "bad cookie name",
+        ),
+        (
+            &["--strategy", "sticky-cookie", "--mode", "tcp"],
+            "needs --mode http",
+        ),
+        (
+            &[
+                "--strategy",
+                "consistent-hash",
+                "--hash-key",
+                "header:x",
+                "--mode",
+                "tcp",
+            ],
+            "needs --mode http",
+        ),
+        (
+            &["--hash-key", "client-ip"],
+            "--hash-key applies to --strategy consistent-hash",
+        ),
+        (
+            &["--strategy", "round-robin", "--sticky-cookie", "SID"],
+            "--sticky-cookie applies",
+        ),
+        (&["--strategy", "random"], "unknown strategy"),
+    ] {
+        let out = run(RR_PROXY, &[&base[..], extra].concat());
+        assert_one_error_line(&out, &[says]);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+    }
+    // rr-cluster takes the same flags.
+    let out = run(
+        common::RR_CLUSTER,
+        &["--strategy", "consistent-hash", "--hash-key", "ip"],
+    );
+    assert_one_error_line(&out, &["bad hash key"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn a_backend_answering_404_to_the_health_path_is_down_and_the_log_says_why() {
     let backend = start_backend("backend-a");
@@ -309,6 +455,11 @@ fn help_and_version() {
             "--listen",
             "--backend",
             "--strategy",
+            "sticky-cookie",
+            "consistent-hash",
+            "--sticky-cookie",
+            "--hash-key",
+            "--hash-balance",
             "--mode",
             "--threads",
             "--admin",

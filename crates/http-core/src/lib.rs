@@ -6,7 +6,7 @@
 //! | [`wire`] | request and response heads, body framing (RFC 9112 §6.3), the body decoder and encoder both roles share, limits, the one [`Error`] | [`parse_request`], [`parse_response`], [`BodyDecoder`], [`Limits`] |
 //! | [`server`] | the connection loop and accept loop every server here runs on | [`Service`], [`Request`], [`Response`], [`Server`] |
 //! | [`client`] | one HTTP/1.1 exchange at a time on a connection to a server (a proxy's upstream side, health checks) | [`ClientConn`] |
-//! | [`net`] | the transport trait, the lazily registered TCP stream, the listener, the open-file limit | [`Io`], [`listen`], [`raise_fd_limit`] |
+//! | [`net`] | the transport trait, the lazily registered TCP stream, the listener, TLS, the open-file limit | [`Io`], [`listen`], [`TlsConfig`], [`raise_fd_limit`] |
 //! | [`metrics`] | lock-free measurements for a server's metrics: duration histograms, responses by status, open connections | [`metrics::ResponseMetrics`], [`Server::connection_gauge`] |
 //!
 //! The everyday names are also at the crate root. Every malformed input maps to
@@ -76,11 +76,14 @@ pub mod wire;
 // The everyday names, at the root.
 pub use client::{ClientConn, ReadHeadError, ResponseBody, SendError};
 pub use h2::{serve_h2_connection, H2Limits, PREFACE as H2_PREFACE};
-pub use net::{connection_capacity, listen, raise_fd_limit, AnyIo, FdLimit, Finish, Io, LazyTcpStream};
+pub use net::{
+    connection_capacity, listen, raise_fd_limit, AnyIo, CertPair, FdLimit, Finish, Io, LazyTcpStream,
+    TlsConfig, TlsError,
+};
 pub use server::{
-    accept_loop, serve_connection, AccessLogFormat, AccessRecord, Body, BodyError, HeaderBlock,
-    HeaderBlockBuilder, LogValue, Request, RequestBody, Response, Server, ServerHandle, Service,
-    ShutdownSignal, ShutdownTrigger, Upgraded,
+    accept_loop, https_redirect, serve_connection, AccessLogFormat, AccessRecord, Body, BodyError,
+    HeaderBlock, HeaderBlockBuilder, LogValue, RedirectToHttps, Request, RequestBody, Response, Server,
+    ServerHandle, Service, ShutdownSignal, ShutdownTrigger, Upgraded,
 };
 pub use wire::{
     for_each_token, is_hop_by_hop, list_contains, parse_content_length, parse_request, parse_response,

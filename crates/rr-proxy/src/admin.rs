@@ -128,11 +128,27 @@ pub async fn serve_admin_with(
     security: AdminSecurity,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AdminError> {
+    serve_admin_https(handle, listener, security, None, shutdown).await
+}
+
+/// [`serve_admin_with`], over HTTPS when `tls` is given (the proxy's own
+/// certificates, usually): an opt-in, as the admin endpoint is meant for
+/// loopback or an internal network, where plain HTTP is the default.
+pub async fn serve_admin_https(
+    handle: ProxyHandle,
+    listener: TcpListener,
+    security: AdminSecurity,
+    tls: Option<http_core::TlsConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AdminError> {
     let service = AdminService::new(handle, listener.local_addr()?, security)?;
-    Server::new(service)
-        .shutdown_timeout(std::time::Duration::from_secs(2))
-        .serve(listener, shutdown)
-        .await?;
+    let server = Server::new(service).shutdown_timeout(std::time::Duration::from_secs(2));
+    match tls {
+        Some(tls) => server.tls(tls),
+        None => server,
+    }
+    .serve(listener, shutdown)
+    .await?;
     Ok(())
 }
 
@@ -184,11 +200,13 @@ impl AdminService {
             }),
             "/help" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
             "/stats" => only(read, "GET, HEAD", || json(200, &self.handle.stats())),
-            "/metrics" => only(read, "GET, HEAD", || match prometheus_text(self.handle.stats()) {
-                Ok(text) => Response::new(200)
-                    .header("Content-Type", PROMETHEUS_CONTENT_TYPE)
-                    .body(text),
-                Err(_) => Response::text(500, "cannot render the metrics\n"),
+            "/metrics" => only(read, "GET, HEAD", || {
+                match prometheus_text(self.handle.stats(), self.handle.tls()) {
+                    Ok(text) => Response::new(200)
+                        .header("Content-Type", PROMETHEUS_CONTENT_TYPE)
+                        .body(text),
+                    Err(_) => Response::text(500, "cannot render the metrics\n"),
+                }
             }),
             _ => match path.strip_prefix("/backends/") {
                 Some(rest) => self.backend_route(method, rest, head.query()).await,

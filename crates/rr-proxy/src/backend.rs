@@ -21,6 +21,8 @@ pub struct Backend {
     id: u64,
     addr: SocketAddr,
     label: Arc<str>,
+    /// `stable_hash` of `label`.
+    key: u64,
     weight: u32,
     admin: AtomicU8,
     healthy: AtomicBool,
@@ -131,10 +133,12 @@ pub struct BackendStats {
 
 impl Backend {
     pub(crate) fn new(id: u64, addr: SocketAddr, weight: u32) -> Backend {
+        let label: Arc<str> = Arc::from(addr.to_string());
         Backend {
             id,
             addr,
-            label: Arc::from(addr.to_string()),
+            key: crate::hash::stable_hash(label.as_bytes()),
+            label,
             weight,
             admin: AtomicU8::new(ENABLED),
             healthy: AtomicBool::new(true),
@@ -171,6 +175,15 @@ impl Backend {
     /// The address as text (shared, for log lines).
     pub fn label(&self) -> &Arc<str> {
         &self.label
+    }
+
+    /// A 64-bit number derived from the address alone (its text, `IP:PORT`),
+    /// the same in every process and on every machine: what the
+    /// `sticky-cookie` strategy puts in its cookie and where the
+    /// `consistent-hash` ring places the backend, so that a restart or a
+    /// second proxy in front of the same backends agrees with the first.
+    pub fn key(&self) -> u64 {
+        self.key
     }
 
     /// The weight (1 or more).

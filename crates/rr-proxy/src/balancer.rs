@@ -13,7 +13,7 @@ use http_core::Limits;
 use crate::backend::{Backend, Change};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts};
 use crate::reason::FailureReason;
-use crate::strategy::Strategy;
+use crate::strategy::{PickRequest, Strategy};
 use crate::ProxyError;
 
 /// Everything fixed when the proxy is built.
@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub retry_after: u64,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Serve clients over TLS (HTTP mode).
+    pub tls: Option<http_core::TlsConfig>,
 }
 
 /// Proxy-wide counters.
@@ -150,23 +152,30 @@ impl Balancer {
         e
     }
 
-    /// Picks a backend for a request, skipping those `tried` already.
-    pub fn pick(&self, tried: impl Fn(u64) -> bool) -> Option<Arc<Backend>> {
-        self.pick_from(&self.eligible(), tried)
+    /// Picks a backend for a request (or connection), skipping those `tried` already.
+    pub fn pick(&self, req: &PickRequest<'_>, tried: impl Fn(u64) -> bool) -> Option<Arc<Backend>> {
+        self.pick_from(&self.eligible(), req, tried).map(|(b, _)| b)
     }
 
     /// Picks among `eligible` (a snapshot of [`eligible`](Self::eligible)),
     /// skipping those `tried` already: the strategy's choice, or the next one
-    /// in order after it when that one was tried.
-    pub fn pick_from(&self, eligible: &[Arc<Backend>], tried: impl Fn(u64) -> bool) -> Option<Arc<Backend>> {
+    /// in order after it when that one was tried. With the backend, whether
+    /// the strategy asked for [`Strategy::response_header`].
+    pub fn pick_from(
+        &self,
+        eligible: &[Arc<Backend>],
+        req: &PickRequest<'_>,
+        tried: impl Fn(u64) -> bool,
+    ) -> Option<(Arc<Backend>, bool)> {
         if eligible.is_empty() {
             return None;
         }
-        let first = self.strategy.pick(eligible) % eligible.len();
+        let pick = self.strategy.pick_for(eligible, req);
+        let first = pick.index % eligible.len();
         (0..eligible.len())
             .map(|k| &eligible[(first + k) % eligible.len()])
             .find(|b| !tried(b.id()))
-            .cloned()
+            .map(|b| (b.clone(), pick.response_header))
     }
 
     /// Counts a failed exchange on `backend` (`reason`: why), ejecting it when

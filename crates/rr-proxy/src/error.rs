@@ -83,3 +83,20 @@ pub enum AdminError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// Why a strategy setting could not be parsed (see
+/// [`StrategyOptions`](crate::StrategyOptions)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    /// A cookie name that is not an RFC 6265 token (letters, digits and
+    /// ``!#$%&'*+-.^_`|~``), or longer than 64 bytes.
+    #[error("bad cookie name {0:?}: expected 1 to 64 letters, digits or !#$%&'*+-.^_`|~")]
+    BadCookieName(String),
+    /// A hash key other than `client-ip` or `header:NAME` (NAME a header name).
+    #[error("bad hash key {0:?}: expected client-ip or header:NAME")]
+    BadHashKey(String),
+    /// A bounded-load factor that is not 0 (off) or a number from 1 to 100.
+    #[error("bad hash balance factor {0:?}: expected a number from 1 to 100 (e.g. 1.25), or 0 for no bound")]
+    BadBalance(String),
+}

@@ -19,6 +19,7 @@
 //! runs, hop-by-hop headers are never forwarded, a request is sent twice only
 //! when that is safe, and the framing of what reaches the client is the driver's.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use http_core::{is_hop_by_hop, RequestHead, Response};
 
 use crate::backend::Backend;
-use crate::strategy::Strategy;
+use crate::strategy::{PickRequest, Strategy};
 
 /// What each phase can see of the client's request.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +179,10 @@ pub struct Candidates<'a> {
     pub(crate) list: &'a [Arc<Backend>],
     pub(crate) tried: &'a dyn Fn(u64) -> bool,
     pub(crate) strategy: &'a dyn Strategy,
+    /// The request, for strategies that look at it.
+    pub(crate) req: PickRequest<'a>,
+    /// A pick with the proxy's strategy asked for its response header.
+    pub(crate) response_header: Cell<bool>,
 }
 
 impl std::fmt::Debug for Candidates<'_> {
@@ -198,25 +203,43 @@ impl<'a> Candidates<'a> {
     }
 
     /// The configured strategy's choice among the candidates for which `f`
-    /// holds, or `None` when there is none. The strategy's state is the
-    /// proxy's: picks for different subsets share one rotation, so a hook that
-    /// splits traffic into groups keeps a strategy per group
-    /// ([`pick_with`](Self::pick_with)).
+    /// holds, or `None` when there is none. The strategy sees the request
+    /// ([`Strategy::pick_for`]): a sticky cookie or a hash key is honoured
+    /// within the subset, and a sticky cookie is set on the response as with
+    /// [`Peer::Strategy`]. The strategy's state is the proxy's: picks for
+    /// different subsets share one rotation, so a hook that splits traffic
+    /// into groups keeps a strategy per group ([`pick_with`](Self::pick_with)).
     pub fn pick_where(&self, f: impl Fn(&Backend) -> bool) -> Option<Arc<Backend>> {
-        self.pick_with(self.strategy, f)
+        let (b, response_header) = self.choose(self.strategy, f)?;
+        if response_header {
+            self.response_header.set(true);
+        }
+        Some(b)
     }
 
     /// `strategy`'s choice among the candidates for which `f` holds (a subset,
-    /// such as a canary group, with a rotation of its own), or `None`. See
+    /// such as a canary group, with a rotation of its own), or `None`. The
+    /// strategy sees the request ([`Strategy::pick_for`]), but only the
+    /// proxy's own strategy adds a response header. See
     /// `examples/canary.rs`, which keeps a [`RoundRobin`](crate::RoundRobin)
     /// per group.
     pub fn pick_with(&self, strategy: &dyn Strategy, f: impl Fn(&Backend) -> bool) -> Option<Arc<Backend>> {
+        self.choose(strategy, f).map(|(b, _)| b)
+    }
+
+    /// The request as strategies see it.
+    pub fn request(&self) -> &PickRequest<'a> {
+        &self.req
+    }
+
+    fn choose(&self, strategy: &dyn Strategy, f: impl Fn(&Backend) -> bool) -> Option<(Arc<Backend>, bool)> {
         let subset: Vec<Arc<Backend>> = self.iter().filter(|b| f(b)).cloned().collect();
         if subset.is_empty() {
             return None;
         }
-        let i = strategy.pick(&subset) % subset.len();
-        subset.into_iter().nth(i)
+        let pick = strategy.pick_for(&subset, &self.req);
+        let i = pick.index % subset.len();
+        subset.into_iter().nth(i).map(|b| (b, pick.response_header))
     }
 }
 

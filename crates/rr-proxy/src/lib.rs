@@ -11,6 +11,11 @@
 //!   nginx's smooth weighted round-robin does (5, 1, 1: `a a b a c a a`);
 //!   [`LeastConnections`] weighs the requests in progress by the weight, as
 //!   HAProxy's `leastconn` does.
+//! - **Affinity when asked for.** [`StickyCookie`] keeps a client on the backend
+//!   its cookie names while that backend is eligible, and moves it (with a new
+//!   cookie) when it is not; [`ConsistentHash`] sends each key (client address
+//!   or a header) to one backend, moves only a leaving backend's keys, and
+//!   bounds every backend's share of the load so that a hot key spills over.
 //! - **No request lost or duplicated.** A request is sent again (to the next
 //!   backend, at most [`ProxyBuilder::max_attempts`] backends) only when no byte of
 //!   it reached a backend, or when it is idempotent (GET, HEAD, OPTIONS, PUT,
@@ -38,7 +43,8 @@
 //! # Headers
 //! Hop-by-hop fields and every field the `Connection` header names are removed in
 //! both directions; `X-Forwarded-For` gets the client address appended,
-//! `X-Forwarded-Proto` and `X-Forwarded-Host` are set (a client's values are
+//! `X-Forwarded-Proto` (`https` when the client came over TLS,
+//! [`ProxyBuilder::tls`]) and `X-Forwarded-Host` are set (a client's values are
 //! replaced), `Via: 1.1 rr-proxy` is added, and `Host` is kept. An `Upgrade: h2c`
 //! offer and its `HTTP2-Settings` are removed, as nginx does: the request goes on
 //! as a plain one.
@@ -85,6 +91,7 @@ mod balancer;
 mod config;
 mod error;
 mod forward;
+mod hash;
 mod health;
 mod hooks;
 mod proxy;
@@ -93,10 +100,10 @@ mod stats;
 mod strategy;
 mod tcp;
 
-pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
+pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
-pub use error::{AdminError, ProxyError, SpecError};
+pub use error::{AdminError, ProxyError, SpecError, StrategyError};
 pub use hooks::{
     Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,
     Summary, UpstreamFailure,
@@ -104,4 +111,7 @@ pub use hooks::{
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
 pub use reason::FailureReason;
 pub use stats::{ProxyStats, STATS_SCHEMA_VERSION};
-pub use strategy::{LeastConnections, RoundRobin, Smooth, Strategy, StrategyKind, Weighted};
+pub use strategy::{
+    ConsistentHash, CookieName, HashBalance, HashKey, LeastConnections, Pick, PickRequest, RoundRobin,
+    Smooth, StickyCookie, Strategy, StrategyKind, StrategyOptions, Weighted,
+};

@@ -68,6 +68,7 @@ impl Default for ProxyBuilder {
                 retry_after: 1,
                 max_connections: http_core::connection_capacity(2),
                 shutdown_timeout: Duration::from_secs(10),
+                tls: None,
             },
             hooks: NoHooks,
         }
@@ -194,10 +195,23 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         self
     }
 
+    /// Serves clients over TLS with these certificates (HTTP mode only):
+    /// backends stay plain, and learn the client's scheme from
+    /// `X-Forwarded-Proto: https`. The handshake counts join the metrics.
+    pub fn tls(mut self, tls: http_core::TlsConfig) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// Checks the settings and builds the proxy.
     pub fn build(self) -> Result<Proxy<H>, ProxyError> {
         if self.backends.is_empty() {
             return Err(ProxyError::NoBackends);
+        }
+        if self.config.tls.is_some() && self.config.mode == Mode::Tcp {
+            return Err(ProxyError::InvalidConfig(
+                "TLS termination needs HTTP mode (TCP mode relays bytes as they come)",
+            ));
         }
         if self.config.timeouts.connect.is_zero()
             || self.config.timeouts.response.is_zero()
@@ -290,13 +304,17 @@ impl<H: ProxyHooks> Proxy<H> {
         let result = match config.mode {
             Mode::Http => {
                 let service = ProxyService::new(self.shared.clone(), self.hooks.clone());
-                Server::new(service)
+                let server = Server::new(service)
                     .connection_gauge(self.shared.counters.client_connections.clone())
                     .limits(config.limits.clone())
                     .max_connections(config.max_connections)
-                    .shutdown_timeout(config.shutdown_timeout)
-                    .serve(listener, shutdown)
-                    .await
+                    .shutdown_timeout(config.shutdown_timeout);
+                match &config.tls {
+                    Some(tls) => server.tls(tls.clone()),
+                    None => server,
+                }
+                .serve(listener, shutdown)
+                .await
             }
             Mode::Tcp => crate::tcp::serve(self.shared.clone(), listener, shutdown).await,
         };
@@ -341,6 +359,12 @@ impl std::fmt::Debug for ProxyHandle {
 }
 
 impl ProxyHandle {
+    /// The certificates the proxy serves clients with, when it terminates TLS
+    /// ([`ProxyBuilder::tls`]).
+    pub fn tls(&self) -> Option<&http_core::TlsConfig> {
+        self.shared.config.tls.as_ref()
+    }
+
     /// Proxy-wide and per-backend counters.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;

@@ -107,13 +107,20 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Every name starts with `rr_proxy_` but `process_start_time_seconds` (the
 /// standard name); per-backend series carry a `backend` label holding the
 /// backend's `IP:PORT`. The README lists every family.
-pub(crate) fn prometheus_text(stats: ProxyStats) -> Result<String, std::fmt::Error> {
+/// With `tls`, the handshake and reload counts of the client side's TLS too
+/// (`rr_proxy_tls_*`).
+pub(crate) fn prometheus_text(
+    stats: ProxyStats,
+    tls: Option<&http_core::TlsConfig>,
+) -> Result<String, std::fmt::Error> {
     let capacity = 4096 + 2048 * stats.backends.len();
     let mut registry = Registry::default();
     registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
-    registry
-        .sub_registry_with_prefix("rr_proxy")
-        .register_collector(Box::new(Snapshot(stats)));
+    let sub = registry.sub_registry_with_prefix("rr_proxy");
+    sub.register_collector(Box::new(Snapshot(stats)));
+    if let Some(tls) = tls {
+        sub.register_collector(Box::new(tls.collector()));
+    }
     let mut out = String::with_capacity(capacity);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
@@ -299,6 +306,14 @@ impl Collector for Snapshot {
         encoder
             .encode_descriptor("build", "The proxy's version.", None, MetricType::Info)?
             .encode_info(&[("version", VERSION)])?;
+        encoder
+            .encode_descriptor(
+                "strategy",
+                "How the proxy chooses backends, in the strategy label.",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&[("strategy", stats.strategy.as_str())])?;
 
         for m in &BACKEND_METRICS {
             let mut family = encoder.encode_descriptor(m.name, m.help, m.unit.as_ref(), m.kind)?;
@@ -492,6 +507,9 @@ rr_proxy_upstream_duration_seconds_count 6
 # HELP rr_proxy_build_info The proxy's version.
 # TYPE rr_proxy_build_info gauge
 rr_proxy_build_info{version="0.1.0"} 1
+# HELP rr_proxy_strategy_info How the proxy chooses backends, in the strategy label.
+# TYPE rr_proxy_strategy_info gauge
+rr_proxy_strategy_info{strategy="round-robin"} 1
 # HELP rr_proxy_backend_requests_total Requests or connections sent to the backend.
 # TYPE rr_proxy_backend_requests_total counter
 rr_proxy_backend_requests_total{backend="127.0.0.1:9002"} 6
@@ -549,7 +567,7 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
 
     /// [`prometheus_text`] with the start time's value replaced by `START`.
     fn render(stats: ProxyStats) -> String {
-        let text = prometheus_text(stats).unwrap();
+        let text = prometheus_text(stats, None).unwrap();
         let mut out = String::new();
         for line in text.lines() {
             match line.strip_prefix("process_start_time_seconds ") {
@@ -608,10 +626,13 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
 
     #[test]
     fn metrics_without_backends_keep_their_families() {
-        let text = prometheus_text(ProxyStats {
-            backends: Vec::new(),
-            ..sample()
-        })
+        let text = prometheus_text(
+            ProxyStats {
+                backends: Vec::new(),
+                ..sample()
+            },
+            None,
+        )
         .unwrap();
         assert!(text.contains("# TYPE rr_proxy_backend_up gauge\n"), "{text}");
         assert!(!text.contains("backend=\""), "{text}");
@@ -623,7 +644,7 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
     /// under CI.
     #[test]
     fn metrics_parse_with_the_reference_parser() {
-        let text = prometheus_text(sample()).unwrap();
+        let text = prometheus_text(sample(), None).unwrap();
         let Some(parsed) = test_support::parse_prometheus(&text) else {
             return;
         };
@@ -666,6 +687,10 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
             ),
             ("rr_proxy_build_info gauge rr_proxy_build_info version=0.1.0 1", "build info"),
             (
+                "rr_proxy_strategy_info gauge rr_proxy_strategy_info strategy=round-robin 1",
+                "strategy",
+            ),
+            (
                 &format!("rr_proxy_backend_health_checks counter rr_proxy_backend_health_checks_total {b2},result=fail 3"),
                 "checks by result",
             ),
@@ -684,8 +709,8 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
         assert_eq!(parsed.kind("rr_proxy_backend_weight"), Some("gauge"));
         // Every family is typed (none fell back to "unknown"), every sample read.
         assert!(parsed.samples.iter().all(|s| s.kind != "unknown"), "{lines:#?}");
-        let families = 1 + 8 + 2 + 2 + 1 + 11 + 2;
-        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 11 * 2 + 4 + 1;
+        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2;
+        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1;
         assert_eq!(parsed.samples.len(), samples, "{lines:#?}");
         let mut names: Vec<&str> = parsed.samples.iter().map(|s| s.family.as_str()).collect();
         names.dedup();

@@ -1,25 +1,144 @@
-//! How the next backend is chosen: the [`Strategy`] trait and the three provided.
+//! How the next backend is chosen: the [`Strategy`] trait and the five provided.
 //!
 //! Every provided strategy honours backend weights. [`RoundRobin`] rotates
 //! strictly when the weights are equal and falls back to nginx's smooth weighted
 //! round-robin ([`Smooth`]) when they differ; [`Weighted`] is the same strategy
 //! under its older name; [`LeastConnections`] picks the fewest requests in
-//! progress per unit of weight, as HAProxy's `leastconn` does.
+//! progress per unit of weight, as HAProxy's `leastconn` does. Two look at the
+//! request ([`Strategy::pick_for`]): [`StickyCookie`] keeps a client on the
+//! backend its cookie names, and [`ConsistentHash`] maps a key (the client's
+//! address or a header) to a backend on a hash ring, with bounded loads.
+
+mod ring;
+mod sticky;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
+use http_core::RequestHead;
+
 use crate::Backend;
+
+pub use ring::{ConsistentHash, HashBalance, HashKey};
+pub use sticky::{CookieName, StickyCookie};
+
+/// What a strategy may look at in the request being placed: the client's
+/// address and the request's headers, borrowed from the parsed head (nothing
+/// is copied). In TCP mode there is no head: only the address.
+///
+/// ```
+/// use rr_proxy::PickRequest;
+///
+/// let head = http_core::RequestHead::parse_complete(
+///     bytes::Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\nX-User: 42\r\n\r\n"),
+///     &http_core::Limits::default(),
+/// )
+/// .unwrap();
+/// let req = PickRequest::new(&head, "10.0.0.7:5000".parse().ok());
+/// assert_eq!(req.header("x-user"), Some(&b"42"[..]));
+/// assert_eq!(req.client_ip(), "10.0.0.7".parse().ok());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickRequest<'a> {
+    head: Option<&'a RequestHead>,
+    peer: Option<SocketAddr>,
+}
+
+impl<'a> PickRequest<'a> {
+    /// An HTTP request: its head and the client's address (when the transport has one).
+    pub fn new(head: &'a RequestHead, peer: Option<SocketAddr>) -> Self {
+        PickRequest {
+            head: Some(head),
+            peer,
+        }
+    }
+
+    /// A connection without a request (TCP mode): the client's address only.
+    pub fn connection(peer: Option<SocketAddr>) -> Self {
+        PickRequest { head: None, peer }
+    }
+
+    /// The request head (`None` in TCP mode).
+    pub fn head(&self) -> Option<&'a RequestHead> {
+        self.head
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The client's IP address (an IPv4-mapped IPv6 address as the IPv4 one).
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.peer.map(|p| p.ip().to_canonical())
+    }
+
+    /// The first value of header `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.head?.header(name)
+    }
+
+    /// Every value of header `name`, in the order received (a header may come
+    /// in several lines, as `Cookie` may).
+    pub fn header_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        self.head
+            .into_iter()
+            .flat_map(|h| h.headers().raw())
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A strategy's choice for one request: the index of the backend among the
+/// candidates, and whether the proxy should ask the strategy for a response
+/// header once a backend answered ([`Strategy::response_header`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The index in `candidates` of the backend chosen.
+    pub index: usize,
+    /// Call [`Strategy::response_header`] when a backend answers this request.
+    pub response_header: bool,
+}
+
+impl Pick {
+    /// The backend at `index`; no response header.
+    pub fn new(index: usize) -> Pick {
+        Pick {
+            index,
+            response_header: false,
+        }
+    }
+
+    /// The same pick, asking for [`Strategy::response_header`] once a backend answers.
+    pub fn with_response_header(self) -> Pick {
+        Pick {
+            response_header: true,
+            ..self
+        }
+    }
+}
+
+impl From<usize> for Pick {
+    fn from(index: usize) -> Pick {
+        Pick::new(index)
+    }
+}
 
 /// Chooses the backend for the next request (HTTP mode) or connection (TCP mode).
 ///
 /// `candidates` holds the eligible backends (healthy, not draining), never empty,
-/// in the order they were added. Return an index into it. The proxy calls `pick`
-/// from many tasks and worker threads at once; a strategy keeps its own state
-/// behind atomics or a lock.
+/// in the order they were added. Return an index into it. The proxy calls
+/// [`pick_for`](Strategy::pick_for) (whose default calls `pick`) from many
+/// tasks and worker threads at once; a strategy keeps its own state behind
+/// atomics or a lock.
 ///
 /// When the picked backend already failed for this request, the proxy moves on to
 /// the next candidate in order itself, so strategies need not track retries.
@@ -45,9 +164,51 @@ use crate::Backend;
 ///     .unwrap();
 /// assert_eq!(proxy.handle().stats().strategy, "first-up");
 /// ```
+///
+/// A strategy that looks at the request implements
+/// [`pick_for`](Strategy::pick_for) as well:
+///
+/// ```
+/// use std::sync::Arc;
+/// use rr_proxy::{Backend, Pick, PickRequest, Strategy};
+///
+/// /// `X-Tier: gold` goes to the first backend, everything else to the last.
+/// struct Tiers;
+/// impl Strategy for Tiers {
+///     fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
+///         candidates.len() - 1
+///     }
+///     fn pick_for(&self, candidates: &[Arc<Backend>], req: &PickRequest<'_>) -> Pick {
+///         match req.header("x-tier") {
+///             Some(b"gold") => Pick::new(0),
+///             _ => Pick::new(self.pick(candidates)),
+///         }
+///     }
+/// }
+/// # let _ = rr_proxy::Proxy::builder().backend("127.0.0.1:9002".parse().unwrap(), 1).strategy(Tiers).build().unwrap();
+/// ```
 pub trait Strategy: Send + Sync + 'static {
     /// The index in `candidates` (non-empty) of the backend to use.
     fn pick(&self, candidates: &[Arc<Backend>]) -> usize;
+
+    /// The choice for one request (HTTP mode) or connection (TCP mode), with
+    /// what can be seen of it. Default: [`pick`](Strategy::pick), the request
+    /// unseen and no response header.
+    fn pick_for(&self, candidates: &[Arc<Backend>], req: &PickRequest<'_>) -> Pick {
+        let _ = req;
+        Pick::new(self.pick(candidates))
+    }
+
+    /// A header to add to the response to `req`, now that `backend` answered it
+    /// (after any retries: the backend that answered, not the one first
+    /// picked). Called only when the pick asked for it
+    /// ([`Pick::response_header`]), after the hooks' response filter; the
+    /// header is added beside the backend's own (a `Set-Cookie` of the
+    /// backend's is kept). Default: none.
+    fn response_header(&self, req: &PickRequest<'_>, backend: &Backend) -> Option<(&str, Bytes)> {
+        let _ = (req, backend);
+        None
+    }
 
     /// A short name for stats and logs.
     fn name(&self) -> &str {
@@ -274,7 +435,21 @@ impl Strategy for LeastConnections {
     }
 }
 
-/// The provided strategies by name, for command lines and configuration files.
+/// The provided strategies by name, for command lines and configuration files:
+/// `round-robin`, `weighted`, `least-connections`, `sticky-cookie`,
+/// `consistent-hash`. [`build_with`](StrategyKind::build_with) makes one with
+/// the settings of the last two.
+///
+/// ```
+/// use rr_proxy::{StrategyKind, StrategyOptions};
+///
+/// let kind: StrategyKind = "consistent-hash".parse().unwrap();
+/// let options = StrategyOptions {
+///     hash_key: "header:x-user".parse().unwrap(),
+///     ..StrategyOptions::default()
+/// };
+/// assert_eq!(kind.build_with(&options).name(), "consistent-hash");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StrategyKind {
     /// [`RoundRobin`]
@@ -284,25 +459,60 @@ pub enum StrategyKind {
     Weighted,
     /// [`LeastConnections`]
     LeastConnections,
+    /// [`StickyCookie`]
+    StickyCookie,
+    /// [`ConsistentHash`]
+    ConsistentHash,
+}
+
+/// The settings of the strategies that have some; each strategy reads its own
+/// and ignores the rest. Every field is checked when parsed, so any value
+/// builds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StrategyOptions {
+    /// `sticky-cookie`: the cookie's name (default `rr_backend`).
+    pub sticky_cookie: CookieName,
+    /// `consistent-hash`: what is hashed (default the client's IP address).
+    pub hash_key: HashKey,
+    /// `consistent-hash`: the bounded-load factor (default 1.25).
+    pub hash_balance: HashBalance,
 }
 
 impl StrategyKind {
-    /// A new strategy of this kind.
+    /// A new strategy of this kind, with the default settings.
     pub fn build(self) -> Box<dyn Strategy> {
+        self.build_with(&StrategyOptions::default())
+    }
+
+    /// A new strategy of this kind, with `options` for those that have settings.
+    pub fn build_with(self, options: &StrategyOptions) -> Box<dyn Strategy> {
         match self {
             StrategyKind::RoundRobin => Box::new(RoundRobin::new()),
             StrategyKind::Weighted => Box::new(Weighted::new()),
             StrategyKind::LeastConnections => Box::new(LeastConnections::new()),
+            StrategyKind::StickyCookie => Box::new(StickyCookie::new(options.sticky_cookie.clone())),
+            StrategyKind::ConsistentHash => {
+                Box::new(ConsistentHash::new(options.hash_key.clone()).balance(options.hash_balance))
+            }
         }
     }
 
-    /// `round-robin`, `weighted` or `least-connections`.
+    /// `round-robin`, `weighted`, `least-connections`, `sticky-cookie` or
+    /// `consistent-hash`.
     pub fn as_str(self) -> &'static str {
         match self {
             StrategyKind::RoundRobin => "round-robin",
             StrategyKind::Weighted => "weighted",
             StrategyKind::LeastConnections => "least-connections",
+            StrategyKind::StickyCookie => "sticky-cookie",
+            StrategyKind::ConsistentHash => "consistent-hash",
         }
+    }
+
+    /// True when the strategy needs HTTP requests (a cookie, a header) and
+    /// cannot work on bare TCP connections: `sticky-cookie`.
+    pub fn needs_http(self) -> bool {
+        self == StrategyKind::StickyCookie
     }
 }
 
@@ -320,8 +530,11 @@ impl FromStr for StrategyKind {
             "round-robin" | "rr" => Ok(StrategyKind::RoundRobin),
             "weighted" | "wrr" => Ok(StrategyKind::Weighted),
             "least-connections" | "least-conn" | "lc" => Ok(StrategyKind::LeastConnections),
+            "sticky-cookie" => Ok(StrategyKind::StickyCookie),
+            "consistent-hash" => Ok(StrategyKind::ConsistentHash),
             other => Err(format!(
-                "unknown strategy {other:?}: expected round-robin, weighted or least-connections"
+                "unknown strategy {other:?}: expected round-robin, weighted, least-connections, \
+                 sticky-cookie or consistent-hash"
             )),
         }
     }
@@ -596,5 +809,32 @@ mod tests {
         assert_eq!("weighted".parse::<StrategyKind>(), Ok(StrategyKind::Weighted));
         assert!("random".parse::<StrategyKind>().is_err());
         assert_eq!(StrategyKind::LeastConnections.build().name(), "least-connections");
+        for name in [
+            "round-robin",
+            "weighted",
+            "least-connections",
+            "sticky-cookie",
+            "consistent-hash",
+        ] {
+            let kind: StrategyKind = name.parse().unwrap();
+            assert_eq!(kind.as_str(), name);
+            assert_eq!(kind.build().name(), name);
+            assert_eq!(kind.build_with(&StrategyOptions::default()).name(), name);
+        }
+        assert!(StrategyKind::StickyCookie.needs_http() && !StrategyKind::ConsistentHash.needs_http());
+    }
+
+    #[test]
+    fn the_default_pick_for_is_pick() {
+        // A strategy written before pick_for existed goes on working.
+        struct Last;
+        impl Strategy for Last {
+            fn pick(&self, candidates: &[Arc<Backend>]) -> usize {
+                candidates.len() - 1
+            }
+        }
+        let bs = backends(&[1, 1, 1]);
+        assert_eq!(Last.pick_for(&bs, &PickRequest::default()), Pick::new(2));
+        assert_eq!(Last.response_header(&PickRequest::default(), &bs[0]), None);
     }
 }

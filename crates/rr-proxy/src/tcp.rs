@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::balancer::Balancer;
 use crate::reason::FailureReason;
+use crate::strategy::PickRequest;
 
 /// Accepts until `shutdown` resolves, then lets open tunnels run for the
 /// shutdown timeout before closing them.
@@ -46,7 +47,8 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
     // The status a failure answers with in HTTP mode, and its counter.
     let mut last_failure: Option<(u16, &AtomicU64)> = None;
     for attempt in 0..shared.config.max_attempts {
-        let Some(backend) = shared.pick(|id| tried.contains(&id)) else {
+        let req = PickRequest::connection(Some(peer));
+        let Some(backend) = shared.pick(&req, |id| tried.contains(&id)) else {
             break;
         };
         if attempt > 0 {

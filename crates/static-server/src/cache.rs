@@ -12,8 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_core::HeaderBlock;
+use tokio::sync::OnceCell;
 
-use crate::encoding::Coding;
+use crate::compress::{self, Settings};
+use crate::encoding::{Coding, Codings};
 
 /// Most paths remembered; beyond it new files are served but not kept.
 const MAX_ENTRIES: usize = 16 * 1024;
@@ -70,7 +72,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One representation of a file: the file itself or a precompressed sidecar.
+/// One representation of a file: the file itself, a precompressed sidecar, or
+/// the file compressed in memory.
 #[derive(Debug)]
 pub(crate) struct Variant {
     pub path: PathBuf,
@@ -95,45 +98,81 @@ impl Variant {
             && Identity::of(meta) == self.identity
     }
 
-    fn memory(&self) -> u64 {
+    pub fn memory(&self) -> u64 {
         self.body.as_ref().map_or(0, |b| b.len() as u64)
     }
 }
 
-/// A file and its sidecars.
+/// The headers of a file compressed as it is streamed (too large to keep): its
+/// length is unknown, so the body is chunked and ranges are not offered.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    pub etag: Bytes,
+    pub block: HeaderBlock,
+}
+
+/// A file, its sidecars, and its compressed forms.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub identity: Variant,
-    br: Option<Variant>,
-    gzip: Option<Variant>,
-    codings: Vec<Coding>,
+    sidecars: [Option<Variant>; 3],
+    /// Codings some answer may carry: sidecars, and those compressed on the fly.
+    codings: Codings,
+    /// Codings this file may be compressed to on the fly.
+    on_the_fly: Codings,
+    /// The file compressed in memory, made on first demand (`None` inside: the
+    /// compressed form was no smaller, so identity is sent).
+    encoded: [OnceCell<Option<Variant>>; 3],
+    /// The headers of the compressed streams of a file not kept in memory.
+    streamed: [Option<Streamed>; 3],
+    /// Memory of the `encoded` variants counted in the cache's total; changed
+    /// only under the cache's write lock, as entries are removed under it.
+    encoded_memory: AtomicU64,
     checked_ms: AtomicU64,
+    /// The extra headers of this file's answers (common ones and header
+    /// rules), for the compressed forms made later.
+    pub headers: Box<[(String, String)]>,
 }
 
 impl Entry {
-    /// The codings available besides identity.
-    pub fn codings(&self) -> &[Coding] {
-        &self.codings
+    /// The codings some answer for this file may carry; 0 when every answer is
+    /// the same whatever `Accept-Encoding` says.
+    pub fn codings(&self) -> Codings {
+        self.codings
     }
 
-    pub fn variant(&self, c: Coding) -> &Variant {
-        match c {
-            Coding::Brotli => self.br.as_ref(),
-            Coding::Gzip => self.gzip.as_ref(),
-        }
-        .unwrap_or(&self.identity)
+    /// The precompressed sidecar for `c`.
+    pub fn sidecar(&self, c: Coding) -> Option<&Variant> {
+        self.sidecars[c.index()].as_ref()
+    }
+
+    /// Whether `c` is made on the fly for this file.
+    pub fn on_the_fly(&self, c: Coding) -> bool {
+        self.on_the_fly & c.bit() != 0
+    }
+
+    /// The in-memory compressed variant for `c`, made once.
+    pub fn encoded(&self, c: Coding) -> &OnceCell<Option<Variant>> {
+        &self.encoded[c.index()]
+    }
+
+    /// The headers of the compressed stream for `c` (files not in memory).
+    pub fn streamed(&self, c: Coding) -> Option<&Streamed> {
+        self.streamed[c.index()].as_ref()
     }
 
     fn memory(&self) -> u64 {
         self.identity.memory()
-            + self.br.as_ref().map_or(0, Variant::memory)
-            + self.gzip.as_ref().map_or(0, Variant::memory)
+            + self.sidecars.iter().flatten().map(Variant::memory).sum::<u64>()
+            + self.encoded_memory.load(Ordering::Relaxed)
     }
 
     fn same_files(&self, path: &Path, meta: &Metadata, sidecars: &[(Coding, PathBuf, Metadata)]) -> bool {
         self.identity.same_file(path, meta)
-            && self.codings.len() == sidecars.len()
-            && sidecars.iter().all(|(c, p, m)| self.variant(*c).same_file(p, m))
+            && self.sidecars.iter().flatten().count() == sidecars.len()
+            && sidecars
+                .iter()
+                .all(|(c, p, m)| self.sidecar(*c).is_some_and(|v| v.same_file(p, m)))
     }
 }
 
@@ -202,6 +241,7 @@ impl Cache {
         meta: Metadata,
         sidecars: Vec<(Coding, PathBuf, Metadata)>,
         common: &[(String, String)],
+        compression: &Settings,
     ) -> io::Result<Arc<Entry>> {
         let cacheable = self.capacity > 0 && is_clean_key(key);
         if cacheable {
@@ -215,30 +255,53 @@ impl Cache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let vary = !sidecars.is_empty();
-        let identity = build_variant(&path, &path, &meta, None, vary, common, self.max_file)?;
+        let ctype = content_type(&path);
+        let on_the_fly = compression.codings_for(&ctype, meta.len());
+        let side_codings = sidecars.iter().fold(0, |m, (c, _, _)| m | c.bit());
+        let vary = side_codings | on_the_fly != 0;
+        let identity = build_variant(&path, &ctype, &meta, None, vary, common, self.max_file)?;
         let mut entry = Entry {
+            streamed: Default::default(),
             identity,
-            br: None,
-            gzip: None,
-            codings: Vec::new(),
+            sidecars: Default::default(),
+            codings: side_codings | on_the_fly,
+            on_the_fly,
+            encoded: Default::default(),
+            encoded_memory: AtomicU64::new(0),
             checked_ms: AtomicU64::new(self.now_ms()),
+            headers: common.into(),
         };
         for (coding, side_path, side_meta) in sidecars {
             let v = build_variant(
                 &side_path,
-                &path,
+                &ctype,
                 &side_meta,
                 Some(coding),
                 vary,
                 common,
                 self.max_file,
             )?;
-            match coding {
-                Coding::Brotli => entry.br = Some(v),
-                Coding::Gzip => entry.gzip = Some(v),
+            entry.sidecars[coding.index()] = Some(v);
+        }
+        if entry.identity.body.is_none() {
+            let level = compression.level.for_stream();
+            for c in Coding::ALL {
+                if entry.on_the_fly(c) {
+                    let etag = compress::etag(&entry.identity.etag, c, level.of(c));
+                    let block = headers(
+                        &entry.identity,
+                        etag.as_bytes(),
+                        Some(c),
+                        true,
+                        (true, false),
+                        common,
+                    );
+                    entry.streamed[c.index()] = Some(Streamed {
+                        etag: Bytes::from(etag),
+                        block,
+                    });
+                }
             }
-            entry.codings.push(coding);
         }
         let entry = Arc::new(entry);
         if cacheable {
@@ -268,6 +331,29 @@ impl Cache {
         }
         self.bytes.store(used + new, Ordering::Relaxed);
         map.insert(key.into(), entry);
+    }
+
+    /// Counts `memory` bytes of a compressed variant just made for `entry`
+    /// against the budget, if `entry` is the one cached under `key` (else it
+    /// lives only as long as the requests holding it), making room as `insert`
+    /// does, though never by dropping `entry` itself.
+    pub fn add_encoded(&self, key: &str, entry: &Arc<Entry>, memory: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if !map.get(key).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            return;
+        }
+        entry.encoded_memory.fetch_add(memory, Ordering::Relaxed);
+        let mut used = self.bytes.load(Ordering::Relaxed) + memory;
+        while used > self.capacity {
+            let Some(victim) = map.keys().find(|k| &***k != key).cloned() else {
+                break;
+            };
+            if let Some(e) = map.remove(&victim) {
+                used -= e.memory();
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.bytes.store(used, Ordering::Relaxed);
     }
 
     /// Forgets `key` (its file is gone), returning its memory to the budget.
@@ -346,7 +432,7 @@ fn etag(len: u64, modified: SystemTime, identity: &Identity) -> String {
 }
 
 /// `Content-Type` from the name of the (uncompressed) file.
-fn content_type(name_path: &Path) -> String {
+pub(crate) fn content_type(name_path: &Path) -> String {
     let mime = mime_guess::from_path(name_path)
         .first_raw()
         .unwrap_or("application/octet-stream");
@@ -369,7 +455,7 @@ fn content_type(name_path: &Path) -> String {
 /// Reads the file (when small) and pre-builds its headers.
 fn build_variant(
     path: &Path,
-    name_path: &Path,
+    ctype: &str,
     meta: &Metadata,
     coding: Option<Coding>,
     vary: bool,
@@ -393,40 +479,81 @@ fn build_variant(
         None
     };
     let identity = Identity::of(meta);
-    let etag = etag(len, modified, &identity);
-    let ctype = content_type(name_path);
-    let last_modified = httpdate::fmt_http_date(modified);
-    let build = |with_type: bool| {
-        let mut b = HeaderBlock::builder();
-        if with_type {
-            b.push("Content-Type", ctype.as_bytes());
-        }
-        if let Some(c) = coding {
-            b.push("Content-Encoding", c.token().as_bytes());
-        }
-        b.push("ETag", etag.as_bytes());
-        b.push("Last-Modified", last_modified.as_bytes());
-        b.push("Accept-Ranges", b"bytes");
-        b.push("X-Content-Type-Options", b"nosniff");
-        if vary {
-            b.push("Vary", b"Accept-Encoding");
-        }
-        for (n, v) in common {
-            b.push(n, v.as_bytes());
-        }
-        b.build()
-    };
-    Ok(Variant {
+    let mut v = Variant {
         path: path.to_path_buf(),
         len,
         modified,
         identity,
-        block: build(true),
-        block_without_type: build(false),
-        etag: Bytes::from(etag.clone()),
-        content_type: Bytes::from(ctype.clone()),
+        block: HeaderBlock::default(),
+        block_without_type: HeaderBlock::default(),
+        etag: Bytes::from(etag(len, modified, &identity)),
+        content_type: Bytes::from(ctype.to_owned()),
         body,
-    })
+    };
+    let tag = v.etag.clone();
+    v.block = headers(&v, &tag, coding, true, (vary, true), common);
+    v.block_without_type = headers(&v, &tag, coding, false, (vary, true), common);
+    Ok(v)
+}
+
+/// The file of `identity` compressed in memory to `data` by `c` at `level`.
+pub(crate) fn encoded_variant(
+    identity: &Variant,
+    c: Coding,
+    level: i32,
+    data: Vec<u8>,
+    common: &[(String, String)],
+) -> Variant {
+    let etag = Bytes::from(compress::etag(&identity.etag, c, level));
+    let mut v = Variant {
+        path: identity.path.clone(),
+        len: data.len() as u64,
+        modified: identity.modified,
+        identity: identity.identity,
+        block: HeaderBlock::default(),
+        block_without_type: HeaderBlock::default(),
+        etag: etag.clone(),
+        content_type: identity.content_type.clone(),
+        body: Some(Bytes::from(data)),
+    };
+    v.block = headers(&v, &etag, Some(c), true, (true, true), common);
+    v.block_without_type = headers(&v, &etag, Some(c), false, (true, true), common);
+    v
+}
+
+/// The header block of an answer with `v`'s type and date: with or without
+/// `Content-Type` (multipart answers name theirs), with `Content-Encoding` for
+/// a coding, `Accept-Ranges` when `ranges` (not for a stream of unknown
+/// length), `Vary` when the answer depends on `Accept-Encoding`.
+fn headers(
+    v: &Variant,
+    etag: &[u8],
+    coding: Option<Coding>,
+    with_type: bool,
+    (vary, ranges): (bool, bool),
+    common: &[(String, String)],
+) -> HeaderBlock {
+    let last_modified = httpdate::fmt_http_date(v.modified);
+    let mut b = HeaderBlock::builder();
+    if with_type {
+        b.push("Content-Type", &v.content_type);
+    }
+    if let Some(c) = coding {
+        b.push("Content-Encoding", c.token().as_bytes());
+    }
+    b.push("ETag", etag);
+    b.push("Last-Modified", last_modified.as_bytes());
+    if ranges {
+        b.push("Accept-Ranges", b"bytes");
+    }
+    b.push("X-Content-Type-Options", b"nosniff");
+    if vary {
+        b.push("Vary", b"Accept-Encoding");
+    }
+    for (n, val) in common {
+        b.push(n, val.as_bytes());
+    }
+    b.build()
 }
 
 /// Opens `path` positioned at `start`.
@@ -441,6 +568,10 @@ pub(crate) fn open_at(path: &Path, start: u64) -> io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn off() -> Settings {
+        Settings::new(&[], compress::CompressionLevel::Fast, 0, &[])
+    }
 
     fn file(dir: &Path, name: &str, len: usize) -> (PathBuf, Metadata) {
         let p = dir.join(name);
@@ -458,7 +589,9 @@ mod tests {
         let cache = Cache::new(1000, 2500, Duration::from_secs(1));
         for i in 0..5 {
             let (p, m) = file(&dir, &format!("f{i}"), 1000);
-            cache.load(&format!("/f{i}"), p, m, Vec::new(), &[]).unwrap();
+            cache
+                .load(&format!("/f{i}"), p, m, Vec::new(), &[], &off())
+                .unwrap();
             let (entries, bytes) = cache.stats();
             assert!(bytes <= 2500, "over budget: {bytes}");
             assert_eq!(bytes, entries as u64 * 1000);
@@ -471,7 +604,7 @@ mod tests {
         assert_eq!((c.entries, c.memory_bytes), (2, 2000));
         // Revalidated unchanged: a hit, not a miss.
         let (p, m) = (dir.join("f4"), std::fs::metadata(dir.join("f4")).unwrap());
-        cache.load("/f4", p, m, Vec::new(), &[]).unwrap();
+        cache.load("/f4", p, m, Vec::new(), &[], &off()).unwrap();
         assert_eq!((cache.counters().hits, cache.counters().misses), (2, 5));
         cache.remove("/f4");
         assert_eq!(cache.stats(), (1, 1000));

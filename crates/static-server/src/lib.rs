@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod compress;
 mod conditional;
 mod encoding;
 /// Entry points for the fuzz targets and their corpus replay; not a stable API.
@@ -47,14 +48,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_core::{AccessRecord, Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service};
+use http_core::{
+    AccessRecord, Body, HeaderBlock, Method, Request, RequestHead, Response, Server, Service, TlsConfig,
+};
 use tokio::net::TcpListener;
 
 use cache::{Cache, Entry, Variant};
-use conditional::Precondition;
-use encoding::Coding;
+pub use compress::{CompressionLevel, COMPRESSIBLE_TYPES};
+use conditional::{Fields, Precondition};
+pub use encoding::{Coding, UnknownCoding};
 pub use http_core::{Limits, ServerHandle};
-pub use metrics::{Metrics, MetricsSnapshot, DURATION_BUCKETS};
+pub use metrics::{CodingCounts, Metrics, MetricsSnapshot, DURATION_BUCKETS};
 use path::{PathError, SafePath};
 use range::RangeRequest;
 pub use resolve::SymlinkPolicy;
@@ -79,6 +83,9 @@ pub enum Error {
     /// An extra header has an invalid name or value.
     #[error("invalid extra header {0:?}")]
     BadHeader(String),
+    /// A media type given to [`Builder::compress_type`] is not `type/subtype`.
+    #[error("invalid media type {0:?} (expected type/subtype, type/* or type/*+suffix)")]
+    BadMediaType(String),
     /// A header rule cannot be used.
     #[error(transparent)]
     HeaderRule(#[from] RuleError),
@@ -152,6 +159,11 @@ pub struct Builder {
     fallback: Option<PathBuf>,
     fallback_extensions: Vec<String>,
     error_pages: Vec<(u16, PathBuf)>,
+    compression: Vec<Coding>,
+    compression_level: CompressionLevel,
+    compression_min_size: u64,
+    compress_types: Vec<String>,
+    tls: Option<TlsConfig>,
 }
 
 impl Builder {
@@ -179,9 +191,62 @@ impl Builder {
         self
     }
 
-    /// Whether `FILE.br` / `FILE.gz` are served to clients that accept them. Default: on.
+    /// Whether `FILE.zst` / `FILE.br` / `FILE.gz` are served to clients that
+    /// accept them. Default: on. A sidecar wins over compressing on the fly.
     pub fn precompressed(mut self, on: bool) -> Self {
         self.precompressed = on;
+        self
+    }
+
+    /// Codings to compress on the fly, in the server's order of preference (a
+    /// tie between codings the client weighs the same goes to the earlier).
+    /// Default: zstd, br, gzip. Empty: compression off (sidecars are still
+    /// served). Files are compressed when their type is compressible
+    /// ([`COMPRESSIBLE_TYPES`], [`compress_type`](Self::compress_type)) and
+    /// they are at least [`compression_min_size`](Self::compression_min_size)
+    /// long; a cached file is compressed once per coding and kept beside it,
+    /// a larger one is compressed as it streams.
+    ///
+    /// ```
+    /// use static_server::{Coding, CompressionLevel, StaticFiles};
+    ///
+    /// let files = StaticFiles::builder(std::env::temp_dir())
+    ///     .compression([Coding::Brotli, Coding::Gzip])
+    ///     .compression_level(CompressionLevel::Balanced)
+    ///     .compression_min_size(1024)
+    ///     .compress_type("application/x-ndjson")
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(files);
+    /// ```
+    pub fn compression(mut self, codings: impl IntoIterator<Item = Coding>) -> Self {
+        self.compression.clear();
+        for c in codings {
+            if !self.compression.contains(&c) {
+                self.compression.push(c);
+            }
+        }
+        self
+    }
+
+    /// How hard to compress on the fly. Default: [`CompressionLevel::Fast`].
+    pub fn compression_level(mut self, level: CompressionLevel) -> Self {
+        self.compression_level = level;
+        self
+    }
+
+    /// Files shorter than this are never compressed on the fly: the saving
+    /// would not pay for the CPU, or even fill a packet. Default: 512 bytes.
+    pub fn compression_min_size(mut self, bytes: u64) -> Self {
+        self.compression_min_size = bytes;
+        self
+    }
+
+    /// Adds a media type to compress on the fly besides
+    /// [`COMPRESSIBLE_TYPES`]: `type/subtype`, `type/*` or `type/*+suffix`
+    /// (repeatable). Checked by `build()` ([`Error::BadMediaType`]).
+    pub fn compress_type(mut self, media_type: impl Into<String>) -> Self {
+        self.compress_types.push(media_type.into());
         self
     }
 
@@ -322,6 +387,13 @@ impl Builder {
         self
     }
 
+    /// Serves HTTPS with these certificates instead of plain HTTP
+    /// ([`http_core::Server::tls`]); their handshake counts join the metrics.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the root and the headers and builds the server.
     pub fn build(self) -> Result<StaticFiles, Error> {
         let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Root {
@@ -373,8 +445,23 @@ impl Builder {
         let listing_cache_control = !common
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("cache-control"));
+        for t in &self.compress_types {
+            let valid = t.trim().split_once('/').is_some_and(|(a, b)| {
+                let token = |s: &str| !s.is_empty() && !s.contains(['/', ';', ',', ' ']);
+                token(a) && token(b)
+            });
+            if !valid {
+                return Err(Error::BadMediaType(t.clone()));
+            }
+        }
+        let compression = compress::Settings::new(
+            &self.compression,
+            self.compression_level,
+            self.compression_min_size,
+            &self.compress_types,
+        );
         Ok(StaticFiles {
-            metrics_listener: false,
+            role: Role::Files,
             inner: Arc::new(Inner {
                 root,
                 common_block: block.build(),
@@ -384,6 +471,7 @@ impl Builder {
                 pages,
                 listing_cache_control,
                 cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
+                compression,
                 counters: metrics::Counters::default(),
                 cfg: self,
             }),
@@ -396,8 +484,23 @@ impl Builder {
 #[derive(Debug, Clone)]
 pub struct StaticFiles {
     inner: Arc<Inner>,
-    /// Answers only `/metrics` (the metrics listener; see [`Metrics::serve`]).
-    metrics_listener: bool,
+    /// What this copy answers: files, or, on a listener of its own, metrics
+    /// or redirects to HTTPS.
+    role: Role,
+}
+
+/// What a [`StaticFiles`] answers. The metrics and redirect listeners run the
+/// file server's own service type in another role: a second service type
+/// would compile http-core's connection driver a second time, after which
+/// the compiler no longer inlines the request parser into the file server's
+/// (230 instructions a request, callgrind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Files,
+    /// `/metrics` only (see [`Metrics::serve`]).
+    Metrics,
+    /// Every request: `308` to the same URL over HTTPS on this port.
+    RedirectToHttps(u16),
 }
 
 #[derive(Debug)]
@@ -413,6 +516,7 @@ struct Inner {
     /// Listings carry `Cache-Control: no-cache` unless an extra header sets one.
     listing_cache_control: bool,
     cache: Cache,
+    compression: compress::Settings,
     counters: metrics::Counters,
 }
 
@@ -475,6 +579,11 @@ impl StaticFiles {
             fallback: None,
             fallback_extensions: Vec::new(),
             error_pages: Vec::new(),
+            compression: Coding::ALL.to_vec(),
+            compression_level: CompressionLevel::Fast,
+            compression_min_size: 512,
+            compress_types: Vec::new(),
+            tls: None,
         }
     }
 
@@ -509,57 +618,121 @@ impl StaticFiles {
         let max = self.inner.cfg.max_connections;
         let shutdown_timeout = self.inner.cfg.shutdown_timeout;
         let gauge = self.inner.counters.connections.clone();
-        let server = Server::new(self)
+        let tls = self.inner.cfg.tls.clone();
+        let mut server = Server::new(self)
             .limits(limits)
             .shutdown_timeout(shutdown_timeout)
             .connection_gauge(gauge);
+        if let Some(tls) = tls {
+            server = server.tls(tls);
+        }
         match max {
             Some(n) => server.max_connections(n),
             None => server,
         }
     }
+
+    /// The certificates when serving HTTPS ([`Builder::tls`]).
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.inner.cfg.tls.as_ref()
+    }
+
+    /// Serves plain HTTP on `listener` answering every request with `308` to
+    /// the same URL over HTTPS on `https_port`
+    /// ([`http_core::https_redirect`]), with the file server's limits, until
+    /// `shutdown` resolves.
+    pub async fn serve_https_redirect(
+        &self,
+        listener: TcpListener,
+        https_port: u16,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let role = StaticFiles {
+            inner: self.inner.clone(),
+            role: Role::RedirectToHttps(https_port),
+        };
+        let mut server = Server::new(role)
+            .limits(self.inner.cfg.limits.clone())
+            .shutdown_timeout(self.inner.cfg.shutdown_timeout);
+        if let Some(n) = self.inner.cfg.max_connections {
+            server = server.max_connections(n);
+        }
+        server.serve(listener, shutdown).await
+    }
 }
 
 impl Service for StaticFiles {
     async fn call(&self, req: Request<'_>) -> Response {
-        if self.metrics_listener {
-            return metrics::answer(&self.inner, req.head);
+        if self.role != Role::Files {
+            return self.answer_other_role(req.head);
         }
-        self.inner.handle(req.head, req.received)
+        match self.inner.handle(req.head, req.received) {
+            Answer::Ready(r) => r,
+            // Boxed: the future of the common answer stays small.
+            Answer::Compress(entry, c) => Box::pin(self.inner.compress_and_respond(req.head, entry, c)).await,
+        }
     }
 
     fn on_response(&self, record: &AccessRecord<'_>) {
-        if !self.metrics_listener {
+        if self.role == Role::Files {
             self.inner.counters.responses.record(record);
+        }
+    }
+}
+
+impl StaticFiles {
+    /// The metrics or redirect listener's answer, out of line: inlined, it
+    /// would swell the file server's request path.
+    #[cold]
+    #[inline(never)]
+    fn answer_other_role(&self, head: &RequestHead) -> Response {
+        match self.role {
+            Role::RedirectToHttps(port) => http_core::https_redirect(head, port),
+            _ => metrics::answer(&self.inner, head),
         }
     }
 }
 
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
+/// What `Inner::handle` decided: an answer, or a file to compress first (the
+/// first request for a coding of a file held in memory).
+enum Answer {
+    Ready(Response),
+    Compress(Arc<Entry>, Coding),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Self {
+        Answer::Ready(r)
+    }
+}
+
 impl Inner {
-    fn handle(&self, head: &RequestHead, now: std::time::Instant) -> Response {
+    fn handle(&self, head: &RequestHead, now: std::time::Instant) -> Answer {
         match head.method() {
             Method::Get | Method::Head => {}
             Method::Options => {
                 return Response::new(204)
                     .header("Allow", ALLOW)
-                    .header_block(self.common_block.clone());
+                    .header_block(self.common_block.clone())
+                    .into();
             }
             _ => {
                 return self
                     .error(head, 405, "method not allowed\n")
-                    .header("Allow", ALLOW);
+                    .header("Allow", ALLOW)
+                    .into();
             }
         }
         let raw = head.path();
         if let Some(entry) = self.cache.get_fresh(raw, now) {
-            return self.respond(head, &entry);
+            return self.respond(head, entry);
         }
         let safe = match path::sanitize(raw, self.cfg.dotfiles) {
             Ok(p) => p,
-            Err(PathError::BadRequest) => return self.error(head, 400, "bad request path\n"),
-            Err(PathError::Hidden) => return self.not_found(head),
+            Err(PathError::BadRequest) => return self.error(head, 400, "bad request path\n").into(),
+            Err(PathError::Hidden) => return self.not_found(head).into(),
         };
         let segs = resolve::segments(&safe);
         let found = match resolve::find(&self.root, &segs, self.cfg.symlinks, self.cfg.dotfiles) {
@@ -572,14 +745,14 @@ impl Inner {
                         return r;
                     }
                 }
-                return self.not_found_error(head, e);
+                return self.not_found_error(head, e).into();
             }
         };
         match found {
             Found::File { path, meta } => {
                 if safe.trailing_slash {
                     // `/file.html/` names no directory.
-                    return self.not_found(head);
+                    return self.not_found(head).into();
                 }
                 self.serve_file(head, raw, &segs, path, meta)
             }
@@ -589,7 +762,9 @@ impl Inner {
                     location.push('?');
                     location.push_str(q);
                 }
-                self.text(301, "moved permanently\n").header("Location", location)
+                self.text(301, "moved permanently\n")
+                    .header("Location", location)
+                    .into()
             }
             Found::Dir { path } => {
                 for index in &self.cfg.index {
@@ -602,9 +777,9 @@ impl Inner {
                     }
                 }
                 if self.cfg.listing {
-                    self.listing(head, &path, &safe)
+                    self.listing(head, &path, &safe).into()
                 } else {
-                    self.not_found(head)
+                    self.not_found(head).into()
                 }
             }
         }
@@ -653,13 +828,13 @@ impl Inner {
     }
 
     /// The fallback file's answer to an absent `safe` path, if it gets one.
-    fn fallback(&self, head: &RequestHead, safe: &SafePath, now: Instant) -> Option<Response> {
+    fn fallback(&self, head: &RequestHead, safe: &SafePath, now: Instant) -> Option<Answer> {
         let page = self.fallback.as_ref()?;
         if !self.wants_fallback(safe.segments.last()?) {
             return None;
         }
         if let Some(entry) = self.cache.get_fresh(&page.key, now) {
-            return Some(self.respond(head, &entry));
+            return Some(self.respond(head, entry));
         }
         let segs = str_segs(&page.segs);
         match resolve::find(&self.root, &segs, self.cfg.symlinks, false) {
@@ -733,10 +908,10 @@ impl Inner {
         segs: &[&str],
         path: PathBuf,
         meta: std::fs::Metadata,
-    ) -> Response {
+    ) -> Answer {
         match self.load(key, segs, path, meta) {
-            Ok(entry) => self.respond(head, &entry),
-            Err(e) => self.not_found_error(head, e.into()),
+            Ok(entry) => self.respond(head, entry),
+            Err(e) => self.not_found_error(head, e.into()).into(),
         }
     }
 
@@ -750,7 +925,7 @@ impl Inner {
     ) -> std::io::Result<Arc<Entry>> {
         let mut sidecars = Vec::new();
         if self.cfg.precompressed {
-            for coding in [Coding::Brotli, Coding::Gzip] {
+            for coding in Coding::ALL {
                 let mut side = segs.to_vec();
                 let last = format!("{}{}", segs.last().copied().unwrap_or_default(), coding.suffix());
                 side.pop();
@@ -763,30 +938,101 @@ impl Inner {
             }
         }
         let headers = self.file_headers(segs, &path);
-        self.cache.load(key, path, meta, sidecars, &headers)
+        self.cache
+            .load(key, path, meta, sidecars, &headers, &self.compression)
     }
 
-    fn respond(&self, head: &RequestHead, entry: &Entry) -> Response {
-        let variant = match entry.codings() {
-            [] => &entry.identity,
-            available => match encoding::choose(head.header("accept-encoding"), available) {
-                Some(c) => entry.variant(c),
-                None => &entry.identity,
-            },
+    /// Picks the representation (RFC 9110 §12.5.3) and answers with it; for a
+    /// client that sends no `Accept-Encoding`, or a file whose answers never
+    /// vary, this costs one branch over answering identity.
+    fn respond(&self, head: &RequestHead, entry: Arc<Entry>) -> Answer {
+        let fields = Fields::of(head);
+        let codings = entry.codings();
+        if codings == 0 {
+            return self.send(head, &fields, &entry.identity, false).into();
+        }
+        let Some(c) = encoding::choose(fields.accept_encoding, codings, &self.compression.preference) else {
+            return self.send(head, &fields, &entry.identity, true).into();
         };
-        match conditional::evaluate(head, &variant.etag, variant.modified) {
+        // A sidecar wins over compressing on the fly.
+        if let Some(v) = entry.sidecar(c) {
+            self.counters.compression.answered(c);
+            return self.send(head, &fields, v, true).into();
+        }
+        if entry.identity.body.is_none() {
+            return self.send_stream(head, &fields, &entry, c).into();
+        }
+        match entry.encoded(c).get() {
+            Some(Some(v)) => {
+                self.counters.compression.answered(c);
+                self.send(head, &fields, v, true).into()
+            }
+            // Compressed, it was no smaller.
+            Some(None) => self.send(head, &fields, &entry.identity, true).into(),
+            None => Answer::Compress(entry, c),
+        }
+    }
+
+    /// The first request for coding `c` of a file held in memory: compresses it
+    /// off the async workers (a large file at a high level takes a while), once
+    /// however many requests ask at the same time, keeps the result beside the
+    /// file in the cache, and answers from it.
+    async fn compress_and_respond(&self, head: &RequestHead, entry: Arc<Entry>, c: Coding) -> Response {
+        let fields = Fields::of(head);
+        let level = self.compression.level;
+        let made = entry
+            .encoded(c)
+            .get_or_init(|| async {
+                let data = entry.identity.body.clone()?;
+                let started = std::time::Instant::now();
+                let packed = tokio::task::spawn_blocking(move || compress::compress(c, level, &data)).await;
+                let packed = match packed {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        tracing::warn!(path = %entry.identity.path.display(), error = %e, coding = %c, "compression failed");
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %entry.identity.path.display(), error = %e, coding = %c, "compression task failed");
+                        return None;
+                    }
+                };
+                self.counters.compression.record(c, entry.identity.len, packed.len() as u64, started.elapsed());
+                if packed.len() as u64 >= entry.identity.len {
+                    return None;
+                }
+                let v = cache::encoded_variant(&entry.identity, c, level.of(c), packed, &entry.headers);
+                self.cache.add_encoded(head.path(), &entry, v.memory());
+                Some(v)
+            })
+            .await;
+        match made {
+            Some(v) => {
+                self.counters.compression.answered(c);
+                self.send(head, &fields, v, true)
+            }
+            None => self.send(head, &fields, &entry.identity, true),
+        }
+    }
+
+    /// Answers with one representation held in memory or on disk, under the
+    /// request's preconditions and ranges. `varies`: the answer depends on
+    /// `Accept-Encoding` (its errors say so too).
+    fn send(&self, head: &RequestHead, fields: &Fields<'_>, variant: &Variant, varies: bool) -> Response {
+        match conditional::evaluate(fields, &variant.etag, variant.modified) {
             Precondition::Proceed => {}
             Precondition::NotModified => return Response::new(304).header_block(variant.block.clone()),
-            Precondition::Failed => return self.error(head, 412, "precondition failed\n"),
+            Precondition::Failed => return self.vary(self.error(head, 412, "precondition failed\n"), varies),
         }
-        if let Some(r) = head.header("range") {
-            if conditional::if_range_allows(head, &variant.etag, variant.modified) {
+        if let Some(r) = fields.range {
+            if conditional::if_range_allows(fields, &variant.etag, variant.modified) {
                 match range::parse(r, variant.len) {
                     RangeRequest::Full => {}
                     RangeRequest::Unsatisfiable => {
-                        return self
+                        let refused = self
                             .error(head, 416, "range not satisfiable\n")
                             .header("Content-Range", format!("bytes */{}", variant.len));
+                        return self.vary(refused, varies);
                     }
                     RangeRequest::Ranges(ranges) => return self.partial(head, variant, ranges),
                 }
@@ -795,6 +1041,50 @@ impl Inner {
         Response::new(200)
             .header_block(variant.block.clone())
             .body(self.body(head, variant, 0, variant.len))
+    }
+
+    /// Answers with a file too large to keep in memory, compressed by `c` as it
+    /// is sent: chunked (its length is unknown until the end), and `Range` is
+    /// ignored (the whole representation, 200), as nginx does for gzip.
+    fn send_stream(&self, head: &RequestHead, fields: &Fields<'_>, entry: &Entry, c: Coding) -> Response {
+        let Some(s) = entry.streamed(c) else {
+            return self.send(head, fields, &entry.identity, true);
+        };
+        self.counters.compression.answered(c);
+        let modified = entry.identity.modified;
+        match conditional::evaluate(fields, &s.etag, modified) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => return Response::new(304).header_block(s.block.clone()),
+            Precondition::Failed => return self.vary(self.error(head, 412, "precondition failed\n"), true),
+        }
+        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if head.method() == Method::Head {
+            Box::new(tokio::io::empty())
+        } else {
+            match cache::open_at(&entry.identity.path, 0) {
+                Ok(file) => {
+                    let file = compress::Exact::new(tokio::fs::File::from_std(file), entry.identity.len);
+                    compress::stream(c, self.compression.level, file)
+                }
+                Err(e) => {
+                    // Nothing is sent yet: say so rather than send an empty stream.
+                    tracing::warn!(path = %entry.identity.path.display(), error = %e, "file vanished");
+                    return self.not_found(head);
+                }
+            }
+        };
+        Response::new(200)
+            .header_block(s.block.clone())
+            .body(Body::Stream { len: None, reader })
+    }
+
+    /// Adds `Vary: Accept-Encoding` to an error answer about a file whose
+    /// answers vary.
+    fn vary(&self, r: Response, varies: bool) -> Response {
+        if varies {
+            r.header("Vary", "Accept-Encoding")
+        } else {
+            r
+        }
     }
 
     fn partial(&self, head: &RequestHead, v: &Variant, ranges: Vec<(u64, u64)>) -> Response {

@@ -90,16 +90,7 @@ fn prefers_json(accept: &[u8]) -> bool {
     let mut json = 0u16;
     // (q, how specific: 3 text/html, 2 text/*, 1 */*)
     let mut html = (0u16, 0u8);
-    http_core::for_each_token(accept, |element| {
-        let mut parts = element.split(|&b| b == b';');
-        let range = parts.next().unwrap_or_default().trim_ascii();
-        let mut q = 1000;
-        for p in parts {
-            let p = p.trim_ascii();
-            if p.len() > 2 && p[..2].eq_ignore_ascii_case(b"q=") {
-                q = parse_q(&p[2..]).unwrap_or(0);
-            }
-        }
+    crate::encoding::for_each_weighted(accept, |range, q| {
         if range.eq_ignore_ascii_case(b"application/json") {
             json = json.max(q);
             return;
@@ -118,26 +109,6 @@ fn prefers_json(accept: &[u8]) -> bool {
         }
     });
     json > 0 && (json, 3) > html
-}
-
-/// `qvalue` of RFC 9110 §12.4.2, scaled to 0–1000.
-fn parse_q(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match v.iter().position(|&b| b == b'.') {
-        Some(i) => (&v[..i], &v[i + 1..]),
-        None => (v, &[][..]),
-    };
-    if int.len() != 1 || frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut thousandths: u16 = 0;
-    for i in 0..3 {
-        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| u16::from(d - b'0'));
-    }
-    match int[0] {
-        b'0' => Some(thousandths),
-        b'1' if thousandths == 0 => Some(1000),
-        _ => None,
-    }
 }
 
 /// One entry of a directory.

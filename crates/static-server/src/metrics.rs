@@ -3,11 +3,12 @@
 //! listener of its own.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_core::metrics::{ConnectionGauge, ResponseMetrics, ResponseSnapshot};
-use http_core::{Method, Request, RequestHead, Response, Server, ServerHandle, Service};
+use http_core::{Method, Request, RequestHead, Response, Server, ServerHandle, Service, TlsConfig};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -16,7 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 
-use crate::{Inner, StaticFiles};
+use crate::{Coding, Inner, StaticFiles};
 
 /// Upper bounds of the request-duration buckets: 0.1 ms to 10 s. A file
 /// answered from memory takes tens of microseconds, so the buckets start
@@ -53,6 +54,68 @@ pub(crate) struct Counters {
     pub responses: ResponseMetrics,
     /// Client connections open, counted by the server's accept loop.
     pub connections: ConnectionGauge,
+    /// Answers by content coding, and the compressions made.
+    pub compression: CompressionCounters,
+}
+
+/// Per coding (indexed by `Coding::index`): answers sent with it, and the
+/// in-memory compressions made, their input and output bytes and CPU time.
+/// Only the compressed paths touch these.
+#[derive(Debug, Default)]
+pub(crate) struct CompressionCounters {
+    responses: [AtomicU64; 3],
+    compressions: [AtomicU64; 3],
+    input: [AtomicU64; 3],
+    output: [AtomicU64; 3],
+    micros: [AtomicU64; 3],
+}
+
+impl CompressionCounters {
+    /// One answer carrying coding `c` (a sidecar, a cached or a streamed form).
+    pub fn answered(&self, c: Coding) {
+        self.responses[c.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One file compressed in memory.
+    pub fn record(&self, c: Coding, input: u64, output: u64, took: Duration) {
+        let i = c.index();
+        self.compressions[i].fetch_add(1, Ordering::Relaxed);
+        self.input[i].fetch_add(input, Ordering::Relaxed);
+        self.output[i].fetch_add(output, Ordering::Relaxed);
+        self.micros[i].fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<CodingCounts> {
+        let get = |a: &[AtomicU64; 3], c: Coding| a[c.index()].load(Ordering::Relaxed);
+        Coding::ALL
+            .into_iter()
+            .map(|c| CodingCounts {
+                coding: c,
+                responses: get(&self.responses, c),
+                compressions: get(&self.compressions, c),
+                input_bytes: get(&self.input, c),
+                output_bytes: get(&self.output, c),
+                compress_micros: get(&self.micros, c),
+            })
+            .collect()
+    }
+}
+
+/// What was sent and made with one content coding (see [`MetricsSnapshot::compression`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodingCounts {
+    /// The coding.
+    pub coding: Coding,
+    /// Answers carrying it (from a sidecar, a cached compressed form, or a stream; 304s included).
+    pub responses: u64,
+    /// Files compressed in memory to it (once per file version kept in the cache).
+    pub compressions: u64,
+    /// Bytes those compressions read.
+    pub input_bytes: u64,
+    /// Bytes they made (`input_bytes - output_bytes` saved per copy sent).
+    pub output_bytes: u64,
+    /// Time they took (on the blocking pool, hand-off included), in microseconds.
+    pub compress_micros: u64,
 }
 
 impl Default for Counters {
@@ -62,6 +125,7 @@ impl Default for Counters {
         Counters {
             responses: ResponseMetrics::new(&DURATION_BUCKETS),
             connections: ConnectionGauge::new(),
+            compression: CompressionCounters::default(),
         }
     }
 }
@@ -99,6 +163,8 @@ impl Default for Counters {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// Serve them over HTTPS (see [`Metrics::tls`]).
+    tls: Option<TlsConfig>,
 }
 
 /// A server's metrics at one moment (see [`Metrics::snapshot`]).
@@ -117,13 +183,22 @@ pub struct MetricsSnapshot {
     pub cache_evictions: u64,
     /// Files in the cache.
     pub cache_entries: usize,
-    /// Bytes of file content held in the cache.
+    /// Bytes of file content held in the cache (compressed forms included).
     pub cache_memory_bytes: u64,
+    /// Per content coding (zstd, br, gzip): answers and compressions.
+    pub compression: Vec<CodingCounts>,
 }
 
 impl Metrics {
     pub(crate) fn new(inner: Arc<Inner>) -> Self {
-        Metrics { inner }
+        Metrics { inner, tls: None }
+    }
+
+    /// Serves the metrics over HTTPS with these certificates (the file
+    /// server's, usually) instead of plain HTTP.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The counts now.
@@ -137,6 +212,7 @@ impl Metrics {
             cache_evictions: c.evictions,
             cache_entries: c.entries,
             cache_memory_bytes: c.memory_bytes,
+            compression: self.inner.counters.compression.snapshot(),
         }
     }
 
@@ -146,9 +222,11 @@ impl Metrics {
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
-        registry
-            .sub_registry_with_prefix("static_server")
-            .register_collector(Box::new(Snapshot(self.snapshot())));
+        let sub = registry.sub_registry_with_prefix("static_server");
+        sub.register_collector(Box::new(Snapshot(self.snapshot())));
+        if let Some(tls) = &self.inner.cfg.tls {
+            sub.register_collector(Box::new(tls.collector()));
+        }
         let mut out = String::with_capacity(4096);
         prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
         Ok(out)
@@ -184,13 +262,18 @@ impl Metrics {
     /// server's driver. That cost 230 instructions a request (callgrind), more
     /// than everything the metrics count.
     fn server(self) -> Server<StaticFiles> {
+        let tls = self.tls;
         let role = StaticFiles {
             inner: self.inner,
-            metrics_listener: true,
+            role: crate::Role::Metrics,
         };
-        Server::new(role)
+        let server = Server::new(role)
             .max_connections(MAX_CONNECTIONS)
-            .shutdown_timeout(Duration::from_secs(1))
+            .shutdown_timeout(Duration::from_secs(1));
+        match tls {
+            Some(tls) => server.tls(tls),
+            None => server,
+        }
     }
 }
 
@@ -227,6 +310,9 @@ pub(crate) fn answer(inner: &Arc<Inner>, head: &RequestHead) -> Response {
 
 const DURATION_HELP: &str =
     "Time from a request's head to the end of writing its response, for responses the server made (not the refusals).";
+
+/// A per-coding counter family: name, unit, help, and the count it reads.
+type PerCoding = (&'static str, Option<Unit>, &'static str, fn(&CodingCounts) -> u64);
 
 /// A snapshot, encoded on each scrape of the registry it is in.
 #[derive(Debug)]
@@ -314,6 +400,48 @@ impl Collector for Snapshot {
         for (name, unit, help, value) in gauges {
             let family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
             ConstGauge::new(value).encode(family)?;
+        }
+        let per_coding: [PerCoding; 4] = [
+            (
+                "encoded_responses",
+                None,
+                "Answers sent with a content coding (precompressed sidecar, cached compressed form or compressed stream), by coding.",
+                |c| c.responses,
+            ),
+            (
+                "compressions",
+                None,
+                "Files compressed in memory (once per file version and coding while cached), by coding.",
+                |c| c.compressions,
+            ),
+            (
+                "compression_input",
+                Some(Unit::Bytes),
+                "Bytes read by the in-memory compressions, by coding.",
+                |c| c.input_bytes,
+            ),
+            (
+                "compression_output",
+                Some(Unit::Bytes),
+                "Bytes made by the in-memory compressions, by coding.",
+                |c| c.output_bytes,
+            ),
+        ];
+        for (name, unit, help, get) in per_coding {
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
+            for c in &s.compression {
+                ConstCounter::new(get(c)).encode(family.encode_family(&[("coding", c.coding.token())])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "compression",
+            "Time the in-memory compressions took (on the blocking pool), by coding.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for c in &s.compression {
+            ConstCounter::new(c.compress_micros as f64 / 1e6)
+                .encode(family.encode_family(&[("coding", c.coding.token())])?)?;
         }
         encoder
             .encode_descriptor("build", "The server's version.", None, MetricType::Info)?

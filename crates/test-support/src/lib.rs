@@ -21,6 +21,7 @@ mod memory;
 mod process;
 mod prometheus;
 mod raw;
+mod tls;
 mod wire;
 
 pub use aio::{bind, next_head, read_head, read_response, read_to_close, runtime};
@@ -30,6 +31,7 @@ pub use memory::{proc_status_kib, rss_bytes};
 pub use process::{curl, curl_status, run_within, wait_timeout};
 pub use prometheus::{parse_prometheus, Parsed, Sample};
 pub use raw::{accepts_connections, exchange, read_until, RawConn};
+pub use tls::{replace_file, CertFiles, TestCa};
 pub use wire::{content_length, find, head_len, status_of};
 
 /// Upper bound on any single wait: a connection, a response, a log line, an exit.

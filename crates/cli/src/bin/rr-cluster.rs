@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
-use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyKind, Timeouts};
+use rr_proxy::{AdminSecurity, HealthCheck, Proxy, StrategyOptions, Timeouts};
 use static_server::StaticFiles;
 use tracing::Instrument;
 
@@ -39,9 +39,8 @@ struct Args {
     #[arg(long, value_name = "PORTS", default_value = "9002-9005", value_parser = parse_ports)]
     backend_ports: PortList,
 
-    /// How the next backend is chosen: round-robin, weighted or least-connections.
-    #[arg(long, value_name = "NAME", default_value = "round-robin")]
-    strategy: StrategyKind,
+    #[command(flatten)]
+    strategy: cli::StrategyArgs,
 
     /// Address of the admin listener (status page, /stats, /metrics, drain/enable).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44445", value_parser = cli::parse_listen)]
@@ -82,6 +81,12 @@ struct Args {
     /// Log line format: text, or json (one JSON object per line, access lines included).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     log_format: cli::LogFormat,
+
+    /// TLS for the balancer (and the admin listener, so that the demo page's
+    /// link to the status page keeps its scheme); the backends stay plain on
+    /// loopback.
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 }
 
 /// Each backend's in-memory cache: files up to this size...
@@ -119,6 +124,9 @@ fn parse_ports(s: &str) -> Result<PortList, String> {
 
 fn main() -> ExitCode {
     let args: Args = cli::parse_args();
+    if let Err(e) = args.tls.check() {
+        return cli::fail_usage(e);
+    }
     let admin_security = if args.no_admin {
         None
     } else {
@@ -127,30 +135,36 @@ fn main() -> ExitCode {
             Err(e) => return cli::fail(e),
         }
     };
+    let strategy = match args.strategy.options(false) {
+        Ok(o) => o,
+        Err(e) => return cli::fail_usage(e),
+    };
     if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
     }
     let threads = args.threads;
-    cli::run(threads, |stop| run(args, admin_security, stop))
+    cli::run(threads, |stop| run(args, strategy, admin_security, stop))
 }
 
 /// The start-up summary of the balancer.
 fn balancer_summary(
     args: &Args,
+    strategy: &StrategyOptions,
     local: SocketAddr,
     backends: &[(SocketAddr, u32)],
     health: &HealthCheck,
     admin: Option<SocketAddr>,
+    tls: Option<&http_core::TlsConfig>,
 ) -> String {
     let list: Vec<String> = backends.iter().map(|(a, _)| a.to_string()).collect();
     let t = Timeouts::default();
     format!(
         "balancer on {local}: mode http; {} backends ({}); strategy {}; health check {}; \
          timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; limits: max connections {}; \
-         admin {}; shutdown timeout {}",
+         admin {}; shutdown timeout {}; tls {}",
         list.len(),
         list.join(", "),
-        args.strategy.as_str(),
+        args.strategy.describe(strategy),
         cli::describe_health(Some(health)),
         cli::format_duration(t.connect),
         cli::format_duration(t.response),
@@ -160,6 +174,7 @@ fn balancer_summary(
         http_core::connection_capacity(2),
         admin.map_or("off".to_owned(), |a| a.to_string()),
         cli::format_duration(args.shutdown_timeout),
+        args.tls.describe(tls),
     )
 }
 
@@ -179,7 +194,12 @@ fn backends_summary(args: &Args, root: &std::path::Path, backends: &[(SocketAddr
     )
 }
 
-async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
+async fn run(
+    args: Args,
+    strategy: StrategyOptions,
+    admin_security: Option<AdminSecurity>,
+    stop: cli::Stop,
+) -> Result<(), String> {
     // Bind everything first, so a taken port is reported before anything runs.
     let backend_ip = match args.listen.ip() {
         ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -189,7 +209,12 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     for &port in &args.backend_ports.0 {
         backend_listeners.push(cli::bind(SocketAddr::new(backend_ip, port)).await?);
     }
+    let tls = args.tls.load()?;
     let listener = cli::bind(args.listen).await?;
+    let redirect = match args.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
     let admin_listener = match admin_security {
         Some(security) => Some((cli::bind(args.admin).await?, security)),
         None => None,
@@ -225,37 +250,47 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
         tcp_only: true,
         ..HealthCheck::default()
     };
-    let proxy = Proxy::builder()
+    let mut proxy = Proxy::builder()
         .backends(backends.iter().copied())
-        .strategy_boxed(args.strategy.build())
+        .strategy_boxed(args.strategy.build(&strategy))
         .health_check(health.clone())
         .limits(Limits {
             header_timeout: args.header_timeout,
             keep_alive_timeout: args.keep_alive_timeout,
             ..Limits::default()
         })
-        .shutdown_timeout(args.shutdown_timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .shutdown_timeout(args.shutdown_timeout);
+    if let Some(tls) = &tls {
+        proxy = proxy.tls(tls.clone());
+    }
+    let proxy = proxy.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = match &admin_listener {
         Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
     if let Some(a) = admin_addr {
-        cli::announce("admin", a);
+        cli::announce_url("admin", scheme, a);
     }
-    cli::announce("rr-cluster", local);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
+    }
+    cli::announce_url("rr-cluster", scheme, local);
     match admin_addr {
         Some(a) => cli::notice(&format!(
-            "open http://localhost:{}/page.html?admin={} (status page: http://localhost:{}/)",
+            "open {scheme}://localhost:{}/page.html?admin={} (status page: {scheme}://localhost:{}/)",
             local.port(),
             a.port(),
             a.port()
         )),
         None => cli::notice(&format!(
-            "open http://localhost:{}/page.html (no status page: --no-admin)",
+            "open {scheme}://localhost:{}/page.html (no status page: --no-admin)",
             local.port()
         )),
     }
@@ -264,15 +299,32 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     }
     tracing::info!(
         "{}",
-        balancer_summary(&args, local, &backends, &health, admin_addr)
+        balancer_summary(
+            &args,
+            &strategy,
+            local,
+            &backends,
+            &health,
+            admin_addr,
+            tls.as_ref()
+        )
     );
-    let mut ready: Vec<(String, SocketAddr)> = backends
+    let mut ready: Vec<(String, &str, SocketAddr)> = backends
         .iter()
-        .map(|(a, _)| (format!("backend-{}", a.port()), *a))
+        .map(|(a, _)| (format!("backend-{}", a.port()), "http", *a))
         .collect();
-    ready.extend(admin_addr.map(|a| ("admin".to_owned(), a)));
-    ready.push(("rr-cluster".to_owned(), local));
-    cli::notify_ready(&ready.iter().map(|(w, a)| (w.as_str(), *a)).collect::<Vec<_>>());
+    ready.extend(admin_addr.map(|a| ("admin".to_owned(), scheme, a)));
+    ready.extend(redirect_addr.map(|a| ("redirect to https".to_owned(), "http", a)));
+    ready.push(("rr-cluster".to_owned(), scheme, local));
+    cli::notify_ready(
+        &ready
+            .iter()
+            .map(|(w, s, a)| (w.as_str(), *s, *a))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
@@ -282,13 +334,24 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
     let admin_task = admin_listener.map(|(admin_listener, security)| {
         let mut s = signal.clone();
         tokio::spawn(
-            rr_proxy::serve_admin_with(
-                handle,
-                admin_listener,
-                security,
-                async move { s.triggered().await },
-            )
+            rr_proxy::serve_admin_https(handle, admin_listener, security, tls.clone(), async move {
+                s.triggered().await
+            })
             .instrument(tracing::info_span!("admin")),
+        )
+    });
+    let redirect_task = redirect.map(|listener| {
+        let mut s = signal.clone();
+        let server = http_core::Server::new(http_core::RedirectToHttps::new(local.port()))
+            .limits(Limits {
+                header_timeout: args.header_timeout,
+                keep_alive_timeout: args.keep_alive_timeout,
+                ..Limits::default()
+            })
+            .shutdown_timeout(args.shutdown_timeout);
+        tokio::spawn(
+            async move { server.serve(listener, async move { s.triggered().await }).await }
+                .instrument(tracing::info_span!("redirect")),
         )
     });
     let mut s = signal.clone();
@@ -297,6 +360,9 @@ async fn run(args: Args, admin_security: Option<AdminSecurity>, stop: cli::Stop)
         .instrument(tracing::info_span!("proxy"))
         .await;
     if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    if let Some(t) = redirect_task {
         let _ = t.await;
     }
     // The balancer has drained; now the backends can go, all at once, so that

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
 use rr_proxy::{
-    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyKind, Timeouts,
+    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyOptions,
+    Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -32,10 +33,8 @@ struct Cli {
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
     backends: Vec<BackendSpec>,
 
-    /// How the next backend is chosen: round-robin or least-connections, both
-    /// weight-aware (weighted: round-robin under its older name).
-    #[arg(long, value_name = "NAME", default_value = "round-robin")]
-    strategy: StrategyKind,
+    #[command(flatten)]
+    strategy: cli::StrategyArgs,
 
     /// Balance HTTP requests (http) or TCP connections (tcp).
     #[arg(long, value_name = "MODE", default_value = "http")]
@@ -152,6 +151,14 @@ struct Cli {
     /// connections) in flight may take to finish before they are cut off.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = cli::parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Serve the admin listener over HTTPS too, with the --tls-cert
+    /// certificates (default: plain HTTP, for a loopback or internal address).
+    #[arg(long, requires = "admin")]
+    admin_tls: bool,
+
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -166,6 +173,12 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_args();
+    if let Err(e) = cli.tls.check() {
+        return cli::fail_usage(e);
+    }
+    if cli.admin_tls && !cli.tls.enabled() {
+        return cli::fail_usage("--admin-tls needs --tls-cert and --tls-key");
+    }
     if cli.backends.is_empty() {
         return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
     }
@@ -179,15 +192,26 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    let strategy = match cli.strategy.options(cli.mode == Mode::Tcp) {
+        Ok(o) => o,
+        Err(e) => return cli::fail_usage(e),
+    };
     if let Err(e) = cli::init_logging("info", cli.log_format) {
         return cli::fail_usage(e);
     }
     let threads = cli.threads;
-    cli::run(threads, |stop| run(cli, admin_security, stop))
+    cli::run(threads, |stop| run(cli, strategy, admin_security, stop))
 }
 
 /// The start-up summary: where it listens, what it balances over and how.
-fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Option<SocketAddr>) -> String {
+fn summary(
+    cli: &Cli,
+    strategy: &StrategyOptions,
+    local: SocketAddr,
+    health: Option<&HealthCheck>,
+    admin: Option<SocketAddr>,
+    tls: Option<&http_core::TlsConfig>,
+) -> String {
     let backends: Vec<String> = cli
         .backends
         .iter()
@@ -203,12 +227,12 @@ fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Op
     format!(
         "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
-         limits: max connections {max_connections}, max attempts {}; admin {}; shutdown timeout {}",
+         limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}",
         cli.mode.as_str(),
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
         backends.join(", "),
-        cli.strategy.as_str(),
+        cli.strategy.describe(strategy),
         cli::describe_health(health),
         match cli.eject_after {
             0 => "off".to_owned(),
@@ -224,14 +248,21 @@ fn summary(cli: &Cli, local: SocketAddr, health: Option<&HealthCheck>, admin: Op
         cli::format_duration(cli.keep_alive_timeout),
         cli.max_attempts,
         admin.map_or("off".to_owned(), |a| a.to_string()),
+        if cli.admin_tls { " (https)" } else { "" },
         cli::format_duration(cli.shutdown_timeout),
+        cli.tls.describe(tls),
     )
 }
 
-async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -> Result<(), String> {
+async fn run(
+    cli: Cli,
+    strategy: StrategyOptions,
+    admin_security: Option<AdminSecurity>,
+    stop: cli::Stop,
+) -> Result<(), String> {
     let mut builder = Proxy::builder()
         .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
-        .strategy_boxed(cli.strategy.build())
+        .strategy_boxed(cli.strategy.build(&strategy))
         .mode(cli.mode)
         .timeouts(Timeouts {
             connect: cli.connect_timeout,
@@ -269,6 +300,10 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
     if let Some(h) = &health {
         builder = builder.health_check(h.clone());
     }
+    let tls = cli.tls.load()?;
+    if let Some(tls) = &tls {
+        builder = builder.tls(tls.clone());
+    }
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
 
@@ -277,37 +312,73 @@ async fn run(cli: Cli, admin_security: Option<AdminSecurity>, stop: cli::Stop) -
         Some(addr) => Some(cli::bind(addr).await?),
         None => None,
     };
+    let redirect = match cli.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = match &admin {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    cli::announce("rr-proxy", local);
-    if let Some(a) = admin_addr {
-        cli::announce("admin", a);
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let admin_scheme = if cli.admin_tls { "https" } else { "http" };
+    cli::announce_url("rr-proxy", scheme, local);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
     }
-    tracing::info!("{}", summary(&cli, local, health.as_ref(), admin_addr));
-    let mut ready = vec![("rr-proxy", local)];
-    ready.extend(admin_addr.map(|a| ("admin", a)));
+    if let Some(a) = admin_addr {
+        cli::announce_url("admin", admin_scheme, a);
+    }
+    tracing::info!(
+        "{}",
+        summary(&cli, &strategy, local, health.as_ref(), admin_addr, tls.as_ref())
+    );
+    let mut ready = vec![("rr-proxy", scheme, local)];
+    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
+    ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
     cli::notify_ready(&ready);
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
         stop.await;
         trigger.trigger();
     });
+    let admin_tls = if cli.admin_tls { tls.clone() } else { None };
     let admin_task = admin.zip(admin_security).map(|(listener, security)| {
         let mut s = signal.clone();
-        tokio::spawn(rr_proxy::serve_admin_with(
+        tokio::spawn(rr_proxy::serve_admin_https(
             handle,
             listener,
             security,
+            admin_tls,
             async move { s.triggered().await },
         ))
+    });
+    let redirect_task = redirect.map(|listener| {
+        let mut s = signal.clone();
+        let server = http_core::Server::new(http_core::RedirectToHttps::new(local.port()))
+            .limits(Limits {
+                keep_alive_timeout: cli.keep_alive_timeout,
+                header_timeout: cli.header_timeout,
+                ..Limits::default()
+            })
+            .shutdown_timeout(cli.shutdown_timeout);
+        tokio::spawn(async move { server.serve(listener, async move { s.triggered().await }).await })
     });
     let mut s = signal.clone();
     let served = proxy.serve(listener, async move { s.triggered().await }).await;
     if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    if let Some(t) = redirect_task {
         let _ = t.await;
     }
     served.map_err(|e| format!("serving failed: {e}"))

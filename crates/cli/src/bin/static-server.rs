@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use http_core::Limits;
-use static_server::{HeaderRule, StaticFiles, SymlinkPolicy};
+use static_server::{Coding, CompressionLevel, HeaderRule, StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
 /// validators, ranges, small files from memory).
@@ -50,9 +50,21 @@ struct Args {
     /// Serve names starting with a dot (hidden by default, except /.well-known/).
     #[arg(long)]
     dotfiles: bool,
-    /// Do not serve FILE.br / FILE.gz to clients that accept them.
+    /// Do not serve FILE.zst / FILE.br / FILE.gz to clients that accept them.
     #[arg(long)]
     no_precompressed: bool,
+    /// Codings to compress text, scripts, styles, JSON, SVG, XML and wasm with
+    /// on the fly, in order of preference: a comma-separated list of zstd, br,
+    /// gzip, or `none` to turn compression off.
+    #[arg(long, value_name = "LIST", default_value = "zstd,br,gzip", value_parser = parse_compression)]
+    compression: Compression,
+    /// How hard to compress: fast (zstd/br/gzip level 1), balanced (3/5/6) or
+    /// best (19/11/9; files streamed from disk get balanced).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Level::Fast)]
+    compression_level: Level,
+    /// Files shorter than this are sent uncompressed.
+    #[arg(long, default_value = "512", value_name = "SIZE", value_parser = cli::parse_size)]
+    compression_min_size: u64,
     /// Largest file kept in memory.
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = cli::parse_size)]
     cache_max_file: u64,
@@ -106,6 +118,12 @@ struct Args {
     /// own (read-only counts; keep ADDR on loopback or an internal network).
     #[arg(long, value_name = "ADDR", value_parser = cli::parse_listen)]
     metrics: Option<SocketAddr>,
+    /// Serve the metrics listener over HTTPS too, with the --tls-cert
+    /// certificates (default: plain HTTP, for a loopback or internal address).
+    #[arg(long, requires = "metrics")]
+    metrics_tls: bool,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 }
 
 fn parse_header_rule(s: &str) -> Result<HeaderRule, String> {
@@ -133,6 +151,33 @@ fn parse_error_page(s: &str) -> Result<(u16, PathBuf), String> {
     Ok((status, parse_page_file(file)?))
 }
 
+/// The codings of `--compression`, in order (empty: off).
+#[derive(Clone, Debug)]
+struct Compression(Vec<Coding>);
+
+/// `zstd,br,gzip` (any order, each at most once), or `none`.
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Compression(Vec::new()));
+    }
+    let mut list = Vec::new();
+    for item in s.split(',') {
+        let c: Coding = item.parse().map_err(|e| format!("{e}, or none"))?;
+        if list.contains(&c) {
+            return Err(format!("{c} is listed twice"));
+        }
+        list.push(c);
+    }
+    Ok(Compression(list))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Level {
+    Fast,
+    Balanced,
+    Best,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Symlinks {
     WithinRoot,
@@ -143,6 +188,12 @@ fn main() -> ExitCode {
     let args: Args = cli::parse_args();
     if !args.fallback_extensions.is_empty() && args.fallback.is_none() {
         return cli::fail_usage("--fallback-extensions is given without --fallback (see --help)");
+    }
+    if let Err(e) = args.tls.check() {
+        return cli::fail_usage(e);
+    }
+    if args.metrics_tls && !args.tls.enabled() {
+        return cli::fail_usage("--metrics-tls needs --tls-cert and --tls-key");
     }
     if let Err(e) = cli::init_logging("info", args.log_format) {
         return cli::fail_usage(e);
@@ -159,6 +210,7 @@ fn summary(
     revalidate: Duration,
     metrics: Option<SocketAddr>,
 ) -> String {
+    let tls = args.tls.describe(files.tls());
     let on_off = |b: bool| if b { "on" } else { "off" };
     let cache = if args.cache_size == 0 {
         "off".to_owned()
@@ -174,10 +226,21 @@ fn summary(
         .max_connections
         .unwrap_or_else(|| http_core::connection_capacity(1))
         .max(1);
+    let compression = if args.compression.0.is_empty() {
+        "off".to_owned()
+    } else {
+        let list: Vec<&str> = args.compression.0.iter().map(|c| c.token()).collect();
+        format!(
+            "{} ({}, files from {})",
+            list.join(","),
+            format!("{:?}", args.compression_level).to_lowercase(),
+            cli::format_size(args.compression_min_size)
+        )
+    };
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
-         cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
-         shutdown timeout {}; server id {}; metrics {}; header rules {}; fallback {}; error pages {}",
+         compression {compression}; cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
+         shutdown timeout {}; server id {}; metrics {}{}; header rules {}; fallback {}; error pages {}; tls {tls}",
         files.root().display(),
         on_off(args.listing),
         args.index.join(","),
@@ -192,6 +255,7 @@ fn summary(
         cli::format_duration(args.shutdown_timeout),
         args.server_id.as_deref().unwrap_or("none"),
         metrics.map_or("off".to_owned(), |a| a.to_string()),
+        if args.metrics_tls { " (https)" } else { "" },
         args.header_rules.len(),
         args.fallback
             .as_ref()
@@ -222,6 +286,13 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
         })
         .dotfiles(args.dotfiles)
         .precompressed(!args.no_precompressed)
+        .compression(args.compression.0.iter().copied())
+        .compression_level(match args.compression_level {
+            Level::Fast => CompressionLevel::Fast,
+            Level::Balanced => CompressionLevel::Balanced,
+            Level::Best => CompressionLevel::Best,
+        })
+        .compression_min_size(args.compression_min_size)
         .cache(args.cache_max_file, args.cache_size)
         .revalidate_after(revalidate)
         .shutdown_timeout(args.shutdown_timeout)
@@ -253,10 +324,22 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     for (status, file) in &args.error_pages {
         builder = builder.error_page(*status, file);
     }
+    let tls = args.tls.load()?;
+    if let Some(tls) = &tls {
+        builder = builder.tls(tls.clone());
+    }
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let metrics = match args.metrics {
         Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let redirect = match args.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -264,24 +347,46 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    cli::announce("static-server", addr);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    cli::announce_url("static-server", scheme, addr);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
+    }
     if let Some(a) = metrics_addr {
-        cli::announce("metrics", a);
+        cli::announce_url("metrics", metrics_scheme, a);
         if !a.ip().is_loopback() {
             tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
         }
     }
     tracing::info!("{}", summary(&args, &files, addr, revalidate, metrics_addr));
-    let mut ready = vec![("static-server", addr)];
-    ready.extend(metrics_addr.map(|a| ("metrics", a)));
+    let mut ready = vec![("static-server", scheme, addr)];
+    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
+    ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
     cli::notify_ready(&ready);
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
 
-    // The metrics listener runs until the file server has drained: a scrape
-    // during the drain still sees the numbers move.
-    let metrics_task =
-        metrics.map(|listener| tokio::spawn(files.metrics().serve(listener, std::future::pending())));
+    // The metrics and redirect listeners run until the file server has
+    // drained: a scrape during the drain still sees the numbers move.
+    let metrics_task = metrics.map(|listener| {
+        let mut m = files.metrics();
+        if let (true, Some(tls)) = (args.metrics_tls, &tls) {
+            m = m.tls(tls.clone());
+        }
+        tokio::spawn(m.serve(listener, std::future::pending()))
+    });
+    let redirect_task = redirect.map(|listener| {
+        let files = files.clone();
+        tokio::spawn(async move {
+            files
+                .serve_https_redirect(listener, addr.port(), std::future::pending())
+                .await
+        })
+    });
     let served = files.serve(listener, stop).await;
-    if let Some(t) = metrics_task {
+    for t in [metrics_task, redirect_task].into_iter().flatten() {
         t.abort();
         let _ = t.await;
     }

@@ -88,7 +88,7 @@ impl Running {
         Ok(line)
     }
 
-    /// The next `WHO listening on http://ADDR` line as WHO and ADDR, skipping other
+    /// The next `WHO listening on http://ADDR` (or `https://`) line as WHO and ADDR, skipping other
     /// lines. Panics with the stderr so far if none comes by `deadline`.
     pub fn next_listener(&mut self, deadline: Instant) -> (String, SocketAddr) {
         loop {
@@ -99,7 +99,10 @@ impl Running {
                     self.name, self.stderr
                 ),
             };
-            if let Some((who, addr)) = line.split_once(" listening on http://") {
+            let found = line
+                .split_once(" listening on http://")
+                .or_else(|| line.split_once(" listening on https://"));
+            if let Some((who, addr)) = found {
                 // With `--log-format json` the line is a JSON object: WHO starts
                 // the message, and more follows the address.
                 let who = who.rsplit('"').next().unwrap_or(who);

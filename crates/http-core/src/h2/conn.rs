@@ -34,6 +34,10 @@ struct Ctx<S> {
     peer: Option<SocketAddr>,
     /// The peer as the access log shows it, formatted once per connection.
     peer_text: Box<str>,
+    /// The transport is TLS.
+    tls: bool,
+    /// Header lines (`Name: value\r\n`) added to every response: HSTS over TLS.
+    extra: Bytes,
 }
 
 /// What `accept` gives: the next stream, the connection's error, or its end.
@@ -112,11 +116,23 @@ pub async fn serve_h2_connection<T: Io, S: Service>(
     h2: H2Limits,
     shutdown: ShutdownSignal,
 ) {
-    serve(io, Bytes::new(), peer, service, limits, h2, shutdown).await
+    serve(
+        io,
+        Bytes::new(),
+        peer,
+        service,
+        limits,
+        h2,
+        Bytes::new(),
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve_h2_connection`] on a connection of which `read` (the preface, or
-/// part of it) has been read already.
+/// part of it) has been read already, adding `extra` header lines to every
+/// response.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<T: Io, S: Service>(
     io: T,
     read: Bytes,
@@ -124,8 +140,10 @@ pub(crate) async fn serve<T: Io, S: Service>(
     service: Arc<S>,
     limits: Arc<Limits>,
     h2: H2Limits,
+    extra: Bytes,
     shutdown: ShutdownSignal,
 ) {
+    let tls = io.is_tls();
     let stall = WriteStall::new();
     let io = H2Io::new(io, read, stall.clone());
     let mut builder = ::h2::server::Builder::new();
@@ -159,6 +177,8 @@ pub(crate) async fn serve<T: Io, S: Service>(
         limits,
         peer,
         peer_text,
+        tls,
+        extra,
     };
     let keep_alive = ctx.limits.keep_alive_timeout;
     let write_timeout = ctx.limits.write_timeout;
@@ -257,6 +277,7 @@ async fn stream<S: Service>(
             head: &head,
             body: RequestBody::h2(&mut body),
             peer: ctx.peer,
+            tls: ctx.tls,
             received: started,
         };
         let call = ctx.service.call(req);
@@ -285,6 +306,7 @@ async fn stream<S: Service>(
         &mut resp,
         head.method(),
         Instant::now(),
+        &ctx.extra,
         ctx.limits.write_timeout,
     )
     .await;
@@ -323,6 +345,7 @@ async fn refuse<S: Service>(
                 &mut resp,
                 crate::Method::Get,
                 Instant::now(),
+                &ctx.extra,
                 ctx.limits.write_timeout,
             )
             .await;

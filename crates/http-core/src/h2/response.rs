@@ -79,22 +79,36 @@ fn add(map: &mut HeaderMap, name: &[u8], value: HeaderValue) {
     }
 }
 
-/// The service's header block and headers, plus `Date` and `Content-Length`.
-fn headers(resp: &Response, dated: Instant, content_length: Option<u64>) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(resp.headers.len() + 8);
-    map.insert(DATE, date_value(dated));
-    let block = resp.block.shared();
+/// Adds the lines of `block` (each `Name: value\r\n`, as a header block's
+/// builder writes them), the values sliced out of it without copying.
+fn add_lines(map: &mut HeaderMap, block: &Bytes) {
     let mut at = 0;
-    // Each line is `Name: value\r\n`, as the block's builder wrote it.
-    while let Some(end) = block[at..].windows(2).position(|w| w == b"\r\n") {
-        let line = &block[at..at + end];
+    while let Some(nl) = block[at..].iter().position(|&b| b == b'\n') {
+        let end = at + nl;
+        let line_end = if end > at && block[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        let line = &block[at..line_end];
         if let Some(colon) = line.iter().position(|&b| b == b':') {
             let start = at + colon + 1 + usize::from(line.get(colon + 1) == Some(&b' '));
-            if let Ok(v) = HeaderValue::from_maybe_shared(block.slice(start..at + end)) {
-                add(&mut map, &line[..colon], v);
+            if let Ok(v) = HeaderValue::from_maybe_shared(block.slice(start..line_end)) {
+                add(map, &line[..colon], v);
             }
         }
-        at += end + 2;
+        at = end + 1;
+    }
+}
+
+/// The service's header block and headers, then `extra`, plus `Date` and
+/// `Content-Length`.
+fn headers(resp: &Response, dated: Instant, extra: &Bytes, content_length: Option<u64>) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(resp.headers.len() + 8);
+    map.insert(DATE, date_value(dated));
+    add_lines(&mut map, resp.block.shared());
+    if !extra.is_empty() {
+        add_lines(&mut map, extra);
     }
     for (name, value) in &resp.headers {
         if let Ok(v) = HeaderValue::from_maybe_shared(value.clone()) {
@@ -107,13 +121,15 @@ fn headers(resp: &Response, dated: Instant, content_length: Option<u64>) -> Head
     map
 }
 
-/// Sends `resp` as the answer to a `method` request, dated `dated`. Returns
-/// the body bytes sent. `write_timeout` bounds each wait for window.
+/// Sends `resp` as the answer to a `method` request, dated `dated`, with the
+/// header lines `extra`. Returns the body bytes sent. `write_timeout` bounds
+/// each wait for window.
 pub(super) async fn send_response(
     respond: &mut SendResponse<Bytes>,
     resp: &mut Response,
     method: Method,
     dated: Instant,
+    extra: &Bytes,
     write_timeout: Duration,
 ) -> Result<u64, SendFail> {
     if resp.status < 200 {
@@ -134,7 +150,7 @@ pub(super) async fn send_response(
     let content_length = if bodiless { None } else { resp.body.len() };
     let mut head = http::Response::new(());
     *head.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    *head.headers_mut() = headers(resp, dated, content_length);
+    *head.headers_mut() = headers(resp, dated, extra, content_length);
     let body = std::mem::replace(&mut resp.body, Body::Empty);
     let end = head_only || body.is_empty();
     let mut stream = respond.send_response(head, end)?;

@@ -63,6 +63,20 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
         poll_write_and_shutdown(self, cx, last)
     }
 
+    /// True when the bytes travel over TLS. The driver tells services
+    /// ([`Request::tls`](crate::Request::tls)) and adds HSTS by it. Default: false.
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    /// The protocol TLS's ALPN settled on (`b"h2"`, `b"http/1.1"`), once the
+    /// handshake is done; `None` for a plain transport or when the client
+    /// offered none. The driver serves HTTP/2 over TLS only when it is `h2`.
+    /// Default: `None`.
+    fn alpn_protocol(&self) -> Option<&[u8]> {
+        None
+    }
+
     /// Writes `last`, then ends the stream: [`poll_finish`](Self::poll_finish)
     /// as a future.
     ///
@@ -128,6 +142,14 @@ impl Io for tokio::io::DuplexStream {}
 impl<T: Io + ?Sized> Io for Box<T> {
     fn poll_finish(self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
         Pin::new(&mut **self.get_mut()).poll_finish(cx, last)
+    }
+
+    fn is_tls(&self) -> bool {
+        (**self).is_tls()
+    }
+
+    fn alpn_protocol(&self) -> Option<&[u8]> {
+        (**self).alpn_protocol()
     }
 }
 

@@ -66,9 +66,14 @@ struct Conn<T> {
     /// When the last response was done: the start of the idle period.
     last_active: Instant,
     limits: Arc<Limits>,
-    /// HTTP/2 with prior knowledge is served when the connection starts with
-    /// its preface: set until the first request has been read.
-    h2c: Option<Arc<H2Limits>>,
+    /// The transport is TLS.
+    tls: bool,
+    /// Header lines added to every response (`Strict-Transport-Security`
+    /// over TLS); empty for plain connections.
+    extra_headers: Bytes,
+    /// HTTP/2 is served when the connection starts with its preface (over
+    /// TLS, when ALPN chose `h2`): set until the first request has been read.
+    h2: Option<Arc<H2Limits>>,
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it idles past
@@ -104,19 +109,27 @@ pub fn serve_connection<T: Io, S: Service>(
     limits: Arc<Limits>,
     shutdown: ShutdownSignal,
 ) -> impl Future<Output = ()> + Send {
-    drive(io, peer, service, limits, shutdown, None)
+    drive(io, peer, service, limits, shutdown, None, None)
 }
 
-/// [`serve_connection`], switching to HTTP/2 when `h2c` is set and the
-/// connection starts with the HTTP/2 preface.
+/// [`serve_connection`] with the header lines to add to every response over
+/// TLS (`hsts`: the `Strict-Transport-Security` line; ignored for a plain
+/// transport), switching to HTTP/2 when `h2` is set and the connection starts
+/// with the HTTP/2 preface (over TLS, only when ALPN chose `h2`).
 pub(crate) async fn drive<T: Io, S: Service>(
     io: T,
     peer: Option<SocketAddr>,
     service: Arc<S>,
     limits: Arc<Limits>,
     shutdown: ShutdownSignal,
-    h2c: Option<Arc<H2Limits>>,
+    hsts: Option<Bytes>,
+    h2: Option<Arc<H2Limits>>,
 ) {
+    let tls = io.is_tls();
+    let extra_headers = match hsts {
+        Some(h) if tls => h,
+        _ => Bytes::new(),
+    };
     let peer_text = match peer {
         Some(p) if tracing::enabled!(target: "access", tracing::Level::INFO) => p.to_string().into(),
         _ => "-".into(),
@@ -129,7 +142,9 @@ pub(crate) async fn drive<T: Io, S: Service>(
         peer_text,
         limits,
         last_active: Instant::now(),
-        h2c,
+        tls,
+        extra_headers,
+        h2,
     };
     // One idle timer and one shutdown wait for the connection's whole life: arming
     // and disarming them around every request cost more than parsing it. The timer
@@ -206,7 +221,16 @@ pub(crate) async fn drive<T: Io, S: Service>(
         Next::H2(h2) => {
             let read = conn.rbuf.split().freeze();
             pool::give(std::mem::take(&mut conn.wbuf));
-            let h2 = crate::h2::conn_serve(conn.io, read, peer, service, conn.limits, *h2, shutdown);
+            let h2 = crate::h2::conn_serve(
+                conn.io,
+                read,
+                peer,
+                service,
+                conn.limits,
+                *h2,
+                conn.extra_headers,
+                shutdown,
+            );
             Box::pin(h2).await
         }
         Next::Idle => {}
@@ -239,6 +263,12 @@ async fn read_idle<T: AsyncRead + Unpin>(io: &mut T, rbuf: &mut BytesMut) -> io:
 }
 
 impl<T: Io> Conn<T> {
+    /// HTTP/2 may be spoken: always on a plain connection (prior knowledge),
+    /// over TLS only if ALPN chose it (RFC 9113 §3.3).
+    fn h2_allowed(&self) -> bool {
+        !self.tls || self.io.alpn_protocol() == Some(b"h2")
+    }
+
     /// Serves every request whose bytes are buffered or arrive within the header
     /// timeout, buffering responses and flushing when no complete request remains.
     async fn serve_buffered<S: Service>(&mut self, service: &Arc<S>, shutdown: &ShutdownSignal) -> Next {
@@ -249,14 +279,14 @@ impl<T: Io> Conn<T> {
                 Ok(p) => p,
                 // The preface reads as a request line of version 2.0: an error.
                 Err(_)
-                    if self.h2c.is_some()
+                    if self.h2.is_some()
                         && self.rbuf.len() < PREFACE.len()
                         && PREFACE.starts_with(&self.rbuf) =>
                 {
                     None
                 }
-                Err(_) if self.h2c.is_some() && self.rbuf.starts_with(PREFACE) => {
-                    if let Some(h2) = self.h2c.take() {
+                Err(_) if self.h2.is_some() && self.rbuf.starts_with(PREFACE) && self.h2_allowed() => {
+                    if let Some(h2) = self.h2.take() {
                         return Next::H2(h2);
                     }
                     continue;
@@ -284,9 +314,9 @@ impl<T: Io> Conn<T> {
                     }
                 }
             };
-            if self.h2c.is_some() {
+            if self.h2.is_some() {
                 // Only a connection's first bytes can be the preface.
-                self.h2c = None;
+                self.h2 = None;
             }
             let len = parsed.len();
             let head = parsed.into_head(self.rbuf.split_to(len).freeze());
@@ -320,6 +350,7 @@ impl<T: Io> Conn<T> {
                 head: &head,
                 body: RequestBody::new(&mut self.io, &mut self.rbuf, &mut progress),
                 peer: self.peer,
+                tls: self.tls,
                 received: started,
             };
             // Polled through a closure that notes a wait: an `await` on the pinned
@@ -421,7 +452,7 @@ impl<T: Io> Conn<T> {
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take();
         }
-        match encode(&mut self.wbuf, resp, to, close) {
+        match encode(&mut self.wbuf, resp, to, &self.extra_headers, close) {
             Payload::Written(n) => Ok(n),
             Payload::Large(b) => {
                 Box::pin(async {

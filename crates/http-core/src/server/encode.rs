@@ -62,7 +62,15 @@ pub(super) struct Answering {
 ///
 /// A [`Body::Length`] where a body must follow is a service's mistake: `resp` is
 /// replaced by a 500 (its log fields kept) and `close` set.
-pub(super) fn encode(w: &mut BytesMut, resp: &mut Response, to: Answering, close: &mut bool) -> Payload {
+/// `extra` is header lines (each with its CRLF) the connection adds to every
+/// response, after the service's (HSTS over TLS; empty otherwise).
+pub(super) fn encode(
+    w: &mut BytesMut,
+    resp: &mut Response,
+    to: Answering,
+    extra: &[u8],
+    close: &mut bool,
+) -> Payload {
     let Answering {
         method,
         version,
@@ -86,6 +94,9 @@ pub(super) fn encode(w: &mut BytesMut, resp: &mut Response, to: Answering, close
     w.extend_from_slice(resp.block.as_bytes());
     for (name, value) in &resp.headers {
         write_header(w, name, value);
+    }
+    if !extra.is_empty() {
+        w.extend_from_slice(extra);
     }
     if upgrade {
         write_header(w, "Connection", b"upgrade");
@@ -157,7 +168,7 @@ mod tests {
     fn encoded(mut resp: Response, method: Method, version: Version) -> Encoded {
         let mut w = BytesMut::new();
         let mut close = false;
-        let rest = encode(&mut w, &mut resp, answering(method, version), &mut close);
+        let rest = encode(&mut w, &mut resp, answering(method, version), &[], &mut close);
         let text = String::from_utf8(w.to_vec()).unwrap();
         // The `Date` line comes second, always; the rest is compared without it.
         let mut lines = text.split_inclusive("\r\n");
@@ -188,6 +199,7 @@ mod tests {
             &mut w,
             &mut resp,
             answering(Method::Get, Version::Http11),
+            &[],
             &mut close,
         );
         assert!(matches!(rest, Payload::Written(2)));

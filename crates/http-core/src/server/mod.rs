@@ -8,6 +8,7 @@ pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod encode;
 pub(crate) mod log_time;
+pub(crate) mod redirect;
 #[allow(clippy::module_inception)]
 pub(crate) mod server;
 pub(crate) mod service;
@@ -22,6 +23,7 @@ pub use access_log::{
 pub use body::{BodyError, RequestBody};
 pub use conn::serve_connection;
 pub use log_time::push_log_time;
+pub use redirect::{https_redirect, RedirectToHttps};
 pub use server::{accept_loop, Server, ServerHandle};
 pub use service::{Body, HeaderBlock, HeaderBlockBuilder, Request, Response, Service, Upgraded};
 pub use shutdown::{ShutdownSignal, ShutdownTrigger};

@@ -19,6 +19,8 @@ use crate::metrics::ConnectionGauge;
 use crate::net::fd_limit::connection_capacity;
 use crate::net::lazy::LazyTcpStream;
 use crate::net::listener::Acceptor;
+use crate::net::tls::TlsConfig;
+use crate::net::transport::ServerIo;
 use crate::{H2Limits, Limits};
 
 /// Accepts TCP connections and serves each with [`serve_connection`]
@@ -62,6 +64,7 @@ pub struct Server<S> {
     max_connections: usize,
     shutdown_timeout: Duration,
     gauge: Option<ConnectionGauge>,
+    tls: Option<TlsConfig>,
     h2c: bool,
     h2: H2Limits,
 }
@@ -80,6 +83,7 @@ impl<S: Service> Server<S> {
             max_connections: connection_capacity(1),
             shutdown_timeout: Duration::from_secs(10),
             gauge: None,
+            tls: None,
             h2c: false,
             h2: H2Limits::default(),
         }
@@ -99,6 +103,18 @@ impl<S: Service> Server<S> {
     /// Sets the HTTP/2 settings and abuse limits (default [`H2Limits::default`]).
     pub fn h2_limits(mut self, h2: H2Limits) -> Self {
         self.h2 = h2;
+        self
+    }
+
+    /// Serves HTTPS: every accepted connection starts with a TLS handshake
+    /// (on its own task, within the handshake timeout: by default the header
+    /// timeout), then the same driver serves the decrypted stream, with
+    /// keep-alive, pipelining, timeouts and graceful shutdown as over plain
+    /// TCP. A failed or timed-out handshake is logged at debug level, counted
+    /// in [`TlsConfig::stats`], and closes that connection only. With
+    /// [`TlsConfig::hsts`] every response carries `Strict-Transport-Security`.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -168,9 +184,22 @@ impl<S: Service> Server<S> {
     /// accepting, lets open connections finish their current request (idle ones
     /// close at once) within the shutdown timeout, and returns.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let handshake_timeout = self
+            .tls
+            .as_ref()
+            .and_then(TlsConfig::handshake_timeout_value)
+            .unwrap_or(self.limits.header_timeout);
+        let hsts = self.tls.as_ref().and_then(TlsConfig::hsts_line);
+        let tls = self.tls;
         let limits = Arc::new(self.limits);
         let service = self.service;
-        let h2c = self.h2c.then(|| Arc::new(self.h2));
+        // HTTP/2 by the preface: on plain connections with h2c, over TLS
+        // when ALPN chose it (TLS offers h2 first).
+        let h2_plain = self.h2c.then(|| Arc::new(self.h2));
+        let h2_tls = Some(Arc::new(self.h2));
+        // One handler for both transports, so that the driver is compiled once
+        // for the service: plain connections pay a branch here and one per read
+        // or write. The TLS handshake is driven by the connection's first read.
         run_accept_loop(
             Acceptor::new(listener, true)?,
             self.max_connections,
@@ -178,13 +207,21 @@ impl<S: Service> Server<S> {
             Reported::new(self.gauge),
             shutdown,
             move |stream, peer, signal| {
+                let (io, h2) = match &tls {
+                    None => (ServerIo::Tcp(stream), h2_plain.clone()),
+                    Some(t) => (
+                        ServerIo::Tls(Box::new(t.accept(stream, Some(peer), handshake_timeout))),
+                        h2_tls.clone(),
+                    ),
+                };
                 drive(
-                    stream,
+                    io,
                     Some(peer),
                     service.clone(),
                     limits.clone(),
                     signal,
-                    h2c.clone(),
+                    hsts.clone(),
+                    h2,
                 )
             },
         )

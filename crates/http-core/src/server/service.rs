@@ -57,6 +57,9 @@ pub struct Request<'a> {
     pub body: RequestBody<'a>,
     /// The client's address, when the transport has one.
     pub peer: Option<SocketAddr>,
+    /// Whether the request came over TLS (an `https` request): what a proxy
+    /// says in `X-Forwarded-Proto`.
+    pub tls: bool,
     /// When the driver started on this request (its head had been read): a clock
     /// reading services may reuse instead of taking their own.
     pub received: Instant,
@@ -484,5 +487,13 @@ impl AsyncWrite for Upgraded {
 impl Io for Upgraded {
     fn poll_finish(mut self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_finish(cx, last)
+    }
+
+    fn is_tls(&self) -> bool {
+        self.io.is_tls()
+    }
+
+    fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.io.alpn_protocol()
     }
 }

@@ -34,11 +34,13 @@ const VIA_20: &[u8] = b"2.0 rr-proxy";
 
 /// Writes the head sent to the backend, without its framing line and final
 /// blank line (the client role adds those for the body it sends). `backend` is
-/// the backend's address, the `Host` of a request that came without one.
+/// the backend's address, the `Host` of a request that came without one;
+/// `tls`: the client's request came over TLS (`X-Forwarded-Proto: https`).
 pub(crate) fn write_request_head(
     out: &mut BytesMut,
     head: &RequestHead,
     peer: Option<SocketAddr>,
+    tls: bool,
     backend: &[u8],
     edits: &RequestEdits,
 ) {
@@ -118,7 +120,7 @@ pub(crate) fn write_request_head(
         }
         out.put_slice(b"\r\n");
     }
-    write_header(out, b"X-Forwarded-Proto", b"http");
+    write_header(out, b"X-Forwarded-Proto", if tls { b"https" } else { b"http" });
     if let Some(h) = host {
         write_header(out, b"X-Forwarded-Host", h);
     }
@@ -157,6 +159,7 @@ pub(crate) fn write_request_head(
 pub(crate) fn fits_limits(
     head: &RequestHead,
     peer: Option<SocketAddr>,
+    tls: bool,
     edits: &RequestEdits,
     limits: &Limits,
 ) -> bool {
@@ -173,7 +176,7 @@ pub(crate) fn fits_limits(
     }
     // Close to a limit, or edited: size the head exactly as it would be sent.
     let mut out = BytesMut::new();
-    write_request_head(&mut out, head, peer, LONGEST_ADDR, edits);
+    write_request_head(&mut out, head, peer, tls, LONGEST_ADDR, edits);
     BodyEncoder::new(head.body()).write_framing_header(&mut out);
     out.put_slice(b"\r\n");
     // Every line ends in LF: the request line, the headers and the blank line.
@@ -356,7 +359,7 @@ mod tests {
         edits: &RequestEdits,
     ) -> BytesMut {
         let mut out = BytesMut::new();
-        write_request_head(&mut out, head, peer, backend, edits);
+        write_request_head(&mut out, head, peer, false, backend, edits);
         BodyEncoder::new(head.body()).write_framing_header(&mut out);
         out.put_slice(b"\r\n");
         out
@@ -370,6 +373,16 @@ mod tests {
         std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)),
         5000,
     ));
+
+    #[test]
+    fn forwarded_proto_is_https_for_tls_clients() {
+        let h = head("GET / HTTP/1.1\r\nHost: site\r\nX-Forwarded-Proto: http\r\n\r\n");
+        let mut out = BytesMut::new();
+        write_request_head(&mut out, &h, PEER, true, b"10.0.0.9:80", &RequestEdits::default());
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert_eq!(out.matches("X-Forwarded-Proto").count(), 1, "{out}");
+        assert!(out.contains("\r\nX-Forwarded-Proto: https\r\n"), "{out}");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_fields_are_not_forwarded() {
@@ -464,9 +477,9 @@ mod tests {
             ..Limits::default()
         };
         // Host, X-User, X-Forwarded-Proto, -Host and Via: five; one more is too many.
-        assert!(fits_limits(&h, None, &edits, &limits));
+        assert!(fits_limits(&h, None, false, &edits, &limits));
         assert!(edits.set_header("X-More", "1"));
-        assert!(!fits_limits(&h, None, &edits, &limits));
+        assert!(!fits_limits(&h, None, false, &edits, &limits));
     }
 
     #[test]
@@ -526,13 +539,13 @@ mod tests {
         let peer = Some(([127, 0, 0, 1], 1).into());
         let none = RequestEdits::default();
         // Host and n - 1 others, plus X-Forwarded-For, -Proto, -Host and Via.
-        assert!(fits_limits(&with(6), peer, &none, &limits));
-        assert!(!fits_limits(&with(7), peer, &none, &limits));
+        assert!(fits_limits(&with(6), peer, false, &none, &limits));
+        assert!(!fits_limits(&with(7), peer, false, &none, &limits));
         // Without a peer address there is no X-Forwarded-For to add.
-        assert!(fits_limits(&with(7), None, &none, &limits));
+        assert!(fits_limits(&with(7), None, false, &none, &limits));
         // Hop-by-hop lines are not forwarded and leave room.
         let hop = "GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: 1\r\nTE: trailers\r\nX-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\n\r\n";
-        assert!(fits_limits(&head(hop), peer, &none, &limits));
+        assert!(fits_limits(&head(hop), peer, false, &none, &limits));
 
         let size = |len: usize| {
             let mut t = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".to_owned();
@@ -546,7 +559,7 @@ mod tests {
             max_head_len: 2000,
             ..Limits::default()
         };
-        assert!(fits_limits(&size(2000 - added), peer, &none, &limits));
-        assert!(!fits_limits(&size(2000 - added + 1), peer, &none, &limits));
+        assert!(fits_limits(&size(2000 - added), peer, false, &none, &limits));
+        assert!(!fits_limits(&size(2000 - added + 1), peer, false, &none, &limits));
     }
 }

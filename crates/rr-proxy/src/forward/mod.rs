@@ -12,6 +12,7 @@ mod retry;
 mod tunnel;
 mod upstream;
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +28,7 @@ use crate::hooks::{
     Candidates, FailureKind, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits, Summary,
     UpstreamFailure,
 };
+use crate::strategy::PickRequest;
 use headers::{after_upgrade, fits_limits, response_headers, upgrade_passed_on};
 use retry::{failure_response, Attempt, Prefetch, Tried};
 use upstream::{connect, Answer, Exchange, Finish, UpstreamBody, UpstreamConn};
@@ -70,6 +72,8 @@ struct RequestState<H: ProxyHooks> {
     attempts: u32,
     backend: Option<std::net::SocketAddr>,
     started: Instant,
+    /// A pick asked for the strategy's response header (sticky cookie).
+    response_header: bool,
 }
 
 impl<H: ProxyHooks> ProxyService<H> {
@@ -87,6 +91,7 @@ impl<H: ProxyHooks> ProxyService<H> {
             attempts: 0,
             backend: None,
             started: req.received,
+            response_header: false,
         };
         if let Some(r) = self.hooks.request_filter(info, &mut p.ctx).await {
             // As with the proxy's own answers: after a refused upgrade, what
@@ -95,7 +100,7 @@ impl<H: ProxyHooks> ProxyService<H> {
         }
         let mut edits = RequestEdits::default();
         self.hooks.upstream_request_filter(info, &mut edits, &mut p.ctx);
-        if !fits_limits(head, req.peer, &edits, &balancer.config.limits) {
+        if !fits_limits(head, req.peer, req.tls, &edits, &balancer.config.limits) {
             // The backend would refuse it: answer as it would, before it is
             // contacted and before a body is invited.
             let r = Response::text(431, "request header fields too large once forwarded\n").close();
@@ -104,7 +109,7 @@ impl<H: ProxyHooks> ProxyService<H> {
         // The first backend is chosen before the body is read: without one, the
         // answer comes before a body is read or invited (`100 Continue`).
         let mut tried = Tried::default();
-        let mut next = self.choose(info, &tried, &mut p.ctx);
+        let mut next = self.choose(info, &tried, &mut p);
         if next.is_none() {
             return self.give_up(info, FailureKind::NoBackend, None, p);
         }
@@ -115,7 +120,7 @@ impl<H: ProxyHooks> ProxyService<H> {
 
         let mut last = FailureKind::NoBackend;
         while (p.attempts as usize) < balancer.config.max_attempts {
-            let Some(backend) = next.take().or_else(|| self.choose(info, &tried, &mut p.ctx)) else {
+            let Some(backend) = next.take().or_else(|| self.choose(info, &tried, &mut p)) else {
                 break;
             };
             if p.attempts > 0 {
@@ -162,19 +167,28 @@ impl<H: ProxyHooks> ProxyService<H> {
     }
 
     /// The backend for the next attempt: the hook's choice, or the strategy's.
-    fn choose(&self, info: RequestInfo<'_>, tried: &Tried, ctx: &mut H::Ctx) -> Option<Arc<Backend>> {
+    fn choose(&self, info: RequestInfo<'_>, tried: &Tried, p: &mut RequestState<H>) -> Option<Arc<Backend>> {
         let eligible = self.balancer.eligible();
         let is_tried = |id| tried.contains(id);
+        let req = PickRequest::new(info.head, info.peer);
         let candidates = Candidates {
             list: &eligible,
             tried: &is_tried,
             strategy: &*self.balancer.strategy,
+            req,
+            response_header: Cell::new(false),
         };
-        match self.hooks.upstream_peer(info, &candidates, ctx) {
-            Peer::Strategy => self.balancer.pick_from(&eligible, is_tried),
+        let chosen = match self.hooks.upstream_peer(info, &candidates, &mut p.ctx) {
+            Peer::Strategy => {
+                let (b, response_header) = self.balancer.pick_from(&eligible, &req, is_tried)?;
+                p.response_header |= response_header;
+                Some(b)
+            }
             Peer::Backend(b) => Some(b),
             Peer::Unavailable => None,
-        }
+        };
+        p.response_header |= candidates.response_header.get();
+        chosen
     }
 
     /// No backend can take the request (any more): the hook may answer, else
@@ -283,6 +297,13 @@ impl<H: ProxyHooks> ProxyService<H> {
             backend: backend.addr(),
         };
         self.hooks.response_filter(info, &mut edits, &mut p.ctx);
+        if p.response_header {
+            let req = PickRequest::new(head, req.peer);
+            if let Some((name, value)) = self.balancer.strategy.response_header(&req, &backend) {
+                // Beside the backend's own (a second Set-Cookie, not a replacement).
+                edits.headers.add.push((name.into(), value));
+            }
+        }
         let block = response_headers(&rhead, status == 101, &edits.headers);
         let resp = Response::new(status)
             .header_block(block)

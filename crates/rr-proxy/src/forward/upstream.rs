@@ -180,7 +180,7 @@ impl Exchange<'_> {
         let head = req.head;
         let label = self.backend.label().as_bytes();
         conn.start_request(head.body(), |out| {
-            write_request_head(out, head, req.peer, label, self.edits)
+            write_request_head(out, head, req.peer, req.tls, label, self.edits)
         });
         let mut body_bytes: u64 = 0;
         for piece in &self.pre.pieces {

@@ -302,8 +302,8 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
-    pub fn start(rt: &Runtime, builder: ProxyBuilder) -> TestProxy {
-        let proxy: Proxy = builder.build().unwrap();
+    pub fn start<H: rr_proxy::ProxyHooks>(rt: &Runtime, builder: ProxyBuilder<H>) -> TestProxy {
+        let proxy: Proxy<H> = builder.build().unwrap();
         let handle = proxy.handle();
         let (listener, addr) = bind(rt);
         let (tx, rx) = oneshot::channel::<()>();
