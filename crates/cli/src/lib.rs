@@ -357,6 +357,30 @@ pub fn announce_url(what: &str, scheme: &str, addr: SocketAddr) {
     }
 }
 
+/// HTTP/2 on the plain listener, shared by the three binaries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct H2Args {
+    /// Also serve HTTP/2 with prior knowledge (h2c) on the plain listener: a
+    /// connection that starts with the HTTP/2 client preface speaks HTTP/2
+    /// (`curl --http2-prior-knowledge`), any other HTTP/1.1. Off by default.
+    /// The upgrade from HTTP/1.1 (`Upgrade: h2c`) is not supported. Over TLS
+    /// (--tls-cert), HTTP/2 is chosen by ALPN whether or not this is given.
+    #[arg(long)]
+    pub h2c: bool,
+}
+
+impl H2Args {
+    /// For the start-up summary: how HTTP/2 is served.
+    pub fn describe(&self, tls: bool) -> &'static str {
+        match (tls, self.h2c) {
+            (true, true) => "h2 (ALPN) and h2c",
+            (true, false) => "h2 (ALPN)",
+            (false, true) => "h2c (prior knowledge)",
+            (false, false) => "off",
+        }
+    }
+}
+
 /// The TLS flags every binary takes (flattened into its own).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {

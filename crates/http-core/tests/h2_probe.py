@@ -351,8 +351,19 @@ def get(host, port, path):
     return outcome(s, c, 1)
 
 
+def post_without_length(host, port, path):
+    """A body in two DATA frames and no content-length."""
+    s, c = connect(host, port)
+    c.send_headers(1, base(host, port, path, b"POST"), end_stream=False)
+    c.send_data(1, b"hello, ", end_stream=False)
+    c.send_data(1, b"world", end_stream=True)
+    send_all(s, c.data_to_send())
+    return outcome(s, c, 1)
+
+
 ATTACKS = {
     "get": get,
+    "post_without_length": post_without_length,
     "rapid_reset": rapid_reset,
     "continuation_flood": continuation_flood,
     "hpack_bomb": lambda h, p, path: hpack_bomb(h, p, path, 4000),

@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub shutdown_timeout: Duration,
     /// Serve clients over TLS (HTTP mode).
     pub tls: Option<http_core::TlsConfig>,
+    /// Serve HTTP/2 with prior knowledge on the plain listener (HTTP mode).
+    pub h2c: bool,
 }
 
 /// Proxy-wide counters.

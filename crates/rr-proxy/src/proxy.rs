@@ -69,6 +69,7 @@ impl Default for ProxyBuilder {
                 max_connections: http_core::connection_capacity(2),
                 shutdown_timeout: Duration::from_secs(10),
                 tls: None,
+                h2c: false,
             },
             hooks: NoHooks,
         }
@@ -203,6 +204,17 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         self
     }
 
+    /// Also serves HTTP/2 with prior knowledge (h2c) to clients on a plain
+    /// listener (HTTP mode only; [`http_core::Server::h2c`]); over TLS,
+    /// HTTP/2 is chosen by ALPN whatever this says. Requests received over
+    /// HTTP/2 go to the backends as HTTP/1.1, re-framed from scratch (their
+    /// head is what the strict HTTP/1.1 parser makes of them) with `Via: 2.0
+    /// rr-proxy`. Default: off.
+    pub fn h2c(mut self, on: bool) -> Self {
+        self.config.h2c = on;
+        self
+    }
+
     /// Checks the settings and builds the proxy.
     pub fn build(self) -> Result<Proxy<H>, ProxyError> {
         if self.backends.is_empty() {
@@ -211,6 +223,11 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         if self.config.tls.is_some() && self.config.mode == Mode::Tcp {
             return Err(ProxyError::InvalidConfig(
                 "TLS termination needs HTTP mode (TCP mode relays bytes as they come)",
+            ));
+        }
+        if self.config.h2c && self.config.mode == Mode::Tcp {
+            return Err(ProxyError::InvalidConfig(
+                "h2c needs HTTP mode (TCP mode relays bytes as they come)",
             ));
         }
         if self.config.timeouts.connect.is_zero()
@@ -305,6 +322,7 @@ impl<H: ProxyHooks> Proxy<H> {
             Mode::Http => {
                 let service = ProxyService::new(self.shared.clone(), self.hooks.clone());
                 let server = Server::new(service)
+                    .h2c(config.h2c)
                     .connection_gauge(self.shared.counters.client_connections.clone())
                     .limits(config.limits.clone())
                     .max_connections(config.max_connections)

@@ -164,6 +164,7 @@ pub struct Builder {
     compression_min_size: u64,
     compress_types: Vec<String>,
     tls: Option<TlsConfig>,
+    h2c: bool,
 }
 
 impl Builder {
@@ -394,6 +395,14 @@ impl Builder {
         self
     }
 
+    /// Also serves HTTP/2 with prior knowledge (h2c) on a plain listener
+    /// ([`http_core::Server::h2c`]). Over TLS, HTTP/2 is chosen by ALPN
+    /// whatever this says. Default: off.
+    pub fn h2c(mut self, on: bool) -> Self {
+        self.h2c = on;
+        self
+    }
+
     /// Checks the root and the headers and builds the server.
     pub fn build(self) -> Result<StaticFiles, Error> {
         let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Root {
@@ -584,6 +593,7 @@ impl StaticFiles {
             compression_min_size: 512,
             compress_types: Vec::new(),
             tls: None,
+            h2c: false,
         }
     }
 
@@ -619,7 +629,9 @@ impl StaticFiles {
         let shutdown_timeout = self.inner.cfg.shutdown_timeout;
         let gauge = self.inner.counters.connections.clone();
         let tls = self.inner.cfg.tls.clone();
+        let h2c = self.inner.cfg.h2c;
         let mut server = Server::new(self)
+            .h2c(h2c)
             .limits(limits)
             .shutdown_timeout(shutdown_timeout)
             .connection_gauge(gauge);

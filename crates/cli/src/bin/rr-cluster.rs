@@ -87,6 +87,11 @@ struct Args {
     /// loopback.
     #[command(flatten)]
     tls: cli::TlsArgs,
+
+    /// HTTP/2 with prior knowledge on the balancer's plain listener (the
+    /// backends are reached over HTTP/1.1 either way).
+    #[command(flatten)]
+    h2: cli::H2Args,
 }
 
 /// Each backend's in-memory cache: files up to this size...
@@ -161,7 +166,7 @@ fn balancer_summary(
     format!(
         "balancer on {local}: mode http; {} backends ({}); strategy {}; health check {}; \
          timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; limits: max connections {}; \
-         admin {}; shutdown timeout {}; tls {}",
+         admin {}; shutdown timeout {}; tls {}; http/2 {}",
         list.len(),
         list.join(", "),
         args.strategy.describe(strategy),
@@ -175,6 +180,7 @@ fn balancer_summary(
         admin.map_or("off".to_owned(), |a| a.to_string()),
         cli::format_duration(args.shutdown_timeout),
         args.tls.describe(tls),
+        args.h2.describe(tls.is_some()),
     )
 }
 
@@ -263,6 +269,7 @@ async fn run(
     if let Some(tls) = &tls {
         proxy = proxy.tls(tls.clone());
     }
+    proxy = proxy.h2c(args.h2.h2c);
     let proxy = proxy.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
     let scheme = if tls.is_some() { "https" } else { "http" };

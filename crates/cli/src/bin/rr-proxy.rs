@@ -159,6 +159,8 @@ struct Cli {
 
     #[command(flatten)]
     tls: cli::TlsArgs,
+    #[command(flatten)]
+    h2: cli::H2Args,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -227,7 +229,7 @@ fn summary(
     format!(
         "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
-         limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}",
+         limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}; http/2 {}",
         cli.mode.as_str(),
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
@@ -251,6 +253,7 @@ fn summary(
         if cli.admin_tls { " (https)" } else { "" },
         cli::format_duration(cli.shutdown_timeout),
         cli.tls.describe(tls),
+        cli.h2.describe(tls.is_some()),
     )
 }
 
@@ -304,6 +307,7 @@ async fn run(
     if let Some(tls) = &tls {
         builder = builder.tls(tls.clone());
     }
+    builder = builder.h2c(cli.h2.h2c);
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
 

@@ -124,6 +124,8 @@ struct Args {
     metrics_tls: bool,
     #[command(flatten)]
     tls: cli::TlsArgs,
+    #[command(flatten)]
+    h2: cli::H2Args,
 }
 
 fn parse_header_rule(s: &str) -> Result<HeaderRule, String> {
@@ -240,7 +242,7 @@ fn summary(
     format!(
         "static-server on {addr}: root {}; listing {}; index {}; symlinks {}; dotfiles {}; precompressed {}; \
          compression {compression}; cache {cache}; limits: max connections {max_connections}, header timeout {}, keep-alive {}; \
-         shutdown timeout {}; server id {}; metrics {}{}; header rules {}; fallback {}; error pages {}; tls {tls}",
+         shutdown timeout {}; server id {}; metrics {}{}; header rules {}; fallback {}; error pages {}; tls {tls}; http/2 {}",
         files.root().display(),
         on_off(args.listing),
         args.index.join(","),
@@ -269,6 +271,7 @@ fn summary(
                 .collect::<Vec<_>>()
                 .join(",")
         },
+        args.h2.describe(files.tls().is_some()),
     )
 }
 
@@ -328,6 +331,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     if let Some(tls) = &tls {
         builder = builder.tls(tls.clone());
     }
+    builder = builder.h2c(args.h2.h2c);
     let files = builder.build().map_err(|e| e.to_string())?;
     let listener = cli::bind(args.listen).await?;
     let metrics = match args.metrics {
