@@ -1,9 +1,13 @@
 //! The transport under an HTTP/2 connection: replays the bytes already read
-//! (the preface an HTTP/1.1 read took off the socket) and notes how long
-//! writes have been blocked, so the driver can close a connection whose peer
-//! stopped reading.
+//! (the preface an HTTP/1.1 read took off the socket), notes how long writes
+//! have been blocked, so the driver can close a connection whose peer stopped
+//! reading, and lingers after the h2 crate shuts it down: what the peer still
+//! sends is read and discarded for a moment, so that it reads the GOAWAY
+//! instead of a reset.
 
+use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +16,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// After the connection is shut down, unread input is discarded for at most
+/// this long and this much before it is closed (as the HTTP/1.1 driver does).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// When writes on a connection started to wait, shared between the transport
 /// (inside the h2 connection) and the driver.
@@ -55,16 +65,28 @@ impl WriteStall {
     }
 }
 
-/// `inner`, with `prefix` read first and write stalls noted.
+/// `inner`, with `prefix` read first, write stalls noted, and a linger after
+/// shutdown.
 pub(super) struct H2Io<T> {
     inner: T,
     prefix: Bytes,
     stall: Arc<WriteStall>,
+    /// The write side has been shut down (the FIN sent).
+    shut: bool,
+    linger: Option<Pin<Box<Sleep>>>,
+    discarded: usize,
 }
 
 impl<T> H2Io<T> {
     pub(super) fn new(inner: T, prefix: Bytes, stall: Arc<WriteStall>) -> Self {
-        H2Io { inner, prefix, stall }
+        H2Io {
+            inner,
+            prefix,
+            stall,
+            shut: false,
+            linger: None,
+            discarded: 0,
+        }
     }
 }
 
@@ -81,7 +103,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for H2Io<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let p = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -112,6 +134,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.shut {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.shut = true;
+        }
+        let deadline = this
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
+        loop {
+            if this.discarded >= LINGER_BYTES || deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut sink = [MaybeUninit::<u8>::uninit(); 512];
+            let mut buf = ReadBuf::uninit(&mut sink);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.discarded += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
