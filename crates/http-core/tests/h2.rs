@@ -623,6 +623,26 @@ fn a_short_stream_resets_only_its_stream() {
     });
 }
 
+/// A connection with no open stream for the keep-alive timeout (1 s here)
+/// gets GOAWAY NO_ERROR.
+#[test]
+fn an_idle_connection_gets_goaway_after_the_keep_alive_timeout() {
+    let s = TestServer::with(
+        true,
+        Limits {
+            keep_alive_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+    );
+    let Some(v) = probe(s.addr, "idle", "/info", &[]) else {
+        return;
+    };
+    assert_eq!(verdict(&v["first"]), "status:200", "{v}");
+    assert_eq!(verdict(&v), "goaway:0", "{v}");
+    let idle = v["idle_seconds"].as_f64().unwrap();
+    assert!((0.5..8.0).contains(&idle), "{v}");
+}
+
 /// Shutdown: GOAWAY, the stream in flight finishes, then the connection closes.
 #[test]
 fn graceful_shutdown_lets_streams_in_flight_finish() {

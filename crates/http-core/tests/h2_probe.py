@@ -351,6 +351,20 @@ def get(host, port, path):
     return outcome(s, c, 1)
 
 
+def idle(host, port, path):
+    """One request, then nothing: what the server does with an idle connection."""
+    s, c = connect(host, port)
+    c.send_headers(1, base(host, port, path), end_stream=True)
+    send_all(s, c.data_to_send())
+    first = outcome(s, c, 1)
+    started = time.time()
+    # Frames parsed here: Python's h2 refuses the PING that follows a GOAWAY.
+    r = raw_outcome(s, -1, window=10.0)
+    r["first"] = first
+    r["idle_seconds"] = round(time.time() - started, 2)
+    return r
+
+
 def post_without_length(host, port, path):
     """A body in two DATA frames and no content-length."""
     s, c = connect(host, port)
@@ -364,6 +378,7 @@ def post_without_length(host, port, path):
 ATTACKS = {
     "get": get,
     "post_without_length": post_without_length,
+    "idle": idle,
     "rapid_reset": rapid_reset,
     "continuation_flood": continuation_flood,
     "hpack_bomb": lambda h, p, path: hpack_bomb(h, p, path, 4000),

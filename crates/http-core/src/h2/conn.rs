@@ -185,18 +185,25 @@ pub(crate) async fn serve<T: Io, S: Service>(
     let mut streams = FuturesUnordered::new();
     let mut scratch = BytesMut::new();
     let mut last_active = Instant::now();
-    let mut closing = false;
+    // When GOAWAY was sent: from then on the connection only finishes.
+    let mut closing: Option<Instant> = None;
     let timer = tokio::time::sleep(keep_alive);
     tokio::pin!(timer);
     let signalled = shutdown.clone().next_change();
     tokio::pin!(signalled);
+    if shutdown.is_triggered() {
+        // Shutdown began while the connection was being set up.
+        conn.graceful_shutdown();
+        closing = Some(Instant::now());
+        timer.as_mut().reset((Instant::now() + write_timeout).into());
+    }
     loop {
         let event = tokio::select! {
             biased;
             a = conn.accept() => Event::Accepted(a),
             Some(()) = streams.next(), if !streams.is_empty() => Event::StreamDone,
             () = &mut timer => Event::Timer,
-            () = &mut signalled, if !closing => Event::Signal,
+            () = &mut signalled, if closing.is_none() => Event::Signal,
         };
         match event {
             Event::Accepted(Some(Ok((req, respond)))) => {
@@ -222,14 +229,21 @@ pub(crate) async fn serve<T: Io, S: Service>(
                     tracing::debug!(peer = ?ctx.peer, "HTTP/2 peer stopped reading; closing");
                     return;
                 }
+                if streams.is_empty() && closing.is_some_and(|t| now >= t + write_timeout) {
+                    // GOAWAY went out a write timeout ago and nothing is left
+                    // to finish: the client did not close (nor answer the
+                    // PING that ends a graceful close).
+                    tracing::debug!(peer = ?ctx.peer, "HTTP/2 client did not close after GOAWAY");
+                    return;
+                }
                 let idle_until = last_active + keep_alive;
-                if streams.is_empty() && now >= idle_until && !closing {
+                if streams.is_empty() && now >= idle_until && closing.is_none() {
                     conn.graceful_shutdown();
-                    closing = true;
+                    closing = Some(now);
                 }
                 let next = match stalled {
                     Some(d) => now + (write_timeout - d),
-                    None if streams.is_empty() && !closing => idle_until,
+                    None if streams.is_empty() && closing.is_none() => idle_until,
                     None => now + write_timeout,
                 };
                 timer.as_mut().reset(next.into());
@@ -240,7 +254,10 @@ pub(crate) async fn serve<T: Io, S: Service>(
                     .is_some_and(|before| streams.is_empty() && last_active <= before);
                 if shutdown.is_triggered() || reaped {
                     conn.graceful_shutdown();
-                    closing = true;
+                    let now = Instant::now();
+                    closing = Some(now);
+                    let at = timer.deadline().min((now + write_timeout).into());
+                    timer.as_mut().reset(at);
                 } else {
                     signalled.set(shutdown.clone().next_change());
                 }

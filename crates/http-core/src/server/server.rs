@@ -95,6 +95,26 @@ impl<S: Service> Server<S> {
     /// [`serve_h2_connection`](crate::serve_h2_connection), any other by the
     /// HTTP/1.1 driver as before. The upgrade from HTTP/1.1 (`Upgrade: h2c`)
     /// is not supported: such a request is served over HTTP/1.1. Default: off.
+    /// (Over TLS, HTTP/2 is chosen by ALPN, whatever this says.)
+    ///
+    /// ```no_run
+    /// use http_core::{H2Limits, Request, Response, Server, Service};
+    /// struct Hello;
+    /// impl Service for Hello {
+    ///     async fn call(&self, req: Request<'_>) -> Response {
+    ///         // `HTTP/1.1` or `HTTP/2.0`: the service sees the same request either way.
+    ///         Response::text(200, format!("{}\n", req.head.version().as_str()))
+    ///     }
+    /// }
+    /// # async fn run() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// Server::new(Hello)
+    ///     .h2c(true)
+    ///     .h2_limits(H2Limits { max_concurrent_streams: 32, ..H2Limits::default() })
+    ///     .serve(listener, std::future::pending())
+    ///     .await
+    /// # }
+    /// ```
     pub fn h2c(mut self, on: bool) -> Self {
         self.h2c = on;
         self
