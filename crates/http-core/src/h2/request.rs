@@ -16,6 +16,9 @@ use http::{header, Method as HttpMethod};
 
 use crate::{parse_request, BodyKind, Error, Limits, RequestHead};
 
+/// The least a connection's head buffer grows by.
+const HEAD_BUFFER: usize = 8 * 1024;
+
 /// Why a request is not handed to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -68,7 +71,12 @@ fn write_head(parts: &Parts, out: &mut BytesMut) -> Result<(), Refusal> {
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum();
-    out.reserve(parts.method.as_str().len() + target.len() + authority.map_or(0, str::len) + fields + 32);
+    let need = parts.method.as_str().len() + target.len() + authority.map_or(0, str::len) + fields + 32;
+    if out.capacity() - out.len() < need {
+        // Heads are split off this buffer and live as long as their request:
+        // room for many is taken at once (and taken back once they are gone).
+        out.reserve(need.max(HEAD_BUFFER));
+    }
     out.put_slice(parts.method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());

@@ -51,6 +51,23 @@ thread_local! {
         const { RefCell::new(([0; DATE_LEN], HeaderValue::from_static(""))) };
 }
 
+thread_local! {
+    /// The last `content-length` value made on this thread: a file asked for
+    /// again and again gets its value by reference count.
+    static LENGTH_VALUE: RefCell<(u64, HeaderValue)> =
+        const { RefCell::new((0, HeaderValue::from_static("0"))) };
+}
+
+fn length_value(n: u64) -> HeaderValue {
+    LENGTH_VALUE.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.0 != n {
+            *c = (n, HeaderValue::from(n));
+        }
+        c.1.clone()
+    })
+}
+
 fn date_value(at: Instant) -> HeaderValue {
     with_date_at(at, |d| {
         DATE_VALUE.with(|cell| {
@@ -116,7 +133,7 @@ fn headers(resp: &Response, dated: Instant, extra: &Bytes, content_length: Optio
         }
     }
     if let Some(n) = content_length {
-        map.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        map.insert(CONTENT_LENGTH, length_value(n));
     }
     map
 }
