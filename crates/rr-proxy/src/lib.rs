@@ -88,6 +88,7 @@ pub mod admin;
 mod backend;
 mod balancer;
 mod config;
+mod discovery;
 mod error;
 mod forward;
 mod hash;
@@ -101,7 +102,13 @@ mod tcp;
 
 pub use admin::{serve_admin, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
-pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
+pub use config::{
+    BackendSource, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT,
+};
+pub use discovery::{
+    DiscoverFuture, DiscoveredSet, Discovery, DiscoveryError, DiscoveryResult, DiscoveryStats, DnsDiscovery,
+    ResolverConfig,
+};
 pub use error::{AdminError, ProxyError, SpecError, StrategyError};
 pub use hooks::{
     Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,
