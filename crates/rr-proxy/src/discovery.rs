@@ -292,6 +292,11 @@ fn describe(d: &Diff) -> String {
     parts.join(" ")
 }
 
+/// `1 backend`, `3 backends`.
+fn backends(n: usize) -> String {
+    format!("{n} backend{}", if n == 1 { "" } else { "s" })
+}
+
 /// Runs source number `index` until `shutdown` fires.
 pub(crate) async fn run(
     shared: Arc<Balancer>,
@@ -323,12 +328,19 @@ pub(crate) async fn run(
                     tracing::info!(
                         source = %name,
                         backends = count,
-                        "{name}: resolves again after {failures} failed or empty attempts ({count} backends)"
+                        "{name}: resolves again after {failures} failed or empty attempts ({})",
+                        backends(count)
                     );
                 }
                 if !d.is_empty() {
                     let e = shared.refresh();
-                    tracing::info!(source = %name, backends = count, "{name}: {} ({count} backends)", describe(&d));
+                    tracing::info!(
+                        source = %name,
+                        backends = count,
+                        "{name}: {} ({})",
+                        describe(&d),
+                        backends(count)
+                    );
                     e.log_summary();
                 }
                 failures = 0;
@@ -353,7 +365,8 @@ pub(crate) async fn run(
                         tracing::warn!(
                             source = %name,
                             backends = kept,
-                            "{name}: resolution failed ({e}); keeping the last good set of {kept} backends until it resolves again"
+                            "{name}: resolution failed ({e}); keeping the last good set ({}) until it resolves again",
+                            backends(kept)
                         );
                     }
                 } else {

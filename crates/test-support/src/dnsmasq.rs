@@ -24,7 +24,7 @@ impl Dnsmasq {
     /// except under CI (`CI` set), which installs it (`.ci/run`): there that
     /// is a failure.
     pub fn start(hosts: &str, conf: &str) -> Option<Dnsmasq> {
-        let installed = Command::new("dnsmasq")
+        let installed = Command::new(program())
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -55,7 +55,7 @@ impl Dnsmasq {
                 return Some(d);
             }
         }
-        panic!("dnsmasq did not start (see its output above)");
+        panic!("dnsmasq did not start (its output is above)");
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -64,7 +64,7 @@ impl Dnsmasq {
 
     /// Starts the process on `self.addr`; true once it answers.
     fn launch(&mut self) -> bool {
-        let mut cmd = Command::new("dnsmasq");
+        let mut cmd = Command::new(program());
         cmd.arg("--no-daemon")
             .arg(format!("--port={}", self.addr.port()))
             .arg("--listen-address=127.0.0.1")
@@ -77,8 +77,11 @@ impl Dnsmasq {
             .arg(format!("--pid-file={}", self.path("dnsmasq.pid").display()))
             .arg("--log-facility=-")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::null());
+        match std::fs::File::create(self.path("dnsmasq.log")) {
+            Ok(log) => cmd.stderr(log),
+            Err(_) => cmd.stderr(Stdio::null()),
+        };
         // As root, dnsmasq would switch to the user "nobody", who may not read
         // the test's directory.
         if is_root() {
@@ -90,7 +93,9 @@ impl Dnsmasq {
         // Ready when its TCP side accepts (it binds UDP and TCP together).
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(self.path("dnsmasq.log")).unwrap_or_default();
+                eprintln!("dnsmasq on {} exited ({status}): {log}", self.addr);
                 return false;
             }
             if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
@@ -142,6 +147,15 @@ impl Dnsmasq {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("dnsmasq did not restart on {}", self.addr);
+    }
+}
+
+/// `dnsmasq` where Debian puts it (not on every user's PATH), or from the PATH.
+fn program() -> &'static str {
+    if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
+        "/usr/sbin/dnsmasq"
+    } else {
+        "dnsmasq"
     }
 }
 
