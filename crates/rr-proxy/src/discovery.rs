@@ -688,6 +688,64 @@ mod tests {
         assert_eq!(backoff(s(5), s(2), 1), s(2));
     }
 
+    /// Sources own their addresses: a fixed backend is never removed by one,
+    /// an address two sources yield stays while either has it, an unchanged
+    /// backend is the same backend (its counters kept), a weight changes in
+    /// place.
+    #[test]
+    fn sets_apply_as_diffs_with_owners() {
+        let fixed = addr("10.0.0.1:80");
+        let proxy = crate::Proxy::builder().backend(fixed, 1).build().unwrap();
+        let b = proxy.shared();
+        let ids = |b: &Balancer| {
+            b.all()
+                .iter()
+                .map(|x| (x.addr(), x.id(), x.weight()))
+                .collect::<Vec<_>>()
+        };
+        // Source 0 brings .2 and .3, and the fixed address too.
+        let d = b.apply_discovered(
+            0,
+            &map(&[("10.0.0.1:80", 5), ("10.0.0.2:80", 1), ("10.0.0.3:80", 1)]),
+        );
+        assert_eq!(d.added.len(), 3);
+        let _ = b.refresh();
+        assert_eq!(b.eligible().len(), 3);
+        let before = ids(b);
+        assert_eq!(before[0], (fixed, 0, 1), "the fixed backend keeps its weight");
+        b.find(addr("10.0.0.2:80")).unwrap().count_request();
+        // Source 1 shares .3.
+        b.apply_discovered(1, &map(&[("10.0.0.3:80", 1)]));
+        // Source 0 drops everything but .2, whose weight becomes 4.
+        let d = b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)]));
+        assert_eq!(d.removed, [fixed, addr("10.0.0.3:80")]);
+        assert_eq!(d.reweighted, [(addr("10.0.0.2:80"), 4)]);
+        let after = ids(b);
+        assert_eq!(
+            after,
+            [
+                (fixed, 0, 1),
+                (addr("10.0.0.2:80"), before[1].1, 4),
+                (addr("10.0.0.3:80"), before[2].1, 1)
+            ],
+            "fixed kept, .3 kept for source 1, .2 the same backend with a new weight"
+        );
+        assert_eq!(
+            b.find(addr("10.0.0.2:80")).unwrap().stats().requests,
+            1,
+            "counters kept"
+        );
+        assert_eq!((b.discovered_count(0), b.discovered_count(1)), (1, 1));
+        // Source 1 lets .3 go: now nobody holds it.
+        b.apply_discovered(1, &BTreeMap::new());
+        assert!(b.find(addr("10.0.0.3:80")).is_err());
+        // An unchanged set changes nothing.
+        assert!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).is_empty());
+        // Removed through the admin API: the source brings it back next time.
+        b.remove(addr("10.0.0.2:80")).unwrap();
+        assert_eq!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).added.len(), 1);
+    }
+
     #[test]
     fn dns_discovery_checks_its_settings() {
         let dns: BackendSource = "dns:web.internal:80".parse().unwrap();

@@ -298,6 +298,12 @@ impl Proxy {
 }
 
 impl<H: ProxyHooks> Proxy<H> {
+    /// The shared state (for the crate's own tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Balancer> {
+        &self.shared
+    }
+
     /// The hooks the proxy calls (to read state they keep, such as counters).
     pub fn hooks(&self) -> &Arc<H> {
         &self.hooks
