@@ -75,6 +75,15 @@
 //! server.await.unwrap().unwrap();
 //! # });
 //! ```
+//! # Backends from DNS (or any other source)
+//! [`ProxyBuilder::discovery`] adds a [`Discovery`] source whose sets the proxy
+//! follows while it serves, applying each as a diff (unchanged backends keep
+//! their connections, health and counters; a failed or empty answer keeps the
+//! last good set). [`DnsDiscovery`] follows `dns:NAME:PORT` (A and AAAA) and
+//! `srv:NAME` entries ([`BackendSource`]) with TTL-driven re-resolution
+//! bounded by [`ResolverConfig`]; an embedder's own source (a Kubernetes
+//! watcher, a registry) implements the trait.
+//!
 //! The admin endpoint ([`serve_admin`], [`serve_admin_with`]) exposes the same over
 //! HTTP: `GET /stats` (JSON), `GET /metrics` (Prometheus), `POST
 //! /backends/{addr}/drain` and `/enable`; see [`admin`] for every route. It answers
