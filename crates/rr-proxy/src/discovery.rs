@@ -742,7 +742,7 @@ mod tests {
         // An unchanged set changes nothing.
         assert!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).is_empty());
         // Removed through the admin API: the source brings it back next time.
-        b.remove(addr("10.0.0.2:80")).unwrap();
+        let _ = b.remove(addr("10.0.0.2:80")).unwrap();
         assert_eq!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).added.len(), 1);
     }
 
