@@ -267,7 +267,6 @@ fn srv_records_give_targets_ports_and_weights() {
         &rt,
         Proxy::builder().discovery(DnsDiscovery::new(&spec, &resolver(&dns)).unwrap()),
     );
-    // Before the first answer there may be no backend: 503, never a hang.
     wait_for(Duration::from_secs(10), "the SRV targets", || {
         proxy.handle.backends().len() == 2
     });
@@ -284,4 +283,34 @@ fn srv_records_give_targets_ports_and_weights() {
     assert_eq!((a.rec.count(), b.rec.count(), c.rec.count()), (30, 10, 0));
     let s = &proxy.handle.stats().discovery[0];
     assert_eq!((s.name.as_str(), s.backends), ("srv:_http._tcp.web.test", 2));
+}
+
+#[test]
+fn a_name_that_does_not_resolve_yet_gives_503_until_it_does() {
+    let rt = runtime();
+    let backend = TestBackend::start(&rt, "late");
+    let Some(dns) = Dnsmasq::start("", "") else {
+        return;
+    };
+    let spec: BackendSource = format!("dns:late.test:{}", backend.addr.port()).parse().unwrap();
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder().discovery(DnsDiscovery::new(&spec, &resolver(&dns)).unwrap()),
+    );
+    // The proxy serves from the start; with no backend yet, 503 and Retry-After.
+    wait_for(Duration::from_secs(10), "the first (empty) answer", || {
+        proxy.handle.stats().discovery[0].last_result == Some(DiscoveryResult::Empty)
+    });
+    let a = agent();
+    let r = get(&a, &proxy.url("/"));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(proxy.handle.stats().discovery[0].backends, 0);
+    dns.set_hosts("127.0.0.1 late.test\n");
+    dns.reload();
+    wait_for(Duration::from_secs(10), "the name to resolve", || {
+        proxy.handle.backends().len() == 1
+    });
+    assert_eq!(get(&a, &proxy.url("/")).status, 200);
+    assert_eq!(backend.rec.count(), 1);
 }
