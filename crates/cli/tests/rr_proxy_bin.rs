@@ -599,3 +599,103 @@ fn admin_token_is_required_and_accepted() {
     let log = proxy.process.stderr().join("\n");
     assert!(!log.contains(TOKEN), "{log}");
 }
+
+#[test]
+fn dns_and_srv_backends_through_the_binary() {
+    let a = start_backend("backend-a");
+    let b = start_backend("backend-b");
+    let c = start_backend("backend-c");
+    let (pa, pb) = (a.addr.port(), b.addr.port());
+    // a.web.test by its A record, b.web.test through an SRV record of weight 2.
+    let Some(dns) = test_support::Dnsmasq::start(
+        "127.0.0.1 a.web.test\n127.0.0.1 b.web.test\n",
+        &format!("srv-host=_http._tcp.web.test,b.web.test,{pb},0,2\n"),
+    ) else {
+        return;
+    };
+    let (dns_a, resolver, static_c) = (
+        format!("dns:a.web.test:{pa}"),
+        dns.addr.to_string(),
+        c.addr.to_string(),
+    );
+    let mut proxy = start_proxy(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        &dns_a,
+        "--backend",
+        "srv:_http._tcp.web.test",
+        "--backend",
+        &static_c,
+        "--resolver",
+        &resolver,
+        "--dns-ttl-min",
+        "500ms",
+        "--dns-ttl-max",
+        "5s",
+    ]);
+    // The summary names the sources and the resolver.
+    proxy.process.wait_for_line(&[
+        "3 backends",
+        &dns_a,
+        "srv:_http._tcp.web.test",
+        &format!("DNS discovery via resolver {resolver}"),
+    ]);
+    // Each change is one line: the source, what came and went, the count.
+    proxy
+        .process
+        .wait_for_line(&[&format!("{dns_a}: +127.0.0.1:{pa} (1 backend)")]);
+    proxy
+        .process
+        .wait_for_line(&[&format!("srv:_http._tcp.web.test: +127.0.0.1:{pb} (1 backend)")]);
+    assert_eq!(
+        served_by(proxy.addr, 8),
+        counts(&[("backend-a", 2), ("backend-b", 4), ("backend-c", 2)])
+    );
+}
+
+#[test]
+fn bad_dns_backends_and_resolvers_are_one_line_and_exit_2() {
+    for (args, says) in [
+        (
+            &["--backend", "dns:web.test"][..],
+            "bad DNS backend \"dns:web.test\"",
+        ),
+        (&["--backend", "dns:web.test:0"], "bad DNS backend"),
+        (&["--backend", "dns:we b:80"], "bad DNS name \"we b\""),
+        (&["--backend", "dns:web.test:80=0"], "bad backend weight"),
+        (&["--backend", "srv:_http._tcp.web=2"], "bad SRV backend"),
+        (&["--backend", "srv:"], "bad DNS name"),
+        (
+            &["--backend", "dns:web.test:80", "--resolver", "nonsense"],
+            "bad resolver \"nonsense\"",
+        ),
+        (
+            &["--backend", "dns:web.test:80", "--resolver", "127.0.0.1:0"],
+            "bad resolver",
+        ),
+        (
+            &["--backend", "127.0.0.1:1", "--resolver", "127.0.0.1:53"],
+            "--resolver needs a dns:NAME:PORT or srv:NAME --backend",
+        ),
+        (
+            &[
+                "--backend",
+                "dns:web.test:80",
+                "--dns-ttl-min",
+                "10s",
+                "--dns-ttl-max",
+                "1s",
+            ],
+            "--dns-ttl-min must not be longer than --dns-ttl-max",
+        ),
+        (
+            &["--backend", "dns:web.test:80", "--dns-ttl-max", "0s"],
+            "bad duration",
+        ),
+    ] {
+        let out = run(RR_PROXY, &[&["--listen", "127.0.0.1:0"][..], args].concat());
+        assert_one_error_line(&out, &[says]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

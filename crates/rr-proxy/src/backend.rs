@@ -23,7 +23,7 @@ pub struct Backend {
     label: Arc<str>,
     /// `stable_hash` of `label`.
     key: u64,
-    weight: u32,
+    weight: AtomicU32,
     admin: AtomicU8,
     healthy: AtomicBool,
     removed: AtomicBool,
@@ -139,7 +139,7 @@ impl Backend {
             addr,
             key: crate::hash::stable_hash(label.as_bytes()),
             label,
-            weight,
+            weight: AtomicU32::new(weight),
             admin: AtomicU8::new(ENABLED),
             healthy: AtomicBool::new(true),
             removed: AtomicBool::new(false),
@@ -186,9 +186,16 @@ impl Backend {
         self.key
     }
 
-    /// The weight (1 or more).
+    /// The weight (1 or more). It may change while the backend serves (a
+    /// discovery source found a new weight for the same address): strategies
+    /// read it at each pick.
     pub fn weight(&self) -> u32 {
-        self.weight
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Changes the weight in place: the backend keeps its pool, health and counters.
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 
     /// Requests (or tunnels, or TCP connections) in progress.
@@ -226,7 +233,7 @@ impl Backend {
     pub fn stats(&self) -> BackendStats {
         BackendStats {
             addr: self.addr,
-            weight: self.weight,
+            weight: self.weight(),
             state: self.state(),
             healthy: self.is_healthy(),
             draining: self.is_draining(),

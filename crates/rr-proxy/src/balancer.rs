@@ -2,9 +2,10 @@
 //! admin endpoint and every handle: the backends, the strategy, picking, failure
 //! accounting and the proxy-wide counters.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http_core::metrics::{ConnectionGauge, DurationHistogram, ResponseMetrics, DEFAULT_BUCKETS};
@@ -12,6 +13,7 @@ use http_core::Limits;
 
 use crate::backend::{Backend, Change};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts};
+use crate::discovery::{Diff, SourceStatus};
 use crate::reason::FailureReason;
 use crate::strategy::{PickRequest, Strategy};
 use crate::ProxyError;
@@ -83,6 +85,20 @@ pub(crate) struct Balancer {
     pub counters: Counters,
     /// When the proxy was built (for the uptime in its stats).
     pub started: std::time::Instant,
+    /// Who put each backend there: fixed (the builder, the admin API) and
+    /// which discovery sources, with the weight each gave. Locked before `all`.
+    owners: Mutex<HashMap<SocketAddr, Owners>>,
+    /// Each discovery source's status, by index.
+    pub sources: Vec<Arc<SourceStatus>>,
+}
+
+/// Who holds a backend in the set.
+#[derive(Debug, Default)]
+struct Owners {
+    /// Given to the builder or added through the handle (admin API).
+    fixed: bool,
+    /// Discovery sources that yield it: (index, the weight it gave).
+    sources: Vec<(usize, u32)>,
 }
 
 /// How many backends may take requests after a change, for the log.
@@ -273,15 +289,103 @@ impl Balancer {
             none_left: AtomicBool::new(all.is_empty()),
             eligible: RwLock::new(all.clone()),
             next_id: AtomicU64::new(all.len() as u64),
-            all: RwLock::new(all),
             counters: Counters::default(),
             started: std::time::Instant::now(),
+            owners: Mutex::new(
+                all.iter()
+                    .map(|b| {
+                        let o = Owners {
+                            fixed: true,
+                            sources: Vec::new(),
+                        };
+                        (b.addr(), o)
+                    })
+                    .collect(),
+            ),
+            all: RwLock::new(all),
+            sources: Vec::new(),
         }
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Owners>> {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many backends discovery source `index` holds now.
+    pub fn discovered_count(&self, index: usize) -> usize {
+        self.owners()
+            .values()
+            .filter(|o| o.sources.iter().any(|&(i, _)| i == index))
+            .count()
+    }
+
+    /// Applies source `index`'s new set as a diff to what it held: new
+    /// addresses added (or, when another owner has them, shared), vanished
+    /// ones removed when no other owner holds them (requests in progress on
+    /// them finish), a new weight set in place when the source is the
+    /// address's only owner. Unchanged backends are untouched. Returns the
+    /// diff from the source's view; the caller refreshes the eligible set.
+    pub fn apply_discovered(&self, index: usize, new: &BTreeMap<SocketAddr, u32>) -> Diff {
+        let mut owners = self.owners();
+        let old: BTreeMap<SocketAddr, u32> = owners
+            .iter()
+            .filter_map(|(a, o)| {
+                o.sources
+                    .iter()
+                    .find(|&&(i, _)| i == index)
+                    .map(|&(_, w)| (*a, w))
+            })
+            .collect();
+        let d = crate::discovery::diff(&old, new);
+        if d.is_empty() {
+            return d;
+        }
+        let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Arc<Backend>> = all.to_vec();
+        for &(addr, weight) in &d.added {
+            let o = owners.entry(addr).or_default();
+            o.sources.push((index, weight));
+            if !list.iter().any(|b| b.addr() == addr) {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                list.push(Arc::new(Backend::new(id, addr, weight)));
+            }
+        }
+        for addr in &d.removed {
+            let gone = match owners.get_mut(addr) {
+                Some(o) => {
+                    o.sources.retain(|&(i, _)| i != index);
+                    !o.fixed && o.sources.is_empty()
+                }
+                None => false,
+            };
+            if gone {
+                owners.remove(addr);
+                if let Some(pos) = list.iter().position(|b| b.addr() == *addr) {
+                    list[pos].mark_removed();
+                    list.remove(pos);
+                }
+            }
+        }
+        for &(addr, weight) in &d.reweighted {
+            if let Some(o) = owners.get_mut(&addr) {
+                for s in o.sources.iter_mut().filter(|s| s.0 == index) {
+                    s.1 = weight;
+                }
+                if !o.fixed && o.sources.len() == 1 {
+                    if let Some(b) = list.iter().find(|b| b.addr() == addr) {
+                        b.set_weight(weight);
+                    }
+                }
+            }
+        }
+        *all = list.into();
+        d
     }
 
     /// Adds a backend; it takes requests at once.
     pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<Eligibility, ProxyError> {
         {
+            let mut owners = self.owners();
             let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
             if all.iter().any(|b| b.addr() == addr) {
                 return Err(ProxyError::DuplicateBackend(addr));
@@ -290,13 +394,17 @@ impl Balancer {
             let mut list: Vec<Arc<Backend>> = all.to_vec();
             list.push(Arc::new(Backend::new(id, addr, weight)));
             *all = list.into();
+            owners.entry(addr).or_default().fixed = true;
         }
         Ok(self.refresh())
     }
 
     /// Removes a backend: no new requests, its pool closed.
+    /// Whoever added it: a discovery source adds it again at its next
+    /// resolution if its records still hold it.
     pub fn remove(&self, addr: SocketAddr) -> Result<Eligibility, ProxyError> {
         {
+            let mut owners = self.owners();
             let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
             let Some(pos) = all.iter().position(|b| b.addr() == addr) else {
                 return Err(ProxyError::UnknownBackend(addr));
@@ -305,6 +413,7 @@ impl Balancer {
             let mut list: Vec<Arc<Backend>> = all.to_vec();
             list.remove(pos);
             *all = list.into();
+            owners.remove(&addr);
         }
         Ok(self.refresh())
     }

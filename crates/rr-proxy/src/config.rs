@@ -257,9 +257,213 @@ impl FromStr for BackendSpec {
     }
 }
 
+/// One entry of a pool's backend list: a fixed address, or a DNS name that
+/// discovery follows. The command line's `--backend` and the configuration
+/// file's `backends` list share this syntax:
+///
+/// | form | meaning |
+/// |---|---|
+/// | `IP:PORT[=WEIGHT]` | a fixed backend ([`BackendSource::Static`]) |
+/// | `dns:NAME:PORT[=WEIGHT]` | every A and AAAA address of `NAME`, on `PORT`, each with `WEIGHT` (default 1), followed as DNS changes ([`BackendSource::Dns`]) |
+/// | `srv:NAME` | the targets of `NAME`'s SRV records, with their ports and SRV weights, followed as DNS changes ([`BackendSource::Srv`]) |
+///
+/// Its [`FromStr`] never does a lookup; a plain `HOST:PORT` is refused there
+/// (it is looked up once, at start, by [`BackendSpec::resolve`];
+/// [`BackendSource::parse_resolving`] does that for the non-prefixed form).
+///
+/// ```
+/// use rr_proxy::BackendSource;
+/// let dns: BackendSource = "dns:web.internal:9002=3".parse().unwrap();
+/// assert_eq!(dns, BackendSource::Dns { name: "web.internal".into(), port: 9002, weight: 3 });
+/// assert_eq!(dns.to_string(), "dns:web.internal:9002");
+/// let srv: BackendSource = "srv:_http._tcp.web.internal".parse().unwrap();
+/// assert_eq!(srv, BackendSource::Srv { name: "_http._tcp.web.internal".into() });
+/// assert!(matches!("127.0.0.1:9002".parse(), Ok(BackendSource::Static(_))));
+/// assert!("dns:web.internal".parse::<BackendSource>().is_err()); // no port
+/// assert!("srv:web.internal=2".parse::<BackendSource>().is_err()); // SRV gives weights
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendSource {
+    /// A fixed address with its weight.
+    Static(BackendSpec),
+    /// `dns:NAME:PORT[=WEIGHT]`: the A and AAAA records of `name`.
+    Dns {
+        /// The name looked up (as given, without the `dns:` prefix).
+        name: String,
+        /// The port every address gets.
+        port: u16,
+        /// The weight every address gets.
+        weight: u32,
+    },
+    /// `srv:NAME`: the SRV records of `name` (such as `_http._tcp.web.internal`).
+    Srv {
+        /// The name looked up (as given, without the `srv:` prefix).
+        name: String,
+    },
+}
+
+impl BackendSource {
+    /// Parses like [`FromStr`], except that a non-prefixed `HOST:PORT[=WEIGHT]`
+    /// is looked up once, now, with [`BackendSpec::resolve`] (**blocking**;
+    /// call it while reading the configuration). `dns:` is the form that
+    /// follows changes.
+    pub fn parse_resolving(s: &str) -> Result<BackendSource, SpecError> {
+        if s.starts_with("dns:") || s.starts_with("srv:") {
+            return s.parse();
+        }
+        BackendSpec::resolve(s).map(BackendSource::Static)
+    }
+
+    /// True for `dns:` and `srv:` entries (those a discovery source follows).
+    pub fn is_discovered(&self) -> bool {
+        !matches!(self, BackendSource::Static(_))
+    }
+}
+
+impl std::fmt::Display for BackendSource {
+    /// `IP:PORT=WEIGHT`, `dns:NAME:PORT` or `srv:NAME`: the name a discovery
+    /// source goes by in logs, `/stats` and `/metrics` (without the weight).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendSource::Static(spec) => write!(f, "{}={}", spec.addr, spec.weight),
+            BackendSource::Dns { name, port, .. } => write!(f, "dns:{name}:{port}"),
+            BackendSource::Srv { name } => write!(f, "srv:{name}"),
+        }
+    }
+}
+
+impl FromStr for BackendSource {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("dns:") {
+            let (addr, weight) = split_weight(rest)?;
+            let (name, port) = addr
+                .rsplit_once(':')
+                .ok_or_else(|| SpecError::BadDns(s.to_owned()))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| SpecError::BadDns(s.to_owned()))?;
+            check_dns_name(name)?;
+            return Ok(BackendSource::Dns {
+                name: name.to_owned(),
+                port,
+                weight,
+            });
+        }
+        if let Some(name) = s.strip_prefix("srv:") {
+            if name.contains(['=', ':']) {
+                return Err(SpecError::BadSrv(s.to_owned()));
+            }
+            check_dns_name(name)?;
+            return Ok(BackendSource::Srv {
+                name: name.to_owned(),
+            });
+        }
+        s.parse().map(BackendSource::Static)
+    }
+}
+
+/// Labels of 1–63 bytes of letters, digits, `-` and `_`, separated by dots (a
+/// final dot allowed), 253 bytes at most.
+fn check_dns_name(name: &str) -> Result<(), SpecError> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadName(name.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_sources() {
+        let dns = |name: &str, port, weight| BackendSource::Dns {
+            name: name.into(),
+            port,
+            weight,
+        };
+        for (text, want) in [
+            ("dns:web:80", dns("web", 80, 1)),
+            ("dns:web:80=3", dns("web", 80, 3)),
+            ("dns:web.internal.:8080", dns("web.internal.", 8080, 1)),
+            (
+                "dns:my-svc.my-ns.svc.cluster.local:8080",
+                dns("my-svc.my-ns.svc.cluster.local", 8080, 1),
+            ),
+            (
+                "srv:_http._tcp.web",
+                BackendSource::Srv {
+                    name: "_http._tcp.web".into(),
+                },
+            ),
+            (
+                "srv:web.service.consul",
+                BackendSource::Srv {
+                    name: "web.service.consul".into(),
+                },
+            ),
+            (
+                "127.0.0.1:80=2",
+                BackendSource::Static(BackendSpec {
+                    addr: "127.0.0.1:80".parse().unwrap(),
+                    weight: 2,
+                }),
+            ),
+        ] {
+            assert_eq!(text.parse::<BackendSource>(), Ok(want.clone()), "{text:?}");
+            assert_eq!(BackendSource::parse_resolving(text), Ok(want), "{text:?}");
+        }
+        let long = format!("dns:{}:80", vec!["a".repeat(63); 4].join("."));
+        for (bad, want) in [
+            ("dns:web", SpecError::BadDns("dns:web".into())),
+            ("dns:web:", SpecError::BadDns("dns:web:".into())),
+            ("dns:web:0", SpecError::BadDns("dns:web:0".into())),
+            ("dns:web:65536", SpecError::BadDns("dns:web:65536".into())),
+            ("dns:web:http", SpecError::BadDns("dns:web:http".into())),
+            ("dns:web:80=0", SpecError::BadWeight("0".into())),
+            ("dns:web:80=x", SpecError::BadWeight("x".into())),
+            ("dns::80", SpecError::BadName("".into())),
+            ("dns:we b:80", SpecError::BadName("we b".into())),
+            ("dns:web..x:80", SpecError::BadName("web..x".into())),
+            ("dns:[::1]:80", SpecError::BadName("[::1]".into())),
+            (
+                long.as_str(),
+                SpecError::BadName(long[4..long.len() - 3].to_owned()),
+            ),
+            ("srv:", SpecError::BadName("".into())),
+            ("srv:web=2", SpecError::BadSrv("srv:web=2".into())),
+            ("srv:web:80", SpecError::BadSrv("srv:web:80".into())),
+            ("srv:-/x", SpecError::BadName("-/x".into())),
+            ("web:80", SpecError::BadAddress("web:80".into())),
+            ("txt:web", SpecError::BadAddress("txt:web".into())),
+        ] {
+            assert_eq!(bad.parse::<BackendSource>(), Err(want), "{bad:?}");
+        }
+        assert_eq!(
+            BackendSource::parse_resolving("dns:web"),
+            Err(SpecError::BadDns("dns:web".into()))
+        );
+        assert!(matches!(
+            BackendSource::parse_resolving("localhost:80"),
+            Ok(BackendSource::Static(s)) if s.addr.ip().is_loopback()
+        ));
+        assert_eq!(dns("web", 80, 3).to_string(), "dns:web:80");
+        assert!(dns("web", 80, 3).is_discovered());
+    }
 
     #[test]
     fn backend_specs() {

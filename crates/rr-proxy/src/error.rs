@@ -49,6 +49,18 @@ pub enum SpecError {
     /// The weight part is not a whole number from 1 to 1 000 000.
     #[error("bad backend weight {0:?}: expected a whole number from 1 to 1000000")]
     BadWeight(String),
+    /// A `dns:` entry is not `dns:NAME:PORT[=WEIGHT]` with a port from 1
+    /// (from [`BackendSource`](crate::BackendSource)'s `FromStr`).
+    #[error("bad DNS backend {0:?}: expected dns:NAME:PORT[=WEIGHT]")]
+    BadDns(String),
+    /// An `srv:` entry is not `srv:NAME`; it takes no port and no weight
+    /// (the SRV records give both).
+    #[error("bad SRV backend {0:?}: expected srv:NAME (the SRV records give ports and weights)")]
+    BadSrv(String),
+    /// The name in a `dns:` or `srv:` entry is not a DNS name (labels of 1 to
+    /// 63 letters, digits, `-` or `_`, separated by dots, 253 bytes at most).
+    #[error("bad DNS name {0:?}: expected labels of letters, digits, - or _ separated by dots")]
+    BadName(String),
 }
 
 /// Why the admin endpoint cannot be set up as asked (see

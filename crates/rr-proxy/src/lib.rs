@@ -76,6 +76,15 @@
 //! server.await.unwrap().unwrap();
 //! # });
 //! ```
+//! # Backends from DNS (or any other source)
+//! [`ProxyBuilder::discovery`] adds a [`Discovery`] source whose sets the proxy
+//! follows while it serves, applying each as a diff (unchanged backends keep
+//! their connections, health and counters; a failed or empty answer keeps the
+//! last good set). [`DnsDiscovery`] follows `dns:NAME:PORT` (A and AAAA) and
+//! `srv:NAME` entries ([`BackendSource`]) with TTL-driven re-resolution
+//! bounded by [`ResolverConfig`]; an embedder's own source (a Kubernetes
+//! watcher, a registry) implements the trait.
+//!
 //! The admin endpoint ([`serve_admin`], [`serve_admin_with`]) exposes the same over
 //! HTTP: `GET /stats` (JSON), `GET /metrics` (Prometheus), `POST
 //! /backends/{addr}/drain` and `/enable`; see [`admin`] for every route. It answers
@@ -89,6 +98,7 @@ pub mod admin;
 mod backend;
 mod balancer;
 mod config;
+mod discovery;
 mod error;
 mod forward;
 mod hash;
@@ -102,7 +112,13 @@ mod tcp;
 
 pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
-pub use config::{BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
+pub use config::{
+    BackendSource, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT,
+};
+pub use discovery::{
+    DiscoverFuture, DiscoveredSet, Discovery, DiscoveryError, DiscoveryResult, DiscoveryStats, DnsDiscovery,
+    ResolverConfig,
+};
 pub use error::{AdminError, ProxyError, SpecError, StrategyError};
 pub use hooks::{
     Candidates, FailureKind, NoHooks, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits,

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::backend::Backend;
 use crate::balancer::{Balancer, Config};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
+use crate::discovery::{Discovery, SourceStatus};
 use crate::forward::ProxyService;
 use crate::hooks::{NoHooks, ProxyHooks};
 use crate::strategy::{RoundRobin, Strategy};
@@ -37,6 +38,7 @@ use crate::{BackendStats, ProxyError, ProxyStats};
 /// ```
 pub struct ProxyBuilder<H = NoHooks> {
     backends: Vec<(SocketAddr, u32)>,
+    discovery: Vec<Arc<dyn Discovery>>,
     strategy: Box<dyn Strategy>,
     config: Config,
     hooks: H,
@@ -46,6 +48,10 @@ impl<H> std::fmt::Debug for ProxyBuilder<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyBuilder")
             .field("backends", &self.backends)
+            .field(
+                "discovery",
+                &self.discovery.iter().map(|d| d.name()).collect::<Vec<_>>(),
+            )
             .field("strategy", &self.strategy.name())
             .field("config", &self.config)
             .finish()
@@ -56,6 +62,7 @@ impl Default for ProxyBuilder {
     fn default() -> Self {
         ProxyBuilder {
             backends: Vec::new(),
+            discovery: Vec::new(),
             strategy: Box::new(RoundRobin::new()),
             config: Config {
                 mode: Mode::Http,
@@ -82,6 +89,7 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
     pub fn hooks<H2: ProxyHooks>(self, hooks: H2) -> ProxyBuilder<H2> {
         ProxyBuilder {
             backends: self.backends,
+            discovery: self.discovery,
             strategy: self.strategy,
             config: self.config,
             hooks,
@@ -100,6 +108,22 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
     /// Adds several backends.
     pub fn backends(mut self, list: impl IntoIterator<Item = (SocketAddr, u32)>) -> Self {
         self.backends.extend(list);
+        self
+    }
+
+    /// Adds a source of backends that change at run time, such as
+    /// [`DnsDiscovery`](crate::DnsDiscovery) or one of an embedder's own
+    /// (see [`Discovery`]). The proxy asks it while it serves and applies each
+    /// set as a diff; a proxy with a source needs no fixed backend (until the
+    /// source's first answer, requests get 503).
+    pub fn discovery(mut self, source: impl Discovery) -> Self {
+        self.discovery.push(Arc::new(source));
+        self
+    }
+
+    /// Adds a boxed discovery source (see [`discovery`](Self::discovery)).
+    pub fn discovery_boxed(mut self, source: Box<dyn Discovery>) -> Self {
+        self.discovery.push(Arc::from(source));
         self
     }
 
@@ -217,7 +241,7 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
 
     /// Checks the settings and builds the proxy.
     pub fn build(self) -> Result<Proxy<H>, ProxyError> {
-        if self.backends.is_empty() {
+        if self.backends.is_empty() && self.discovery.is_empty() {
             return Err(ProxyError::NoBackends);
         }
         if self.config.tls.is_some() && self.config.mode == Mode::Tcp {
@@ -258,9 +282,16 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
         }
         // Read now, so that where /proc is missing the start time is the build's.
         let _ = http_core::metrics::process_start_time();
-        let shared = Arc::new(Balancer::new(self.config, self.strategy, list));
+        let mut balancer = Balancer::new(self.config, self.strategy, list);
+        balancer.sources = self
+            .discovery
+            .iter()
+            .map(|d| Arc::new(SourceStatus::new(d.name().to_owned())))
+            .collect();
+        let shared = Arc::new(balancer);
         Ok(Proxy {
             shared,
+            discovery: self.discovery,
             hooks: Arc::new(self.hooks),
         })
     }
@@ -277,6 +308,7 @@ fn check_weight(addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
 /// [`ProxyHandle`] for stats and run-time changes, then [`serve`](Proxy::serve).
 pub struct Proxy<H = NoHooks> {
     shared: Arc<Balancer>,
+    discovery: Vec<Arc<dyn Discovery>>,
     hooks: Arc<H>,
 }
 
@@ -297,6 +329,12 @@ impl Proxy {
 }
 
 impl<H: ProxyHooks> Proxy<H> {
+    /// The shared state (for the crate's own tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Balancer> {
+        &self.shared
+    }
+
     /// The hooks the proxy calls (to read state they keep, such as counters).
     pub fn hooks(&self) -> &Arc<H> {
         &self.hooks
@@ -316,7 +354,22 @@ impl<H: ProxyHooks> Proxy<H> {
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let (trigger, signal) = ShutdownSignal::new();
         // The checker stops with the proxy, also when this future is dropped.
-        let mut health = AbortOnDrop(tokio::spawn(crate::health::run(self.shared.clone(), signal)));
+        let mut health = AbortOnDrop(tokio::spawn(crate::health::run(
+            self.shared.clone(),
+            signal.clone(),
+        )));
+        // One task per discovery source, stopped the same way.
+        let mut sources: Vec<AbortOnDrop> = Vec::with_capacity(self.discovery.len());
+        for (index, (source, status)) in self.discovery.iter().zip(&self.shared.sources).enumerate() {
+            let task = crate::discovery::run(
+                self.shared.clone(),
+                index,
+                source.clone(),
+                status.clone(),
+                signal.clone(),
+            );
+            sources.push(AbortOnDrop(tokio::spawn(task)));
+        }
         let config = &self.shared.config;
         let result = match config.mode {
             Mode::Http => {
@@ -338,6 +391,9 @@ impl<H: ProxyHooks> Proxy<H> {
         };
         trigger.trigger();
         let _ = (&mut health.0).await;
+        for s in &mut sources {
+            let _ = (&mut s.0).await;
+        }
         result
     }
 }
@@ -402,6 +458,7 @@ impl ProxyHandle {
             request_duration: responses.duration,
             upstream_duration: c.upstream_duration.snapshot(),
             backends: self.backends(),
+            discovery: self.shared.sources.iter().map(|s| s.stats()).collect(),
             schema_version: crate::stats::STATS_SCHEMA_VERSION,
             uptime_seconds: self.shared.started.elapsed().as_secs(),
         }

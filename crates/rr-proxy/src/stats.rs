@@ -19,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
-use crate::{BackendStats, Mode};
+use crate::{BackendStats, DiscoveryStats, Mode};
 
 /// Proxy-wide counters and every backend's.
 ///
@@ -80,6 +80,9 @@ pub struct ProxyStats {
     pub upstream_duration: HistogramSnapshot,
     /// Each backend, in the order added.
     pub backends: Vec<BackendStats>,
+    /// Each discovery source (`dns:`/`srv:` entries, an embedder's own), in
+    /// the order given; empty without discovery.
+    pub discovery: Vec<DiscoveryStats>,
     /// The version of this document's layout: [`STATS_SCHEMA_VERSION`]. It goes
     /// up when a field changes meaning or goes away (a new field leaves it).
     pub schema_version: u32,
@@ -347,8 +350,54 @@ impl Collector for Snapshot {
                 family.encode_info(&labels)?;
             }
         }
-        Ok(())
+        encode_discovery(&stats.discovery, &mut encoder)
     }
+}
+
+/// The per-source families, with a `source` label (`dns:NAME:PORT`, `srv:NAME`).
+fn encode_discovery(
+    sources: &[DiscoveryStats],
+    encoder: &mut DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "discovery_resolutions",
+        "Resolutions by a discovery source, by result (ok; failed or empty: the last good set is kept).",
+        None,
+        MetricType::Counter,
+    )?;
+    for s in sources {
+        for (result, n) in [
+            ("ok", s.resolutions_ok),
+            ("failed", s.resolutions_failed),
+            ("empty", s.resolutions_empty),
+        ] {
+            let labels = [("source", s.name.as_str()), ("result", result)];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "discovery_backends",
+        "Backends a discovery source holds now (its last good set).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in sources {
+        let labels = [("source", s.name.as_str())];
+        ConstGauge::new(s.backends as u64).encode(family.encode_family(&labels)?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "discovery_last_resolution_timestamp",
+        "When a discovery source's last resolution ended, in seconds since the Unix epoch (absent before the first).",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for s in sources {
+        if let Some(t) = s.last_resolution_unix_seconds {
+            let labels = [("source", s.name.as_str())];
+            ConstGauge::new(t).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn encode_value(kind: MetricType, value: u64, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -427,6 +476,16 @@ mod tests {
                     health_checks_failed: 3,
                 },
             ],
+            discovery: vec![DiscoveryStats {
+                name: "dns:web.internal:9002".into(),
+                backends: 2,
+                last_result: Some(crate::DiscoveryResult::Failed),
+                last_error: Some("web.internal.: request timed out".into()),
+                last_resolution_unix_seconds: Some(1_700_000_000),
+                resolutions_ok: 5,
+                resolutions_failed: 1,
+                resolutions_empty: 0,
+            }],
             schema_version: STATS_SCHEMA_VERSION,
             uptime_seconds: 3600,
         }
@@ -447,6 +506,9 @@ mod tests {
         r#""requests":4,"failures":5,"active":0,"idle":0,"bytes_sent":7,"bytes_received":8,"#,
         r#""connects":9,"reused":0,"last_failure":"connection refused","#,
         r#""health_checks_passed":1,"health_checks_failed":3}],"#,
+        r#""discovery":[{"name":"dns:web.internal:9002","backends":2,"last_result":"failed","#,
+        r#""last_error":"web.internal.: request timed out","last_resolution_unix_seconds":1700000000,"#,
+        r#""resolutions_ok":5,"resolutions_failed":1,"resolutions_empty":0}],"#,
         r#""schema_version":1,"uptime_seconds":3600}"#,
         "\n"
     );
@@ -563,6 +625,17 @@ rr_proxy_backend_health_checks_total{backend="[::1]:9003",result="fail"} 3
 # HELP rr_proxy_backend_last_failure_info Why the backend last failed a health check or an exchange, in the reason label (kept after it recovers; absent before its first failure).
 # TYPE rr_proxy_backend_last_failure_info gauge
 rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refused"} 1
+# HELP rr_proxy_discovery_resolutions_total Resolutions by a discovery source, by result (ok; failed or empty: the last good set is kept).
+# TYPE rr_proxy_discovery_resolutions_total counter
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="ok"} 5
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="failed"} 1
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="empty"} 0
+# HELP rr_proxy_discovery_backends Backends a discovery source holds now (its last good set).
+# TYPE rr_proxy_discovery_backends gauge
+rr_proxy_discovery_backends{source="dns:web.internal:9002"} 2
+# HELP rr_proxy_discovery_last_resolution_timestamp_seconds When a discovery source's last resolution ended, in seconds since the Unix epoch (absent before the first).
+# TYPE rr_proxy_discovery_last_resolution_timestamp_seconds gauge
+rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:9002"} 1700000000
 "#;
 
     /// [`prometheus_text`] with the start time's value replaced by `START`.
@@ -702,6 +775,10 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
                 "last failure",
             ),
             ("rr_proxy_refused counter rr_proxy_refused_total reason=bad_request_line 1", "refusal reason"),
+            (
+                "rr_proxy_discovery_resolutions counter rr_proxy_discovery_resolutions_total result=failed,source=dns:web.internal:9002 1",
+                "discovery counter",
+            ),
         ] {
             assert!(lines.iter().any(|l| l == want), "{why}: {want:?} not in\n{lines:#?}");
         }
@@ -709,8 +786,8 @@ rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refus
         assert_eq!(parsed.kind("rr_proxy_backend_weight"), Some("gauge"));
         // Every family is typed (none fell back to "unknown"), every sample read.
         assert!(parsed.samples.iter().all(|s| s.kind != "unknown"), "{lines:#?}");
-        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2;
-        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1;
+        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2 + 3;
+        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1 + (3 + 1 + 1);
         assert_eq!(parsed.samples.len(), samples, "{lines:#?}");
         let mut names: Vec<&str> = parsed.samples.iter().map(|s| s.family.as_str()).collect();
         names.dedup();

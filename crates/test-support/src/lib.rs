@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 mod aio;
+mod dnsmasq;
 mod fs;
 mod http;
 mod memory;
@@ -25,6 +26,7 @@ mod tls;
 mod wire;
 
 pub use aio::{bind, next_head, read_head, read_response, read_to_close, runtime};
+pub use dnsmasq::Dnsmasq;
 pub use fs::{remove_at_exit, TempDir};
 pub use http::{agent, agent_builder, call, get, header_values, send, Reply};
 pub use memory::{proc_status_kib, rss_bytes};

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use http_core::{Limits, ShutdownSignal};
 use rr_proxy::{
-    AdminSecurity, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy, StrategyOptions,
-    Timeouts,
+    AdminSecurity, BackendSource, DnsDiscovery, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy,
+    ResolverConfig, StrategyOptions, Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -29,9 +29,28 @@ struct Cli {
 
     /// A backend, optionally weighted (a backend of weight 3 gets three times the
     /// requests of one of weight 1, with every strategy): IP:PORT or HOST:PORT
-    /// (a name is looked up once, at start). Repeat for each backend.
-    #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSpec::resolve)]
-    backends: Vec<BackendSpec>,
+    /// (a name is looked up once, at start); dns:NAME:PORT[=WEIGHT] for every
+    /// A/AAAA address of NAME, followed as DNS changes; srv:NAME for the targets
+    /// of NAME's SRV records (their ports and weights), followed too. Repeat
+    /// for each backend; the forms mix freely.
+    #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSource::parse_resolving)]
+    backends: Vec<BackendSource>,
+
+    /// The nameserver that dns: and srv: backends are resolved with, as IP:PORT
+    /// or IP (port 53), such as Consul's 127.0.0.1:8600 (default: the system's,
+    /// from /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR", value_parser = parse_resolver)]
+    resolver: Option<SocketAddr>,
+
+    /// Shortest time between two resolutions of a dns: or srv: backend, whatever
+    /// the record's TTL; also the first retry after a failed one.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = cli::parse_duration)]
+    dns_ttl_min: Duration,
+
+    /// Longest time between two resolutions of a dns: or srv: backend, whatever
+    /// the record's TTL; also the longest wait between retries.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = cli::parse_duration)]
+    dns_ttl_max: Duration,
 
     #[command(flatten)]
     strategy: cli::StrategyArgs,
@@ -163,6 +182,18 @@ struct Cli {
     h2: cli::H2Args,
 }
 
+/// `IP:PORT`, or an IP alone for port 53.
+fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    let addr = s
+        .parse::<SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("bad resolver {s:?}: expected IP:PORT or IP"))?;
+    if addr.port() == 0 || addr.ip().is_unspecified() {
+        return Err(format!("bad resolver {s:?}: expected IP:PORT or IP"));
+    }
+    Ok(addr)
+}
+
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let bad = || format!("bad status range {s:?}: expected e.g. 200-399");
     let (a, b) = s.split_once('-').unwrap_or((s, s));
@@ -183,6 +214,13 @@ fn main() -> ExitCode {
     }
     if cli.backends.is_empty() {
         return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
+    }
+    let discovered = cli.backends.iter().any(BackendSource::is_discovered);
+    if !discovered && cli.resolver.is_some() {
+        return cli::fail_usage("--resolver needs a dns:NAME:PORT or srv:NAME --backend");
+    }
+    if cli.dns_ttl_min > cli.dns_ttl_max {
+        return cli::fail_usage("--dns-ttl-min must not be longer than --dns-ttl-max");
     }
     let admin_security = match cli.admin {
         Some(addr) => match cli::admin_security(addr, cli.admin_token.as_deref(), &cli.admin_hosts) {
@@ -217,17 +255,29 @@ fn summary(
     let backends: Vec<String> = cli
         .backends
         .iter()
-        .map(|b| match b.weight {
-            1 => b.addr.to_string(),
-            w => format!("{}={w}", b.addr),
+        .map(|b| match b {
+            BackendSource::Static(b) if b.weight == 1 => b.addr.to_string(),
+            BackendSource::Dns { weight, .. } if *weight != 1 => format!("{b}={weight}"),
+            other => other.to_string(),
         })
         .collect();
+    let discovery = if cli.backends.iter().any(BackendSource::is_discovered) {
+        format!(
+            "; DNS discovery via {}, re-resolved every {}-{} (record TTL clamped)",
+            cli.resolver
+                .map_or("the system resolver".to_owned(), |r| format!("resolver {r}")),
+            cli::format_duration(cli.dns_ttl_min),
+            cli::format_duration(cli.dns_ttl_max),
+        )
+    } else {
+        String::new()
+    };
     let max_connections = cli
         .max_connections
         .unwrap_or_else(|| http_core::connection_capacity(2))
         .max(1);
     format!(
-        "rr-proxy on {local}: mode {}; {} backend{} ({}); strategy {}; health check {}; \
+        "rr-proxy on {local}: mode {}; {} backend{} ({}){discovery}; strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
          limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}; http/2 {}",
         cli.mode.as_str(),
@@ -263,8 +313,22 @@ async fn run(
     admin_security: Option<AdminSecurity>,
     stop: cli::Stop,
 ) -> Result<(), String> {
-    let mut builder = Proxy::builder()
-        .backends(cli.backends.iter().map(|b| (b.addr, b.weight)))
+    let resolver = ResolverConfig {
+        nameserver: cli.resolver,
+        ttl_min: cli.dns_ttl_min,
+        ttl_max: cli.dns_ttl_max,
+        ..ResolverConfig::default()
+    };
+    let mut builder = Proxy::builder();
+    for b in &cli.backends {
+        builder = match b {
+            BackendSource::Static(spec) => builder.backend(spec.addr, spec.weight),
+            source => {
+                builder.discovery(DnsDiscovery::new(source, &resolver).map_err(|e| format!("{source}: {e}"))?)
+            }
+        };
+    }
+    let mut builder = builder
         .strategy_boxed(cli.strategy.build(&strategy))
         .mode(cli.mode)
         .timeouts(Timeouts {

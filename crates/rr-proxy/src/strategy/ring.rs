@@ -301,8 +301,9 @@ impl Strategy for ConsistentHash {
 /// The ring for one candidate set.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    /// The candidates' ids, in order: which set this ring is for.
-    ids: Box<[u64]>,
+    /// The candidates' ids and weights, in order: which set this ring is for
+    /// (a weight changed in place by discovery builds a new ring).
+    ids: Box<[(u64, u32)]>,
     /// (position, index of the candidate), sorted by position.
     points: Box<[(u64, u32)]>,
 }
@@ -321,13 +322,18 @@ impl Ring {
         }
         points.sort_unstable();
         Ring {
-            ids: candidates.iter().map(|b| b.id()).collect(),
+            ids: candidates.iter().map(|b| (b.id(), b.weight())).collect(),
             points: points.into(),
         }
     }
 
     fn is_for(&self, candidates: &[Arc<Backend>]) -> bool {
-        self.ids.len() == candidates.len() && self.ids.iter().zip(candidates).all(|(&id, b)| id == b.id())
+        self.ids.len() == candidates.len()
+            && self
+                .ids
+                .iter()
+                .zip(candidates)
+                .all(|(&(id, w), b)| id == b.id() && w == b.weight())
     }
 
     /// The index of the first point at or after `h` (wrapping to the first).

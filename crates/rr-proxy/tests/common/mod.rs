@@ -232,6 +232,23 @@ impl TestBackend {
 
     pub fn start_with(rt: &Runtime, name: &str, limits: Limits) -> TestBackend {
         let (listener, addr) = bind(rt);
+        Self::start_listener(rt, name, limits, listener, addr)
+    }
+
+    /// A backend on `addr` (such as 127.0.0.5:PORT); `None` if it is taken.
+    pub fn start_on(rt: &Runtime, name: &str, addr: SocketAddr) -> Option<TestBackend> {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).ok()?;
+        let addr = listener.local_addr().ok()?;
+        Some(Self::start_listener(rt, name, Limits::default(), listener, addr))
+    }
+
+    fn start_listener(
+        rt: &Runtime,
+        name: &str,
+        limits: Limits,
+        listener: tokio::net::TcpListener,
+        addr: SocketAddr,
+    ) -> TestBackend {
         let rec = Arc::new(Recorder {
             name: name.to_owned(),
             seen: Mutex::new(Vec::new()),
