@@ -115,6 +115,37 @@ fn check_names_the_file_line_and_key_and_exits_1() {
     let out = run(RR_PROXY, &["check", "--config", "/nonexistent/rr.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("/nonexistent/rr.toml: cannot read: "));
+    // What the file names is read too: the admin token, the certificates.
+    for (text, want) in [
+        (
+            "admin = \"0.0.0.0:0\"\n[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\"]\n",
+            "other.toml: admin: --admin 0.0.0.0:0 is not a loopback address",
+        ),
+        (
+            "[tls]\n[[tls.pair]]\ncert = \"missing.pem\"\nkey = \"missing.key\"\n[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\"]\n",
+            "other.toml: tls: ",
+        ),
+    ] {
+        let other = dir.path().join("other.toml");
+        std::fs::write(&other, text).unwrap();
+        let out = run(RR_PROXY, &["check", "--config", other.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(want), "{want:?} not in {stderr}");
+    }
+    let out = run(
+        RR_PROXY,
+        &[
+            "check",
+            "--config",
+            dir.path().join("other.toml").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.pem"),
+        "{out:?}"
+    );
     // The same error stops a proxy from starting.
     let path = dir.path().join("bad.toml");
     let out = run(RR_PROXY, &["--config", path.to_str().unwrap()]);

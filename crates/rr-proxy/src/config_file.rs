@@ -283,7 +283,7 @@ impl ProxyConfig {
 struct RawFile {
     listen: Option<Spanned<String>>,
     admin: Option<Spanned<String>>,
-    admin_token: Option<String>,
+    admin_token: Option<Spanned<String>>,
     #[serde(default)]
     admin_hosts: Vec<Spanned<String>>,
     #[serde(default)]
@@ -559,12 +559,8 @@ impl Validator<'_> {
         if let Some(b) = &raw.admin_tls {
             admin_only(*b.get_ref(), b.span(), "admin_tls")?;
         }
-        if raw.admin_token.is_some() && admin.is_none() {
-            return self.err(
-                0..0,
-                "admin_token",
-                "needs `admin` (the admin listener's address)",
-            );
+        if let Some(t) = &raw.admin_token {
+            admin_only(true, t.span(), "admin_token")?;
         }
         let mode = match &raw.mode {
             None => Mode::Http,
@@ -743,7 +739,7 @@ impl Validator<'_> {
         Ok(ProxyConfig {
             listen,
             admin,
-            admin_token: raw.admin_token.map(PathBuf::from),
+            admin_token: raw.admin_token.map(|t| PathBuf::from(t.into_inner())),
             admin_hosts: raw.admin_hosts.into_iter().map(|h| h.into_inner()).collect(),
             admin_tls,
             mode,

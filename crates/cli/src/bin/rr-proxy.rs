@@ -195,8 +195,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Validate a configuration file and print what it sets up, without
-    /// binding a port or looking a name up: exit 0, or one line
+    /// Validate a configuration file (and read the admin token and TLS
+    /// certificates it names) and print what it sets up, without binding a
+    /// port or looking a name up: exit 0, or one line
     /// `FILE:LINE:COLUMN: KEY: MESSAGE` on stderr and exit 1.
     Check {
         /// The TOML file to check.
@@ -240,6 +241,19 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match ProxyConfig::load(path) {
         Ok(config) => {
+            // What starting would read besides the file: the admin token and
+            // the certificates (read, never bound or served).
+            if let Some(admin) = config.admin {
+                if let Err(e) = cli::admin_security(admin, config.admin_token.as_deref(), &config.admin_hosts)
+                {
+                    eprintln!("{}: admin: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Err(e) = tls_args(config.tls.as_ref()).load() {
+                eprintln!("{}: tls: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok", path.display());
             print!("{}", describe(&config));
             ExitCode::SUCCESS
