@@ -211,6 +211,26 @@ fn backend_flags_with_config_and_several_pools_are_refused() {
     );
     assert_one_error_line(&out, &["--backend cannot be combined with --config"]);
     assert_eq!(out.status.code(), Some(2));
+    // --mode tcp over a file whose pool needs HTTP.
+    for (pool, want) in [
+        (
+            "strategy = \"sticky-cookie\"\n",
+            "pool web: strategy sticky-cookie needs --mode http",
+        ),
+        (
+            "strategy = \"consistent-hash\"\nhash_key = \"header:X-User\"\n",
+            "pool web: hash_key header:NAME needs --mode http",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!("[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\"]\n{pool}"),
+        )
+        .unwrap();
+        let out = run(RR_PROXY, &["--config", path.to_str().unwrap(), "--mode", "tcp"]);
+        assert_one_error_line(&out, &[want]);
+        assert_eq!(out.status.code(), Some(2));
+    }
     // Routing to several pools is validated by `check` but not served yet.
     let out = run(
         RR_PROXY,

@@ -407,6 +407,11 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
                 "pool {}: strategy {} needs --mode http (TCP mode has no cookies)",
                 pool.name, pool.strategy
             )));
+        } else if tcp && matches!(pool.options.hash_key, rr_proxy::HashKey::Header(_)) {
+            return Err(Failure::Usage(format!(
+                "pool {}: hash_key header:NAME needs --mode http (TCP mode has no headers)",
+                pool.name
+            )));
         }
         if health_on {
             let mut h = pool.health.take().unwrap_or_default();
