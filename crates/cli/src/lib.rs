@@ -583,8 +583,17 @@ where
 /// Parses the command line. `--help` and `--version` print and exit 0; a bad
 /// flag prints one line (clap's first, the error itself) and exits 2.
 pub fn parse_args<T: clap::Parser>() -> T {
-    match T::try_parse() {
-        Ok(args) => args,
+    parse_args_with_matches().0
+}
+
+/// [`parse_args`], also giving clap's matches, from which a binary learns
+/// which flags were given on the command line (`--config` precedence).
+pub fn parse_args_with_matches<T: clap::Parser>() -> (T, clap::ArgMatches) {
+    let parsed = T::command()
+        .try_get_matches()
+        .and_then(|m| T::from_arg_matches(&m).map(|t| (t, m)));
+    match parsed {
+        Ok(both) => both,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             let text = e.to_string();
@@ -601,7 +610,7 @@ pub const DURATION_HELP: &str = "DUR is a duration: a number and a unit, e.g. 15
 
 /// The longest `DUR` a flag takes: a year. A longer one is surely a mistake, and
 /// deadlines far enough out would overflow `Instant`.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub const MAX_DURATION: Duration = rr_proxy::MAX_DURATION;
 
 /// Parses a `DUR` flag (`--header-timeout 10s`), as [`DURATION_HELP`] says: the
 /// `humantime` crate's format (`1500ms`, `10s`, `2m`, `1h 30m`, `1.5s`), or a
@@ -632,26 +641,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// assert_eq!(cli::parse_duration_or_zero("0"), Ok(std::time::Duration::ZERO));
 /// ```
 pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    let hint = "write e.g. 1500ms, 10s, 2m or a number of seconds";
-    let d = if is_bare_number(s) {
-        s.parse::<f64>()
-            .ok()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or_else(|| format!("bad duration {s:?}: {hint}"))?
-    } else {
-        humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}; {hint}"))?
-    };
-    if d > MAX_DURATION {
-        return Err(format!("bad duration {s:?}: at most a year"));
-    }
-    Ok(d)
-}
-
-/// Digits with at most one `.` among them: `10`, `0.5`.
-fn is_bare_number(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|&b| b == b'.').count() <= 1
+    rr_proxy::parse_duration_or_zero(s)
 }
 
 /// Parses `--threads N`: a whole number from 1 to 1024. Zero workers cannot
@@ -691,15 +681,7 @@ pub const ADDR_HELP: &str = "ADDR is IP:PORT (127.0.0.1:8080, [::1]:8080), :PORT
 /// assert!(a("localhost").is_err());
 /// ```
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let hint = "expected IP:PORT, :PORT or PORT (e.g. 127.0.0.1:8080, :8080)";
-    let port_only = s.strip_prefix(':').unwrap_or(s);
-    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
-        let port: u16 = port_only
-            .parse()
-            .map_err(|_| format!("bad address {s:?}: port over 65535; {hint}"))?;
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    s.parse().map_err(|_| format!("bad address {s:?}: {hint}"))
+    rr_proxy::parse_listen(s)
 }
 
 /// What a `SIZE` flag takes, for `--help`.

@@ -98,6 +98,7 @@ pub mod admin;
 mod backend;
 mod balancer;
 mod config;
+pub mod config_file;
 mod discovery;
 mod error;
 mod forward;
@@ -113,8 +114,10 @@ mod tcp;
 pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
 pub use config::{
-    BackendSource, BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT,
+    parse_duration, parse_duration_or_zero, parse_listen, parse_resolver, parse_status_range, BackendSource,
+    BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_DURATION, MAX_WEIGHT,
 };
+pub use config_file::{ConfigError, ProxyConfig};
 pub use discovery::{
     DiscoverFuture, DiscoveredSet, Discovery, DiscoveryError, DiscoveryResult, DiscoveryStats, DnsDiscovery,
     ResolverConfig,

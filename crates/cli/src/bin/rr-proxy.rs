@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser};
 use http_core::{Limits, ShutdownSignal};
+use rr_proxy::config_file::{PoolSettings, TlsFiles};
 use rr_proxy::{
     AdminSecurity, BackendSource, DnsDiscovery, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy,
-    ResolverConfig, StrategyOptions, Timeouts,
+    ProxyConfig, ResolverConfig, StrategyOptions, Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -23,6 +25,17 @@ use rr_proxy::{
     after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP])
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Read the configuration from this TOML file (see the README's example).
+    /// Flags given on the command line override the file's values: a pool
+    /// setting (strategy, health, timeouts, retries) then applies to every
+    /// pool. --backend is refused with --config (backends live in the file's
+    /// pools).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Address to listen on: IP:PORT, :PORT or PORT (all IPv4 addresses).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:44444", value_parser = cli::parse_listen)]
     listen: SocketAddr,
@@ -182,97 +195,429 @@ struct Cli {
     h2: cli::H2Args,
 }
 
-/// `IP:PORT`, or an IP alone for port 53.
-fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    let addr = s
-        .parse::<SocketAddr>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-        .map_err(|_| format!("bad resolver {s:?}: expected IP:PORT or IP"))?;
-    if addr.port() == 0 || addr.ip().is_unspecified() {
-        return Err(format!("bad resolver {s:?}: expected IP:PORT or IP"));
-    }
-    Ok(addr)
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Validate a configuration file (and read the admin token and TLS
+    /// certificates it names) and print what it sets up, without binding a
+    /// port or looking a name up: exit 0, or one line
+    /// `FILE:LINE:COLUMN: KEY: MESSAGE` on stderr and exit 1.
+    Check {
+        /// The TOML file to check.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("bad status range {s:?}: expected e.g. 200-399");
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-    if !(100..=999).contains(&a) || !(100..=999).contains(&b) || a > b {
-        return Err(bad());
-    }
-    Ok((a, b))
-}
+use rr_proxy::parse_resolver;
+use rr_proxy::parse_status_range as parse_range;
 
 fn main() -> ExitCode {
-    let cli: Cli = cli::parse_args();
-    if let Err(e) = cli.tls.check() {
-        return cli::fail_usage(e);
+    let (cli, matches): (Cli, ArgMatches) = cli::parse_args_with_matches();
+    if let Some(Command::Check { config }) = &cli.command {
+        return check(config);
     }
-    if cli.admin_tls && !cli.tls.enabled() {
-        return cli::fail_usage("--admin-tls needs --tls-cert and --tls-key");
-    }
-    if cli.backends.is_empty() {
-        return cli::fail("no backends: give at least one --backend ADDR[=WEIGHT]");
-    }
-    let discovered = cli.backends.iter().any(BackendSource::is_discovered);
-    if !discovered && cli.resolver.is_some() {
-        return cli::fail_usage("--resolver needs a dns:NAME:PORT or srv:NAME --backend");
-    }
-    if cli.dns_ttl_min > cli.dns_ttl_max {
-        return cli::fail_usage("--dns-ttl-min must not be longer than --dns-ttl-max");
-    }
-    let admin_security = match cli.admin {
-        Some(addr) => match cli::admin_security(addr, cli.admin_token.as_deref(), &cli.admin_hosts) {
+    let config = match configure(&cli, &matches) {
+        Ok(c) => c,
+        Err(Failure::Usage(e)) => return cli::fail_usage(e),
+        Err(Failure::Config(e)) => return cli::fail(e),
+    };
+    let admin_security = match config.admin {
+        Some(addr) => match cli::admin_security(addr, config.admin_token.as_deref(), &config.admin_hosts) {
             Ok(s) => Some(s),
             Err(e) => return cli::fail(e),
         },
-        None if cli.admin_token.is_some() || !cli.admin_hosts.is_empty() => {
-            return cli::fail("--admin-token and --admin-host need --admin ADDR");
-        }
         None => None,
     };
-    let strategy = match cli.strategy.options(cli.mode == Mode::Tcp) {
-        Ok(o) => o,
-        Err(e) => return cli::fail_usage(e),
+    let log_format = match config.log_format {
+        http_core::AccessLogFormat::Json => cli::LogFormat::Json,
+        _ => cli::LogFormat::Text,
     };
-    if let Err(e) = cli::init_logging("info", cli.log_format) {
+    if let Err(e) = cli::init_logging("info", log_format) {
         return cli::fail_usage(e);
     }
-    let threads = cli.threads;
-    cli::run(threads, |stop| run(cli, strategy, admin_security, stop))
+    let threads = config.threads;
+    cli::run(threads, |stop| run(config, admin_security, stop))
+}
+
+/// `rr-proxy check --config FILE`.
+fn check(path: &std::path::Path) -> ExitCode {
+    match ProxyConfig::load(path) {
+        Ok(config) => {
+            // What starting would read besides the file: the admin token and
+            // the certificates (read, never bound or served).
+            if let Some(admin) = config.admin {
+                if let Err(e) = cli::admin_security(admin, config.admin_token.as_deref(), &config.admin_hosts)
+                {
+                    eprintln!("{}: admin: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Err(e) = tls_args(config.tls.as_ref()).load() {
+                eprintln!("{}: tls: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("{}: ok", path.display());
+            print!("{}", describe(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the configuration cannot be used: a command-line mistake (exit 2) or
+/// a file or setting that does not hold together (exit 1).
+enum Failure {
+    Usage(String),
+    Config(String),
+}
+
+/// The configuration: the file's (`--config`) with the flags given on the
+/// command line over it, or the flags' alone (one pool, `default`).
+fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let mut config = match &cli.config {
+        Some(path) => {
+            if !cli.backends.is_empty() {
+                return Err(Failure::Usage(
+                    "--backend cannot be combined with --config: list the backends in the file's [[pool]] tables"
+                        .into(),
+                ));
+            }
+            ProxyConfig::load(path).map_err(|e| Failure::Config(e.to_string()))?
+        }
+        None => {
+            if cli.backends.is_empty() {
+                return Err(Failure::Config(
+                    "no backends: give at least one --backend ADDR[=WEIGHT] (or --config FILE)".into(),
+                ));
+            }
+            flags_only(cli)
+        }
+    };
+    let all = cli.config.is_none();
+    let given = |id: &str| all || given(id);
+    let usage = |m: &str| Err(Failure::Usage(m.to_owned()));
+
+    if given("listen") {
+        config.listen = cli.listen;
+    }
+    if given("admin") {
+        config.admin = cli.admin;
+    }
+    if given("admin_token") {
+        config.admin_token = cli.admin_token.clone();
+    }
+    if given("admin_hosts") {
+        config.admin_hosts = cli.admin_hosts.clone();
+    }
+    if given("admin_tls") {
+        config.admin_tls = cli.admin_tls;
+    }
+    if given("h2c") {
+        config.h2c = cli.h2.h2c;
+    }
+    if config.admin.is_none() && (config.admin_token.is_some() || !config.admin_hosts.is_empty()) {
+        return Err(Failure::Config(
+            "--admin-token and --admin-host need --admin ADDR".into(),
+        ));
+    }
+    if given("mode") {
+        config.mode = cli.mode;
+    }
+    if given("threads") {
+        config.threads = cli.threads;
+    }
+    if given("max_connections") {
+        config.max_connections = cli.max_connections;
+    }
+    if given("keep_alive_timeout") {
+        config.keep_alive_timeout = cli.keep_alive_timeout;
+    }
+    if given("header_timeout") {
+        config.header_timeout = cli.header_timeout;
+    }
+    if given("shutdown_timeout") {
+        config.shutdown_timeout = cli.shutdown_timeout;
+    }
+    if given("log_format") {
+        config.log_format = match cli.log_format {
+            cli::LogFormat::Json => http_core::AccessLogFormat::Json,
+            cli::LogFormat::Text => http_core::AccessLogFormat::Text,
+        };
+    }
+    if given("resolver") {
+        config.resolver.nameserver = cli.resolver;
+    }
+    if given("dns_ttl_min") {
+        config.resolver.ttl_min = cli.dns_ttl_min;
+    }
+    if given("dns_ttl_max") {
+        config.resolver.ttl_max = cli.dns_ttl_max;
+    }
+    if config.resolver.ttl_min > config.resolver.ttl_max {
+        return usage("--dns-ttl-min must not be longer than --dns-ttl-max");
+    }
+    // TLS: the flags' certificates replace the file's.
+    let mut tls = tls_args(config.tls.as_ref());
+    if given("tls_cert") || given("tls_key") {
+        tls.tls_cert = cli.tls.tls_cert.clone();
+        tls.tls_key = cli.tls.tls_key.clone();
+    }
+    if given("redirect_http") {
+        tls.redirect_http = cli.tls.redirect_http;
+    }
+    if given("hsts") {
+        tls.hsts = cli.tls.hsts;
+    }
+    tls.check().map_err(Failure::Usage)?;
+    config.tls = tls.enabled().then(|| TlsFiles {
+        pairs: tls
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(tls.tls_key.iter().cloned())
+            .collect(),
+        hsts: tls.hsts,
+        redirect_http: tls.redirect_http,
+    });
+    if config.admin_tls && config.tls.is_none() {
+        return usage("--admin-tls needs --tls-cert and --tls-key");
+    }
+
+    // Pool settings: a flag given applies to every pool.
+    let strategy_given = ["strategy", "sticky_cookie", "hash_key", "hash_balance"]
+        .iter()
+        .any(|id| given(id));
+    let strategy = if strategy_given {
+        Some(
+            cli.strategy
+                .options(config.mode == Mode::Tcp)
+                .map_err(Failure::Usage)?,
+        )
+    } else {
+        None
+    };
+    let health_on =
+        (given("health_check") && cli.health_check) || (given("health_path") && cli.health_path.is_some());
+    let tcp = config.mode == Mode::Tcp;
+    for pool in &mut config.pools {
+        if let Some(options) = &strategy {
+            pool.strategy = cli.strategy.strategy;
+            pool.options = options.clone();
+        } else if tcp && pool.strategy.needs_http() {
+            return Err(Failure::Usage(format!(
+                "pool {}: strategy {} needs --mode http (TCP mode has no cookies)",
+                pool.name, pool.strategy
+            )));
+        } else if tcp && matches!(pool.options.hash_key, rr_proxy::HashKey::Header(_)) {
+            return Err(Failure::Usage(format!(
+                "pool {}: hash_key header:NAME needs --mode http (TCP mode has no headers)",
+                pool.name
+            )));
+        }
+        if health_on {
+            let mut h = pool.health.take().unwrap_or_default();
+            if let Some(path) = &cli.health_path {
+                h.path = path.clone();
+            }
+            pool.health = Some(h);
+        }
+        if let Some(h) = &mut pool.health {
+            if given("health_interval") {
+                h.interval = cli.health_interval;
+            }
+            if given("health_timeout") {
+                h.timeout = cli.health_timeout;
+            }
+            if given("health_expect") {
+                h.expect = cli.health_expect.0..=cli.health_expect.1;
+            }
+            if given("health_rise") {
+                h.rise = cli.health_rise;
+            }
+            if given("health_fall") {
+                h.fall = cli.health_fall;
+            }
+            h.tcp_only = tcp;
+        }
+        if cli.no_health_check {
+            pool.health = None;
+        }
+        if given("eject_after") {
+            pool.passive.max_failures = cli.eject_after;
+        }
+        if given("eject_for") {
+            pool.passive.ejection = cli.eject_for;
+        }
+        if given("connect_timeout") {
+            pool.timeouts.connect = cli.connect_timeout;
+        }
+        if given("response_timeout") {
+            pool.timeouts.response = cli.response_timeout;
+        }
+        if given("idle_timeout") {
+            pool.timeouts.idle = cli.idle_timeout;
+        }
+        if given("pool_max_idle") {
+            pool.pool.max_idle = cli.pool_max_idle;
+        }
+        if given("pool_idle_timeout") {
+            pool.pool.idle_timeout = cli.pool_idle_timeout;
+        }
+        if given("max_attempts") {
+            pool.max_attempts = cli.max_attempts;
+        }
+    }
+    let discovered = config
+        .pools
+        .iter()
+        .any(|p| p.backends.iter().any(BackendSource::is_discovered));
+    if !discovered && config.resolver.nameserver.is_some() {
+        return usage("--resolver needs a dns:NAME:PORT or srv:NAME --backend");
+    }
+    Ok(config)
+}
+
+/// The configuration the flags alone describe: one pool, `default`, with
+/// every `--backend`; the other values are set from the flags by [`configure`].
+fn flags_only(cli: &Cli) -> ProxyConfig {
+    ProxyConfig {
+        listen: cli.listen,
+        admin: None,
+        admin_token: None,
+        admin_hosts: Vec::new(),
+        admin_tls: false,
+        h2c: cli.h2.h2c,
+        mode: cli.mode,
+        threads: None,
+        max_connections: None,
+        keep_alive_timeout: cli.keep_alive_timeout,
+        header_timeout: cli.header_timeout,
+        shutdown_timeout: cli.shutdown_timeout,
+        log_format: http_core::AccessLogFormat::Text,
+        resolver: ResolverConfig::default(),
+        tls: None,
+        pools: vec![PoolSettings {
+            name: "default".to_owned(),
+            strategy: cli.strategy.strategy,
+            options: StrategyOptions::default(),
+            backends: cli.backends.clone(),
+            health: None,
+            passive: PassiveHealth::default(),
+            timeouts: Timeouts::default(),
+            pool: PoolConfig::default(),
+            max_attempts: 3,
+        }],
+        routes: Vec::new(),
+    }
+}
+
+/// The TLS flags a configuration's `[tls]` table amounts to.
+fn tls_args(tls: Option<&TlsFiles>) -> cli::TlsArgs {
+    match tls {
+        None => cli::TlsArgs::default(),
+        Some(t) => cli::TlsArgs {
+            tls_cert: t.pairs.iter().map(|(c, _)| c.clone()).collect(),
+            tls_key: t.pairs.iter().map(|(_, k)| k.clone()).collect(),
+            redirect_http: t.redirect_http,
+            hsts: t.hsts,
+        },
+    }
+}
+
+/// A backend as the summaries show it: `IP:PORT` (with `=WEIGHT` when not 1),
+/// `dns:NAME:PORT[=WEIGHT]`, `srv:NAME`.
+fn show_backend(b: &BackendSource) -> String {
+    match b {
+        BackendSource::Static(b) if b.weight == 1 => b.addr.to_string(),
+        BackendSource::Dns { weight, .. } if *weight != 1 => format!("{b}={weight}"),
+        other => other.to_string(),
+    }
+}
+
+/// A strategy in a few words: `round-robin`, `sticky-cookie (cookie NAME)`,
+/// `consistent-hash (key KEY, balance B)`.
+fn show_strategy(p: &PoolSettings) -> String {
+    let args = cli::StrategyArgs {
+        strategy: p.strategy,
+        sticky_cookie: None,
+        hash_key: None,
+        hash_balance: None,
+    };
+    args.describe(&p.options)
+}
+
+/// What `check` prints: the listeners, then each pool and route on a line.
+fn describe(c: &ProxyConfig) -> String {
+    let mut out = format!(
+        "listen {} (mode {}{})\nadmin {}\n",
+        c.listen,
+        c.mode.as_str(),
+        if c.tls.is_some() { ", https" } else { "" },
+        c.admin.map_or("off".to_owned(), |a| a.to_string())
+    );
+    if let Some(a) = c.tls.as_ref().and_then(|t| t.redirect_http) {
+        out.push_str(&format!("redirect to https from {a}\n"));
+    }
+    for p in &c.pools {
+        let backends: Vec<String> = p.backends.iter().map(show_backend).collect();
+        out.push_str(&format!(
+            "pool {}: {}; backends {}; health check {}; max attempts {}\n",
+            p.name,
+            show_strategy(p),
+            backends.join(", "),
+            cli::describe_health(p.health.as_ref()),
+            p.max_attempts
+        ));
+    }
+    if c.routes.is_empty() {
+        out.push_str(&format!(
+            "routes: none (every request goes to pool {})\n",
+            c.pools[0].name
+        ));
+    }
+    for (i, r) in c.routes.iter().enumerate() {
+        out.push_str(&format!(
+            "route {i}: host {} path {} -> pool {}\n",
+            r.host.as_ref().map_or("*".to_owned(), |h| h.to_string()),
+            r.path.as_deref().unwrap_or("*"),
+            c.pools[r.pool].name
+        ));
+    }
+    out
+}
+
+/// How HTTP/2 is served, for the summary (as `cli::H2Args::describe`).
+fn h2_describe(h2c: bool, tls: bool) -> &'static str {
+    cli::H2Args { h2c }.describe(tls)
 }
 
 /// The start-up summary: where it listens, what it balances over and how.
 fn summary(
-    cli: &Cli,
-    strategy: &StrategyOptions,
+    config: &ProxyConfig,
     local: SocketAddr,
-    health: Option<&HealthCheck>,
     admin: Option<SocketAddr>,
     tls: Option<&http_core::TlsConfig>,
 ) -> String {
-    let backends: Vec<String> = cli
-        .backends
-        .iter()
-        .map(|b| match b {
-            BackendSource::Static(b) if b.weight == 1 => b.addr.to_string(),
-            BackendSource::Dns { weight, .. } if *weight != 1 => format!("{b}={weight}"),
-            other => other.to_string(),
-        })
-        .collect();
-    let discovery = if cli.backends.iter().any(BackendSource::is_discovered) {
+    let pool = &config.pools[0];
+    let backends: Vec<String> = pool.backends.iter().map(show_backend).collect();
+    let discovery = if pool.backends.iter().any(BackendSource::is_discovered) {
         format!(
             "; DNS discovery via {}, re-resolved every {}-{} (record TTL clamped)",
-            cli.resolver
+            config
+                .resolver
+                .nameserver
                 .map_or("the system resolver".to_owned(), |r| format!("resolver {r}")),
-            cli::format_duration(cli.dns_ttl_min),
-            cli::format_duration(cli.dns_ttl_max),
+            cli::format_duration(config.resolver.ttl_min),
+            cli::format_duration(config.resolver.ttl_max),
         )
     } else {
         String::new()
     };
-    let max_connections = cli
+    let max_connections = config
         .max_connections
         .unwrap_or_else(|| http_core::connection_capacity(2))
         .max(1);
@@ -280,107 +625,92 @@ fn summary(
         "rr-proxy on {local}: mode {}; {} backend{} ({}){discovery}; strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
          limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}; http/2 {}",
-        cli.mode.as_str(),
+        config.mode.as_str(),
         backends.len(),
         if backends.len() == 1 { "" } else { "s" },
         backends.join(", "),
-        cli.strategy.describe(strategy),
-        cli::describe_health(health),
-        match cli.eject_after {
+        show_strategy(pool),
+        cli::describe_health(pool.health.as_ref()),
+        match pool.passive.max_failures {
             0 => "off".to_owned(),
             n => format!(
                 "after {n} failures in a row, for {}",
-                cli::format_duration(cli.eject_for)
+                cli::format_duration(pool.passive.ejection)
             ),
         },
-        cli::format_duration(cli.connect_timeout),
-        cli::format_duration(cli.response_timeout),
-        cli::format_duration(cli.idle_timeout),
-        cli::format_duration(cli.header_timeout),
-        cli::format_duration(cli.keep_alive_timeout),
-        cli.max_attempts,
+        cli::format_duration(pool.timeouts.connect),
+        cli::format_duration(pool.timeouts.response),
+        cli::format_duration(pool.timeouts.idle),
+        cli::format_duration(config.header_timeout),
+        cli::format_duration(config.keep_alive_timeout),
+        pool.max_attempts,
         admin.map_or("off".to_owned(), |a| a.to_string()),
-        if cli.admin_tls { " (https)" } else { "" },
-        cli::format_duration(cli.shutdown_timeout),
-        cli.tls.describe(tls),
-        cli.h2.describe(tls.is_some()),
+        if config.admin_tls { " (https)" } else { "" },
+        cli::format_duration(config.shutdown_timeout),
+        tls_args(config.tls.as_ref()).describe(tls),
+        h2_describe(config.h2c, tls.is_some()),
     )
 }
 
 async fn run(
-    cli: Cli,
-    strategy: StrategyOptions,
+    config: ProxyConfig,
     admin_security: Option<AdminSecurity>,
     stop: cli::Stop,
 ) -> Result<(), String> {
-    let resolver = ResolverConfig {
-        nameserver: cli.resolver,
-        ttl_min: cli.dns_ttl_min,
-        ttl_max: cli.dns_ttl_max,
-        ..ResolverConfig::default()
-    };
+    if config.pools.len() > 1 || !config.routes.is_empty() {
+        return Err(format!(
+            "this rr-proxy serves one pool without routes; the configuration has {} pools and {} routes \
+             (`rr-proxy check` validates them)",
+            config.pools.len(),
+            config.routes.len()
+        ));
+    }
+    let pool = &config.pools[0];
     let mut builder = Proxy::builder();
-    for b in &cli.backends {
+    for b in &pool.backends {
         builder = match b {
             BackendSource::Static(spec) => builder.backend(spec.addr, spec.weight),
-            source => {
-                builder.discovery(DnsDiscovery::new(source, &resolver).map_err(|e| format!("{source}: {e}"))?)
-            }
+            source => builder.discovery(
+                DnsDiscovery::new(source, &config.resolver).map_err(|e| format!("{source}: {e}"))?,
+            ),
         };
     }
+    let limits = Limits {
+        keep_alive_timeout: config.keep_alive_timeout,
+        header_timeout: config.header_timeout,
+        ..Limits::default()
+    };
     let mut builder = builder
-        .strategy_boxed(cli.strategy.build(&strategy))
-        .mode(cli.mode)
-        .timeouts(Timeouts {
-            connect: cli.connect_timeout,
-            response: cli.response_timeout,
-            idle: cli.idle_timeout,
-        })
-        .limits(Limits {
-            keep_alive_timeout: cli.keep_alive_timeout,
-            header_timeout: cli.header_timeout,
-            ..Limits::default()
-        })
-        .pool(PoolConfig {
-            max_idle: cli.pool_max_idle,
-            idle_timeout: cli.pool_idle_timeout,
-        })
-        .passive_health(PassiveHealth {
-            max_failures: cli.eject_after,
-            ejection: cli.eject_for,
-        })
-        .max_attempts(cli.max_attempts)
-        .shutdown_timeout(cli.shutdown_timeout);
-    if let Some(n) = cli.max_connections {
+        .strategy_boxed(pool.strategy.build_with(&pool.options))
+        .mode(config.mode)
+        .timeouts(pool.timeouts.clone())
+        .limits(limits.clone())
+        .pool(pool.pool.clone())
+        .passive_health(pool.passive.clone())
+        .max_attempts(pool.max_attempts)
+        .shutdown_timeout(config.shutdown_timeout);
+    if let Some(n) = config.max_connections {
         builder = builder.max_connections(n);
     }
-    let checked = !cli.no_health_check && (cli.health_check || cli.health_path.is_some());
-    let health = checked.then(|| HealthCheck {
-        interval: cli.health_interval,
-        timeout: cli.health_timeout,
-        path: cli.health_path.clone().unwrap_or_else(|| "/".to_owned()),
-        expect: cli.health_expect.0..=cli.health_expect.1,
-        rise: cli.health_rise,
-        fall: cli.health_fall,
-        tcp_only: cli.mode == Mode::Tcp,
-    });
+    let health: Option<HealthCheck> = pool.health.clone();
     if let Some(h) = &health {
         builder = builder.health_check(h.clone());
     }
-    let tls = cli.tls.load()?;
+    let tls_flags = tls_args(config.tls.as_ref());
+    let tls = tls_flags.load()?;
     if let Some(tls) = &tls {
         builder = builder.tls(tls.clone());
     }
-    builder = builder.h2c(cli.h2.h2c);
+    builder = builder.h2c(config.h2c);
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
 
-    let listener = cli::bind(cli.listen).await?;
-    let admin = match cli.admin {
+    let listener = cli::bind(config.listen).await?;
+    let admin = match config.admin {
         Some(addr) => Some(cli::bind(addr).await?),
         None => None,
     };
-    let redirect = match cli.tls.redirect_http {
+    let redirect = match tls_flags.redirect_http {
         Some(a) => Some(cli::bind(a).await?),
         None => None,
     };
@@ -394,7 +724,7 @@ async fn run(
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let admin_scheme = if cli.admin_tls { "https" } else { "http" };
+    let admin_scheme = if config.admin_tls { "https" } else { "http" };
     cli::announce_url("rr-proxy", scheme, local);
     if let Some(a) = redirect_addr {
         cli::announce("redirect to https", a);
@@ -402,10 +732,7 @@ async fn run(
     if let Some(a) = admin_addr {
         cli::announce_url("admin", admin_scheme, a);
     }
-    tracing::info!(
-        "{}",
-        summary(&cli, &strategy, local, health.as_ref(), admin_addr, tls.as_ref())
-    );
+    tracing::info!("{}", summary(&config, local, admin_addr, tls.as_ref()));
     let mut ready = vec![("rr-proxy", scheme, local)];
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
@@ -419,7 +746,7 @@ async fn run(
         stop.await;
         trigger.trigger();
     });
-    let admin_tls = if cli.admin_tls { tls.clone() } else { None };
+    let admin_tls = if config.admin_tls { tls.clone() } else { None };
     let admin_task = admin.zip(admin_security).map(|(listener, security)| {
         let mut s = signal.clone();
         tokio::spawn(rr_proxy::serve_admin_https(
@@ -433,12 +760,8 @@ async fn run(
     let redirect_task = redirect.map(|listener| {
         let mut s = signal.clone();
         let server = http_core::Server::new(http_core::RedirectToHttps::new(local.port()))
-            .limits(Limits {
-                keep_alive_timeout: cli.keep_alive_timeout,
-                header_timeout: cli.header_timeout,
-                ..Limits::default()
-            })
-            .shutdown_timeout(cli.shutdown_timeout);
+            .limits(limits)
+            .shutdown_timeout(config.shutdown_timeout);
         tokio::spawn(async move { server.serve(listener, async move { s.triggered().await }).await })
     });
     let mut s = signal.clone();
