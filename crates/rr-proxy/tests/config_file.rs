@@ -118,6 +118,8 @@ fn bad_files() -> Vec<(String, &'static str, &'static str)> {
         (format!("{POOL}[[route]]\npath = \"api\"\npool = \"web\"\n"), "bad.toml:5:8: route[0].path: ", "bad path prefix"),
         (format!("threads = 0\n{POOL}"), "bad.toml:1:11: threads: ", "out of range"),
         (format!("admin_tls = true\n{POOL}"), "bad.toml:1:13: admin_tls: ", "needs `admin`"),
+        (format!("mode = \"tcp\"\nh2c = true\n{POOL}"), "bad.toml:2:7: h2c: ", "needs mode http"),
+        (format!("h2c = \"yes\"\n{POOL}"), "bad.toml:1:7: h2c: ", "invalid type"),
         (
             format!("listen = \":0\"\nadmin_token = \"t\"\n{POOL}"),
             "bad.toml:2:15: admin_token: ",
