@@ -475,11 +475,16 @@ impl TlsArgs {
             })
             .collect();
         format!(
-            "{} certificate{} ({}; the first is the default), TLS 1.3 and 1.2, ALPN http/1.1, HSTS {}, \
+            "{} certificate{} ({}; the first is the default), TLS 1.3 and 1.2, ALPN {}, HSTS {}, \
              redirect from {}; reloaded on SIGHUP and when the files change",
             names.len(),
             if names.len() == 1 { "" } else { "s" },
             names.join(", "),
+            http_core::net::ALPN_PROTOCOLS
+                .iter()
+                .map(|p| String::from_utf8_lossy(p))
+                .collect::<Vec<_>>()
+                .join(","),
             self.hsts.map_or("off".to_owned(), |s| format!("max-age={s}")),
             self.redirect_http.map_or("off".to_owned(), |a| a.to_string()),
         )
