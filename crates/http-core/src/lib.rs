@@ -70,6 +70,7 @@ pub mod client;
 pub mod metrics;
 pub mod net;
 pub mod server;
+pub mod units;
 pub mod wire;
 
 // The everyday names, at the root.
