@@ -30,6 +30,9 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+#[cfg(test)]
+use std::sync::Arc;
+
 use crate::{Builder, Coding, CompressionLevel, Error, HeaderRule, StaticFiles, SymlinkPolicy};
 
 /// A mistake in a configuration file: where (`FILE:LINE:COLUMN`), which key,
@@ -941,5 +944,113 @@ fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
         column,
         key: key.trim_matches('"').to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("static-server-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "x").unwrap();
+        dir
+    }
+
+    /// Parses and builds `text`: the error, if any.
+    fn error(text: &str) -> Option<ConfigError> {
+        StaticConfig::from_toml_str(text, "t.toml")
+            .and_then(|c| c.build())
+            .err()
+    }
+
+    #[test]
+    fn mistakes_name_line_column_and_key() {
+        let root = temp_root("bad");
+        let r = format!("root = {:?}\n", root.display().to_string());
+        let cases = [
+            (format!("{r}nope = 1\n"), 2, 1, "nope"),
+            (format!("{r}listing = 1\n"), 2, 11, "listing"),
+            (format!("{r}cache_size = -1\n"), 2, 14, "cache_size"),
+            (format!("{r}compression = \"zstd,zstd\"\n"), 2, 15, "compression"),
+            (format!("{r}symlinks = \"always\"\n"), 2, 12, "symlinks"),
+            (format!("{r}header_timeout = \"0s\"\n"), 2, 1, "header_timeout"),
+            (
+                format!("{r}error_pages = {{ 40x = \"index.html\" }}\n"),
+                2,
+                17,
+                "error_pages.40x",
+            ),
+            (
+                format!("{r}fallback_extensions = [\"html\"]\n"),
+                2,
+                1,
+                "fallback_extensions",
+            ),
+            (
+                format!("{r}[[site]]\nhost = \"a.test\"\n{r}[[site]]\nhost = \"A.test\"\n{r}"),
+                6,
+                8,
+                "site[2].host",
+            ),
+            (
+                format!("{r}[[site]]\nhost = \"a.test\"\n{r}headers = [\"X-A\"]\n"),
+                5,
+                12,
+                "headers",
+            ),
+        ];
+        for (text, line, column, key) in cases {
+            let e = error(&text).unwrap_or_else(|| panic!("accepted: {text}"));
+            assert_eq!(
+                (e.line, e.column, e.key.as_str()),
+                (line, column, key),
+                "{text}: {e}"
+            );
+            assert_eq!(e.file, "t.toml");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("t.toml:{line}:{column}: {key}: ")),
+                "{e}"
+            );
+        }
+        assert!(error(&r).is_none());
+    }
+
+    #[test]
+    fn sites_inherit_the_top_level_options_and_match_by_host() {
+        let root = temp_root("sites");
+        let text = format!(
+            "root = {0:?}\nlisting = true\n[[site]]\nhost = \"*.b.test\"\nroot = {0:?}\n\
+             [[site]]\nhosts = [\"a.test\"]\nroot = {0:?}\nlisting = false\n",
+            root.display().to_string()
+        );
+        let cfg = StaticConfig::from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(cfg.sites[0].hosts, ["*.b.test"]);
+        let set = cfg.build().unwrap();
+        assert!(set.summary()[1].contains("listing on"), "{:?}", set.summary());
+        assert!(set.summary()[2].contains("listing off"), "{:?}", set.summary());
+        let ptr = |s: Option<&StaticFiles>| s.map(|s| Arc::as_ptr(&s.inner));
+        let (default, wild, exact) = (
+            ptr(set.default.as_ref()),
+            ptr(Some(&set.wildcard[0].1)),
+            ptr(Some(&set.exact[0].1)),
+        );
+        assert_eq!(ptr(set.site_for(b"a.test")), exact);
+        assert_eq!(ptr(set.site_for(b"A.TEST:443")), exact);
+        assert_eq!(ptr(set.site_for(b"x.b.test")), wild);
+        assert_eq!(ptr(set.site_for(b"b.test")), default);
+        assert_eq!(ptr(set.site_for(b"xb.test")), default);
+        assert_eq!(ptr(set.site_for(b"[::1]:80")), default);
+        assert_eq!(ptr(set.site_for(b"")), default);
+    }
+
+    #[test]
+    fn strip_port_keeps_the_name() {
+        assert_eq!(strip_port(b"a.test:80"), b"a.test");
+        assert_eq!(strip_port(b"a.test."), b"a.test");
+        assert_eq!(strip_port(b"[::1]:8080"), b"[::1]");
+        assert_eq!(strip_port(b"a.test"), b"a.test");
     }
 }
