@@ -155,8 +155,9 @@ impl Future for Stop {
 /// What every binary does on signals, for `--help` and the README.
 pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
      (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
-     (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key; a bad new file keeps the old ones, \
-     with a warning saying why); without them it is logged and ignored. \
+     (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key) and the configuration file \
+     (static-server --config); a bad new file keeps the old ones, with a warning saying why; without either it \
+     is logged and ignored. \
      With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
      STOPPING=1 when shutdown starts.";
 
