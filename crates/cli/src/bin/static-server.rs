@@ -240,7 +240,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    if !args.fallback_extensions.is_empty() && args.fallback.is_none() {
+    if !args.fallback_extensions.is_empty() && args.fallback.is_none() && args.config.is_none() {
         return cli::fail_usage("--fallback-extensions is given without --fallback (see --help)");
     }
     if let Err(e) = args.tls.check() {
