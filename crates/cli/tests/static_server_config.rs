@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{run, Server, STATIC_SERVER};
-use test_support::{agent, exchange, get, status_of, wait_for, TempDir, TIMEOUT};
+use test_support::{agent, curl, exchange, get, status_of, wait_for, TempDir, TestCa, TIMEOUT};
 
 /// Writes `text` as `NAME` in `dir` and returns its path as a string.
 fn config(dir: &TempDir, name: &str, text: &str) -> String {
@@ -69,6 +69,9 @@ fn check_names_file_line_and_key_of_each_mistake() {
         ("root = \"a\"\n[[site]]\nroot = \"a\"\n", 2, 1, "site[1]", "needs `host` or `hosts`"),
         ("root = \"a\"\n[[site]]\nhost = \"a.test:80\"\nroot = \"a\"\n", 3, 8, "site[1].host", "not a host name"),
         ("listing = true\n", 0, 0, "root", "nothing to serve"),
+        ("root = \"a\"\ntls = [{ cert = \"none.pem\", key = \"none.key\" }]\n", 2, 8, "tls[1]", "cert "),
+        ("root = \"a\"\ntls = [{ cert = \"a/index.html\" }]\n", 2, 8, "tls", "missing field `key`"),
+        ("root = \"a\"\nhsts = 600\n", 2, 1, "hsts", "needs `tls`"),
     ];
     for (i, (text, line, column, key, message)) in cases.iter().enumerate() {
         let path = config(&dir, &format!("bad{i}.toml"), text);
@@ -314,4 +317,39 @@ fn sighup_reloads_the_file_while_clients_keep_getting_answers() {
         .unwrap()
         .as_secs();
     assert!(stamp + 60 > now && stamp <= now, "{stamp} vs {now}");
+}
+
+#[test]
+fn tls_from_the_file_serves_https() {
+    let dir = TempDir::new("config-tls");
+    dir.file("site/index.html", "secure\n");
+    let ca = TestCa::new(dir.path());
+    let files = ca.issue(dir.path(), "localhost", &["localhost"], 7);
+    let path = config(
+        &dir,
+        "tls.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nroot = \"site\"\nhsts = 600\ntls = [{{ cert = {:?}, key = {:?} }}]\n",
+            files.cert.to_str().unwrap(),
+            files.key.to_str().unwrap()
+        ),
+    );
+    let out = run(STATIC_SERVER, &["check", "--config", &path]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(redirect from off, hsts max-age=600)"));
+    let mut srv = Server::start(STATIC_SERVER, "static-server", &["--config", &path]);
+    srv.process.wait_for_line(&["listening on https://"]);
+    let url = format!("https://localhost:{}/", srv.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", srv.addr.port());
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let out = curl(&["-s", "-i", "--cacert", ca_file, "--resolve", &resolve, &url])
+        .expect("curl is installed (CI installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("strict-transport-security: max-age=600")
+            || text.contains("Strict-Transport-Security: max-age=600"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nsecure\n"), "{text}");
 }

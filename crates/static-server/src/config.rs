@@ -86,6 +86,15 @@ pub struct ServerSettings {
     pub shutdown_timeout: Option<Duration>,
     /// `max_connections`.
     pub max_connections: Option<usize>,
+    /// `tls`: certificate chain and key files, in pairs (paths as given,
+    /// relative ones taken from the file's directory).
+    pub tls: Vec<(PathBuf, PathBuf)>,
+    /// `redirect_http`: a plain-HTTP listener answering 308 to HTTPS.
+    pub redirect_http: Option<SocketAddr>,
+    /// `hsts`: `Strict-Transport-Security: max-age=SECONDS` on HTTPS answers.
+    pub hsts: Option<u64>,
+    /// `metrics_tls`: serve the metrics over HTTPS too.
+    pub metrics_tls: Option<bool>,
 }
 
 /// The options of one site; unset ones take the top level's value, then the
@@ -155,6 +164,9 @@ pub struct StaticConfig {
     pub sites: Vec<SiteConfig>,
     text: String,
     spans: BTreeMap<String, Range<usize>>,
+    /// The default site's root came from `--root`: taken from the current
+    /// directory, not the file's.
+    root_from_command_line: bool,
 }
 
 /// The servers a configuration describes, built and checked: what
@@ -435,8 +447,20 @@ macro_rules! site_table {
     };
 }
 
+/// `tls = [{ cert = "...", key = "..." }]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsPair {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
 site_table!(RawFile {
     listen: Option<Listen>,
+    tls: Option<Vec<Spanned<TlsPair>>>,
+    redirect_http: Option<Listen>,
+    hsts: Option<Spanned<u64>>,
+    metrics_tls: Option<bool>,
     metrics: Option<Listen>,
     threads: Option<usize>,
     log_format: Option<LogFormat>,
@@ -570,11 +594,16 @@ impl StaticConfig {
                 keep_alive_timeout: raw.keep_alive_timeout.map(|d| d.0),
                 shutdown_timeout: raw.shutdown_timeout.map(|d| d.0),
                 max_connections: raw.max_connections,
+                tls: Vec::new(),
+                redirect_http: raw.redirect_http.as_ref().map(|l| l.0),
+                hsts: raw.hsts.as_ref().map(|h| *h.get_ref()),
+                metrics_tls: raw.metrics_tls,
             },
             defaults: SiteOptions::default(),
             sites: Vec::new(),
             text: text.to_owned(),
             spans: BTreeMap::new(),
+            root_from_command_line: false,
         };
         if raw.threads == Some(0) {
             return Err(cfg.error_at_key("threads", "must be at least 1"));
@@ -589,6 +618,35 @@ impl StaticConfig {
         ] {
             if d.is_some_and(|d| d.0.is_zero()) {
                 return Err(cfg.error_at_key(key, "must be longer than zero"));
+            }
+        }
+        for (i, pair) in raw.tls.iter().flatten().enumerate() {
+            let key = format!("tls[{}]", i + 1);
+            let p = pair.get_ref();
+            for (what, file) in [("cert", &p.cert), ("key", &p.key)] {
+                let path = cfg.resolve(file);
+                if let Err(e) = std::fs::metadata(&path) {
+                    let message = format!("{what} {}: {e}", path.display());
+                    return Err(cfg.error(Some(pair.span()), &key, &message));
+                }
+            }
+            cfg.server.tls.push((cfg.resolve(&p.cert), cfg.resolve(&p.key)));
+        }
+        if let Some(h) = &raw.hsts {
+            if *h.get_ref() > 63_072_000 {
+                return Err(cfg.error(Some(h.span()), "hsts", "at most 63072000 seconds (two years)"));
+            }
+        }
+        if cfg.server.tls.is_empty() {
+            for key in ["hsts", "redirect_http", "metrics_tls"] {
+                let set = match key {
+                    "hsts" => raw.hsts.is_some(),
+                    "redirect_http" => raw.redirect_http.is_some(),
+                    _ => raw.metrics_tls == Some(true),
+                };
+                if set {
+                    return Err(cfg.error_at_key(key, "needs `tls` (certificates to serve HTTPS with)"));
+                }
             }
         }
         cfg.defaults = site_options!(cfg, "", raw)?;
@@ -705,7 +763,12 @@ impl StaticConfig {
         o.inherit(&self.defaults);
         let key = |k: &str| format!("{prefix}{k}");
         let root = o.root.clone().unwrap_or_default();
-        let mut b: Builder = StaticFiles::builder(self.resolve(&root));
+        let root = if prefix.is_empty() && self.root_from_command_line {
+            root
+        } else {
+            self.resolve(&root)
+        };
+        let mut b: Builder = StaticFiles::builder(root);
         if let Some(v) = &o.index {
             b = b.index_files(v.iter().cloned());
         }
@@ -801,9 +864,7 @@ impl StaticConfig {
             return p.to_path_buf();
         }
         match Path::new(&self.file).parent() {
-            Some(dir) if !dir.as_os_str().is_empty() && !self.spans.contains_key("!root-from-cwd") => {
-                dir.join(p)
-            }
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
             _ => p.to_path_buf(),
         }
     }
@@ -812,7 +873,7 @@ impl StaticConfig {
     /// directory, not the file's, and named `--root` in errors.
     pub fn set_root_from_command_line(&mut self, root: PathBuf) {
         self.defaults.root = Some(root);
-        self.spans.insert("!root-from-cwd".to_owned(), 0..0);
+        self.root_from_command_line = true;
         self.spans.remove("root");
     }
 }

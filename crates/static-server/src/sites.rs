@@ -178,6 +178,10 @@ fn restart_needed(old: &SiteSet, new: &SiteSet) -> Option<&'static str> {
         ("keep_alive_timeout", a.keep_alive_timeout != b.keep_alive_timeout),
         ("shutdown_timeout", a.shutdown_timeout != b.shutdown_timeout),
         ("max_connections", a.max_connections != b.max_connections),
+        ("tls", a.tls != b.tls),
+        ("redirect_http", a.redirect_http != b.redirect_http),
+        ("hsts", a.hsts != b.hsts),
+        ("metrics_tls", a.metrics_tls != b.metrics_tls),
     ]
     .into_iter()
     .find(|(_, differs)| *differs)

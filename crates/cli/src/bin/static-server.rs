@@ -140,7 +140,7 @@ struct Args {
 const CONFIG_HELP: &str = "With --config FILE, the file gives every setting the flags give plus sites by host name \
      ([[site]] tables); a flag given on the command line overrides the file's top-level value (the default site's \
      and the defaults every [[site]] inherits), a flag left out leaves the file's value, and a key the file leaves out \
-     takes the flag's default. TLS (--tls-cert, --tls-key, --redirect-http, --hsts) and --metrics-tls are flags only. \
+     takes the flag's default. \
      `static-server check --config FILE` checks the file without binding anything.";
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +227,13 @@ fn main() -> ExitCode {
                 }
                 args.metrics = s.metrics.or(args.metrics);
                 args.threads = s.threads.or(args.threads);
+                if !s.tls.is_empty() && !given(&matches, "tls_cert") && !given(&matches, "tls_key") {
+                    args.tls.tls_cert = s.tls.iter().map(|(c, _)| c.clone()).collect();
+                    args.tls.tls_key = s.tls.iter().map(|(_, k)| k.clone()).collect();
+                }
+                args.tls.redirect_http = s.redirect_http.or(args.tls.redirect_http);
+                args.tls.hsts = s.hsts.or(args.tls.hsts);
+                args.metrics_tls = s.metrics_tls.unwrap_or(args.metrics_tls);
                 if let Some(f) = &s.log_format {
                     args.log_format = if f == "json" {
                         cli::LogFormat::Json
@@ -280,6 +287,17 @@ fn check(path: &std::path::Path) -> ExitCode {
         "metrics {}",
         s.metrics.map_or("off".to_owned(), |a| a.to_string())
     );
+    if s.tls.is_empty() {
+        println!("tls off");
+    } else {
+        let certs: Vec<String> = s.tls.iter().map(|(c, _)| c.display().to_string()).collect();
+        println!(
+            "tls {} (redirect from {}, hsts {})",
+            certs.join(","),
+            s.redirect_http.map_or("off".to_owned(), |a| a.to_string()),
+            s.hsts.map_or("off".to_owned(), |h| format!("max-age={h}"))
+        );
+    }
     for line in set.summary() {
         println!("site {line}");
     }
@@ -318,6 +336,24 @@ fn load(path: &std::path::Path, args: &Args, m: &ArgMatches) -> Result<StaticCon
     }
     if given(m, "max_connections") {
         s.max_connections = args.max_connections;
+    }
+    if (given(m, "tls_cert") || given(m, "tls_key")) && args.tls.tls_cert.len() == args.tls.tls_key.len() {
+        s.tls = args
+            .tls
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(args.tls.tls_key.iter().cloned())
+            .collect();
+    }
+    if given(m, "redirect_http") {
+        s.redirect_http = args.tls.redirect_http;
+    }
+    if given(m, "hsts") {
+        s.hsts = args.tls.hsts;
+    }
+    if given(m, "metrics_tls") {
+        s.metrics_tls = Some(args.metrics_tls);
     }
     if given(m, "log_format") {
         s.log_format = Some(format!("{:?}", args.log_format).to_lowercase());
