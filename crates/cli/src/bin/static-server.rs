@@ -475,6 +475,11 @@ async fn run_config(
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    // Watched from before the listening line: a file replaced as soon as a
+    // client sees that line is a change, not the state the watch starts from.
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
     cli::announce_url("static-server", scheme, addr);
     if let Some(a) = redirect_addr {
         cli::announce("redirect to https", a);
@@ -498,9 +503,6 @@ async fn run_config(
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
     cli::notify_ready(&ready);
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
     let metrics_tls = args.metrics_tls;
     let path = args.config.clone().unwrap_or_default();
     let reloading = files.clone();
@@ -695,6 +697,11 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    // Watched from before the listening line: a file replaced as soon as a
+    // client sees that line is a change, not the state the watch starts from.
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
     cli::announce_url("static-server", scheme, addr);
     if let Some(a) = redirect_addr {
         cli::announce("redirect to https", a);
@@ -710,9 +717,6 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
     cli::notify_ready(&ready);
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
 
     // The metrics and redirect listeners run until the file server has
     // drained: a scrape during the drain still sees the numbers move.
