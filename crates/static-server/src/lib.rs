@@ -8,6 +8,9 @@
 //! [`StaticFiles::metrics`] counts what it does (durations, statuses, bytes,
 //! connections, cache hits, misses and evictions) and serves the counts in the
 //! Prometheus format on a listener of their own ([`Metrics::serve`]).
+//! [`config`] reads a TOML configuration file with sites by host name;
+//! [`StaticFiles::from_sites`] serves them and [`StaticFiles::reload`] swaps
+//! them while serving.
 //!
 //! ```no_run
 //! use static_server::StaticFiles;
