@@ -1,7 +1,9 @@
 //! Sites by host name, and swapping them while serving ([`StaticFiles::reload`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http_core::{Request, Response};
@@ -38,11 +40,15 @@ pub struct ReloadCounts {
     pub last_succeeded: bool,
 }
 
-/// The current site set; read once per request (a read lock and an `Arc`
-/// clone), replaced whole by a reload.
+/// The current site set; read once per request (`ArcSwap::load`: an atomic
+/// load and a per-thread slot, no shared reference count), replaced whole by
+/// a reload.
 #[derive(Debug)]
 pub(crate) struct Switch {
-    current: RwLock<Arc<SiteSet>>,
+    current: ArcSwap<SiteSet>,
+    /// Held by a reload from its check to its swap: two at once cannot
+    /// check against the same old set and both swap.
+    reloading: Mutex<()>,
     succeeded: AtomicU64,
     failed: AtomicU64,
     last_timestamp: AtomicU64,
@@ -79,7 +85,8 @@ impl StaticFiles {
         }
         let mut inner = shell.build_inner()?;
         inner.sites = Some(Switch {
-            current: RwLock::new(Arc::new(set)),
+            current: ArcSwap::from_pointee(set),
+            reloading: Mutex::new(()),
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
@@ -109,11 +116,11 @@ impl StaticFiles {
     ) -> Result<(), ReloadError> {
         let switch = self.inner.sites.as_ref().ok_or(ReloadError::NotReloadable)?;
         let result = load().map_err(ReloadError::from).and_then(|set| {
-            let mut current = switch.current.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(key) = restart_needed(&current, &set) {
+            let _one_at_a_time = switch.reloading.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(key) = restart_needed(&switch.current.load(), &set) {
                 return Err(ReloadError::RestartNeeded(key));
             }
-            *current = Arc::new(set);
+            switch.current.store(Arc::new(set));
             Ok(())
         });
         let now = SystemTime::now()
@@ -135,24 +142,28 @@ impl StaticFiles {
 
     /// The site set served now; `None` unless made with [`from_sites`](Self::from_sites).
     pub fn current_sites(&self) -> Option<Arc<SiteSet>> {
-        self.inner
-            .sites
-            .as_ref()
-            .map(|s| s.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        self.inner.sites.as_ref().map(|s| s.current.load_full())
     }
 
     /// A request in [`Role::Sites`]: the site its host names answers it.
     pub(crate) async fn call_site(&self, req: Request<'_>) -> Response {
-        let Some(set) = self.current_sites() else {
-            return Response::text(500, "no sites\n");
+        // The set is read once; what the answer needs later (an open file,
+        // a cache entry, the site for a compression) it holds itself, so
+        // a reload meanwhile does not change it.
+        let (site, entry, coding) = {
+            let Some(switch) = &self.inner.sites else {
+                return Response::text(500, "no sites\n");
+            };
+            let set = switch.current.load();
+            let Some(site) = set.site_for(req.head.host().unwrap_or(b"")) else {
+                return Response::text(421, "no site for this host name\n");
+            };
+            match site.inner.handle(req.head, req.received) {
+                Answer::Ready(r) => return r,
+                Answer::Compress(entry, c) => (site.inner.clone(), entry, c),
+            }
         };
-        let Some(site) = set.site_for(req.head.host().unwrap_or(b"")) else {
-            return Response::text(421, "no site for this host name\n");
-        };
-        match site.inner.handle(req.head, req.received) {
-            Answer::Ready(r) => r,
-            Answer::Compress(entry, c) => Box::pin(site.inner.compress_and_respond(req.head, entry, c)).await,
-        }
+        Box::pin(site.compress_and_respond(req.head, entry, coding)).await
     }
 }
 
