@@ -155,8 +155,9 @@ impl Future for Stop {
 /// What every binary does on signals, for `--help` and the README.
 pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
      (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
-     (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key; a bad new file keeps the old ones, \
-     with a warning saying why); without them it is logged and ignored. \
+     (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key) and the configuration file \
+     (static-server --config); a bad new file keeps the old ones, with a warning saying why; without either it \
+     is logged and ignored. \
      With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
      STOPPING=1 when shutdown starts.";
 
@@ -492,7 +493,7 @@ impl TlsArgs {
 }
 
 /// What SIGHUP reloads: each registered action runs in turn.
-type Reloader = Box<dyn Fn() + Send>;
+type Reloader = (&'static str, Box<dyn Fn() + Send>);
 static RELOADERS: Mutex<Vec<Reloader>> = Mutex::new(Vec::new());
 
 /// Reloads `tls`'s certificates on SIGHUP and whenever their files change
@@ -500,22 +501,32 @@ static RELOADERS: Mutex<Vec<Reloader>> = Mutex::new(Vec::new());
 /// certificates and logs a warning saying why. Call it inside the runtime.
 pub fn reload_tls_on_change(tls: &http_core::TlsConfig) {
     let on_hup = tls.clone();
+    RELOADERS.lock().unwrap_or_else(|p| p.into_inner()).push((
+        "the TLS certificates",
+        Box::new(move || {
+            let _ = on_hup.reload();
+        }),
+    ));
+    tokio::spawn(tls.clone().watch_files(TLS_WATCH_EVERY));
+}
+
+/// Runs `reload` on SIGHUP (after what was registered before); `what` names
+/// it in the log line (`the configuration file`).
+pub fn reload_on_hup(what: &'static str, reload: impl Fn() + Send + 'static) {
     RELOADERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(Box::new(move || {
-            let _ = on_hup.reload();
-        }));
-    tokio::spawn(tls.clone().watch_files(TLS_WATCH_EVERY));
+        .push((what, Box::new(reload)));
 }
 
 /// Runs what SIGHUP reloads; false when nothing is registered.
 fn reload_all() -> bool {
     let reloaders = RELOADERS.lock().unwrap_or_else(|p| p.into_inner());
     if !reloaders.is_empty() {
-        tracing::info!("SIGHUP received: reloading the TLS certificates");
+        let what: Vec<&str> = reloaders.iter().map(|(w, _)| *w).collect();
+        tracing::info!("SIGHUP received: reloading {}", what.join(" and "));
     }
-    for r in reloaders.iter() {
+    for (_, r) in reloaders.iter() {
         r();
     }
     !reloaders.is_empty()
@@ -609,45 +620,29 @@ pub fn parse_args_with_matches<T: clap::Parser>() -> (T, clap::ArgMatches) {
     }
 }
 
+/// [`parse_args`], also giving clap's matches: with them a binary tells a flag
+/// given on the command line from its default (`--config` precedence).
+pub fn parse_args_and_matches<T: clap::Parser>() -> (T, clap::ArgMatches) {
+    let parsed = <T as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|m| <T as clap::FromArgMatches>::from_arg_matches(&m).map(|t| (t, m)));
+    match parsed {
+        Ok(both) => both,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see --help)");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// What a `DUR` flag takes, for the binaries' `--help`.
 pub const DURATION_HELP: &str = "DUR is a duration: a number and a unit, e.g. 1500ms, 10s, 2m, 1h30m, 0.5s \
      (units ns, us, ms, s, m, h, d; several may follow each other); a bare number means seconds.";
 
-/// The longest `DUR` a flag takes: a year. A longer one is surely a mistake, and
-/// deadlines far enough out would overflow `Instant`.
-pub const MAX_DURATION: Duration = rr_proxy::MAX_DURATION;
-
-/// Parses a `DUR` flag (`--header-timeout 10s`), as [`DURATION_HELP`] says: the
-/// `humantime` crate's format (`1500ms`, `10s`, `2m`, `1h 30m`, `1.5s`), or a
-/// bare number of seconds (`10`, `0.5`), the form the flags took before.
-/// Refuses zero and anything over [`MAX_DURATION`]. The error is one line
-/// naming the text and the expected form.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(cli::parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-/// assert_eq!(cli::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-/// assert_eq!(cli::parse_duration("10"), Ok(Duration::from_secs(10)));
-/// assert!(cli::parse_duration("abc").is_err());
-/// assert!(cli::parse_duration("0s").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration_or_zero(s)? {
-        d if d.is_zero() => Err(format!("bad duration {s:?}: must be longer than zero")),
-        d => Ok(d),
-    }
-}
-
-/// [`parse_duration`] with zero allowed, for a flag where 0 means "every time"
-/// (`static-server --revalidate 0`).
-///
-/// ```
-/// assert_eq!(cli::parse_duration_or_zero("0s"), Ok(std::time::Duration::ZERO));
-/// assert_eq!(cli::parse_duration_or_zero("0"), Ok(std::time::Duration::ZERO));
-/// ```
-pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    rr_proxy::parse_duration_or_zero(s)
-}
+pub use http_core::units::{parse_duration, parse_duration_or_zero, parse_listen, parse_size, MAX_DURATION};
 
 /// Parses `--threads N`: a whole number from 1 to 1024. Zero workers cannot
 /// serve anything, so it is refused rather than quietly taken as one.
@@ -673,22 +668,6 @@ pub const ADDR_HELP: &str = "ADDR is IP:PORT (127.0.0.1:8080, [::1]:8080), :PORT
      :PORT and PORT mean every IPv4 address (0.0.0.0:PORT), as nginx's `listen 8080` does. \
      Port 0 picks a free port; the `listening on` line gives the real one.";
 
-/// Parses a listening address (`--listen`, `--admin`), as [`ADDR_HELP`] says:
-/// `IP:PORT`, `[IPv6]:PORT`, `:PORT` or a bare `PORT`, the last two on every
-/// IPv4 address.
-///
-/// ```
-/// let a = |s| cli::parse_listen(s).map(|a| a.to_string());
-/// assert_eq!(a("127.0.0.1:8080"), Ok("127.0.0.1:8080".into()));
-/// assert_eq!(a(":8080"), Ok("0.0.0.0:8080".into()));
-/// assert_eq!(a("8080"), Ok("0.0.0.0:8080".into()));
-/// assert_eq!(a("[::1]:0"), Ok("[::1]:0".into()));
-/// assert!(a("localhost").is_err());
-/// ```
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    rr_proxy::parse_listen(s)
-}
-
 /// What a `SIZE` flag takes, for `--help`.
 pub const SIZE_HELP: &str = "SIZE is a number of bytes with an optional unit: KiB, MiB, GiB, TiB (powers of 1024; \
      K, M, G, T mean the same, as in nginx), or kB, MB, GB, TB (powers of 1000); e.g. 512KiB, 64MiB, 10MB, 1.5GiB, 4096.";
@@ -707,50 +686,6 @@ pub fn parse_count(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
-}
-
-/// Parses a `SIZE` flag as [`SIZE_HELP`] says: `4096`, `512KiB`, `64M`,
-/// `10MB`, `1.5GiB` (a fraction is rounded down to whole bytes). Units are
-/// read without regard to case; a space may stand before them.
-///
-/// ```
-/// assert_eq!(cli::parse_size("64MiB"), Ok(64 << 20));
-/// assert_eq!(cli::parse_size("64M"), Ok(64 << 20));
-/// assert_eq!(cli::parse_size("10MB"), Ok(10_000_000));
-/// assert_eq!(cli::parse_size("4096"), Ok(4096));
-/// assert!(cli::parse_size("10XB").is_err());
-/// ```
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let hint = "write e.g. 4096, 512KiB, 64MiB, 1GiB or 10MB";
-    let text = s.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = (&text[..split], text[split..].trim_start());
-    let multiplier: u128 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(format!("bad size {s:?}: unknown unit {unit:?}; {hint}")),
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
-        || fraction.len() > 9
-    {
-        return Err(format!("bad size {s:?}: {hint}"));
-    }
-    let too_big = || format!("bad size {s:?}: more than {} bytes", u64::MAX);
-    // Digits without the point, times the unit, divided by 10^(digits after the point).
-    let digits: u128 = format!("{whole}{fraction}").parse().map_err(|_| too_big())?;
-    let bytes = digits.checked_mul(multiplier).ok_or_else(too_big)? / 10u128.pow(fraction.len() as u32);
-    u64::try_from(bytes).map_err(|_| too_big())
 }
 
 /// A byte count as a person would write it: the largest binary unit that

@@ -71,6 +71,7 @@ pub(crate) mod h2;
 pub mod metrics;
 pub mod net;
 pub mod server;
+pub mod units;
 pub mod wire;
 
 // The everyday names, at the root.

@@ -385,69 +385,7 @@ fn check_dns_name(name: &str) -> Result<(), SpecError> {
     }
 }
 
-/// The longest duration a flag or file value takes: a year. A longer one is
-/// surely a mistake, and deadlines far enough out would overflow `Instant`.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-
-/// Parses a duration as the flags and the configuration file write it: the
-/// `humantime` crate's format (`1500ms`, `10s`, `2m`, `1h 30m`, `1.5s`), or a
-/// bare number of seconds (`10`, `0.5`). Refuses zero and anything over
-/// [`MAX_DURATION`]; the error is one line naming the text and the expected form.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(rr_proxy::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-/// assert!(rr_proxy::parse_duration("0s").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration_or_zero(s)? {
-        d if d.is_zero() => Err(format!("bad duration {s:?}: must be longer than zero")),
-        d => Ok(d),
-    }
-}
-
-/// [`parse_duration`] with zero allowed.
-pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
-    let hint = "write e.g. 1500ms, 10s, 2m or a number of seconds";
-    let d = if is_bare_number(s) {
-        s.parse::<f64>()
-            .ok()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .ok_or_else(|| format!("bad duration {s:?}: {hint}"))?
-    } else {
-        humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}; {hint}"))?
-    };
-    if d > MAX_DURATION {
-        return Err(format!("bad duration {s:?}: at most a year"));
-    }
-    Ok(d)
-}
-
-/// Digits with at most one `.` among them: `10`, `0.5`.
-fn is_bare_number(s: &str) -> bool {
-    s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|&b| b == b'.').count() <= 1
-}
-
-/// Parses a listening address: `IP:PORT`, `[IPv6]:PORT`, `:PORT` or a bare
-/// `PORT`, the last two on every IPv4 address (as nginx's `listen 8080`).
-///
-/// ```
-/// assert_eq!(rr_proxy::parse_listen(":8080").unwrap().to_string(), "0.0.0.0:8080");
-/// assert!(rr_proxy::parse_listen("localhost").is_err());
-/// ```
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let hint = "expected IP:PORT, :PORT or PORT (e.g. 127.0.0.1:8080, :8080)";
-    let port_only = s.strip_prefix(':').unwrap_or(s);
-    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
-        let port: u16 = port_only
-            .parse()
-            .map_err(|_| format!("bad address {s:?}: port over 65535; {hint}"))?;
-        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-    }
-    s.parse().map_err(|_| format!("bad address {s:?}: {hint}"))
-}
+pub use http_core::units::{parse_duration, parse_duration_or_zero, parse_listen, MAX_DURATION};
 
 /// Parses a health check's passing statuses, `LOW-HIGH` (or one status), each
 /// from 100 to 999.

@@ -8,6 +8,9 @@
 //! [`StaticFiles::metrics`] counts what it does (durations, statuses, bytes,
 //! connections, cache hits, misses and evictions) and serves the counts in the
 //! Prometheus format on a listener of their own ([`Metrics::serve`]).
+//! [`config`] reads a TOML configuration file with sites by host name;
+//! [`StaticFiles::from_sites`] serves them and [`StaticFiles::reload`] swaps
+//! them while serving.
 //!
 //! ```no_run
 //! use static_server::StaticFiles;
@@ -30,6 +33,7 @@
 mod cache;
 mod compress;
 mod conditional;
+pub mod config;
 mod encoding;
 /// Entry points for the fuzz targets and their corpus replay; not a stable API.
 #[doc(hidden)]
@@ -41,6 +45,7 @@ mod path;
 mod range;
 mod resolve;
 mod rules;
+mod sites;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -64,6 +69,7 @@ use range::RangeRequest;
 pub use resolve::SymlinkPolicy;
 use resolve::{Found, NotFound};
 pub use rules::{HeaderRule, RuleError};
+pub use sites::{ReloadCounts, ReloadError};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,9 @@ pub enum Error {
     /// An error page was given for a status outside 400–599.
     #[error("error page status {0}: must be 400-599")]
     ErrorPageStatus(u16),
+    /// [`StaticFiles::from_sites`] was given a set with no site.
+    #[error("no site to serve")]
+    NoSites,
 }
 
 /// Why a fallback file or an error page cannot be served.
@@ -405,6 +414,13 @@ impl Builder {
 
     /// Checks the root and the headers and builds the server.
     pub fn build(self) -> Result<StaticFiles, Error> {
+        Ok(StaticFiles {
+            role: Role::Files,
+            inner: Arc::new(self.build_inner()?),
+        })
+    }
+
+    fn build_inner(self) -> Result<Inner, Error> {
         let root = std::fs::canonicalize(&self.root).map_err(|source| Error::Root {
             path: self.root.clone(),
             source,
@@ -469,21 +485,19 @@ impl Builder {
             self.compression_min_size,
             &self.compress_types,
         );
-        Ok(StaticFiles {
-            role: Role::Files,
-            inner: Arc::new(Inner {
-                root,
-                common_block: block.build(),
-                common,
-                rules,
-                fallback,
-                pages,
-                listing_cache_control,
-                cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
-                compression,
-                counters: metrics::Counters::default(),
-                cfg: self,
-            }),
+        Ok(Inner {
+            root,
+            common_block: block.build(),
+            common,
+            rules,
+            fallback,
+            pages,
+            listing_cache_control,
+            cache: Cache::new(self.cache_max_file, self.cache_capacity, self.revalidate),
+            compression,
+            counters: metrics::Counters::default(),
+            sites: None,
+            cfg: self,
         })
     }
 }
@@ -510,6 +524,9 @@ pub(crate) enum Role {
     Metrics,
     /// Every request: `308` to the same URL over HTTPS on this port.
     RedirectToHttps(u16),
+    /// Every request goes to the site its `Host` names ([`config::SiteSet`]),
+    /// the set swapped by [`StaticFiles::reload`].
+    Sites,
 }
 
 #[derive(Debug)]
@@ -527,6 +544,8 @@ struct Inner {
     cache: Cache,
     compression: compress::Settings,
     counters: metrics::Counters,
+    /// The sites served by host name, with [`Role::Sites`].
+    sites: Option<sites::Switch>,
 }
 
 /// A file named in the configuration (the fallback, an error page), checked
@@ -676,6 +695,9 @@ impl StaticFiles {
 impl Service for StaticFiles {
     async fn call(&self, req: Request<'_>) -> Response {
         if self.role != Role::Files {
+            if self.role == Role::Sites {
+                return self.call_site(req).await;
+            }
             return self.answer_other_role(req.head);
         }
         match self.inner.handle(req.head, req.received) {
@@ -686,7 +708,7 @@ impl Service for StaticFiles {
     }
 
     fn on_response(&self, record: &AccessRecord<'_>) {
-        if self.role == Role::Files {
+        if matches!(self.role, Role::Files | Role::Sites) {
             self.inner.counters.responses.record(record);
         }
     }

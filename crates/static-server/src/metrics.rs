@@ -187,6 +187,8 @@ pub struct MetricsSnapshot {
     pub cache_memory_bytes: u64,
     /// Per content coding (zstd, br, gzip): answers and compressions.
     pub compression: Vec<CodingCounts>,
+    /// Configuration reloads, for a server of sites ([`StaticFiles::from_sites`](crate::StaticFiles::from_sites)).
+    pub config_reloads: Option<crate::ReloadCounts>,
 }
 
 impl Metrics {
@@ -213,6 +215,7 @@ impl Metrics {
             cache_entries: c.entries,
             cache_memory_bytes: c.memory_bytes,
             compression: self.inner.counters.compression.snapshot(),
+            config_reloads: crate::sites::counts(&self.inner),
         }
     }
 
@@ -442,6 +445,30 @@ impl Collector for Snapshot {
         for c in &s.compression {
             ConstCounter::new(c.compress_micros as f64 / 1e6)
                 .encode(family.encode_family(&[("coding", c.coding.token())])?)?;
+        }
+        if let Some(r) = &s.config_reloads {
+            let mut family = encoder.encode_descriptor(
+                "config_reloads",
+                "Configuration reloads (SIGHUP, StaticFiles::reload), by result.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(r.succeeded).encode(family.encode_family(&[("result", "success")])?)?;
+            ConstCounter::new(r.failed).encode(family.encode_family(&[("result", "failure")])?)?;
+            let family = encoder.encode_descriptor(
+                "config_last_reload_timestamp",
+                "When the last configuration reload ended (0: none yet).",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(r.last_timestamp).encode(family)?;
+            let family = encoder.encode_descriptor(
+                "config_last_reload_success",
+                "1 when the last configuration reload succeeded (or none was tried), 0 when it failed.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(u64::from(r.last_succeeded)).encode(family)?;
         }
         encoder
             .encode_descriptor("build", "The server's version.", None, MetricType::Info)?

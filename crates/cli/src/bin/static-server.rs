@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, Subcommand, ValueEnum};
 
 use http_core::Limits;
+use static_server::config::{ConfigError, SiteSet, StaticConfig};
 use static_server::{Coding, CompressionLevel, HeaderRule, StaticFiles, SymlinkPolicy};
 
 /// Static-file server: serves one directory over HTTP/1.1 (safe paths,
@@ -17,9 +19,17 @@ use static_server::{Coding, CompressionLevel, HeaderRule, StaticFiles, SymlinkPo
     name = "static-server",
     version,
     long_about = None,
-    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP, cli::SIZE_HELP])
+    after_help = cli::after_help(&[cli::ADDR_HELP, cli::DURATION_HELP, cli::SIZE_HELP, CONFIG_HELP]),
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Read the settings and the sites from this TOML file (see the README);
+    /// a flag given on the command line overrides the file's top-level value.
+    /// SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Directory to serve.
     #[arg(long, value_name = "DIR", default_value = "static")]
     root: PathBuf,
@@ -128,6 +138,25 @@ struct Args {
     h2: cli::H2Args,
 }
 
+/// How `--config` and the flags combine, for `--help`.
+const CONFIG_HELP: &str = "With --config FILE, the file gives every setting the flags give plus sites by host name \
+     ([[site]] tables); a flag given on the command line overrides the file's top-level value (the default site's \
+     and the defaults every [[site]] inherits), a flag left out leaves the file's value, and a key the file leaves out \
+     takes the flag's default. \
+     `static-server check --config FILE` checks the file without binding anything.";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a configuration file (keys, types, roots, pages, rules) without
+    /// binding anything: print a summary and exit 0, or one line
+    /// `FILE:LINE:COLUMN: key: message` and exit 1.
+    Check {
+        /// The TOML file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
 fn parse_header_rule(s: &str) -> Result<HeaderRule, String> {
     s.parse().map_err(|e: static_server::RuleError| e.to_string())
 }
@@ -187,8 +216,40 @@ enum Symlinks {
 }
 
 fn main() -> ExitCode {
-    let args: Args = cli::parse_args();
-    if !args.fallback_extensions.is_empty() && args.fallback.is_none() {
+    let (mut args, matches): (Args, ArgMatches) = cli::parse_args_and_matches();
+    if let Some(Command::Check { config }) = &args.command {
+        return check(config);
+    }
+    let config = match &args.config {
+        Some(path) => match load(path, &args, &matches) {
+            Ok(cfg) => {
+                let s = &cfg.server;
+                if let Some(a) = s.listen {
+                    args.listen = a;
+                }
+                args.metrics = s.metrics.or(args.metrics);
+                args.threads = s.threads.or(args.threads);
+                if !s.tls.is_empty() && !given(&matches, "tls_cert") && !given(&matches, "tls_key") {
+                    args.tls.tls_cert = s.tls.iter().map(|(c, _)| c.clone()).collect();
+                    args.tls.tls_key = s.tls.iter().map(|(_, k)| k.clone()).collect();
+                }
+                args.tls.redirect_http = s.redirect_http.or(args.tls.redirect_http);
+                args.tls.hsts = s.hsts.or(args.tls.hsts);
+                args.metrics_tls = s.metrics_tls.unwrap_or(args.metrics_tls);
+                if let Some(f) = &s.log_format {
+                    args.log_format = if f == "json" {
+                        cli::LogFormat::Json
+                    } else {
+                        cli::LogFormat::Text
+                    };
+                }
+                Some(cfg)
+            }
+            Err(e) => return cli::fail(e),
+        },
+        None => None,
+    };
+    if !args.fallback_extensions.is_empty() && args.fallback.is_none() && args.config.is_none() {
         return cli::fail_usage("--fallback-extensions is given without --fallback (see --help)");
     }
     if let Err(e) = args.tls.check() {
@@ -201,7 +262,294 @@ fn main() -> ExitCode {
         return cli::fail_usage(e);
     }
     let threads = args.threads;
-    cli::run(threads, |stop| run(args, stop))
+    match config {
+        Some(cfg) => cli::run(threads, |stop| run_config(args, matches, cfg, stop)),
+        None => cli::run(threads, |stop| run(args, stop)),
+    }
+}
+
+/// `static-server check --config FILE`.
+fn check(path: &std::path::Path) -> ExitCode {
+    let checked = StaticConfig::load(path).and_then(|cfg| cfg.build().map(|set| (cfg, set)));
+    let (cfg, set) = match checked {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let s = &cfg.server;
+    println!("{}: ok", cfg.file);
+    println!(
+        "listen {}",
+        s.listen
+            .map_or("127.0.0.1:8080 (default)".to_owned(), |a| a.to_string())
+    );
+    println!(
+        "metrics {}",
+        s.metrics.map_or("off".to_owned(), |a| a.to_string())
+    );
+    if s.tls.is_empty() {
+        println!("tls off");
+    } else {
+        let certs: Vec<String> = s.tls.iter().map(|(c, _)| c.display().to_string()).collect();
+        println!(
+            "tls {} (redirect from {}, hsts {})",
+            certs.join(","),
+            s.redirect_http.map_or("off".to_owned(), |a| a.to_string()),
+            s.hsts.map_or("off".to_owned(), |h| format!("max-age={h}"))
+        );
+    }
+    for line in set.summary() {
+        println!("site {line}");
+    }
+    if set.summary().iter().all(|l| !l.starts_with("default ")) {
+        println!("other hosts: 421 Misdirected Request (no top-level root)");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Was `id` given on the command line (not its default)?
+fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Reads the file and lays the flags given on the command line over it.
+fn load(path: &std::path::Path, args: &Args, m: &ArgMatches) -> Result<StaticConfig, ConfigError> {
+    let mut cfg = StaticConfig::load(path)?;
+    let s = &mut cfg.server;
+    if given(m, "listen") {
+        s.listen = Some(args.listen);
+    }
+    if given(m, "metrics") {
+        s.metrics = args.metrics;
+    }
+    if given(m, "threads") {
+        s.threads = args.threads;
+    }
+    if given(m, "header_timeout") {
+        s.header_timeout = Some(args.header_timeout);
+    }
+    if given(m, "keep_alive_timeout") {
+        s.keep_alive_timeout = Some(args.keep_alive_timeout);
+    }
+    if given(m, "shutdown_timeout") {
+        s.shutdown_timeout = Some(args.shutdown_timeout);
+    }
+    if given(m, "max_connections") {
+        s.max_connections = args.max_connections;
+    }
+    if (given(m, "tls_cert") || given(m, "tls_key")) && args.tls.tls_cert.len() == args.tls.tls_key.len() {
+        s.tls = args
+            .tls
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(args.tls.tls_key.iter().cloned())
+            .collect();
+    }
+    if given(m, "redirect_http") {
+        s.redirect_http = args.tls.redirect_http;
+    }
+    if given(m, "hsts") {
+        s.hsts = args.tls.hsts;
+    }
+    if given(m, "metrics_tls") {
+        s.metrics_tls = Some(args.metrics_tls);
+    }
+    if given(m, "log_format") {
+        s.log_format = Some(format!("{:?}", args.log_format).to_lowercase());
+    }
+    let d = &mut cfg.defaults;
+    if given(m, "listing") {
+        d.listing = Some(true);
+    }
+    if given(m, "dotfiles") {
+        d.dotfiles = Some(true);
+    }
+    if given(m, "no_precompressed") {
+        d.precompressed = Some(false);
+    }
+    if given(m, "index") {
+        d.index = Some(args.index.clone());
+    }
+    if given(m, "symlinks") {
+        d.symlinks = Some(symlink_policy(args.symlinks));
+    }
+    if given(m, "compression") {
+        d.compression = Some(args.compression.0.clone());
+    }
+    if given(m, "compression_level") {
+        d.compression_level = Some(level(args.compression_level));
+    }
+    if given(m, "compression_min_size") {
+        d.compression_min_size = Some(args.compression_min_size);
+    }
+    if given(m, "cache_max_file") {
+        d.cache_max_file = Some(args.cache_max_file);
+    }
+    if given(m, "cache_size") {
+        d.cache_size = Some(args.cache_size);
+    }
+    if given(m, "revalidate") || given(m, "revalidate_ms") {
+        d.revalidate = args.revalidate.or(args.revalidate_ms.map(Duration::from_millis));
+    }
+    if given(m, "server_id") {
+        d.server_id = args.server_id.clone();
+    }
+    if given(m, "headers") {
+        let mut list = Vec::new();
+        for h in &args.headers {
+            let (n, v) = h.split_once(':').ok_or_else(|| ConfigError {
+                file: cfg.file.clone(),
+                line: 0,
+                column: 0,
+                key: "--header".to_owned(),
+                message: format!("{h:?}: expected `Name: value`"),
+            })?;
+            list.push((n.trim().to_owned(), v.trim().to_owned()));
+        }
+        d.headers = Some(list);
+    }
+    if given(m, "header_rules") {
+        d.header_rules = Some(args.header_rules.clone());
+    }
+    if given(m, "fallback") {
+        d.fallback = args.fallback.clone();
+    }
+    if given(m, "fallback_extensions") {
+        d.fallback_extensions = Some(args.fallback_extensions.clone());
+    }
+    if given(m, "error_pages") {
+        d.error_pages = Some(args.error_pages.clone());
+    }
+    if given(m, "root") {
+        cfg.set_root_from_command_line(args.root.clone());
+    }
+    Ok(cfg)
+}
+
+fn symlink_policy(s: Symlinks) -> SymlinkPolicy {
+    match s {
+        Symlinks::WithinRoot => SymlinkPolicy::WithinRoot,
+        Symlinks::Never => SymlinkPolicy::Never,
+    }
+}
+
+fn level(l: Level) -> CompressionLevel {
+    match l {
+        Level::Fast => CompressionLevel::Fast,
+        Level::Balanced => CompressionLevel::Balanced,
+        Level::Best => CompressionLevel::Best,
+    }
+}
+
+/// Serving a configuration file: its sites by host name, reloaded on SIGHUP.
+async fn run_config(
+    args: Args,
+    matches: ArgMatches,
+    cfg: StaticConfig,
+    stop: cli::Stop,
+) -> Result<(), String> {
+    let tls = args.tls.load()?;
+    let mut set = cfg.build().map_err(|e| e.to_string())?;
+    if let Some(tls) = &tls {
+        set = set.with_tls(tls.clone());
+    }
+    let files = StaticFiles::from_sites(set).map_err(|e| e.to_string())?;
+    let listener = cli::bind(args.listen).await?;
+    let metrics = match args.metrics {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let redirect = match args.tls.redirect_http {
+        Some(a) => Some(cli::bind(a).await?),
+        None => None,
+    };
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let redirect_addr = match &redirect {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let metrics_addr = match &metrics {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    // Watched from before the listening line: a file replaced as soon as a
+    // client sees that line is a change, not the state the watch starts from.
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
+    cli::announce_url("static-server", scheme, addr);
+    if let Some(a) = redirect_addr {
+        cli::announce("redirect to https", a);
+    }
+    if let Some(a) = metrics_addr {
+        cli::announce_url("metrics", metrics_scheme, a);
+        if !a.ip().is_loopback() {
+            tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
+        }
+    }
+    let sites = files
+        .current_sites()
+        .map(|s| s.summary().join("; "))
+        .unwrap_or_default();
+    tracing::info!(
+        "static-server on {addr}: configuration {}; sites: {sites}; tls {}",
+        cfg.file,
+        args.tls.describe(tls.as_ref())
+    );
+    let mut ready = vec![("static-server", scheme, addr)];
+    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
+    ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
+    cli::notify_ready(&ready);
+    let metrics_tls = args.metrics_tls;
+    let path = args.config.clone().unwrap_or_default();
+    let reloading = files.clone();
+    cli::reload_on_hup("the configuration file", move || {
+        let result = reloading.reload_with(|| {
+            let cfg = load(&path, &args, &matches)?;
+            let set: SiteSet = cfg.build()?;
+            Ok(match &tls {
+                Some(tls) => set.with_tls(tls.clone()),
+                None => set,
+            })
+        });
+        match result {
+            Ok(()) => {
+                let sites = reloading
+                    .current_sites()
+                    .map(|s| s.summary().join("; "))
+                    .unwrap_or_default();
+                tracing::info!("configuration reloaded from {}: sites: {sites}", path.display());
+            }
+            Err(e) => tracing::warn!("configuration not reloaded, the running one is kept: {e}"),
+        }
+    });
+
+    let metrics_task = metrics.map(|listener| {
+        let mut m = files.metrics();
+        if let (true, Some(tls)) = (metrics_tls, files.tls()) {
+            m = m.tls(tls.clone());
+        }
+        tokio::spawn(m.serve(listener, std::future::pending()))
+    });
+    let redirect_task = redirect.map(|listener| {
+        let files = files.clone();
+        tokio::spawn(async move {
+            files
+                .serve_https_redirect(listener, addr.port(), std::future::pending())
+                .await
+        })
+    });
+    let served = files.serve(listener, stop).await;
+    for t in [metrics_task, redirect_task].into_iter().flatten() {
+        t.abort();
+        let _ = t.await;
+    }
+    served.map_err(|e| format!("server failed: {e}"))
 }
 
 /// The start-up summary: what this instance serves and how.
@@ -353,6 +701,11 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+    // Watched from before the listening line: a file replaced as soon as a
+    // client sees that line is a change, not the state the watch starts from.
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
     cli::announce_url("static-server", scheme, addr);
     if let Some(a) = redirect_addr {
         cli::announce("redirect to https", a);
@@ -368,9 +721,6 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
     cli::notify_ready(&ready);
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
 
     // The metrics and redirect listeners run until the file server has
     // drained: a scrape during the drain still sees the numbers move.
