@@ -282,6 +282,10 @@ async fn run(
         Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
+    // Watched from before the listening lines (see rr-proxy).
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
     if let Some(a) = admin_addr {
         cli::announce_url("admin", scheme, a);
     }
@@ -329,9 +333,6 @@ async fn run(
             .map(|(w, s, a)| (w.as_str(), *s, *a))
             .collect::<Vec<_>>(),
     );
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {

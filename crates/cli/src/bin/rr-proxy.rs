@@ -723,6 +723,11 @@ async fn run(
         Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
+    // Watched from before the listening line: a file replaced just after it
+    // must be seen as a change, not taken as where the watch starts.
+    if let Some(tls) = &tls {
+        cli::reload_tls_on_change(tls);
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let admin_scheme = if config.admin_tls { "https" } else { "http" };
     cli::announce_url("rr-proxy", scheme, local);
@@ -737,9 +742,6 @@ async fn run(
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
     cli::notify_ready(&ready);
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
 
     let (trigger, signal) = ShutdownSignal::new();
     tokio::spawn(async move {
