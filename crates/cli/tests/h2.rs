@@ -402,3 +402,27 @@ fn static_server_and_rr_proxy_speak_h2_over_tls() {
     assert!(got.contains("\r\nX-Forwarded-Proto: https\r\n"), "{got}");
     assert!(got.contains("\r\nVia: 2.0 rr-proxy\r\n"), "{got}");
 }
+
+/// Regression (found when merging the configuration file with HTTP/2): with
+/// `--config`, `--h2c` was ignored, the sites being served without it.
+#[test]
+fn static_server_with_a_configuration_file_honours_h2c() {
+    let dir = TempDir::new("h2c-config");
+    let file = dir.join("site.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\nroot = {:?}\n",
+            static_root().display().to_string()
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let mut s = Server::start(STATIC_SERVER, "static-server", &["--config", &file, "--h2c"]);
+    s.process.wait_for_line(&["http/2 h2c (prior knowledge)"]);
+    let Some((head, body)) = curl_ok(&["--http2-prior-knowledge", &s.url("/page.html")]) else {
+        return;
+    };
+    assert!(head.starts_with("HTTP/2 200"), "{head}");
+    assert_eq!(body, std::fs::read(static_root().join("page.html")).unwrap());
+}

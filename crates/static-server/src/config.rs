@@ -181,6 +181,7 @@ pub struct SiteSet {
     pub(crate) wildcard: Vec<(String, StaticFiles)>,
     pub(crate) summary: Vec<String>,
     pub(crate) tls: Option<http_core::TlsConfig>,
+    pub(crate) h2c: bool,
 }
 
 impl SiteSet {
@@ -193,6 +194,14 @@ impl SiteSet {
     /// are the listener's, so only [`StaticFiles::from_sites`] reads them.
     pub fn with_tls(mut self, tls: http_core::TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Also serves HTTP/2 with prior knowledge on a plain listener
+    /// ([`crate::Builder::h2c`]); like the certificates, a listener's
+    /// setting, read only by [`StaticFiles::from_sites`].
+    pub fn with_h2c(mut self, on: bool) -> Self {
+        self.h2c = on;
         self
     }
 
@@ -732,6 +741,7 @@ impl StaticConfig {
             wildcard: Vec::new(),
             summary: Vec::new(),
             tls: None,
+            h2c: false,
         };
         if self.defaults.root.is_some() {
             let files = self.build_site("", &self.defaults)?;

@@ -79,7 +79,7 @@ impl StaticFiles {
         let first = set.first().ok_or(Error::NoSites)?;
         // The shell: the listener's settings and the counters; its own files
         // are never served.
-        let mut shell = first.inner.cfg.clone().cache(0, 0);
+        let mut shell = first.inner.cfg.clone().cache(0, 0).h2c(set.h2c);
         if let Some(tls) = &set.tls {
             shell = shell.tls(tls.clone());
         }

@@ -456,56 +456,21 @@ async fn run_config(
     if let Some(tls) = &tls {
         set = set.with_tls(tls.clone());
     }
+    let set = set.with_h2c(args.h2.h2c);
     let files = StaticFiles::from_sites(set).map_err(|e| e.to_string())?;
-    let listener = cli::bind(args.listen).await?;
-    let metrics = match args.metrics {
-        Some(a) => Some(cli::bind(a).await?),
-        None => None,
-    };
-    let redirect = match args.tls.redirect_http {
-        Some(a) => Some(cli::bind(a).await?),
-        None => None,
-    };
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let redirect_addr = match &redirect {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let metrics_addr = match &metrics {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
-    // Watched from before the listening line: a file replaced as soon as a
-    // client sees that line is a change, not the state the watch starts from.
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
-    cli::announce_url("static-server", scheme, addr);
-    if let Some(a) = redirect_addr {
-        cli::announce("redirect to https", a);
-    }
-    if let Some(a) = metrics_addr {
-        cli::announce_url("metrics", metrics_scheme, a);
-        if !a.ip().is_loopback() {
-            tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
-        }
-    }
+    let bound = Listeners::bind(&args, tls.as_ref()).await?;
+    let addr = bound.addr;
     let sites = files
         .current_sites()
         .map(|s| s.summary().join("; "))
         .unwrap_or_default();
     tracing::info!(
-        "static-server on {addr}: configuration {}; sites: {sites}; tls {}",
+        "static-server on {addr}: configuration {}; sites: {sites}; tls {}; http/2 {}",
         cfg.file,
-        args.tls.describe(tls.as_ref())
+        args.tls.describe(tls.as_ref()),
+        args.h2.describe(tls.is_some())
     );
-    let mut ready = vec![("static-server", scheme, addr)];
-    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
-    ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
-    cli::notify_ready(&ready);
-    let metrics_tls = args.metrics_tls;
+    bound.notify_ready();
     let path = args.config.clone().unwrap_or_default();
     let reloading = files.clone();
     cli::reload_on_hup("the configuration file", move || {
@@ -529,27 +494,7 @@ async fn run_config(
         }
     });
 
-    let metrics_task = metrics.map(|listener| {
-        let mut m = files.metrics();
-        if let (true, Some(tls)) = (metrics_tls, files.tls()) {
-            m = m.tls(tls.clone());
-        }
-        tokio::spawn(m.serve(listener, std::future::pending()))
-    });
-    let redirect_task = redirect.map(|listener| {
-        let files = files.clone();
-        tokio::spawn(async move {
-            files
-                .serve_https_redirect(listener, addr.port(), std::future::pending())
-                .await
-        })
-    });
-    let served = files.serve(listener, stop).await;
-    for t in [metrics_task, redirect_task].into_iter().flatten() {
-        t.abort();
-        let _ = t.await;
-    }
-    served.map_err(|e| format!("server failed: {e}"))
+    bound.serve(files, stop).await
 }
 
 /// The start-up summary: what this instance serves and how.
@@ -681,68 +626,113 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     }
     builder = builder.h2c(args.h2.h2c);
     let files = builder.build().map_err(|e| e.to_string())?;
-    let listener = cli::bind(args.listen).await?;
-    let metrics = match args.metrics {
-        Some(a) => Some(cli::bind(a).await?),
-        None => None,
-    };
-    let redirect = match args.tls.redirect_http {
-        Some(a) => Some(cli::bind(a).await?),
-        None => None,
-    };
-    let redirect_addr = match &redirect {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let metrics_addr = match &metrics {
-        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
-    // Watched from before the listening line: a file replaced as soon as a
-    // client sees that line is a change, not the state the watch starts from.
-    if let Some(tls) = &tls {
-        cli::reload_tls_on_change(tls);
-    }
-    cli::announce_url("static-server", scheme, addr);
-    if let Some(a) = redirect_addr {
-        cli::announce("redirect to https", a);
-    }
-    if let Some(a) = metrics_addr {
-        cli::announce_url("metrics", metrics_scheme, a);
-        if !a.ip().is_loopback() {
-            tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
-        }
-    }
-    tracing::info!("{}", summary(&args, &files, addr, revalidate, metrics_addr));
-    let mut ready = vec![("static-server", scheme, addr)];
-    ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
-    ready.extend(metrics_addr.map(|a| ("metrics", metrics_scheme, a)));
-    cli::notify_ready(&ready);
+    let bound = Listeners::bind(&args, tls.as_ref()).await?;
+    tracing::info!(
+        "{}",
+        summary(&args, &files, bound.addr, revalidate, bound.metrics_addr)
+    );
+    bound.notify_ready();
 
-    // The metrics and redirect listeners run until the file server has
-    // drained: a scrape during the drain still sees the numbers move.
-    let metrics_task = metrics.map(|listener| {
-        let mut m = files.metrics();
-        if let (true, Some(tls)) = (args.metrics_tls, &tls) {
-            m = m.tls(tls.clone());
+    bound.serve(files, stop).await
+}
+
+/// The file, metrics and redirect listeners, bound and announced.
+struct Listeners {
+    files: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+    redirect: Option<tokio::net::TcpListener>,
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    redirect_addr: Option<SocketAddr>,
+    scheme: &'static str,
+    metrics_scheme: &'static str,
+    metrics_tls: bool,
+}
+
+impl Listeners {
+    /// Binds the listeners the flags ask for, starts watching the TLS files
+    /// and prints the listening lines.
+    async fn bind(args: &Args, tls: Option<&http_core::TlsConfig>) -> Result<Listeners, String> {
+        let files = cli::bind(args.listen).await?;
+        let metrics = match args.metrics {
+            Some(a) => Some(cli::bind(a).await?),
+            None => None,
+        };
+        let redirect = match args.tls.redirect_http {
+            Some(a) => Some(cli::bind(a).await?),
+            None => None,
+        };
+        let local = |l: &Option<tokio::net::TcpListener>| {
+            l.as_ref()
+                .map(|l| l.local_addr().map_err(|e| e.to_string()))
+                .transpose()
+        };
+        let addr = files.local_addr().map_err(|e| e.to_string())?;
+        let metrics_addr = local(&metrics)?;
+        let redirect_addr = local(&redirect)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let metrics_scheme = if args.metrics_tls { "https" } else { "http" };
+        // Watched from before the listening line: a file replaced as soon as a
+        // client sees that line is a change, not the state the watch starts from.
+        if let Some(tls) = tls {
+            cli::reload_tls_on_change(tls);
         }
-        tokio::spawn(m.serve(listener, std::future::pending()))
-    });
-    let redirect_task = redirect.map(|listener| {
-        let files = files.clone();
-        tokio::spawn(async move {
-            files
-                .serve_https_redirect(listener, addr.port(), std::future::pending())
-                .await
+        cli::announce_url("static-server", scheme, addr);
+        if let Some(a) = redirect_addr {
+            cli::announce("redirect to https", a);
+        }
+        if let Some(a) = metrics_addr {
+            cli::announce_url("metrics", metrics_scheme, a);
+            if !a.ip().is_loopback() {
+                tracing::warn!("metrics on {a} can be read by anyone who reaches that address");
+            }
+        }
+        Ok(Listeners {
+            files,
+            metrics,
+            redirect,
+            addr,
+            metrics_addr,
+            redirect_addr,
+            scheme,
+            metrics_scheme,
+            metrics_tls: args.metrics_tls,
         })
-    });
-    let served = files.serve(listener, stop).await;
-    for t in [metrics_task, redirect_task].into_iter().flatten() {
-        t.abort();
-        let _ = t.await;
     }
-    served.map_err(|e| format!("server failed: {e}"))
+
+    /// Tells systemd (`Type=notify`) the listeners are ready.
+    fn notify_ready(&self) {
+        let mut ready = vec![("static-server", self.scheme, self.addr)];
+        ready.extend(self.redirect_addr.map(|a| ("redirect to https", "http", a)));
+        ready.extend(self.metrics_addr.map(|a| ("metrics", self.metrics_scheme, a)));
+        cli::notify_ready(&ready);
+    }
+
+    /// Serves `files` until `stop`, then drains. The metrics and redirect
+    /// listeners run until the file server has drained: a scrape during the
+    /// drain still sees the numbers move.
+    async fn serve(self, files: StaticFiles, stop: cli::Stop) -> Result<(), String> {
+        let port = self.addr.port();
+        let metrics_task = self.metrics.map(|listener| {
+            let mut m = files.metrics();
+            if let (true, Some(tls)) = (self.metrics_tls, files.tls()) {
+                m = m.tls(tls.clone());
+            }
+            tokio::spawn(m.serve(listener, std::future::pending()))
+        });
+        let redirect_task = self.redirect.map(|listener| {
+            let files = files.clone();
+            tokio::spawn(async move {
+                files
+                    .serve_https_redirect(listener, port, std::future::pending())
+                    .await
+            })
+        });
+        let served = files.serve(self.files, stop).await;
+        for t in [metrics_task, redirect_task].into_iter().flatten() {
+            t.abort();
+            let _ = t.await;
+        }
+        served.map_err(|e| format!("server failed: {e}"))
+    }
 }

@@ -175,9 +175,5 @@ mod tests {
         );
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1024, "connection future is {size} bytes");
-        eprintln!(
-            "connection future {size} bytes; TLS stream {} bytes",
-            std::mem::size_of::<TlsStream>()
-        );
     }
 }
