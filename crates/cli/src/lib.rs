@@ -620,24 +620,6 @@ pub fn parse_args_with_matches<T: clap::Parser>() -> (T, clap::ArgMatches) {
     }
 }
 
-/// [`parse_args`], also giving clap's matches: with them a binary tells a flag
-/// given on the command line from its default (`--config` precedence).
-pub fn parse_args_and_matches<T: clap::Parser>() -> (T, clap::ArgMatches) {
-    let parsed = <T as clap::CommandFactory>::command()
-        .try_get_matches()
-        .and_then(|m| <T as clap::FromArgMatches>::from_arg_matches(&m).map(|t| (t, m)));
-    match parsed {
-        Ok(both) => both,
-        Err(e) if !e.use_stderr() => e.exit(),
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see --help)");
-            std::process::exit(2);
-        }
-    }
-}
-
 /// What a `DUR` flag takes, for the binaries' `--help`.
 pub const DURATION_HELP: &str = "DUR is a duration: a number and a unit, e.g. 1500ms, 10s, 2m, 1h30m, 0.5s \
      (units ns, us, ms, s, m, h, d; several may follow each other); a bare number means seconds.";

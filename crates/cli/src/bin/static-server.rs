@@ -216,7 +216,7 @@ enum Symlinks {
 }
 
 fn main() -> ExitCode {
-    let (mut args, matches): (Args, ArgMatches) = cli::parse_args_and_matches();
+    let (mut args, matches): (Args, ArgMatches) = cli::parse_args_with_matches();
     if let Some(Command::Check { config }) = &args.command {
         return check(config);
     }
