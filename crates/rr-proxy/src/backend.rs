@@ -129,6 +129,8 @@ pub struct BackendStats {
     pub health_checks_passed: u64,
     /// Active health checks it failed.
     pub health_checks_failed: u64,
+    /// The pool it is in (`default` for a proxy built without pools).
+    pub pool: String,
 }
 
 impl Backend {
@@ -248,6 +250,7 @@ impl Backend {
             last_failure: self.last_failure(),
             health_checks_passed: self.checks_passed.load(Ordering::Relaxed),
             health_checks_failed: self.checks_failed.load(Ordering::Relaxed),
+            pool: String::new(),
         }
     }
 

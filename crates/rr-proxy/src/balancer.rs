@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use http_core::metrics::{ConnectionGauge, DurationHistogram, ResponseMetrics, DEFAULT_BUCKETS};
@@ -35,6 +35,25 @@ pub(crate) struct Config {
     pub tls: Option<http_core::TlsConfig>,
     /// Serve HTTP/2 with prior knowledge on the plain listener (HTTP mode).
     pub h2c: bool,
+}
+
+/// What every pool of a proxy shares: backend ids, the proxy-wide counters,
+/// the start time.
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub ids: Arc<AtomicU64>,
+    pub counters: Arc<Counters>,
+    pub started: std::time::Instant,
+}
+
+impl Common {
+    pub fn new() -> Common {
+        Common {
+            ids: Arc::new(AtomicU64::new(0)),
+            counters: Arc::new(Counters::default()),
+            started: std::time::Instant::now(),
+        }
+    }
 }
 
 /// Proxy-wide counters.
@@ -70,21 +89,32 @@ impl Default for Counters {
     }
 }
 
-/// The balancer state that forwarding, TCP mode, the health checker and every
-/// handle share: the backends, the strategy, picking, and failure accounting.
+/// One pool's balancer state, which forwarding, TCP mode, the health checker
+/// and every handle share: the backends, the strategy, picking, and failure
+/// accounting. A reload replaces it with a successor holding the same
+/// [`Backend`]s (their health, counters and idle connections); requests that
+/// started on it finish on it.
 pub(crate) struct Balancer {
+    /// The pool's name (`default` for a proxy built without pools).
+    pub name: Arc<str>,
     pub config: Config,
     pub strategy: Box<dyn Strategy>,
+    /// Requests (connections in TCP mode) routed to this pool; shared with
+    /// the pool's successors, so that it counts on across reloads.
+    pub routed: Arc<AtomicU64>,
     /// Every backend, in the order added.
     all: RwLock<Arc<[Arc<Backend>]>>,
     /// The backends that may take new requests, in the order added.
     eligible: RwLock<Arc<[Arc<Backend>]>>,
     /// The eligible set is empty (said once in the log, until one comes back).
     none_left: AtomicBool,
-    next_id: AtomicU64,
-    pub counters: Counters,
-    /// When the proxy was built (for the uptime in its stats).
-    pub started: std::time::Instant,
+    /// Backend ids, unique across every pool of the proxy (and its reloads).
+    next_id: Arc<AtomicU64>,
+    /// Proxy-wide counters, shared by every pool.
+    pub counters: Arc<Counters>,
+    /// The balancer a reload replaced this one with: a backend's health
+    /// changing through a request that started here refreshes it too.
+    successor: OnceLock<Weak<Balancer>>,
     /// Who put each backend there: fixed (the builder, the admin API) and
     /// which discovery sources, with the weight each gave. Locked before `all`.
     owners: Mutex<HashMap<SocketAddr, Owners>>,
@@ -167,7 +197,16 @@ impl Balancer {
             refilled: !none && was_none,
         };
         *slot = eligible;
+        drop(slot);
+        if let Some(next) = self.successor.get().and_then(Weak::upgrade) {
+            let _ = next.refresh();
+        }
         e
+    }
+
+    /// Names the balancer a reload replaced this one with.
+    pub fn set_successor(&self, next: &Arc<Balancer>) {
+        let _ = self.successor.set(Arc::downgrade(next));
     }
 
     /// Picks a backend for a request (or connection), skipping those `tried` already.
@@ -280,17 +319,27 @@ impl Balancer {
         }
     }
 
-    /// Builds the state for `backends` (already checked).
-    pub fn new(config: Config, strategy: Box<dyn Strategy>, backends: Vec<Arc<Backend>>) -> Self {
+    /// Builds the state for `backends` (already checked, with ids from `ids`).
+    pub fn new(
+        name: Arc<str>,
+        config: Config,
+        strategy: Box<dyn Strategy>,
+        backends: Vec<Arc<Backend>>,
+        common: &Common,
+        routed: Arc<AtomicU64>,
+    ) -> Self {
         let all: Arc<[Arc<Backend>]> = backends.into();
+        let eligible: Arc<[Arc<Backend>]> = all.iter().filter(|b| b.is_eligible()).cloned().collect();
         Balancer {
+            name,
             config,
             strategy,
-            none_left: AtomicBool::new(all.is_empty()),
-            eligible: RwLock::new(all.clone()),
-            next_id: AtomicU64::new(all.len() as u64),
-            counters: Counters::default(),
-            started: std::time::Instant::now(),
+            routed,
+            none_left: AtomicBool::new(eligible.is_empty()),
+            eligible: RwLock::new(eligible),
+            next_id: common.ids.clone(),
+            counters: common.counters.clone(),
+            successor: OnceLock::new(),
             owners: Mutex::new(
                 all.iter()
                     .map(|b| {
@@ -305,6 +354,34 @@ impl Balancer {
             all: RwLock::new(all),
             sources: Vec::new(),
         }
+    }
+
+    /// Records, before the balancer is shared, that discovery source `index`
+    /// yields `addr` with `weight`; unless `fixed`, only that source holds it
+    /// (a backend a reload carried over from its predecessor's source).
+    pub fn adopt_discovered(&mut self, index: usize, addr: SocketAddr, weight: u32, fixed: bool) {
+        let owners = self.owners.get_mut().unwrap_or_else(|e| e.into_inner());
+        let o = owners.entry(addr).or_default();
+        o.fixed = fixed;
+        o.sources.push((index, weight));
+    }
+
+    /// What discovery source `index` holds now: each address with the weight it gave.
+    pub fn discovered(&self, index: usize) -> Vec<(SocketAddr, u32)> {
+        self.owners()
+            .iter()
+            .filter_map(|(a, o)| {
+                o.sources
+                    .iter()
+                    .find(|&&(i, _)| i == index)
+                    .map(|&(_, w)| (*a, w))
+            })
+            .collect()
+    }
+
+    /// A fresh backend id, unique in the proxy.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Owners>> {
@@ -346,7 +423,7 @@ impl Balancer {
             let o = owners.entry(addr).or_default();
             o.sources.push((index, weight));
             if !list.iter().any(|b| b.addr() == addr) {
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let id = self.next_id();
                 list.push(Arc::new(Backend::new(id, addr, weight)));
             }
         }
@@ -390,7 +467,7 @@ impl Balancer {
             if all.iter().any(|b| b.addr() == addr) {
                 return Err(ProxyError::DuplicateBackend(addr));
             }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_id();
             let mut list: Vec<Arc<Backend>> = all.to_vec();
             list.push(Arc::new(Backend::new(id, addr, weight)));
             *all = list.into();

@@ -218,6 +218,8 @@ pub struct DiscoveryStats {
     pub resolutions_failed: u64,
     /// Resolutions that gave nothing.
     pub resolutions_empty: u64,
+    /// The pool the source feeds.
+    pub pool: String,
 }
 
 /// One source's live status.
@@ -239,6 +241,11 @@ struct LastResolution {
 }
 
 impl SourceStatus {
+    /// The source's name ([`Discovery::name`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn new(name: String) -> SourceStatus {
         SourceStatus {
             name,
@@ -279,6 +286,7 @@ impl SourceStatus {
             resolutions_ok: self.ok.load(Ordering::Relaxed),
             resolutions_failed: self.failed.load(Ordering::Relaxed),
             resolutions_empty: self.empty.load(Ordering::Relaxed),
+            pool: String::new(),
         }
     }
 }
@@ -696,7 +704,7 @@ mod tests {
     fn sets_apply_as_diffs_with_owners() {
         let fixed = addr("10.0.0.1:80");
         let proxy = crate::Proxy::builder().backend(fixed, 1).build().unwrap();
-        let b = proxy.shared();
+        let b = &*proxy.shared();
         let ids = |b: &Balancer| {
             b.all()
                 .iter()

@@ -21,6 +21,20 @@ pub enum ProxyError {
     /// A configuration value is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(&'static str),
+    /// No pool has this name.
+    #[error("no pool {0:?}")]
+    UnknownPool(String),
+    /// A `dns:` or `srv:` source cannot be set up.
+    #[error("{name}: {reason}")]
+    Discovery {
+        /// The source (`dns:NAME:PORT`, `srv:NAME`).
+        name: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A reload changes a setting that only a restart can change.
+    #[error("{0}: changing it needs a restart (the running configuration is kept)")]
+    NeedsRestart(&'static str),
 }
 
 /// Why a `--backend ADDR[=WEIGHT]` specification could not be parsed

@@ -38,6 +38,10 @@ pub struct RequestInfo<'a> {
     pub head: &'a RequestHead,
     /// The client's address, when the transport has one.
     pub peer: Option<SocketAddr>,
+    /// The pool the request was routed to (its name; `default` for a proxy
+    /// built without pools), or empty when no route matches it (the proxy
+    /// answers 404 unless [`ProxyHooks::request_filter`] answers first).
+    pub pool: &'a str,
 }
 
 /// Changes the way the proxy handles HTTP requests; every method has a default,
@@ -263,6 +267,8 @@ pub enum FailureKind {
     Closed,
     /// The response head was malformed, or switched to a protocol not offered.
     BadResponse,
+    /// No route matched the request (no pool to send it to).
+    NoRoute,
 }
 
 impl FailureKind {
@@ -270,6 +276,7 @@ impl FailureKind {
     pub fn status(self) -> u16 {
         match self {
             FailureKind::NoBackend => 503,
+            FailureKind::NoRoute => 404,
             FailureKind::ConnectTimeout | FailureKind::ResponseTimeout | FailureKind::WriteTimeout => 504,
             _ => 502,
         }

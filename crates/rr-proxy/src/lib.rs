@@ -107,6 +107,8 @@ mod health;
 mod hooks;
 mod proxy;
 mod reason;
+mod reload;
+mod routing;
 mod stats;
 mod strategy;
 mod tcp;
@@ -129,7 +131,8 @@ pub use hooks::{
 };
 pub use proxy::{Proxy, ProxyBuilder, ProxyHandle};
 pub use reason::FailureReason;
-pub use stats::{ProxyStats, STATS_SCHEMA_VERSION};
+pub use reload::{ReloadStats, Reloaded};
+pub use stats::{PoolStats, ProxyStats, STATS_SCHEMA_VERSION};
 pub use strategy::{
     ConsistentHash, CookieName, HashBalance, HashKey, LeastConnections, Pick, PickRequest, RoundRobin,
     Smooth, StickyCookie, Strategy, StrategyKind, StrategyOptions, Weighted,

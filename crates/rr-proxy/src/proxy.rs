@@ -4,20 +4,22 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http_core::{Limits, Server, ShutdownSignal};
 use tokio::net::TcpListener;
 
-use crate::backend::Backend;
-use crate::balancer::{Balancer, Config};
+use crate::balancer::{Balancer, Common, Config};
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_WEIGHT};
-use crate::discovery::{Discovery, SourceStatus};
+use crate::discovery::Discovery;
 use crate::forward::ProxyService;
 use crate::hooks::{NoHooks, ProxyHooks};
+use crate::reload::{PoolPlan, ReloadStatus, Reloaded};
+use crate::routing::{Rule, Table};
 use crate::strategy::{RoundRobin, Strategy};
-use crate::{BackendStats, ProxyError, ProxyStats};
+use crate::{BackendStats, ProxyConfig, ProxyError, ProxyStats};
 
 /// Builds a [`Proxy`]. Every setting has a documented default; only backends are required.
 ///
@@ -42,6 +44,9 @@ pub struct ProxyBuilder<H = NoHooks> {
     strategy: Box<dyn Strategy>,
     config: Config,
     hooks: H,
+    /// Pools and routes from a configuration ([`ProxyBuilder::config`]).
+    pools: Vec<PoolPlan>,
+    routes: Vec<Rule>,
 }
 
 impl<H> std::fmt::Debug for ProxyBuilder<H> {
@@ -54,6 +59,7 @@ impl<H> std::fmt::Debug for ProxyBuilder<H> {
             )
             .field("strategy", &self.strategy.name())
             .field("config", &self.config)
+            .field("pools", &self.pools.iter().map(|p| &p.name).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -79,6 +85,8 @@ impl Default for ProxyBuilder {
                 h2c: false,
             },
             hooks: NoHooks,
+            pools: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -93,7 +101,62 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
             strategy: self.strategy,
             config: self.config,
             hooks,
+            pools: self.pools,
+            routes: self.routes,
         }
+    }
+
+    /// Takes the pools, the routes and the proxy-wide settings of a
+    /// configuration ([`ProxyConfig`], usually read from a file): `mode`,
+    /// `h2c`, `max_connections`, `keep_alive_timeout`, `header_timeout`,
+    /// `shutdown_timeout`, and each `[[pool]]` with its own strategy,
+    /// backends (`dns:` and `srv:` ones followed with the file's `resolver`
+    /// settings), health check, timeouts and retries. The listeners, the
+    /// admin and the TLS files are the program's to set up. With a
+    /// configuration, the builder's own backends, discovery sources and
+    /// strategy are an error at [`build`](Self::build), and its pool settings
+    /// ([`timeouts`](Self::timeouts) and the rest) are the pools' (a later
+    /// call changes nothing). [`ProxyHandle::reload`] swaps in a new one.
+    ///
+    /// ```
+    /// let text = r#"
+    /// [[pool]]
+    /// name = "web"
+    /// backends = ["127.0.0.1:9002", "127.0.0.1:9003"]
+    /// [[pool]]
+    /// name = "api"
+    /// backends = ["127.0.0.1:9004"]
+    /// [[route]]
+    /// path = "/api"
+    /// pool = "api"
+    /// [[route]]
+    /// pool = "web"
+    /// "#;
+    /// let config = rr_proxy::ProxyConfig::from_toml_str(text, "proxy.toml").unwrap();
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let proxy = rr_proxy::Proxy::builder().config(&config).unwrap().build().unwrap();
+    /// let stats = proxy.handle().stats();
+    /// assert_eq!(stats.pools.len(), 2);
+    /// assert_eq!(stats.backends.len(), 3);
+    /// # });
+    /// ```
+    ///
+    /// Fails when a `dns:` or `srv:` source cannot be set up (a resolver
+    /// configuration the system cannot give). Call it within a Tokio runtime
+    /// when the configuration has such sources.
+    pub fn config(mut self, config: &ProxyConfig) -> Result<Self, ProxyError> {
+        self.config.mode = config.mode;
+        self.config.h2c = config.h2c;
+        if let Some(n) = config.max_connections {
+            self.config.max_connections = n.max(1);
+        }
+        self.config.limits.keep_alive_timeout = config.keep_alive_timeout;
+        self.config.limits.header_timeout = config.header_timeout;
+        self.config.shutdown_timeout = config.shutdown_timeout;
+        let (pools, routes) = crate::reload::plans(config, &self.config)?;
+        self.pools = pools;
+        self.routes = routes;
+        Ok(self)
     }
 
     /// Adds a backend with a weight (1 to [`MAX_WEIGHT`](crate::MAX_WEIGHT)):
@@ -241,60 +304,85 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
 
     /// Checks the settings and builds the proxy.
     pub fn build(self) -> Result<Proxy<H>, ProxyError> {
-        if self.backends.is_empty() && self.discovery.is_empty() {
-            return Err(ProxyError::NoBackends);
-        }
-        if self.config.tls.is_some() && self.config.mode == Mode::Tcp {
+        check_global(&self.config)?;
+        let mut plans = self.pools;
+        if plans.is_empty() {
+            if self.backends.is_empty() && self.discovery.is_empty() {
+                return Err(ProxyError::NoBackends);
+            }
+            plans.push(PoolPlan {
+                name: "default".into(),
+                strategy: self.strategy,
+                config: self.config.clone(),
+                backends: self.backends,
+                discovery: self.discovery,
+            });
+        } else if !self.backends.is_empty() || !self.discovery.is_empty() {
             return Err(ProxyError::InvalidConfig(
-                "TLS termination needs HTTP mode (TCP mode relays bytes as they come)",
+                "backends given both to the builder and in the configuration's pools",
             ));
-        }
-        if self.config.h2c && self.config.mode == Mode::Tcp {
-            return Err(ProxyError::InvalidConfig(
-                "h2c needs HTTP mode (TCP mode relays bytes as they come)",
-            ));
-        }
-        if self.config.timeouts.connect.is_zero()
-            || self.config.timeouts.response.is_zero()
-            || self.config.timeouts.idle.is_zero()
-        {
-            return Err(ProxyError::InvalidConfig("timeouts must be longer than zero"));
-        }
-        if let Some(h) = &self.config.health {
-            if h.interval.is_zero() || h.timeout.is_zero() {
-                return Err(ProxyError::InvalidConfig(
-                    "health-check interval and timeout must be longer than zero",
-                ));
-            }
-            if !h.path.starts_with('/') || !h.path.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ProxyError::InvalidConfig(
-                    "health-check path must start with / and hold no spaces or control bytes",
-                ));
-            }
-        }
-        let mut list: Vec<Arc<Backend>> = Vec::with_capacity(self.backends.len());
-        for (i, (addr, weight)) in self.backends.iter().enumerate() {
-            check_weight(*addr, *weight)?;
-            if list.iter().any(|b| b.addr() == *addr) {
-                return Err(ProxyError::DuplicateBackend(*addr));
-            }
-            list.push(Arc::new(Backend::new(i as u64, *addr, *weight)));
         }
         // Read now, so that where /proc is missing the start time is the build's.
         let _ = http_core::metrics::process_start_time();
-        let mut balancer = Balancer::new(self.config, self.strategy, list);
-        balancer.sources = self
-            .discovery
-            .iter()
-            .map(|d| Arc::new(SourceStatus::new(d.name().to_owned())))
-            .collect();
-        let shared = Arc::new(balancer);
+        let common = Common::new();
+        let table = crate::reload::build_table(plans, self.routes, &common, None)?;
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(table),
+            common,
+            config: self.config,
+            reloads: ReloadStatus::default(),
+            serving: Mutex::new(None),
+            reload_lock: Mutex::new(()),
+        });
         Ok(Proxy {
             shared,
-            discovery: self.discovery,
             hooks: Arc::new(self.hooks),
         })
     }
+}
+
+/// The proxy-wide settings a proxy can be built with.
+fn check_global(config: &Config) -> Result<(), ProxyError> {
+    if config.tls.is_some() && config.mode == Mode::Tcp {
+        return Err(ProxyError::InvalidConfig(
+            "TLS termination needs HTTP mode (TCP mode relays bytes as they come)",
+        ));
+    }
+    if config.h2c && config.mode == Mode::Tcp {
+        return Err(ProxyError::InvalidConfig(
+            "h2c needs HTTP mode (TCP mode relays bytes as they come)",
+        ));
+    }
+    Ok(())
+}
+
+/// A pool's settings: timeouts, health check, weights, no address twice.
+pub(crate) fn check_pool(config: &Config, backends: &[(SocketAddr, u32)]) -> Result<(), ProxyError> {
+    if config.timeouts.connect.is_zero()
+        || config.timeouts.response.is_zero()
+        || config.timeouts.idle.is_zero()
+    {
+        return Err(ProxyError::InvalidConfig("timeouts must be longer than zero"));
+    }
+    if let Some(h) = &config.health {
+        if h.interval.is_zero() || h.timeout.is_zero() {
+            return Err(ProxyError::InvalidConfig(
+                "health-check interval and timeout must be longer than zero",
+            ));
+        }
+        if !h.path.starts_with('/') || !h.path.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ProxyError::InvalidConfig(
+                "health-check path must start with / and hold no spaces or control bytes",
+            ));
+        }
+    }
+    for (i, (addr, weight)) in backends.iter().enumerate() {
+        check_weight(*addr, *weight)?;
+        if backends[..i].iter().any(|(a, _)| a == addr) {
+            return Err(ProxyError::DuplicateBackend(*addr));
+        }
+    }
+    Ok(())
 }
 
 fn check_weight(addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
@@ -304,19 +392,77 @@ fn check_weight(addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// The state a proxy and its handles share: the pools and routes in force
+/// (swapped whole by a reload), the proxy-wide settings and counters.
+pub(crate) struct Shared {
+    pub table: ArcSwap<Table>,
+    pub common: Common,
+    /// The proxy-wide settings (and the pool settings of a proxy built
+    /// without a configuration).
+    pub config: Config,
+    pub reloads: ReloadStatus,
+    /// While serving: the signal new pools' tasks stop on.
+    serving: Mutex<Option<ShutdownSignal>>,
+    /// One reload at a time.
+    pub reload_lock: Mutex<()>,
+}
+
+impl Shared {
+    /// The first pool's balancer (TCP mode's and the builder's default).
+    pub fn default_balancer(&self) -> Option<Arc<Balancer>> {
+        self.table.load().default_pool().map(|p| p.balancer.clone())
+    }
+
+    /// Starts the pools' tasks, and those of pools a reload brings later.
+    fn start(&self, signal: ShutdownSignal) {
+        let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &self.table.load().pools {
+            p.start(&signal);
+        }
+        *serving = Some(signal);
+    }
+
+    /// Starts a new table's pools when the proxy is serving.
+    pub fn start_pools(&self, table: &Table) {
+        let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(signal) = serving.as_ref() {
+            for p in &table.pools {
+                p.start(signal);
+            }
+        }
+    }
+
+    /// After the shutdown signal fired: no new tasks, and the pools' tasks ended.
+    async fn stop(&self) {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let table = self.table.load_full();
+        for p in &table.pools {
+            p.join().await;
+        }
+    }
+
+    /// Stops the pools' tasks at once (the serving future was dropped).
+    fn abort(&self) {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
+        for p in &self.table.load().pools {
+            p.stop();
+        }
+    }
+}
+
 /// A load balancer ready to serve. Build it with [`Proxy::builder`], keep a
 /// [`ProxyHandle`] for stats and run-time changes, then [`serve`](Proxy::serve).
 pub struct Proxy<H = NoHooks> {
-    shared: Arc<Balancer>,
-    discovery: Vec<Arc<dyn Discovery>>,
+    shared: Arc<Shared>,
     hooks: Arc<H>,
 }
 
 impl<H> std::fmt::Debug for Proxy<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = self.shared.table.load();
         f.debug_struct("Proxy")
             .field("mode", &self.shared.config.mode)
-            .field("backends", &self.shared.all().len())
+            .field("pools", &table.pools.len())
             .finish()
     }
 }
@@ -329,10 +475,10 @@ impl Proxy {
 }
 
 impl<H: ProxyHooks> Proxy<H> {
-    /// The shared state (for the crate's own tests).
+    /// The first pool's balancer (for the crate's own tests).
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> &Arc<Balancer> {
-        &self.shared
+    pub(crate) fn shared(&self) -> Arc<Balancer> {
+        self.shared.default_balancer().expect("a pool")
     }
 
     /// The hooks the proxy calls (to read state they keep, such as counters).
@@ -349,34 +495,21 @@ impl<H: ProxyHooks> Proxy<H> {
 
     /// Serves clients accepted on `listener` until `shutdown` resolves, then stops
     /// accepting, lets in-flight requests finish (within the shutdown timeout) and
-    /// returns. Runs the health checker meanwhile. HTTP mode serves through
-    /// [`http_core::Server`]; TCP mode copies bytes per connection.
+    /// returns. Runs each pool's health checker and discovery sources meanwhile.
+    /// HTTP mode serves through [`http_core::Server`]; TCP mode copies bytes per
+    /// connection.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let (trigger, signal) = ShutdownSignal::new();
-        // The checker stops with the proxy, also when this future is dropped.
-        let mut health = AbortOnDrop(tokio::spawn(crate::health::run(
-            self.shared.clone(),
-            signal.clone(),
-        )));
-        // One task per discovery source, stopped the same way.
-        let mut sources: Vec<AbortOnDrop> = Vec::with_capacity(self.discovery.len());
-        for (index, (source, status)) in self.discovery.iter().zip(&self.shared.sources).enumerate() {
-            let task = crate::discovery::run(
-                self.shared.clone(),
-                index,
-                source.clone(),
-                status.clone(),
-                signal.clone(),
-            );
-            sources.push(AbortOnDrop(tokio::spawn(task)));
-        }
+        self.shared.start(signal);
+        // The pools' tasks stop with the proxy, also when this future is dropped.
+        let guard = StopOnDrop(self.shared.clone());
         let config = &self.shared.config;
         let result = match config.mode {
             Mode::Http => {
                 let service = ProxyService::new(self.shared.clone(), self.hooks.clone());
                 let server = Server::new(service)
                     .h2c(config.h2c)
-                    .connection_gauge(self.shared.counters.client_connections.clone())
+                    .connection_gauge(self.shared.common.counters.client_connections.clone())
                     .limits(config.limits.clone())
                     .max_connections(config.max_connections)
                     .shutdown_timeout(config.shutdown_timeout);
@@ -390,18 +523,16 @@ impl<H: ProxyHooks> Proxy<H> {
             Mode::Tcp => crate::tcp::serve(self.shared.clone(), listener, shutdown).await,
         };
         trigger.trigger();
-        let _ = (&mut health.0).await;
-        for s in &mut sources {
-            let _ = (&mut s.0).await;
-        }
+        self.shared.stop().await;
+        drop(guard);
         result
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops the pools' tasks when dropped.
+struct StopOnDrop(Arc<Shared>);
 
-impl Drop for AbortOnDrop {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -423,7 +554,7 @@ impl Drop for AbortOnDrop {
 /// ```
 #[derive(Clone)]
 pub struct ProxyHandle {
-    shared: Arc<Balancer>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -439,12 +570,37 @@ impl ProxyHandle {
         self.shared.config.tls.as_ref()
     }
 
-    /// Proxy-wide and per-backend counters.
+    /// Proxy-wide counters, each pool's and each backend's.
     pub fn stats(&self) -> ProxyStats {
-        let c = &self.shared.counters;
+        let c = &self.shared.common.counters;
         let responses = c.responses.snapshot();
+        let table = self.shared.table.load();
+        let mut backends = Vec::new();
+        let mut discovery = Vec::new();
+        let mut pools = Vec::with_capacity(table.pools.len());
+        for p in &table.pools {
+            let b = &p.balancer;
+            let before = backends.len();
+            pool_backends(b, &mut backends);
+            discovery.extend(b.sources.iter().map(|s| {
+                let mut d = s.stats();
+                d.pool = b.name.to_string();
+                d
+            }));
+            let list = &backends[before..];
+            pools.push(crate::stats::PoolStats {
+                name: b.name.to_string(),
+                strategy: b.strategy.name().to_owned(),
+                requests: b.routed.load(Ordering::Relaxed),
+                backends: list.len(),
+                eligible: b.eligible().len(),
+            });
+        }
         ProxyStats {
-            strategy: self.shared.strategy.name().to_owned(),
+            strategy: table
+                .pools
+                .first()
+                .map_or_else(String::new, |p| p.balancer.strategy.name().to_owned()),
             mode: self.shared.config.mode,
             requests: c.requests.load(Ordering::Relaxed),
             no_backend: c.no_backend.load(Ordering::Relaxed),
@@ -457,58 +613,176 @@ impl ProxyHandle {
             refused: responses.refused.into_iter().collect(),
             request_duration: responses.duration,
             upstream_duration: c.upstream_duration.snapshot(),
-            backends: self.backends(),
-            discovery: self.shared.sources.iter().map(|s| s.stats()).collect(),
+            backends,
+            discovery,
             schema_version: crate::stats::STATS_SCHEMA_VERSION,
-            uptime_seconds: self.shared.started.elapsed().as_secs(),
+            uptime_seconds: self.shared.common.started.elapsed().as_secs(),
+            pools,
+            reloads: self.shared.reloads.stats(),
         }
     }
 
-    /// Each backend's counters, in the order added.
+    /// Each backend's counters: each pool's in the order added, the pools in
+    /// their order.
     pub fn backends(&self) -> Vec<BackendStats> {
-        self.shared.all().iter().map(|b| b.stats()).collect()
+        let mut out = Vec::new();
+        for p in &self.shared.table.load().pools {
+            pool_backends(&p.balancer, &mut out);
+        }
+        out
     }
 
-    /// One backend's counters.
+    /// One backend's counters (the first pool's that holds it).
     pub fn backend(&self, addr: SocketAddr) -> Result<BackendStats, ProxyError> {
-        Ok(self.shared.find(addr)?.stats())
+        let table = self.shared.table.load();
+        let pool = table
+            .holding(addr)
+            .next()
+            .ok_or(ProxyError::UnknownBackend(addr))?;
+        let mut s = pool.balancer.find(addr)?.stats();
+        s.pool = pool.balancer.name.to_string();
+        Ok(s)
     }
 
-    /// Adds a backend; it takes requests at once (healthy until checks say
-    /// otherwise), in proportion to its weight.
+    /// The pools' names, in order.
+    pub fn pools(&self) -> Vec<String> {
+        self.shared
+            .table
+            .load()
+            .pools
+            .iter()
+            .map(|p| p.balancer.name.to_string())
+            .collect()
+    }
+
+    /// Adds a backend to the first pool; it takes requests at once (healthy
+    /// until checks say otherwise), in proportion to its weight.
     pub fn add_backend(&self, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
-        check_weight(addr, weight)?;
-        let e = self.shared.add(addr, weight)?;
-        tracing::info!(backend = %addr, weight, "backend {addr} added; {} eligible", e.count());
-        e.log_summary();
-        Ok(())
+        let table = self.shared.table.load();
+        let pool = table.pools.first().ok_or(ProxyError::NoBackends)?;
+        add_to(&pool.balancer, addr, weight)
     }
 
-    /// Removes a backend: it gets no new requests, its idle connections close, and
-    /// requests in progress on it finish.
+    /// Adds a backend to the pool named `pool` (see [`add_backend`](Self::add_backend)).
+    pub fn add_backend_to(&self, pool: &str, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
+        let table = self.shared.table.load();
+        let p = table
+            .pool(pool)
+            .ok_or_else(|| ProxyError::UnknownPool(pool.to_owned()))?;
+        add_to(&p.balancer, addr, weight)
+    }
+
+    /// Removes a backend from every pool that holds it: it gets no new
+    /// requests, its idle connections close, and requests in progress on it finish.
     pub fn remove_backend(&self, addr: SocketAddr) -> Result<(), ProxyError> {
-        let e = self.shared.remove(addr)?;
-        tracing::info!(backend = %addr, "backend {addr} removed; {} left", e.count());
-        e.log_summary();
-        Ok(())
+        self.each_holding(addr, |b| {
+            let e = b.remove(addr)?;
+            tracing::info!(backend = %addr, pool = %b.name, "backend {addr} removed; {} left", e.count());
+            e.log_summary();
+            Ok(())
+        })
     }
 
-    /// Drains a backend: no new requests; requests in progress finish; pooled
-    /// connections close.
+    /// Drains a backend in every pool that holds it: no new requests;
+    /// requests in progress finish; pooled connections close.
     pub fn drain(&self, addr: SocketAddr) -> Result<(), ProxyError> {
-        self.shared.find(addr)?.set_draining(true);
-        let e = self.shared.refresh();
-        tracing::info!(backend = %addr, "backend {addr} draining; {} left", e.count());
-        e.log_summary();
-        Ok(())
+        self.each_holding(addr, |b| {
+            b.find(addr)?.set_draining(true);
+            let e = b.refresh();
+            tracing::info!(backend = %addr, pool = %b.name, "backend {addr} draining; {} left", e.count());
+            e.log_summary();
+            Ok(())
+        })
     }
 
-    /// Puts a drained backend back into rotation (if it is healthy).
+    /// Puts a drained backend back into rotation (if it is healthy), in every
+    /// pool that holds it.
     pub fn enable(&self, addr: SocketAddr) -> Result<(), ProxyError> {
-        self.shared.find(addr)?.set_draining(false);
-        let e = self.shared.refresh();
-        tracing::info!(backend = %addr, "backend {addr} enabled; {} eligible", e.count());
-        e.log_summary();
-        Ok(())
+        self.each_holding(addr, |b| {
+            b.find(addr)?.set_draining(false);
+            let e = b.refresh();
+            tracing::info!(backend = %addr, pool = %b.name, "backend {addr} enabled; {} eligible", e.count());
+            e.log_summary();
+            Ok(())
+        })
     }
+
+    fn each_holding(
+        &self,
+        addr: SocketAddr,
+        mut f: impl FnMut(&Balancer) -> Result<(), ProxyError>,
+    ) -> Result<(), ProxyError> {
+        let table = self.shared.table.load();
+        let mut found = false;
+        for p in table.holding(addr) {
+            found = true;
+            f(&p.balancer)?;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(ProxyError::UnknownBackend(addr))
+        }
+    }
+
+    /// Swaps in the pools and routes of `config`, atomically: requests in
+    /// progress finish on the pools they started with; a backend in a pool
+    /// of the same name before and after (matched by address) keeps its
+    /// health, counters, drained state and idle connections (a new weight
+    /// applies); a backend the new pool lacks is removed (its requests in
+    /// progress finish); backends a `dns:` or `srv:` source of the pool
+    /// found stay until that source answers again. Backends added through
+    /// the handle or the admin endpoint are not in `config`, so a reload
+    /// removes them, as a restart would.
+    ///
+    /// Refused, leaving everything as it was, when `config` changes a
+    /// proxy-wide setting that needs a restart (`mode`, `h2c`,
+    /// `max_connections`, `keep_alive_timeout`, `header_timeout`,
+    /// `shutdown_timeout`) or when a pool cannot be set up. Either way the
+    /// outcome is counted in [`ProxyStats::reloads`] (and `/metrics`).
+    /// The listeners, admin and TLS files of `config` are the program's.
+    ///
+    /// ```
+    /// let first = rr_proxy::ProxyConfig::from_toml_str(
+    ///     "[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\"]\n", "a.toml").unwrap();
+    /// let second = rr_proxy::ProxyConfig::from_toml_str(
+    ///     "[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9002\", \"127.0.0.1:9003=2\"]\n", "b.toml").unwrap();
+    /// let proxy = rr_proxy::Proxy::builder().config(&first).unwrap().build().unwrap();
+    /// let reloaded = proxy.handle().reload(&second).unwrap();
+    /// assert_eq!(reloaded.added, 1);
+    /// assert_eq!(proxy.handle().stats().backends.len(), 2);
+    /// assert_eq!(proxy.handle().stats().reloads.ok, 1);
+    /// ```
+    pub fn reload(&self, config: &ProxyConfig) -> Result<Reloaded, ProxyError> {
+        let r = crate::reload::reload(&self.shared, config);
+        match &r {
+            Ok(done) => self.shared.reloads.record(Ok(done.to_string())),
+            Err(e) => self.shared.reloads.record(Err(e.to_string())),
+        }
+        r
+    }
+
+    /// Counts a reload that failed before it reached [`reload`](Self::reload)
+    /// (a file that does not parse, a listener that cannot be bound), so that
+    /// [`ProxyStats::reloads`] and `/metrics` tell every outcome.
+    pub fn reload_failed(&self, why: &str) {
+        self.shared.reloads.record(Err(why.to_owned()));
+    }
+}
+
+/// `b`'s backends' counters, with the pool's name, appended to `out`.
+fn pool_backends(b: &Balancer, out: &mut Vec<BackendStats>) {
+    out.extend(b.all().iter().map(|x| {
+        let mut s = x.stats();
+        s.pool = b.name.to_string();
+        s
+    }));
+}
+
+fn add_to(b: &Balancer, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
+    check_weight(addr, weight)?;
+    let e = b.add(addr, weight)?;
+    tracing::info!(backend = %addr, weight, pool = %b.name, "backend {addr} added; {} eligible", e.count());
+    e.log_summary();
+    Ok(())
 }

@@ -19,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
-use crate::{BackendStats, DiscoveryStats, Mode};
+use crate::{BackendStats, DiscoveryStats, Mode, ReloadStats};
 
 /// Proxy-wide counters and every backend's.
 ///
@@ -88,6 +88,27 @@ pub struct ProxyStats {
     pub schema_version: u32,
     /// Whole seconds since the proxy was built.
     pub uptime_seconds: u64,
+    /// Each pool, in order (one, `default`, for a proxy built without pools).
+    pub pools: Vec<PoolStats>,
+    /// Configuration reloads.
+    pub reloads: ReloadStats,
+}
+
+/// One pool's figures in [`ProxyStats::pools`] (its backends are in
+/// [`ProxyStats::backends`], each naming its pool).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: String,
+    /// Its strategy's name.
+    pub strategy: String,
+    /// Requests (TCP mode: connections) routed to it.
+    pub requests: u64,
+    /// Its backends.
+    pub backends: usize,
+    /// Its backends that may take new requests now.
+    pub eligible: usize,
 }
 
 /// The current version of the `/stats` layout ([`ProxyStats::schema_version`]).
@@ -321,7 +342,7 @@ impl Collector for Snapshot {
         for m in &BACKEND_METRICS {
             let mut family = encoder.encode_descriptor(m.name, m.help, m.unit.as_ref(), m.kind)?;
             for b in &stats.backends {
-                let labels = [("backend", b.addr.to_string())];
+                let labels = [("backend", b.addr.to_string()), ("pool", b.pool.clone())];
                 encode_value(m.kind, (m.value)(b), family.encode_family(&labels)?)?;
             }
         }
@@ -334,7 +355,11 @@ impl Collector for Snapshot {
         for b in &stats.backends {
             let addr = b.addr.to_string();
             for (result, n) in [("pass", b.health_checks_passed), ("fail", b.health_checks_failed)] {
-                let labels = [("backend", addr.as_str()), ("result", result)];
+                let labels = [
+                    ("backend", addr.as_str()),
+                    ("pool", b.pool.as_str()),
+                    ("result", result),
+                ];
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -346,12 +371,66 @@ impl Collector for Snapshot {
         )?;
         for b in &stats.backends {
             if let Some(f) = &b.last_failure {
-                let labels = [("backend", b.addr.to_string()), ("reason", f.to_string())];
+                let labels = [
+                    ("backend", b.addr.to_string()),
+                    ("pool", b.pool.clone()),
+                    ("reason", f.to_string()),
+                ];
                 family.encode_info(&labels)?;
             }
         }
-        encode_discovery(&stats.discovery, &mut encoder)
+        encode_discovery(&stats.discovery, &mut encoder)?;
+        encode_pools(stats, &mut encoder)
     }
+}
+
+/// The per-pool families (a `pool` label) and the reload families.
+fn encode_pools(stats: &ProxyStats, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "pool_requests",
+        "Requests (TCP mode: connections) routed to the pool.",
+        None,
+        MetricType::Counter,
+    )?;
+    for p in &stats.pools {
+        ConstCounter::new(p.requests).encode(family.encode_family(&[("pool", p.name.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "pool_eligible_backends",
+        "Backends of the pool that may take new requests now.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for p in &stats.pools {
+        ConstGauge::new(p.eligible as u64).encode(family.encode_family(&[("pool", p.name.as_str())])?)?;
+    }
+    let r = &stats.reloads;
+    let mut family = encoder.encode_descriptor(
+        "config_reloads",
+        "Configuration reloads by result (ok; failed: the running configuration was kept).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (result, n) in [("ok", r.ok), ("failed", r.failed)] {
+        ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
+    }
+    if let (Some(at), Some(ok)) = (r.last_unix_seconds, r.last_ok) {
+        let m = encoder.encode_descriptor(
+            "config_last_reload_success",
+            "1 when the last configuration reload took effect, 0 when it was refused (absent before the first).",
+            None,
+            MetricType::Gauge,
+        )?;
+        encode_value(MetricType::Gauge, u64::from(ok), m)?;
+        let m = encoder.encode_descriptor(
+            "config_last_reload_timestamp",
+            "When the last configuration reload ended, in seconds since the Unix epoch (absent before the first).",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        encode_value(MetricType::Gauge, at, m)?;
+    }
+    Ok(())
 }
 
 /// The per-source families, with a `source` label (`dns:NAME:PORT`, `srv:NAME`).
@@ -371,7 +450,11 @@ fn encode_discovery(
             ("failed", s.resolutions_failed),
             ("empty", s.resolutions_empty),
         ] {
-            let labels = [("source", s.name.as_str()), ("result", result)];
+            let labels = [
+                ("source", s.name.as_str()),
+                ("pool", s.pool.as_str()),
+                ("result", result),
+            ];
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
     }
@@ -382,7 +465,7 @@ fn encode_discovery(
         MetricType::Gauge,
     )?;
     for s in sources {
-        let labels = [("source", s.name.as_str())];
+        let labels = [("source", s.name.as_str()), ("pool", s.pool.as_str())];
         ConstGauge::new(s.backends as u64).encode(family.encode_family(&labels)?)?;
     }
     let mut family = encoder.encode_descriptor(
@@ -393,7 +476,7 @@ fn encode_discovery(
     )?;
     for s in sources {
         if let Some(t) = s.last_resolution_unix_seconds {
-            let labels = [("source", s.name.as_str())];
+            let labels = [("source", s.name.as_str()), ("pool", s.pool.as_str())];
             ConstGauge::new(t).encode(family.encode_family(&labels)?)?;
         }
     }
@@ -456,6 +539,7 @@ mod tests {
                     last_failure: None,
                     health_checks_passed: 20,
                     health_checks_failed: 0,
+                    pool: "web".into(),
                 },
                 BackendStats {
                     addr: "[::1]:9003".parse().unwrap(),
@@ -474,6 +558,7 @@ mod tests {
                     last_failure: Some(FailureReason::Connect(std::io::ErrorKind::ConnectionRefused)),
                     health_checks_passed: 1,
                     health_checks_failed: 3,
+                    pool: "web".into(),
                 },
             ],
             discovery: vec![DiscoveryStats {
@@ -485,9 +570,33 @@ mod tests {
                 resolutions_ok: 5,
                 resolutions_failed: 1,
                 resolutions_empty: 0,
+                pool: "web".into(),
             }],
             schema_version: STATS_SCHEMA_VERSION,
             uptime_seconds: 3600,
+            pools: vec![
+                PoolStats {
+                    name: "web".into(),
+                    strategy: "round-robin".into(),
+                    requests: 9,
+                    backends: 2,
+                    eligible: 1,
+                },
+                PoolStats {
+                    name: "api".into(),
+                    strategy: "least-connections".into(),
+                    requests: 1,
+                    backends: 0,
+                    eligible: 0,
+                },
+            ],
+            reloads: ReloadStats {
+                ok: 2,
+                failed: 1,
+                last_unix_seconds: Some(1_700_000_100),
+                last_ok: Some(false),
+                last_message: Some("pool[0].backends: bad backend".into()),
+            },
         }
     }
 
@@ -501,15 +610,19 @@ mod tests {
         r#""backends":["#,
         r#"{"addr":"127.0.0.1:9002","weight":3,"state":"healthy","healthy":true,"draining":false,"#,
         r#""requests":6,"failures":0,"active":1,"idle":2,"bytes_sent":100,"bytes_received":2000,"#,
-        r#""connects":3,"reused":4,"last_failure":null,"health_checks_passed":20,"health_checks_failed":0},"#,
+        r#""connects":3,"reused":4,"last_failure":null,"health_checks_passed":20,"health_checks_failed":0,"pool":"web"},"#,
         r#"{"addr":"[::1]:9003","weight":1,"state":"draining","healthy":false,"draining":true,"#,
         r#""requests":4,"failures":5,"active":0,"idle":0,"bytes_sent":7,"bytes_received":8,"#,
         r#""connects":9,"reused":0,"last_failure":"connection refused","#,
-        r#""health_checks_passed":1,"health_checks_failed":3}],"#,
+        r#""health_checks_passed":1,"health_checks_failed":3,"pool":"web"}],"#,
         r#""discovery":[{"name":"dns:web.internal:9002","backends":2,"last_result":"failed","#,
         r#""last_error":"web.internal.: request timed out","last_resolution_unix_seconds":1700000000,"#,
-        r#""resolutions_ok":5,"resolutions_failed":1,"resolutions_empty":0}],"#,
-        r#""schema_version":1,"uptime_seconds":3600}"#,
+        r#""resolutions_ok":5,"resolutions_failed":1,"resolutions_empty":0,"pool":"web"}],"#,
+        r#""schema_version":1,"uptime_seconds":3600,"#,
+        r#""pools":[{"name":"web","strategy":"round-robin","requests":9,"backends":2,"eligible":1},"#,
+        r#"{"name":"api","strategy":"least-connections","requests":1,"backends":0,"eligible":0}],"#,
+        r#""reloads":{"ok":2,"failed":1,"last_unix_seconds":1700000100,"last_ok":false,"#,
+        r#""last_message":"pool[0].backends: bad backend"}}"#,
         "\n"
     );
 
@@ -574,68 +687,86 @@ rr_proxy_build_info{version="0.1.0"} 1
 rr_proxy_strategy_info{strategy="round-robin"} 1
 # HELP rr_proxy_backend_requests_total Requests or connections sent to the backend.
 # TYPE rr_proxy_backend_requests_total counter
-rr_proxy_backend_requests_total{backend="127.0.0.1:9002"} 6
-rr_proxy_backend_requests_total{backend="[::1]:9003"} 4
+rr_proxy_backend_requests_total{backend="127.0.0.1:9002",pool="web"} 6
+rr_proxy_backend_requests_total{backend="[::1]:9003",pool="web"} 4
 # HELP rr_proxy_backend_failures_total Failed exchanges with the backend.
 # TYPE rr_proxy_backend_failures_total counter
-rr_proxy_backend_failures_total{backend="127.0.0.1:9002"} 0
-rr_proxy_backend_failures_total{backend="[::1]:9003"} 5
+rr_proxy_backend_failures_total{backend="127.0.0.1:9002",pool="web"} 0
+rr_proxy_backend_failures_total{backend="[::1]:9003",pool="web"} 5
 # HELP rr_proxy_backend_active Requests or tunnels in progress on the backend.
 # TYPE rr_proxy_backend_active gauge
-rr_proxy_backend_active{backend="127.0.0.1:9002"} 1
-rr_proxy_backend_active{backend="[::1]:9003"} 0
+rr_proxy_backend_active{backend="127.0.0.1:9002",pool="web"} 1
+rr_proxy_backend_active{backend="[::1]:9003",pool="web"} 0
 # HELP rr_proxy_backend_idle_connections Idle pooled connections to the backend.
 # TYPE rr_proxy_backend_idle_connections gauge
-rr_proxy_backend_idle_connections{backend="127.0.0.1:9002"} 2
-rr_proxy_backend_idle_connections{backend="[::1]:9003"} 0
+rr_proxy_backend_idle_connections{backend="127.0.0.1:9002",pool="web"} 2
+rr_proxy_backend_idle_connections{backend="[::1]:9003",pool="web"} 0
 # HELP rr_proxy_backend_up 1 when the backend passes health checks.
 # TYPE rr_proxy_backend_up gauge
-rr_proxy_backend_up{backend="127.0.0.1:9002"} 1
-rr_proxy_backend_up{backend="[::1]:9003"} 0
+rr_proxy_backend_up{backend="127.0.0.1:9002",pool="web"} 1
+rr_proxy_backend_up{backend="[::1]:9003",pool="web"} 0
 # HELP rr_proxy_backend_draining 1 when the backend is drained.
 # TYPE rr_proxy_backend_draining gauge
-rr_proxy_backend_draining{backend="127.0.0.1:9002"} 0
-rr_proxy_backend_draining{backend="[::1]:9003"} 1
+rr_proxy_backend_draining{backend="127.0.0.1:9002",pool="web"} 0
+rr_proxy_backend_draining{backend="[::1]:9003",pool="web"} 1
 # HELP rr_proxy_backend_sent_bytes_total Request body bytes sent to the backend in HTTP mode (heads not counted); every byte in TCP mode.
 # TYPE rr_proxy_backend_sent_bytes_total counter
-rr_proxy_backend_sent_bytes_total{backend="127.0.0.1:9002"} 100
-rr_proxy_backend_sent_bytes_total{backend="[::1]:9003"} 7
+rr_proxy_backend_sent_bytes_total{backend="127.0.0.1:9002",pool="web"} 100
+rr_proxy_backend_sent_bytes_total{backend="[::1]:9003",pool="web"} 7
 # HELP rr_proxy_backend_received_bytes_total Response body bytes received from the backend in HTTP mode (heads not counted); every byte in TCP mode.
 # TYPE rr_proxy_backend_received_bytes_total counter
-rr_proxy_backend_received_bytes_total{backend="127.0.0.1:9002"} 2000
-rr_proxy_backend_received_bytes_total{backend="[::1]:9003"} 8
+rr_proxy_backend_received_bytes_total{backend="127.0.0.1:9002",pool="web"} 2000
+rr_proxy_backend_received_bytes_total{backend="[::1]:9003",pool="web"} 8
 # HELP rr_proxy_backend_connections_total Connections opened to the backend.
 # TYPE rr_proxy_backend_connections_total counter
-rr_proxy_backend_connections_total{backend="127.0.0.1:9002"} 3
-rr_proxy_backend_connections_total{backend="[::1]:9003"} 9
+rr_proxy_backend_connections_total{backend="127.0.0.1:9002",pool="web"} 3
+rr_proxy_backend_connections_total{backend="[::1]:9003",pool="web"} 9
 # HELP rr_proxy_backend_connection_reuses_total Requests sent over a reused pooled connection to the backend (HTTP mode).
 # TYPE rr_proxy_backend_connection_reuses_total counter
-rr_proxy_backend_connection_reuses_total{backend="127.0.0.1:9002"} 4
-rr_proxy_backend_connection_reuses_total{backend="[::1]:9003"} 0
+rr_proxy_backend_connection_reuses_total{backend="127.0.0.1:9002",pool="web"} 4
+rr_proxy_backend_connection_reuses_total{backend="[::1]:9003",pool="web"} 0
 # HELP rr_proxy_backend_weight The backend's weight (used by the weighted strategy).
 # TYPE rr_proxy_backend_weight gauge
-rr_proxy_backend_weight{backend="127.0.0.1:9002"} 3
-rr_proxy_backend_weight{backend="[::1]:9003"} 1
+rr_proxy_backend_weight{backend="127.0.0.1:9002",pool="web"} 3
+rr_proxy_backend_weight{backend="[::1]:9003",pool="web"} 1
 # HELP rr_proxy_backend_health_checks_total Active health checks of the backend by result (pass, fail).
 # TYPE rr_proxy_backend_health_checks_total counter
-rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",result="pass"} 20
-rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",result="fail"} 0
-rr_proxy_backend_health_checks_total{backend="[::1]:9003",result="pass"} 1
-rr_proxy_backend_health_checks_total{backend="[::1]:9003",result="fail"} 3
+rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",pool="web",result="pass"} 20
+rr_proxy_backend_health_checks_total{backend="127.0.0.1:9002",pool="web",result="fail"} 0
+rr_proxy_backend_health_checks_total{backend="[::1]:9003",pool="web",result="pass"} 1
+rr_proxy_backend_health_checks_total{backend="[::1]:9003",pool="web",result="fail"} 3
 # HELP rr_proxy_backend_last_failure_info Why the backend last failed a health check or an exchange, in the reason label (kept after it recovers; absent before its first failure).
 # TYPE rr_proxy_backend_last_failure_info gauge
-rr_proxy_backend_last_failure_info{backend="[::1]:9003",reason="connection refused"} 1
+rr_proxy_backend_last_failure_info{backend="[::1]:9003",pool="web",reason="connection refused"} 1
 # HELP rr_proxy_discovery_resolutions_total Resolutions by a discovery source, by result (ok; failed or empty: the last good set is kept).
 # TYPE rr_proxy_discovery_resolutions_total counter
-rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="ok"} 5
-rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="failed"} 1
-rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",result="empty"} 0
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",pool="web",result="ok"} 5
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",pool="web",result="failed"} 1
+rr_proxy_discovery_resolutions_total{source="dns:web.internal:9002",pool="web",result="empty"} 0
 # HELP rr_proxy_discovery_backends Backends a discovery source holds now (its last good set).
 # TYPE rr_proxy_discovery_backends gauge
-rr_proxy_discovery_backends{source="dns:web.internal:9002"} 2
+rr_proxy_discovery_backends{source="dns:web.internal:9002",pool="web"} 2
 # HELP rr_proxy_discovery_last_resolution_timestamp_seconds When a discovery source's last resolution ended, in seconds since the Unix epoch (absent before the first).
 # TYPE rr_proxy_discovery_last_resolution_timestamp_seconds gauge
-rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:9002"} 1700000000
+rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:9002",pool="web"} 1700000000
+# HELP rr_proxy_pool_requests_total Requests (TCP mode: connections) routed to the pool.
+# TYPE rr_proxy_pool_requests_total counter
+rr_proxy_pool_requests_total{pool="web"} 9
+rr_proxy_pool_requests_total{pool="api"} 1
+# HELP rr_proxy_pool_eligible_backends Backends of the pool that may take new requests now.
+# TYPE rr_proxy_pool_eligible_backends gauge
+rr_proxy_pool_eligible_backends{pool="web"} 1
+rr_proxy_pool_eligible_backends{pool="api"} 0
+# HELP rr_proxy_config_reloads_total Configuration reloads by result (ok; failed: the running configuration was kept).
+# TYPE rr_proxy_config_reloads_total counter
+rr_proxy_config_reloads_total{result="ok"} 2
+rr_proxy_config_reloads_total{result="failed"} 1
+# HELP rr_proxy_config_last_reload_success 1 when the last configuration reload took effect, 0 when it was refused (absent before the first).
+# TYPE rr_proxy_config_last_reload_success gauge
+rr_proxy_config_last_reload_success 0
+# HELP rr_proxy_config_last_reload_timestamp_seconds When the last configuration reload ended, in seconds since the Unix epoch (absent before the first).
+# TYPE rr_proxy_config_last_reload_timestamp_seconds gauge
+rr_proxy_config_last_reload_timestamp_seconds 1700000100
 "#;
 
     /// [`prometheus_text`] with the start time's value replaced by `START`.
@@ -722,8 +853,8 @@ rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:90
             return;
         };
         let lines = parsed.lines();
-        let b1 = "backend=127.0.0.1:9002";
-        let b2 = "backend=[::1]:9003";
+        let b1 = "backend=127.0.0.1:9002,pool=web";
+        let b2 = "backend=[::1]:9003,pool=web";
         for (want, why) in [
             ("rr_proxy_requests counter rr_proxy_requests_total - 10", "proxy counter"),
             ("rr_proxy_gateway_timeout counter rr_proxy_gateway_timeout_total - 4", "proxy counter"),
@@ -776,9 +907,12 @@ rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:90
             ),
             ("rr_proxy_refused counter rr_proxy_refused_total reason=bad_request_line 1", "refusal reason"),
             (
-                "rr_proxy_discovery_resolutions counter rr_proxy_discovery_resolutions_total result=failed,source=dns:web.internal:9002 1",
+                "rr_proxy_discovery_resolutions counter rr_proxy_discovery_resolutions_total pool=web,result=failed,source=dns:web.internal:9002 1",
                 "discovery counter",
             ),
+            ("rr_proxy_pool_requests counter rr_proxy_pool_requests_total pool=api 1", "pool counter"),
+            ("rr_proxy_config_reloads counter rr_proxy_config_reloads_total result=failed 1", "reloads"),
+            ("rr_proxy_config_last_reload_success gauge rr_proxy_config_last_reload_success - 0", "last reload"),
         ] {
             assert!(lines.iter().any(|l| l == want), "{why}: {want:?} not in\n{lines:#?}");
         }
@@ -786,8 +920,9 @@ rr_proxy_discovery_last_resolution_timestamp_seconds{source="dns:web.internal:90
         assert_eq!(parsed.kind("rr_proxy_backend_weight"), Some("gauge"));
         // Every family is typed (none fell back to "unknown"), every sample read.
         assert!(parsed.samples.iter().all(|s| s.kind != "unknown"), "{lines:#?}");
-        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2 + 3;
-        let samples = 1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1 + (3 + 1 + 1);
+        let families = 1 + 8 + 2 + 2 + 1 + 1 + 11 + 2 + 3 + 2 + 3;
+        let samples =
+            1 + 8 + 4 + 1 + (3 + 2) + (4 + 2) + 1 + 1 + 11 * 2 + 4 + 1 + (3 + 1 + 1) + (2 + 2) + (2 + 1 + 1);
         assert_eq!(parsed.samples.len(), samples, "{lines:#?}");
         let mut names: Vec<&str> = parsed.samples.iter().map(|s| s.family.as_str()).collect();
         names.dedup();

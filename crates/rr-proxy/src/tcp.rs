@@ -11,13 +11,14 @@ use http_core::LogValue;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::balancer::Balancer;
+use crate::proxy::Shared;
 use crate::reason::FailureReason;
 use crate::strategy::PickRequest;
 
 /// Accepts until `shutdown` resolves, then lets open tunnels run for the
 /// shutdown timeout before closing them.
 pub(crate) async fn serve(
-    shared: Arc<Balancer>,
+    shared: Arc<Shared>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -25,8 +26,14 @@ pub(crate) async fn serve(
     // A tunnel carries no requests to finish: it runs until its ends close, or
     // until the shutdown timeout aborts it.
     http_core::accept_loop(listener, max, grace, shutdown, move |stream, peer, _signal| {
-        let shared = shared.clone();
-        async move { relay(&shared, stream, peer).await }
+        // The pool in force when the connection comes; a reload moves the
+        // next connections, never an open tunnel.
+        let pool = shared.default_balancer();
+        async move {
+            if let Some(pool) = pool {
+                relay(&pool, stream, peer).await
+            }
+        }
     })
     .await
 }
@@ -43,6 +50,7 @@ async fn relay(shared: &Balancer, mut client: http_core::LazyTcpStream, peer: So
     let counters = &shared.counters;
     let _open = counters.client_connections.enter();
     counters.requests.fetch_add(1, Ordering::Relaxed);
+    shared.routed.fetch_add(1, Ordering::Relaxed);
     let mut tried: Vec<u64> = Vec::new();
     // The status a failure answers with in HTTP mode, and its counter.
     let mut last_failure: Option<(u16, &AtomicU64)> = None;

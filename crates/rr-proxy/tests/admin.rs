@@ -125,9 +125,15 @@ fn stats_and_metrics() {
         "{text}"
     );
     for b in &bs {
-        let line = format!("rr_proxy_backend_requests_total{{backend=\"{}\"}} 5\n", b.addr);
+        let line = format!(
+            "rr_proxy_backend_requests_total{{backend=\"{}\",pool=\"default\"}} 5\n",
+            b.addr
+        );
         assert!(text.contains(&line), "{text}");
-        let up = format!("rr_proxy_backend_up{{backend=\"{}\"}} 1\n", b.addr);
+        let up = format!(
+            "rr_proxy_backend_up{{backend=\"{}\",pool=\"default\"}} 1\n",
+            b.addr
+        );
         assert!(text.contains(&up), "{text}");
     }
     // Every sample line is `name{labels} value` or `name value`.

@@ -28,6 +28,7 @@ use crate::hooks::{
     Candidates, FailureKind, OnFailure, Peer, ProxyHooks, RequestEdits, RequestInfo, ResponseEdits, Summary,
     UpstreamFailure,
 };
+use crate::proxy::Shared;
 use crate::strategy::PickRequest;
 use headers::{after_upgrade, fits_limits, response_headers, upgrade_passed_on};
 use retry::{failure_response, Attempt, Prefetch, Tried};
@@ -35,7 +36,7 @@ use upstream::{connect, Answer, Exchange, Finish, UpstreamBody, UpstreamConn};
 
 /// The HTTP-mode service run by `http_core::Server`.
 pub(crate) struct ProxyService<H: ProxyHooks> {
-    balancer: Arc<Balancer>,
+    shared: Arc<Shared>,
     hooks: Arc<H>,
     /// Limits for decoding backend bodies: sizes as configured, but no cap on the
     /// total body length (a download is not bounded by the upload limit).
@@ -43,13 +44,13 @@ pub(crate) struct ProxyService<H: ProxyHooks> {
 }
 
 impl<H: ProxyHooks> ProxyService<H> {
-    pub(crate) fn new(balancer: Arc<Balancer>, hooks: Arc<H>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, hooks: Arc<H>) -> Self {
         let response_limits = Limits {
             max_body_len: u64::MAX,
-            ..balancer.config.limits.clone()
+            ..shared.config.limits.clone()
         };
         ProxyService {
-            balancer,
+            shared,
             hooks,
             response_limits,
         }
@@ -62,12 +63,14 @@ impl<H: ProxyHooks> Service for ProxyService<H> {
     }
 
     fn on_response(&self, record: &AccessRecord<'_>) {
-        self.balancer.counters.responses.record(record);
+        self.shared.common.counters.responses.record(record);
     }
 }
 
 /// A request's progress through the phases, for the logging hook.
 struct RequestState<H: ProxyHooks> {
+    /// The pool the request was routed to (`None`: no route matched).
+    pool: Option<Arc<Balancer>>,
     ctx: H::Ctx,
     attempts: u32,
     backend: Option<std::net::SocketAddr>,
@@ -77,16 +80,51 @@ struct RequestState<H: ProxyHooks> {
 }
 
 impl<H: ProxyHooks> ProxyService<H> {
-    async fn forward(&self, mut req: Request<'_>) -> Response {
-        let balancer = &*self.balancer;
-        balancer.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let head = req.head;
-        if head.method() == Method::Connect {
+    async fn forward(&self, req: Request<'_>) -> Response {
+        self.shared
+            .common
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        if req.head.method() == Method::Connect {
             // A reverse proxy opens no tunnels on a client's say-so.
             return Response::text(501, "CONNECT is not supported by this proxy\n");
         }
-        let info = RequestInfo { head, peer: req.peer };
+        let (pool, several) = {
+            let table = self.shared.table.load();
+            let pool = table.route(req.head).map(|p| p.balancer.clone());
+            (pool, table.pools.len() > 1)
+        };
+        let r = self.forward_in(req, pool.as_ref()).await;
+        match pool {
+            // The access line names the pool when there is a choice.
+            Some(b) if several => r.log_field("pool", LogValue::Text(b.name.clone())),
+            _ => r,
+        }
+    }
+
+    async fn forward_in(&self, mut req: Request<'_>, pool: Option<&Arc<Balancer>>) -> Response {
+        let head = req.head;
+        let info = RequestInfo {
+            head,
+            peer: req.peer,
+            pool: pool.map_or("", |b| &b.name),
+        };
+        let Some(chosen) = pool else {
+            let p = RequestState::<H> {
+                pool: None,
+                ctx: self.hooks.new_ctx(info),
+                attempts: 0,
+                backend: None,
+                started: req.received,
+                response_header: false,
+            };
+            return self.routeless(info, p).await;
+        };
+        let balancer: &Balancer = chosen;
+        balancer.routed.fetch_add(1, Ordering::Relaxed);
         let mut p = RequestState::<H> {
+            pool: Some(chosen.clone()),
             ctx: self.hooks.new_ctx(info),
             attempts: 0,
             backend: None,
@@ -138,7 +176,7 @@ impl<H: ProxyHooks> ProxyService<H> {
                 reused: false,
                 edits: &edits,
             };
-            let failed = match self.attempt(exchange, &mut req, guard, &mut p).await {
+            let failed = match self.attempt(chosen, exchange, &mut req, guard, &mut p).await {
                 Ok(r) => return r,
                 Err(Attempt::ClientGone(r)) => return self.logged(r, p, None),
                 Err(Attempt::Failed { kind, retryable }) => (kind, retryable),
@@ -166,21 +204,30 @@ impl<H: ProxyHooks> ProxyService<H> {
         self.give_up(info, last, backend, p)
     }
 
+    /// A request no route matches: the request filter may answer it, else 404.
+    async fn routeless(&self, info: RequestInfo<'_>, mut p: RequestState<H>) -> Response {
+        if let Some(r) = self.hooks.request_filter(info, &mut p.ctx).await {
+            return self.logged(after_upgrade(info.head, r), p, None);
+        }
+        self.give_up(info, FailureKind::NoRoute, None, p)
+    }
+
     /// The backend for the next attempt: the hook's choice, or the strategy's.
     fn choose(&self, info: RequestInfo<'_>, tried: &Tried, p: &mut RequestState<H>) -> Option<Arc<Backend>> {
-        let eligible = self.balancer.eligible();
+        let balancer = p.pool.clone()?;
+        let eligible = balancer.eligible();
         let is_tried = |id| tried.contains(id);
         let req = PickRequest::new(info.head, info.peer);
         let candidates = Candidates {
             list: &eligible,
             tried: &is_tried,
-            strategy: &*self.balancer.strategy,
+            strategy: &*balancer.strategy,
             req,
             response_header: Cell::new(false),
         };
         let chosen = match self.hooks.upstream_peer(info, &candidates, &mut p.ctx) {
             Peer::Strategy => {
-                let (b, response_header) = self.balancer.pick_from(&eligible, &req, is_tried)?;
+                let (b, response_header) = balancer.pick_from(&eligible, &req, is_tried)?;
                 p.response_header |= response_header;
                 Some(b)
             }
@@ -208,7 +255,10 @@ impl<H: ProxyHooks> ProxyService<H> {
         };
         let r = match self.hooks.on_failure(info, &failure, &mut p.ctx) {
             OnFailure::Answer(r) => r,
-            OnFailure::Default | OnFailure::Stop => failure_response(kind, &self.balancer),
+            OnFailure::Default | OnFailure::Stop => match &p.pool {
+                Some(b) => failure_response(kind, b),
+                None => Response::text(404, "no route for this request\n"),
+            },
         };
         self.logged(after_upgrade(info.head, r), p, Some(kind))
     }
@@ -234,6 +284,7 @@ impl<H: ProxyHooks> ProxyService<H> {
     /// response for the client. A pooled connection found dead is replaced.
     async fn attempt(
         &self,
+        pool: &Arc<Balancer>,
         mut exchange: Exchange<'_>,
         req: &mut Request<'_>,
         guard: InFlight,
@@ -265,7 +316,7 @@ impl<H: ProxyHooks> ProxyService<H> {
                 Ok(answer) => {
                     let upstream_time = started.elapsed();
                     balancer.counters.upstream_duration.observe(upstream_time);
-                    return Ok(self.respond(req, conn, answer, guard, upstream_time, p));
+                    return Ok(self.respond(pool, req, conn, answer, guard, upstream_time, p));
                 }
                 Err(Attempt::Stale) => {
                     balancer.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -276,8 +327,10 @@ impl<H: ProxyHooks> ProxyService<H> {
     }
 
     /// The client's response from a backend's response head.
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
+        balancer: &Arc<Balancer>,
         req: &Request<'_>,
         conn: UpstreamConn,
         answer: Answer,
@@ -286,7 +339,11 @@ impl<H: ProxyHooks> ProxyService<H> {
         p: &mut RequestState<H>,
     ) -> Response {
         let head = req.head;
-        let info = RequestInfo { head, peer: req.peer };
+        let info = RequestInfo {
+            head,
+            peer: req.peer,
+            pool: &balancer.name,
+        };
         let Answer { head: rhead, early } = answer;
         let backend = guard.backend().clone();
         let status = rhead.status();
@@ -299,7 +356,7 @@ impl<H: ProxyHooks> ProxyService<H> {
         self.hooks.response_filter(info, &mut edits, &mut p.ctx);
         if p.response_header {
             let req = PickRequest::new(head, req.peer);
-            if let Some((name, value)) = self.balancer.strategy.response_header(&req, &backend) {
+            if let Some((name, value)) = balancer.strategy.response_header(&req, &backend) {
                 // Beside the backend's own (a second Set-Cookie, not a replacement).
                 edits.headers.add.push((name.into(), value));
             }
@@ -331,7 +388,7 @@ impl<H: ProxyHooks> ProxyService<H> {
         let upgrade = upgrade_passed_on(head);
         let resp = if upgrade || early { resp.close() } else { resp };
         let keep_alive = !upgrade && !early;
-        let config = &self.balancer.config;
+        let config = &balancer.config;
 
         let body = match rhead.body() {
             BodyKind::Empty => {
@@ -375,7 +432,7 @@ impl<H: ProxyHooks> ProxyService<H> {
                     reader: Box::new(UpstreamBody {
                         body: conn.into_body(&rhead, &self.response_limits, config.timeouts.idle),
                         guard: Some(backend.start()),
-                        balancer: self.balancer.clone(),
+                        balancer: balancer.clone(),
                         keep_alive,
                         finish: Some(finish),
                     }),

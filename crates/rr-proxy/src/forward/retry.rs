@@ -41,6 +41,7 @@ pub(crate) fn failure_response(kind: FailureKind, balancer: &Balancer) -> Respon
             c.bad_gateway.fetch_add(1, Ordering::Relaxed);
             Response::text(502, "backend closed the connection\n")
         }
+        FailureKind::NoRoute => Response::text(404, "no route for this request\n"),
         FailureKind::BadResponse => {
             c.bad_gateway.fetch_add(1, Ordering::Relaxed);
             Response::text(502, "backend sent a malformed response\n")
