@@ -197,7 +197,7 @@ fn runs_from_the_file_with_flags_over_it() {
 }
 
 #[test]
-fn backend_flags_with_config_and_several_pools_are_refused() {
+fn backend_flags_with_config_and_tcp_mode_over_http_pools_are_refused() {
     let dir = TempDir::new("config-refused");
     let path = dir.path().join("p.toml");
     std::fs::write(
@@ -231,12 +231,6 @@ fn backend_flags_with_config_and_several_pools_are_refused() {
         assert_one_error_line(&out, &[want]);
         assert_eq!(out.status.code(), Some(2));
     }
-    // Routing to several pools is validated by `check` but not served yet.
-    let out = run(
-        RR_PROXY,
-        &["--config", example().to_str().unwrap(), "--listen", "127.0.0.1:0"],
-    );
-    assert_one_error_line(&out, &["serves one pool without routes", "3 pools and 3 routes"]);
 }
 
 #[test]

@@ -9,9 +9,11 @@
 //! | `GET /backends/{addr}` | one backend as JSON |
 //! | `POST /backends/{addr}/drain` | stop sending new requests to it |
 //! | `POST /backends/{addr}/enable` | put a drained backend back into rotation |
-//! | `POST /backends/{addr}?weight=N` | add a backend (weight 1 when not given) |
+//! | `POST /backends/{addr}?weight=N&pool=NAME` | add a backend (weight 1, the first pool when not given) |
 //! | `DELETE /backends/{addr}` | remove a backend |
+//! | `POST /reload` | reload the configuration ([`AdminService::with_reload`]): 200 with what changed, 400 with why not |
 //!
+//! Drain, enable and remove act on every pool that holds the backend.
 //! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`), percent-decoded first (`%5B::1%5D:8080`).
 //! Changes answer 200 with the backend's JSON (201 when added), 404 for an unknown
 //! backend, 409 for a duplicate, 400 for a bad address or weight.
@@ -49,10 +51,26 @@ pub use security::{AdminSecurity, AdminToken, MIN_TOKEN_LEN};
 
 /// The admin endpoint as an [`http_core::Service`]; serve it with
 /// [`http_core::Server`] or [`serve_admin_with`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminService {
     handle: ProxyHandle,
     guard: Guard,
+    reload: Option<ReloadFn>,
+}
+
+/// What `POST /reload` runs: the program's own reading of its configuration
+/// (a file, usually) and [`ProxyHandle::reload`]; `Ok` says what changed,
+/// `Err` why nothing did.
+type ReloadFn = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService")
+            .field("handle", &self.handle)
+            .field("guard", &self.guard)
+            .field("reload", &self.reload.is_some())
+            .finish()
+    }
 }
 
 impl AdminService {
@@ -66,7 +84,60 @@ impl AdminService {
         Ok(AdminService {
             handle,
             guard: Guard::new(local, security)?,
+            reload: None,
         })
+    }
+
+    /// Answers `POST /reload` by running `reload` (on a blocking thread: it
+    /// reads files): 200 and a JSON `{"reloaded": true, "message": ...}`
+    /// saying what changed, or 400 and `{"reloaded": false, "error": ...}`
+    /// saying why the running configuration was kept. Without it, `POST
+    /// /reload` is 404. The route passes the same checks as every command
+    /// (own origin only, the token when one is set).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proxy = rr_proxy::Proxy::builder().backend("127.0.0.1:9002".parse()?, 1).build()?;
+    /// let handle = proxy.handle();
+    /// let admin = rr_proxy::AdminService::new(
+    ///     proxy.handle(),
+    ///     "127.0.0.1:9100".parse()?,
+    ///     rr_proxy::AdminSecurity::default(),
+    /// )?
+    /// .with_reload(move || {
+    ///     let config = rr_proxy::ProxyConfig::load("proxy.toml".as_ref()).map_err(|e| {
+    ///         handle.reload_failed(&e.to_string());
+    ///         e.to_string()
+    ///     })?;
+    ///     handle.reload(&config).map(|done| done.to_string()).map_err(|e| e.to_string())
+    /// });
+    /// # let _ = admin;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_reload(
+        mut self,
+        reload: impl Fn() -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.reload = Some(std::sync::Arc::new(reload));
+        self
+    }
+
+    async fn reload_route(&self, method: Method) -> Response {
+        if method != Method::Post {
+            return Response::text(405, "method not allowed\n").header("Allow", "POST");
+        }
+        let Some(reload) = self.reload.clone() else {
+            return Response::text(
+                404,
+                "no reload here: the proxy was started without a configuration file\n",
+            );
+        };
+        match tokio::task::spawn_blocking(move || reload()).await {
+            Ok(Ok(message)) => json(200, &serde_json::json!({ "reloaded": true, "message": message })),
+            Ok(Err(error)) => json(400, &serde_json::json!({ "reloaded": false, "error": error })),
+            Err(_) => Response::text(500, "the reload failed unexpectedly\n"),
+        }
     }
 }
 
@@ -167,8 +238,9 @@ GET    /metrics                    counters in the Prometheus text format\n\
 GET    /backends/{addr}            one backend as JSON\n\
 POST   /backends/{addr}/drain      stop sending new requests to a backend\n\
 POST   /backends/{addr}/enable     put a drained backend back into rotation\n\
-POST   /backends/{addr}?weight=N   add a backend\n\
-DELETE /backends/{addr}            remove a backend\n";
+POST   /backends/{addr}?weight=N   add a backend (&pool=NAME: to that pool)\n\
+DELETE /backends/{addr}            remove a backend\n\
+POST   /reload                     reload the configuration file\n";
 
 impl Service for AdminService {
     async fn call(&self, req: Request<'_>) -> Response {
@@ -199,6 +271,7 @@ impl AdminService {
                     .body(STATUS_PAGE)
             }),
             "/help" => only(read, "GET, HEAD", || Response::text(200, INDEX)),
+            "/reload" => self.reload_route(method).await,
             "/stats" => only(read, "GET, HEAD", || json(200, &self.handle.stats())),
             "/metrics" => only(read, "GET, HEAD", || {
                 match prometheus_text(self.handle.stats(), self.handle.tls()) {
@@ -247,9 +320,11 @@ impl AdminService {
                     Some(Some(w)) => w,
                     Some(None) => return Response::text(400, "bad weight: expected weight=N with N >= 1\n"),
                 };
-                h.add_backend(addr, weight)
-                    .and_then(|()| h.backend(addr))
-                    .map(|b| (201, b))
+                let added = match query.and_then(pool_param) {
+                    Some(pool) => h.add_backend_to(&pool, addr, weight),
+                    None => h.add_backend(addr, weight),
+                };
+                added.and_then(|()| h.backend(addr)).map(|b| (201, b))
             }
             (Method::Delete, None) => match h.backend(addr) {
                 Ok(b) => h.remove_backend(addr).map(|()| (200, b)),
@@ -266,7 +341,9 @@ impl AdminService {
         };
         match result {
             Ok((status, b)) => json(status, &b),
-            Err(e @ ProxyError::UnknownBackend(_)) => Response::text(404, format!("{e}\n")),
+            Err(e @ (ProxyError::UnknownBackend(_) | ProxyError::UnknownPool(_))) => {
+                Response::text(404, format!("{e}\n"))
+            }
             Err(e @ ProxyError::DuplicateBackend(_)) => Response::text(409, format!("{e}\n")),
             Err(e) => Response::text(400, format!("{e}\n")),
         }
@@ -289,6 +366,15 @@ fn json(status: u16, value: &impl Serialize) -> Response {
             .body(body),
         Err(_) => Response::text(500, "cannot render the document\n"),
     }
+}
+
+/// `pool=NAME` (percent-decoded).
+fn pool_param(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("pool="))
+        .and_then(|p| percent_decode_str(p).decode_utf8().ok())
+        .map(|p| p.into_owned())
 }
 
 fn weight_param(query: &str) -> Option<u32> {

@@ -751,7 +751,7 @@ impl ProxyHandle {
     /// let reloaded = proxy.handle().reload(&second).unwrap();
     /// assert_eq!(reloaded.added, 1);
     /// assert_eq!(proxy.handle().stats().backends.len(), 2);
-    /// assert_eq!(proxy.handle().stats().reloads.ok, 1);
+    /// assert_eq!(proxy.handle().stats().reloads.succeeded, 1);
     /// ```
     pub fn reload(&self, config: &ProxyConfig) -> Result<Reloaded, ProxyError> {
         let r = crate::reload::reload(&self.shared, config);

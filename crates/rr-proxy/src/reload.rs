@@ -264,14 +264,18 @@ pub(crate) fn reload(shared: &Shared, config: &ProxyConfig) -> Result<Reloaded, 
 /// Reloads counted, and the last one's outcome.
 #[derive(Debug, Default)]
 pub(crate) struct ReloadStatus {
-    ok: AtomicU64,
+    succeeded: AtomicU64,
     failed: AtomicU64,
     last: Mutex<Option<(SystemTime, Result<String, String>)>>,
 }
 
 impl ReloadStatus {
     pub fn record(&self, outcome: Result<String, String>) {
-        let counter = if outcome.is_ok() { &self.ok } else { &self.failed };
+        let counter = if outcome.is_ok() {
+            &self.succeeded
+        } else {
+            &self.failed
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((SystemTime::now(), outcome));
     }
@@ -292,10 +296,10 @@ impl ReloadStatus {
             None => (None, None, None),
         };
         ReloadStats {
-            ok: self.ok.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             last_unix_seconds: at,
-            last_ok: ok,
+            last_succeeded: ok,
             last_message: message,
         }
     }
@@ -307,14 +311,14 @@ impl ReloadStatus {
 #[non_exhaustive]
 pub struct ReloadStats {
     /// Reloads that took effect.
-    pub ok: u64,
+    pub succeeded: u64,
     /// Reloads refused (the old configuration kept serving).
     pub failed: u64,
     /// When the last reload ended, in seconds since the Unix epoch (`None`
     /// before the first).
     pub last_unix_seconds: Option<u64>,
     /// Whether the last reload took effect.
-    pub last_ok: Option<bool>,
+    pub last_succeeded: Option<bool>,
     /// What the last reload changed, or why it was refused.
     pub last_message: Option<String>,
 }

@@ -407,14 +407,14 @@ fn encode_pools(stats: &ProxyStats, encoder: &mut DescriptorEncoder<'_>) -> Resu
     let r = &stats.reloads;
     let mut family = encoder.encode_descriptor(
         "config_reloads",
-        "Configuration reloads by result (ok; failed: the running configuration was kept).",
+        "Configuration reloads by result (success; failure: the running configuration was kept).",
         None,
         MetricType::Counter,
     )?;
-    for (result, n) in [("ok", r.ok), ("failed", r.failed)] {
+    for (result, n) in [("success", r.succeeded), ("failure", r.failed)] {
         ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
     }
-    if let (Some(at), Some(ok)) = (r.last_unix_seconds, r.last_ok) {
+    if let (Some(at), Some(ok)) = (r.last_unix_seconds, r.last_succeeded) {
         let m = encoder.encode_descriptor(
             "config_last_reload_success",
             "1 when the last configuration reload took effect, 0 when it was refused (absent before the first).",
@@ -591,10 +591,10 @@ mod tests {
                 },
             ],
             reloads: ReloadStats {
-                ok: 2,
+                succeeded: 2,
                 failed: 1,
                 last_unix_seconds: Some(1_700_000_100),
-                last_ok: Some(false),
+                last_succeeded: Some(false),
                 last_message: Some("pool[0].backends: bad backend".into()),
             },
         }
@@ -621,7 +621,7 @@ mod tests {
         r#""schema_version":1,"uptime_seconds":3600,"#,
         r#""pools":[{"name":"web","strategy":"round-robin","requests":9,"backends":2,"eligible":1},"#,
         r#"{"name":"api","strategy":"least-connections","requests":1,"backends":0,"eligible":0}],"#,
-        r#""reloads":{"ok":2,"failed":1,"last_unix_seconds":1700000100,"last_ok":false,"#,
+        r#""reloads":{"succeeded":2,"failed":1,"last_unix_seconds":1700000100,"last_succeeded":false,"#,
         r#""last_message":"pool[0].backends: bad backend"}}"#,
         "\n"
     );
@@ -757,10 +757,10 @@ rr_proxy_pool_requests_total{pool="api"} 1
 # TYPE rr_proxy_pool_eligible_backends gauge
 rr_proxy_pool_eligible_backends{pool="web"} 1
 rr_proxy_pool_eligible_backends{pool="api"} 0
-# HELP rr_proxy_config_reloads_total Configuration reloads by result (ok; failed: the running configuration was kept).
+# HELP rr_proxy_config_reloads_total Configuration reloads by result (success; failure: the running configuration was kept).
 # TYPE rr_proxy_config_reloads_total counter
-rr_proxy_config_reloads_total{result="ok"} 2
-rr_proxy_config_reloads_total{result="failed"} 1
+rr_proxy_config_reloads_total{result="success"} 2
+rr_proxy_config_reloads_total{result="failure"} 1
 # HELP rr_proxy_config_last_reload_success 1 when the last configuration reload took effect, 0 when it was refused (absent before the first).
 # TYPE rr_proxy_config_last_reload_success gauge
 rr_proxy_config_last_reload_success 0
@@ -911,7 +911,7 @@ rr_proxy_config_last_reload_timestamp_seconds 1700000100
                 "discovery counter",
             ),
             ("rr_proxy_pool_requests counter rr_proxy_pool_requests_total pool=api 1", "pool counter"),
-            ("rr_proxy_config_reloads counter rr_proxy_config_reloads_total result=failed 1", "reloads"),
+            ("rr_proxy_config_reloads counter rr_proxy_config_reloads_total result=failure 1", "reloads"),
             ("rr_proxy_config_last_reload_success gauge rr_proxy_config_last_reload_success - 0", "last reload"),
         ] {
             assert!(lines.iter().any(|l| l == want), "{why}: {want:?} not in\n{lines:#?}");

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
@@ -11,8 +12,8 @@ use clap::{ArgMatches, Parser};
 use http_core::{Limits, ShutdownSignal};
 use rr_proxy::config_file::{PoolSettings, TlsFiles};
 use rr_proxy::{
-    AdminSecurity, BackendSource, DnsDiscovery, HealthCheck, Mode, PassiveHealth, PoolConfig, Proxy,
-    ProxyConfig, ResolverConfig, StrategyOptions, Timeouts,
+    AdminSecurity, AdminService, BackendSource, Mode, PassiveHealth, PoolConfig, Proxy, ProxyConfig,
+    ResolverConfig, StrategyOptions, Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -236,7 +237,7 @@ fn main() -> ExitCode {
         return cli::fail_usage(e);
     }
     let threads = config.threads;
-    cli::run(threads, |stop| run(config, admin_security, stop))
+    cli::run(threads, |stop| run(cli, matches, config, admin_security, stop))
 }
 
 /// `rr-proxy check --config FILE`.
@@ -653,57 +654,41 @@ fn summary(
 }
 
 async fn run(
+    cli: Cli,
+    matches: ArgMatches,
     config: ProxyConfig,
     admin_security: Option<AdminSecurity>,
     stop: cli::Stop,
 ) -> Result<(), String> {
-    if config.pools.len() > 1 || !config.routes.is_empty() {
-        return Err(format!(
-            "this rr-proxy serves one pool without routes; the configuration has {} pools and {} routes \
-             (`rr-proxy check` validates them)",
-            config.pools.len(),
-            config.routes.len()
-        ));
-    }
-    let pool = &config.pools[0];
-    let mut builder = Proxy::builder();
-    for b in &pool.backends {
-        builder = match b {
-            BackendSource::Static(spec) => builder.backend(spec.addr, spec.weight),
-            source => builder.discovery(
-                DnsDiscovery::new(source, &config.resolver).map_err(|e| format!("{source}: {e}"))?,
-            ),
-        };
-    }
     let limits = Limits {
         keep_alive_timeout: config.keep_alive_timeout,
         header_timeout: config.header_timeout,
         ..Limits::default()
     };
-    let mut builder = builder
-        .strategy_boxed(pool.strategy.build_with(&pool.options))
-        .mode(config.mode)
-        .timeouts(pool.timeouts.clone())
-        .limits(limits.clone())
-        .pool(pool.pool.clone())
-        .passive_health(pool.passive.clone())
-        .max_attempts(pool.max_attempts)
-        .shutdown_timeout(config.shutdown_timeout);
-    if let Some(n) = config.max_connections {
-        builder = builder.max_connections(n);
-    }
-    let health: Option<HealthCheck> = pool.health.clone();
-    if let Some(h) = &health {
-        builder = builder.health_check(h.clone());
-    }
+    let mut builder = Proxy::builder().config(&config).map_err(|e| e.to_string())?;
     let tls_flags = tls_args(config.tls.as_ref());
     let tls = tls_flags.load()?;
     if let Some(tls) = &tls {
         builder = builder.tls(tls.clone());
     }
-    builder = builder.h2c(config.h2c);
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
+    // With a file: SIGHUP and the admin's POST /reload read it again.
+    let reloader = cli.config.clone().map(|file| {
+        Arc::new(Reloader {
+            file,
+            cli,
+            matches,
+            handle: handle.clone(),
+            running: Mutex::new(config.clone()),
+        })
+    });
+    if let Some(r) = &reloader {
+        let r = r.clone();
+        cli::reload_on_hup("the configuration file", move || {
+            let _ = r.reload();
+        });
+    }
 
     let listener = cli::bind(config.listen).await?;
     let admin = match config.admin {
@@ -738,6 +723,12 @@ async fn run(
         cli::announce_url("admin", admin_scheme, a);
     }
     tracing::info!("{}", summary(&config, local, admin_addr, tls.as_ref()));
+    if config.pools.len() > 1 || !config.routes.is_empty() {
+        // The first line told the first pool's settings; these tell them all.
+        for line in describe(&config).lines() {
+            tracing::info!("{line}");
+        }
+    }
     let mut ready = vec![("rr-proxy", scheme, local)];
     ready.extend(redirect_addr.map(|a| ("redirect to https", "http", a)));
     ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
@@ -749,15 +740,24 @@ async fn run(
         trigger.trigger();
     });
     let admin_tls = if config.admin_tls { tls.clone() } else { None };
-    let admin_task = admin.zip(admin_security).map(|(listener, security)| {
+    let admin_service = match (admin_addr, admin_security) {
+        (Some(addr), Some(security)) => {
+            let service = AdminService::new(handle, addr, security).map_err(|e| e.to_string())?;
+            Some(match reloader {
+                Some(r) => service.with_reload(move || r.reload()),
+                None => service,
+            })
+        }
+        _ => None,
+    };
+    let admin_task = admin.zip(admin_service).map(|(listener, service)| {
         let mut s = signal.clone();
-        tokio::spawn(rr_proxy::serve_admin_https(
-            handle,
-            listener,
-            security,
-            admin_tls,
-            async move { s.triggered().await },
-        ))
+        let server = http_core::Server::new(service).shutdown_timeout(Duration::from_secs(2));
+        let server = match admin_tls {
+            Some(tls) => server.tls(tls),
+            None => server,
+        };
+        tokio::spawn(async move { server.serve(listener, async move { s.triggered().await }).await })
     });
     let redirect_task = redirect.map(|listener| {
         let mut s = signal.clone();
@@ -775,4 +775,65 @@ async fn run(
         let _ = t.await;
     }
     served.map_err(|e| format!("serving failed: {e}"))
+}
+
+/// Reads the configuration file again (with the command line's flags over
+/// it, as at start) and swaps it in: on SIGHUP and the admin's `POST /reload`.
+struct Reloader {
+    file: PathBuf,
+    cli: Cli,
+    matches: ArgMatches,
+    handle: rr_proxy::ProxyHandle,
+    /// The configuration in force, for what only a restart can change.
+    running: Mutex<ProxyConfig>,
+}
+
+impl Reloader {
+    /// What changed, or why nothing did (also logged and counted).
+    fn reload(&self) -> Result<String, String> {
+        let file = self.file.display();
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = match configure(&self.cli, &self.matches) {
+            Err(Failure::Usage(e) | Failure::Config(e)) => {
+                self.handle.reload_failed(&e);
+                Err(e)
+            }
+            Ok(new) => match needs_restart(&running, &new) {
+                Some(key) => {
+                    let e = format!("{key}: changing it needs a restart (the running configuration is kept)");
+                    self.handle.reload_failed(&e);
+                    Err(e)
+                }
+                None => match self.handle.reload(&new) {
+                    Ok(done) => {
+                        *running = new;
+                        Ok(done.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+            },
+        };
+        match &outcome {
+            Ok(done) => tracing::info!("configuration reloaded from {file}: {done}"),
+            Err(e) => tracing::warn!("configuration not reloaded from {file}, the running one is kept: {e}"),
+        }
+        outcome
+    }
+}
+
+/// The first setting of the program's own (listeners, admin, TLS files,
+/// threads, log format) that `new` changes: those need a restart.
+fn needs_restart(old: &ProxyConfig, new: &ProxyConfig) -> Option<&'static str> {
+    [
+        ("listen", old.listen != new.listen),
+        ("admin", old.admin != new.admin),
+        ("admin_token", old.admin_token != new.admin_token),
+        ("admin_hosts", old.admin_hosts != new.admin_hosts),
+        ("admin_tls", old.admin_tls != new.admin_tls),
+        ("threads", old.threads != new.threads),
+        ("log_format", old.log_format != new.log_format),
+        ("tls", old.tls != new.tls),
+    ]
+    .into_iter()
+    .find_map(|(key, changed)| changed.then_some(key))
 }
