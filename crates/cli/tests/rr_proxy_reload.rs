@@ -220,9 +220,10 @@ fn reloads_change_pools_routes_and_backends_under_load_without_a_failed_request(
     assert_eq!(get_host(proxy.addr, "api.test", "/page.html"), (200, "c".into()));
     assert_ne!(get_host(proxy.addr, "www.test", "/page.html").1, "c");
 
-    // 3. a leaves; b stays, its counter going on from where it was.
+    // 3. a leaves; b stays with a new weight, its counter going on from where it was.
     let b_before = backend_requests(admin, b.addr);
-    std::fs::write(&path, format!("{head}{}{api}", web(&[b.addr]))).unwrap();
+    let web_b = web(&[b.addr]).replace(&format!("\"{}\"", b.addr), &format!("\"{}=3\"", b.addr));
+    std::fs::write(&path, format!("{head}{web_b}{api}")).unwrap();
     proxy.process.signal("HUP");
     proxy.process.wait_for_line(&[
         "INFO",
@@ -240,11 +241,7 @@ fn reloads_change_pools_routes_and_backends_under_load_without_a_failed_request(
     assert!(served("a") <= a_after + 2, "a still gets requests after it left");
 
     // 4. A broken file: kept serving, said in the log and the admin answer.
-    std::fs::write(
-        &path,
-        format!("{head}{}{api}listen_backlog = 5\n", web(&[b.addr])),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{head}{web_b}{api}listen_backlog = 5\n")).unwrap();
     proxy.process.signal("HUP");
     let warn = proxy
         .process
@@ -259,8 +256,7 @@ fn reloads_change_pools_routes_and_backends_under_load_without_a_failed_request(
     // 5. A listener change needs a restart: refused, naming the key.
     std::fs::write(
         &path,
-        format!("{head}{}{api}", web(&[b.addr]))
-            .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\""),
+        format!("{head}{web_b}{api}").replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\""),
     )
     .unwrap();
     proxy.process.signal("HUP");
