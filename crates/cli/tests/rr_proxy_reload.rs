@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -253,16 +254,27 @@ fn reloads_change_pools_routes_and_backends_under_load_without_a_failed_request(
     assert_eq!(v["reloaded"], false, "{v}");
     assert!(v["error"].as_str().unwrap().contains("listen_backlog"), "{v}");
 
-    // 5. A listener change needs a restart: refused, naming the key.
+    // 5. A new listen address whose port is taken: refused as a whole.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let listen_at = |addr: SocketAddr| {
+        format!("{head}{web_b}{api}").replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+    };
+    std::fs::write(&path, listen_at(taken_addr)).unwrap();
+    proxy.process.signal("HUP");
+    proxy
+        .process
+        .wait_for_line(&["WARN", &format!("listen: cannot listen on {taken_addr}")]);
+    // The admin listener cannot move: a restart is needed.
     std::fs::write(
         &path,
-        format!("{head}{web_b}{api}").replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\""),
+        format!("{head}{web_b}{api}").replace("admin = \"127.0.0.1:0\"", "admin = \"127.0.0.2:0\""),
     )
     .unwrap();
     proxy.process.signal("HUP");
     proxy
         .process
-        .wait_for_line(&["WARN", "listen: changing it needs a restart"]);
+        .wait_for_line(&["WARN", "admin: changing it needs a restart"]);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     for t in clients {
@@ -275,17 +287,42 @@ fn reloads_change_pools_routes_and_backends_under_load_without_a_failed_request(
     );
     assert_eq!(get_host(proxy.addr, "api.test", "/page.html"), (200, "c".into()));
 
+    // 6. A free new address: served first, then the old one stops accepting;
+    // a request in progress on the old listener still finishes.
+    drop(taken);
+    let mut slow = std::net::TcpStream::connect(proxy.addr).unwrap();
+    slow.write_all(b"GET /page.html HTTP/1.1\r\nHost: www.test\r\n")
+        .unwrap();
+    std::fs::write(&path, listen_at(taken_addr)).unwrap();
+    proxy.process.signal("HUP");
+    proxy
+        .process
+        .wait_for_line(&["rr-proxy listening on", &taken_addr.to_string()]);
+    proxy.process.wait_for_line(&[
+        "INFO",
+        "configuration reloaded from",
+        &format!("now listening on {taken_addr}"),
+    ]);
+    assert_eq!(get_host(taken_addr, "api.test", "/page.html"), (200, "c".into()));
+    wait_for(TIMEOUT, "the old address to stop accepting", || {
+        std::net::TcpStream::connect(proxy.addr).is_err()
+    });
+    slow.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
     let v: serde_json::Value =
         serde_json::from_str(&get(&agent(), &format!("http://{admin}/stats")).text()).unwrap();
     // No request was sent twice: every one went to one backend, once.
     assert_eq!(v["retries"], 0, "{v}");
-    assert_eq!(v["reloads"]["succeeded"], 3, "{v}");
-    assert_eq!(v["reloads"]["failed"], 3, "{v}");
+    assert_eq!(v["reloads"]["succeeded"], 4, "{v}");
+    assert_eq!(v["reloads"]["failed"], 4, "{v}");
     let metrics = get(&agent(), &format!("http://{admin}/metrics")).text();
     for line in [
-        "rr_proxy_config_reloads_total{result=\"success\"} 3\n",
-        "rr_proxy_config_reloads_total{result=\"failure\"} 3\n",
-        "rr_proxy_config_last_reload_success 0\n",
+        "rr_proxy_config_reloads_total{result=\"success\"} 4\n",
+        "rr_proxy_config_reloads_total{result=\"failure\"} 4\n",
+        "rr_proxy_config_last_reload_success 1\n",
     ] {
         assert!(metrics.contains(line), "{line:?} not in {metrics}");
     }

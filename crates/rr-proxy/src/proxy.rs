@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http_core::{Limits, Server, ShutdownSignal};
+use http_core::{Limits, Server, ShutdownSignal, ShutdownTrigger};
 use tokio::net::TcpListener;
 
 use crate::balancer::{Balancer, Common, Config};
@@ -401,10 +401,18 @@ pub(crate) struct Shared {
     /// without a configuration).
     pub config: Config,
     pub reloads: ReloadStatus,
-    /// While serving: the signal new pools' tasks stop on.
-    serving: Mutex<Option<ShutdownSignal>>,
+    /// While serving (on one listener or more): the signal the pools' tasks
+    /// stop on.
+    serving: Mutex<Option<Serving>>,
     /// One reload at a time.
     pub reload_lock: Mutex<()>,
+}
+
+/// The pools' tasks run while at least one listener is served.
+struct Serving {
+    trigger: ShutdownTrigger,
+    signal: ShutdownSignal,
+    listeners: usize,
 }
 
 impl Shared {
@@ -413,37 +421,65 @@ impl Shared {
         self.table.load().default_pool().map(|p| p.balancer.clone())
     }
 
-    /// Starts the pools' tasks, and those of pools a reload brings later.
-    fn start(&self, signal: ShutdownSignal) {
-        let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
-        for p in &self.table.load().pools {
-            p.start(&signal);
-        }
-        *serving = Some(signal);
+    fn serving(&self) -> std::sync::MutexGuard<'_, Option<Serving>> {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a new table's pools when the proxy is serving.
-    pub fn start_pools(&self, table: &Table) {
-        let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(signal) = serving.as_ref() {
-            for p in &table.pools {
-                p.start(signal);
+    /// A listener starts being served: the first starts the pools' tasks
+    /// (and those of pools a reload brings later).
+    fn enter(&self) {
+        let mut serving = self.serving();
+        match serving.as_mut() {
+            Some(s) => s.listeners += 1,
+            None => {
+                let (trigger, signal) = ShutdownSignal::new();
+                for p in &self.table.load().pools {
+                    p.start(&signal);
+                }
+                *serving = Some(Serving {
+                    trigger,
+                    signal,
+                    listeners: 1,
+                });
             }
         }
     }
 
-    /// After the shutdown signal fired: no new tasks, and the pools' tasks ended.
-    async fn stop(&self) {
-        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
+    /// A listener is no longer served; true when it was the last (the
+    /// pools' tasks were told to stop).
+    fn leave(&self) -> bool {
+        let mut serving = self.serving();
+        let last = serving.as_mut().is_some_and(|s| {
+            s.listeners -= 1;
+            s.listeners == 0
+        });
+        if last {
+            if let Some(s) = serving.take() {
+                s.trigger.trigger();
+            }
+        }
+        last
+    }
+
+    /// Starts a new table's pools when the proxy is serving.
+    pub fn start_pools(&self, table: &Table) {
+        if let Some(s) = self.serving().as_ref() {
+            for p in &table.pools {
+                p.start(&s.signal);
+            }
+        }
+    }
+
+    /// After the last listener: waits for the pools' tasks to end.
+    async fn join(&self) {
         let table = self.table.load_full();
         for p in &table.pools {
             p.join().await;
         }
     }
 
-    /// Stops the pools' tasks at once (the serving future was dropped).
+    /// Stops the pools' tasks at once (the last serving future was dropped).
     fn abort(&self) {
-        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
         for p in &self.table.load().pools {
             p.stop();
         }
@@ -452,9 +488,23 @@ impl Shared {
 
 /// A load balancer ready to serve. Build it with [`Proxy::builder`], keep a
 /// [`ProxyHandle`] for stats and run-time changes, then [`serve`](Proxy::serve).
+///
+/// A clone is the same proxy (pools, counters, hooks): serving a clone on
+/// another listener serves both; to move to a new address without dropping
+/// a request, serve a clone on the new listener, then resolve the old one's
+/// shutdown future (its requests in progress finish).
 pub struct Proxy<H = NoHooks> {
     shared: Arc<Shared>,
     hooks: Arc<H>,
+}
+
+impl<H> Clone for Proxy<H> {
+    fn clone(&self) -> Self {
+        Proxy {
+            shared: self.shared.clone(),
+            hooks: self.hooks.clone(),
+        }
+    }
 }
 
 impl<H> std::fmt::Debug for Proxy<H> {
@@ -495,14 +545,14 @@ impl<H: ProxyHooks> Proxy<H> {
 
     /// Serves clients accepted on `listener` until `shutdown` resolves, then stops
     /// accepting, lets in-flight requests finish (within the shutdown timeout) and
-    /// returns. Runs each pool's health checker and discovery sources meanwhile.
-    /// HTTP mode serves through [`http_core::Server`]; TCP mode copies bytes per
-    /// connection.
+    /// returns. Runs each pool's health checker and discovery sources meanwhile
+    /// (while any clone serves). HTTP mode serves through [`http_core::Server`];
+    /// TCP mode copies bytes per connection.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        let (trigger, signal) = ShutdownSignal::new();
-        self.shared.start(signal);
-        // The pools' tasks stop with the proxy, also when this future is dropped.
-        let guard = StopOnDrop(self.shared.clone());
+        self.shared.enter();
+        // The pools' tasks stop with the last listener, also when this future
+        // is dropped.
+        let mut guard = LeaveOnDrop(Some(self.shared.clone()));
         let config = &self.shared.config;
         let result = match config.mode {
             Mode::Http => {
@@ -522,19 +572,25 @@ impl<H: ProxyHooks> Proxy<H> {
             }
             Mode::Tcp => crate::tcp::serve(self.shared.clone(), listener, shutdown).await,
         };
-        trigger.trigger();
-        self.shared.stop().await;
-        drop(guard);
+        guard.0 = None;
+        if self.shared.leave() {
+            self.shared.join().await;
+        }
         result
     }
 }
 
-/// Stops the pools' tasks when dropped.
-struct StopOnDrop(Arc<Shared>);
+/// Leaves the serving count when dropped before the end, stopping the
+/// pools' tasks at once when it was the last listener.
+struct LeaveOnDrop(Option<Arc<Shared>>);
 
-impl Drop for StopOnDrop {
+impl Drop for LeaveOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(shared) = self.0.take() {
+            if shared.leave() {
+                shared.abort();
+            }
+        }
     }
 }
 

@@ -322,3 +322,83 @@ pub struct ReloadStats {
     /// What the last reload changed, or why it was refused.
     pub last_message: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{BackendState, Proxy, ProxyConfig, ProxyError};
+
+    fn config(text: &str) -> ProxyConfig {
+        ProxyConfig::from_toml_str(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn kept_backends_keep_their_state_and_take_new_weights() {
+        let proxy = Proxy::builder()
+            .config(&config(
+                "[[pool]]\nname = \"web\"\nbackends = [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n",
+            ))
+            .unwrap()
+            .build()
+            .unwrap();
+        let h = proxy.handle();
+        h.drain("10.0.0.2:80".parse().unwrap()).unwrap();
+        let done = h
+            .reload(&config(
+                "[[pool]]\nname = \"web\"\nbackends = [\"10.0.0.2:80=2\", \"10.0.0.3:80\"]\n\
+                 [[pool]]\nname = \"api\"\nbackends = [\"10.0.0.1:80\"]\n\
+                 [[route]]\npath = \"/api\"\npool = \"api\"\n[[route]]\npool = \"web\"\n",
+            ))
+            .unwrap();
+        assert_eq!((done.pools, done.routes, done.added, done.removed), (2, 2, 2, 1));
+        let stats = h.stats();
+        let find = |pool: &str, addr: &str| {
+            stats
+                .backends
+                .iter()
+                .find(|b| b.pool == pool && b.addr.to_string() == addr)
+                .cloned()
+                .unwrap_or_else(|| panic!("{pool} {addr}"))
+        };
+        let b = find("web", "10.0.0.2:80");
+        assert_eq!((b.state, b.weight), (BackendState::Draining, 2));
+        assert_eq!(find("web", "10.0.0.3:80").state, BackendState::Healthy);
+        // The same address in another pool is another backend.
+        assert_eq!(find("api", "10.0.0.1:80").state, BackendState::Healthy);
+        assert_eq!(stats.backends.len(), 3);
+        assert_eq!(h.pools(), ["web", "api"]);
+        // The drained backend is not eligible in the new pool either.
+        assert_eq!(stats.pools[0].eligible, 1);
+    }
+
+    #[test]
+    fn a_change_that_needs_a_restart_is_refused_and_counted() {
+        let text = "[[pool]]\nname = \"web\"\nbackends = [\"10.0.0.1:80\"]\n";
+        let proxy = Proxy::builder().config(&config(text)).unwrap().build().unwrap();
+        let h = proxy.handle();
+        let tcp = config(&format!("mode = \"tcp\"\n{text}"));
+        assert_eq!(h.reload(&tcp), Err(ProxyError::NeedsRestart("mode")));
+        let slow = config(&format!("header_timeout = \"1s\"\n{text}"));
+        assert_eq!(h.reload(&slow), Err(ProxyError::NeedsRestart("header_timeout")));
+        h.reload_failed("test.toml:1:1: x: bad");
+        let r = h.stats().reloads;
+        assert_eq!((r.succeeded, r.failed, r.last_succeeded), (0, 3, Some(false)));
+        assert_eq!(r.last_message.as_deref(), Some("test.toml:1:1: x: bad"));
+        assert_eq!(h.stats().backends.len(), 1);
+    }
+
+    #[test]
+    fn an_ejection_through_the_old_pool_reaches_its_successor() {
+        let text = "[[pool]]\nname = \"web\"\nbackends = [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n";
+        let proxy = Proxy::builder().config(&config(text)).unwrap().build().unwrap();
+        let old = proxy.shared();
+        proxy.handle().reload(&config(text)).unwrap();
+        let new = proxy.shared();
+        assert!(!std::sync::Arc::ptr_eq(&old, &new));
+        // A request still on the old pool ejects a backend.
+        let b = old.find("10.0.0.1:80".parse().unwrap()).unwrap();
+        for _ in 0..10 {
+            old.failure(&b, crate::FailureReason::ConnectTimeout);
+        }
+        assert_eq!(new.eligible().len(), 1, "the new pool still offers the ejected backend");
+    }
+}

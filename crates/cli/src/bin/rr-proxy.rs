@@ -673,22 +673,6 @@ async fn run(
     }
     let proxy = builder.build().map_err(|e| e.to_string())?;
     let handle = proxy.handle();
-    // With a file: SIGHUP and the admin's POST /reload read it again.
-    let reloader = cli.config.clone().map(|file| {
-        Arc::new(Reloader {
-            file,
-            cli,
-            matches,
-            handle: handle.clone(),
-            running: Mutex::new(config.clone()),
-        })
-    });
-    if let Some(r) = &reloader {
-        let r = r.clone();
-        cli::reload_on_hup("the configuration file", move || {
-            let _ = r.reload();
-        });
-    }
 
     let listener = cli::bind(config.listen).await?;
     let admin = match config.admin {
@@ -715,6 +699,36 @@ async fn run(
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     let admin_scheme = if config.admin_tls { "https" } else { "http" };
+    let (trigger, signal) = ShutdownSignal::new();
+    tokio::spawn(async move {
+        stop.await;
+        trigger.trigger();
+    });
+    let serving = Arc::new(ProxyListener {
+        proxy,
+        scheme,
+        stop: signal.clone(),
+        current: Mutex::new(None),
+        tasks: Mutex::new(Vec::new()),
+    });
+    serving.serve(listener, local);
+    // With a file: SIGHUP and the admin's POST /reload read it again.
+    let reloader = cli.config.clone().map(|file| {
+        Arc::new(Reloader {
+            file,
+            cli,
+            matches,
+            handle: handle.clone(),
+            running: Mutex::new(config.clone()),
+            listener: serving.clone(),
+        })
+    });
+    if let Some(r) = &reloader {
+        let r = r.clone();
+        cli::reload_on_hup("the configuration file", move || {
+            let _ = r.reload();
+        });
+    }
     cli::announce_url("rr-proxy", scheme, local);
     if let Some(a) = redirect_addr {
         cli::announce("redirect to https", a);
@@ -734,11 +748,6 @@ async fn run(
     ready.extend(admin_addr.map(|a| ("admin", admin_scheme, a)));
     cli::notify_ready(&ready);
 
-    let (trigger, signal) = ShutdownSignal::new();
-    tokio::spawn(async move {
-        stop.await;
-        trigger.trigger();
-    });
     let admin_tls = if config.admin_tls { tls.clone() } else { None };
     let admin_service = match (admin_addr, admin_security) {
         (Some(addr), Some(security)) => {
@@ -767,7 +776,8 @@ async fn run(
         tokio::spawn(async move { server.serve(listener, async move { s.triggered().await }).await })
     });
     let mut s = signal.clone();
-    let served = proxy.serve(listener, async move { s.triggered().await }).await;
+    s.triggered().await;
+    let served = serving.finish().await;
     if let Some(t) = admin_task {
         let _ = t.await;
     }
@@ -786,6 +796,8 @@ struct Reloader {
     handle: rr_proxy::ProxyHandle,
     /// The configuration in force, for what only a restart can change.
     running: Mutex<ProxyConfig>,
+    /// Where the proxy listens: a new `listen` moves it.
+    listener: Arc<ProxyListener>,
 }
 
 impl Reloader {
@@ -804,13 +816,42 @@ impl Reloader {
                     self.handle.reload_failed(&e);
                     Err(e)
                 }
-                None => match self.handle.reload(&new) {
-                    Ok(done) => {
-                        *running = new;
-                        Ok(done.to_string())
+                None => {
+                    // The new address is bound before anything changes, so
+                    // that a port in use fails the reload as a whole.
+                    let moved = if new.listen == running.listen {
+                        Ok(None)
+                    } else {
+                        http_core::listen(new.listen).map(Some).map_err(|e| {
+                            let e = format!("listen: cannot listen on {}: {e}", new.listen);
+                            self.handle.reload_failed(&e);
+                            e
+                        })
+                    };
+                    match moved.and_then(|l| {
+                        self.handle
+                            .reload(&new)
+                            .map(|d| (l, d))
+                            .map_err(|e| e.to_string())
+                    }) {
+                        Ok((moved, done)) => {
+                            let mut message = done.to_string();
+                            if let Some(l) = moved {
+                                match l.local_addr() {
+                                    Ok(addr) => {
+                                        self.listener.serve(l, addr);
+                                        cli::announce_url("rr-proxy", self.listener.scheme, addr);
+                                        message.push_str(&format!("; now listening on {addr}"));
+                                    }
+                                    Err(e) => tracing::warn!("the new listener has no address: {e}"),
+                                }
+                            }
+                            *running = new;
+                            Ok(message)
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e.to_string()),
-                },
+                }
             },
         };
         match &outcome {
@@ -821,11 +862,15 @@ impl Reloader {
     }
 }
 
-/// The first setting of the program's own (listeners, admin, TLS files,
-/// threads, log format) that `new` changes: those need a restart.
+/// The first setting of the program's own (the admin and redirect
+/// listeners, the admin's security, TLS files, threads, log format) that
+/// `new` changes: those need a restart. `listen` moves (but not beside a
+/// redirect listener, which points at its port).
 fn needs_restart(old: &ProxyConfig, new: &ProxyConfig) -> Option<&'static str> {
+    // The redirect listener sends clients to the proxy's port.
+    let redirecting = old.tls.as_ref().is_some_and(|t| t.redirect_http.is_some());
     [
-        ("listen", old.listen != new.listen),
+        ("listen", redirecting && old.listen != new.listen),
         ("admin", old.admin != new.admin),
         ("admin_token", old.admin_token != new.admin_token),
         ("admin_hosts", old.admin_hosts != new.admin_hosts),
@@ -836,4 +881,63 @@ fn needs_restart(old: &ProxyConfig, new: &ProxyConfig) -> Option<&'static str> {
     ]
     .into_iter()
     .find_map(|(key, changed)| changed.then_some(key))
+}
+
+/// The proxy's listener. A reload that changes `listen` moves it: the new
+/// address is bound and served first, then the old listener stops accepting
+/// and its connections finish their requests and close (within the
+/// shutdown timeout), as at shutdown.
+struct ProxyListener {
+    proxy: Proxy,
+    scheme: &'static str,
+    /// Fires at the process's shutdown.
+    stop: ShutdownSignal,
+    /// The listener served now: its address and what stops it alone.
+    current: Mutex<Option<(SocketAddr, http_core::ShutdownTrigger)>>,
+    /// Every listener's serving task, the retired ones included.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+impl ProxyListener {
+    /// Serves `listener` (at `addr`), then retires the one served before.
+    fn serve(&self, listener: tokio::net::TcpListener, addr: SocketAddr) {
+        let (trigger, mut own) = ShutdownSignal::new();
+        let mut stop = self.stop.clone();
+        let until = async move {
+            tokio::select! {
+                () = stop.triggered() => {}
+                () = own.triggered() => {}
+            }
+        };
+        let task = tokio::spawn(self.proxy.clone().serve(listener, until));
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        let old = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace((addr, trigger));
+        if let Some((old, trigger)) = old {
+            tracing::info!("stopped listening on {old}: its requests in progress finish");
+            trigger.trigger();
+        }
+    }
+
+    /// After the shutdown signal: waits for every listener's connections to
+    /// finish; the first error, if any.
+    async fn finish(&self) -> std::io::Result<()> {
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let mut result = Ok(());
+        for t in tasks {
+            let r = t.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
 }
