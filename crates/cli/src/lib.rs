@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod listener;
 mod logfmt;
 mod strategy;
 
+pub use listener::{bind_now, MovingListener, ServeFn, Until};
 pub use logfmt::LogFormat;
 pub use strategy::StrategyArgs;
 
@@ -156,7 +158,7 @@ impl Future for Stop {
 pub const SIGNALS_HELP: &str = "Signals: SIGINT or SIGTERM stops accepting, lets requests in flight finish \
      (for at most --shutdown-timeout) and exits 0; a second SIGINT or SIGTERM during that wait exits at once \
      (status 130 or 143). SIGHUP reloads the TLS certificates and keys (--tls-cert, --tls-key) and the configuration file \
-     (static-server --config); a bad new file keeps the old ones, with a warning saying why; without either it \
+     (static-server --config, rr-proxy --config); a bad new file keeps the old ones, with a warning saying why; without either it \
      is logged and ignored. \
      With NOTIFY_SOCKET set (systemd Type=notify) it sends READY=1 once every listener is bound and \
      STOPPING=1 when shutdown starts.";
@@ -331,13 +333,15 @@ pub fn notify_ready(listeners: &[(&str, &str, SocketAddr)]) {
 
 /// Binds a listener, turning the error into a message that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    http_core::listen(addr).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!("cannot listen on {addr}: the port is already in use")
-        } else {
-            format!("cannot listen on {addr}: {e}")
-        }
-    })
+    http_core::listen(addr).map_err(|e| bind_error(addr, &e))
+}
+
+fn bind_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("cannot listen on {addr}: the port is already in use")
+    } else {
+        format!("cannot listen on {addr}: {e}")
+    }
 }
 
 /// Prints the line that tells users (and scripts) where the server is, at once.

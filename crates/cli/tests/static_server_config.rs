@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -284,19 +285,43 @@ fn sighup_reloads_the_file_while_clients_keep_getting_answers() {
     assert_eq!(r.text(), "two\n");
     r.expect("X-Version", "v2");
 
-    // A listener change is refused, naming the key.
-    std::fs::write(
-        &path,
-        file("two", "v2").replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\""),
-    )
-    .unwrap();
+    // A new listen address whose port is taken: refused as a whole.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let listen_at = |addr: SocketAddr| {
+        file("two", "v2").replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""))
+    };
+    std::fs::write(&path, listen_at(taken_addr)).unwrap();
+    srv.process.signal("HUP");
+    srv.process.wait_for_line(&[
+        "WARN",
+        "configuration not reloaded",
+        &format!("listen: cannot listen on {taken_addr}"),
+    ]);
+    // A free one: served first, then the old listener stops accepting while
+    // a request in progress on it still finishes.
+    drop(taken);
+    let mut slow = std::net::TcpStream::connect(srv.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    std::fs::write(&path, listen_at(taken_addr)).unwrap();
     srv.process.signal("HUP");
     srv.process
-        .wait_for_line(&["WARN", "listen changed: restart the server to change it"]);
+        .wait_for_line(&["static-server listening on", &taken_addr.to_string()]);
+    srv.process
+        .wait_for_line(&["INFO", "configuration reloaded from"]);
+    let r = get(&agent(), &format!("http://{taken_addr}/"));
+    assert_eq!(r.text(), "two\n");
+    wait_for(TIMEOUT, "the old address to stop accepting", || {
+        std::net::TcpStream::connect(srv.addr).is_err()
+    });
+    slow.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
 
     let text = get(&agent(), &format!("http://{metrics}/metrics")).text();
     assert!(
-        text.contains("static_server_config_reloads_total{result=\"success\"} 1\n"),
+        text.contains("static_server_config_reloads_total{result=\"success\"} 2\n"),
         "{text}"
     );
     assert!(
@@ -304,7 +329,7 @@ fn sighup_reloads_the_file_while_clients_keep_getting_answers() {
         "{text}"
     );
     assert!(
-        text.contains("static_server_config_last_reload_success 0\n"),
+        text.contains("static_server_config_last_reload_success 1\n"),
         "{text}"
     );
     let stamp = text

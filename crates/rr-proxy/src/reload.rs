@@ -399,6 +399,10 @@ mod tests {
         for _ in 0..10 {
             old.failure(&b, crate::FailureReason::ConnectTimeout);
         }
-        assert_eq!(new.eligible().len(), 1, "the new pool still offers the ejected backend");
+        assert_eq!(
+            new.eligible().len(),
+            1,
+            "the new pool still offers the ejected backend"
+        );
     }
 }

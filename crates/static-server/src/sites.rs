@@ -18,8 +18,12 @@ pub enum ReloadError {
     /// The file could not be read, parsed or checked, or a site not built.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A setting only a restart can change (the listening address, the
-    /// metrics address, threads, timeouts, the connection limit) differs.
+    /// A setting only a restart can change (the metrics address, threads,
+    /// timeouts, the connection limit, TLS files; the listening address
+    /// beside a redirect listener) differs. A new listening address alone is
+    /// not refused: moving the listener is the program's (the
+    /// `static-server` binary binds the new address first, then retires the
+    /// old listener).
     #[error("{0} changed: restart the server to change it (the running configuration is kept)")]
     RestartNeeded(&'static str),
     /// This server was not made with [`StaticFiles::from_sites`].
@@ -181,7 +185,9 @@ pub(crate) fn counts(inner: &Inner) -> Option<ReloadCounts> {
 fn restart_needed(old: &SiteSet, new: &SiteSet) -> Option<&'static str> {
     let (a, b) = (old.server(), new.server());
     [
-        ("listen", a.listen != b.listen),
+        // The listener is the program's to move (the binary binds the new
+        // address first); not beside a redirect listener, which names its port.
+        ("listen", a.listen != b.listen && a.redirect_http.is_some()),
         ("metrics", a.metrics != b.metrics),
         ("threads", a.threads != b.threads),
         ("log_format", a.log_format != b.log_format),

@@ -704,13 +704,10 @@ async fn run(
         stop.await;
         trigger.trigger();
     });
-    let serving = Arc::new(ProxyListener {
-        proxy,
-        scheme,
-        stop: signal.clone(),
-        current: Mutex::new(None),
-        tasks: Mutex::new(Vec::new()),
-    });
+    let serving = Arc::new(cli::MovingListener::new(
+        signal.clone(),
+        Box::new(move |l, until| tokio::spawn(proxy.clone().serve(l, until))),
+    ));
     serving.serve(listener, local);
     // With a file: SIGHUP and the admin's POST /reload read it again.
     let reloader = cli.config.clone().map(|file| {
@@ -721,6 +718,7 @@ async fn run(
             handle: handle.clone(),
             running: Mutex::new(config.clone()),
             listener: serving.clone(),
+            scheme,
         })
     });
     if let Some(r) = &reloader {
@@ -797,7 +795,8 @@ struct Reloader {
     /// The configuration in force, for what only a restart can change.
     running: Mutex<ProxyConfig>,
     /// Where the proxy listens: a new `listen` moves it.
-    listener: Arc<ProxyListener>,
+    listener: Arc<cli::MovingListener>,
+    scheme: &'static str,
 }
 
 impl Reloader {
@@ -822,8 +821,8 @@ impl Reloader {
                     let moved = if new.listen == running.listen {
                         Ok(None)
                     } else {
-                        http_core::listen(new.listen).map(Some).map_err(|e| {
-                            let e = format!("listen: cannot listen on {}: {e}", new.listen);
+                        cli::bind_now(new.listen).map(Some).map_err(|e| {
+                            let e = format!("listen: {e}");
                             self.handle.reload_failed(&e);
                             e
                         })
@@ -840,7 +839,7 @@ impl Reloader {
                                 match l.local_addr() {
                                     Ok(addr) => {
                                         self.listener.serve(l, addr);
-                                        cli::announce_url("rr-proxy", self.listener.scheme, addr);
+                                        cli::announce_url("rr-proxy", self.scheme, addr);
                                         message.push_str(&format!("; now listening on {addr}"));
                                     }
                                     Err(e) => tracing::warn!("the new listener has no address: {e}"),
@@ -881,63 +880,4 @@ fn needs_restart(old: &ProxyConfig, new: &ProxyConfig) -> Option<&'static str> {
     ]
     .into_iter()
     .find_map(|(key, changed)| changed.then_some(key))
-}
-
-/// The proxy's listener. A reload that changes `listen` moves it: the new
-/// address is bound and served first, then the old listener stops accepting
-/// and its connections finish their requests and close (within the
-/// shutdown timeout), as at shutdown.
-struct ProxyListener {
-    proxy: Proxy,
-    scheme: &'static str,
-    /// Fires at the process's shutdown.
-    stop: ShutdownSignal,
-    /// The listener served now: its address and what stops it alone.
-    current: Mutex<Option<(SocketAddr, http_core::ShutdownTrigger)>>,
-    /// Every listener's serving task, the retired ones included.
-    tasks: Mutex<Vec<tokio::task::JoinHandle<std::io::Result<()>>>>,
-}
-
-impl ProxyListener {
-    /// Serves `listener` (at `addr`), then retires the one served before.
-    fn serve(&self, listener: tokio::net::TcpListener, addr: SocketAddr) {
-        let (trigger, mut own) = ShutdownSignal::new();
-        let mut stop = self.stop.clone();
-        let until = async move {
-            tokio::select! {
-                () = stop.triggered() => {}
-                () = own.triggered() => {}
-            }
-        };
-        let task = tokio::spawn(self.proxy.clone().serve(listener, until));
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task);
-        let old = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace((addr, trigger));
-        if let Some((old, trigger)) = old {
-            tracing::info!("stopped listening on {old}: its requests in progress finish");
-            trigger.trigger();
-        }
-    }
-
-    /// After the shutdown signal: waits for every listener's connections to
-    /// finish; the first error, if any.
-    async fn finish(&self) -> std::io::Result<()> {
-        let tasks: Vec<_> = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
-        let mut result = Ok(());
-        for t in tasks {
-            let r = t.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    }
 }

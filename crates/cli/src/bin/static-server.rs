@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Parser, Subcommand, ValueEnum};
 
-use http_core::Limits;
+use http_core::{Limits, ShutdownSignal};
 use static_server::config::{ConfigError, SiteSet, StaticConfig};
 use static_server::{Coding, CompressionLevel, HeaderRule, StaticFiles, SymlinkPolicy};
 
@@ -473,29 +474,61 @@ async fn run_config(
     bound.notify_ready();
     let path = args.config.clone().unwrap_or_default();
     let reloading = files.clone();
-    cli::reload_on_hup("the configuration file", move || {
-        let result = reloading.reload_with(|| {
-            let cfg = load(&path, &args, &matches)?;
-            let set: SiteSet = cfg.build()?;
-            Ok(match &tls {
-                Some(tls) => set.with_tls(tls.clone()),
-                None => set,
-            })
-        });
-        match result {
-            Ok(()) => {
-                let sites = reloading
-                    .current_sites()
-                    .map(|s| s.summary().join("; "))
-                    .unwrap_or_default();
-                tracing::info!("configuration reloaded from {}: sites: {sites}", path.display());
-            }
-            Err(e) => tracing::warn!("configuration not reloaded, the running one is kept: {e}"),
-        }
-    });
-
-    bound.serve(files, stop).await
+    let scheme = bound.scheme;
+    let running_listen = Mutex::new(cfg.server.listen);
+    bound
+        .serve(files, stop, move |listener| {
+            cli::reload_on_hup("the configuration file", move || {
+                // A new address is bound while the file is read, before
+                // anything changes: a port in use fails the reload as a whole.
+                let mut moved = None;
+                let result = reloading.reload_with(|| {
+                    let cfg = load(&path, &args, &matches)?;
+                    let listen = cfg.server.listen;
+                    if listen != *running_listen.lock().unwrap_or_else(|e| e.into_inner()) {
+                        let addr = listen.unwrap_or(DEFAULT_LISTEN);
+                        let bound = cli::bind_now(addr).map_err(|message| ConfigError {
+                            file: cfg.file.clone(),
+                            line: 0,
+                            column: 0,
+                            key: "listen".into(),
+                            message,
+                        })?;
+                        moved = Some((listen, bound));
+                    }
+                    let set: SiteSet = cfg.build()?;
+                    Ok(match &tls {
+                        Some(tls) => set.with_tls(tls.clone()),
+                        None => set,
+                    })
+                });
+                match result {
+                    Ok(()) => {
+                        if let Some((listen, bound)) = moved {
+                            match bound.local_addr() {
+                                Ok(addr) => {
+                                    listener.serve(bound, addr);
+                                    cli::announce_url("static-server", scheme, addr);
+                                    *running_listen.lock().unwrap_or_else(|e| e.into_inner()) = listen;
+                                }
+                                Err(e) => tracing::warn!("the new listener has no address: {e}"),
+                            }
+                        }
+                        let sites = reloading
+                            .current_sites()
+                            .map(|s| s.summary().join("; "))
+                            .unwrap_or_default();
+                        tracing::info!("configuration reloaded from {}: sites: {sites}", path.display());
+                    }
+                    Err(e) => tracing::warn!("configuration not reloaded, the running one is kept: {e}"),
+                }
+            });
+        })
+        .await
 }
+
+/// `--listen`'s default, for a file that gives no `listen`.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
 
 /// The start-up summary: what this instance serves and how.
 fn summary(
@@ -633,7 +666,7 @@ async fn run(args: Args, stop: cli::Stop) -> Result<(), String> {
     );
     bound.notify_ready();
 
-    bound.serve(files, stop).await
+    bound.serve(files, stop, |_| {}).await
 }
 
 /// The file, metrics and redirect listeners, bound and announced.
@@ -710,9 +743,27 @@ impl Listeners {
 
     /// Serves `files` until `stop`, then drains. The metrics and redirect
     /// listeners run until the file server has drained: a scrape during the
-    /// drain still sees the numbers move.
-    async fn serve(self, files: StaticFiles, stop: cli::Stop) -> Result<(), String> {
+    /// drain still sees the numbers move. `started` gets the file listener
+    /// once it is served (a reload may move it).
+    async fn serve(
+        self,
+        files: StaticFiles,
+        stop: cli::Stop,
+        started: impl FnOnce(Arc<cli::MovingListener>),
+    ) -> Result<(), String> {
         let port = self.addr.port();
+        let (trigger, signal) = ShutdownSignal::new();
+        tokio::spawn(async move {
+            stop.await;
+            trigger.trigger();
+        });
+        let serving = files.clone();
+        let listener = Arc::new(cli::MovingListener::new(
+            signal.clone(),
+            Box::new(move |l, until| tokio::spawn(serving.clone().serve(l, until))),
+        ));
+        listener.serve(self.files, self.addr);
+        started(listener.clone());
         let metrics_task = self.metrics.map(|listener| {
             let mut m = files.metrics();
             if let (true, Some(tls)) = (self.metrics_tls, files.tls()) {
@@ -728,7 +779,9 @@ impl Listeners {
                     .await
             })
         });
-        let served = files.serve(self.files, stop).await;
+        let mut s = signal;
+        s.triggered().await;
+        let served = listener.finish().await;
         for t in [metrics_task, redirect_task].into_iter().flatten() {
             t.abort();
             let _ = t.await;
