@@ -10,30 +10,14 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use common::{assert_one_error_line, run, static_root, Server, RR_PROXY, STATIC_SERVER};
+use common::{assert_one_error_line, run, Server, RR_PROXY};
 use test_support::{agent, TempDir};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rr-proxy.toml")
 }
 
-fn start_backend(id: &str) -> Server {
-    let root = static_root();
-    Server::start(
-        STATIC_SERVER,
-        "static-server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--server-id",
-            id,
-            "--threads",
-            "1",
-        ],
-    )
-}
+use common::start_static_backend as start_backend;
 
 /// Who answered `n` requests for page.html through `proxy`.
 fn served_by(proxy: SocketAddr, n: usize) -> BTreeMap<String, usize> {

@@ -13,26 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{static_root, Server, RR_PROXY, STATIC_SERVER};
+use common::{Server, RR_PROXY};
 use test_support::{agent, call, exchange, get, status_of, wait_for, TempDir, TIMEOUT};
 
-fn start_backend(id: &str) -> Server {
-    let root = static_root();
-    Server::start(
-        STATIC_SERVER,
-        "static-server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--server-id",
-            id,
-            "--threads",
-            "1",
-        ],
-    )
-}
+use common::start_static_backend as start_backend;
 
 /// `GET path` with `Host: host` on a fresh connection: (status, `X-Served-By`).
 fn get_host(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {

@@ -368,15 +368,7 @@ impl Balancer {
 
     /// What discovery source `index` holds now: each address with the weight it gave.
     pub fn discovered(&self, index: usize) -> Vec<(SocketAddr, u32)> {
-        self.owners()
-            .iter()
-            .filter_map(|(a, o)| {
-                o.sources
-                    .iter()
-                    .find(|&&(i, _)| i == index)
-                    .map(|&(_, w)| (*a, w))
-            })
-            .collect()
+        held_by(&self.owners(), index).into_iter().collect()
     }
 
     /// A fresh backend id, unique in the proxy.
@@ -404,15 +396,7 @@ impl Balancer {
     /// diff from the source's view; the caller refreshes the eligible set.
     pub fn apply_discovered(&self, index: usize, new: &BTreeMap<SocketAddr, u32>) -> Diff {
         let mut owners = self.owners();
-        let old: BTreeMap<SocketAddr, u32> = owners
-            .iter()
-            .filter_map(|(a, o)| {
-                o.sources
-                    .iter()
-                    .find(|&&(i, _)| i == index)
-                    .map(|&(_, w)| (*a, w))
-            })
-            .collect();
+        let old = held_by(&owners, index);
         let d = crate::discovery::diff(&old, new);
         if d.is_empty() {
             return d;
@@ -503,4 +487,17 @@ impl Balancer {
             .cloned()
             .ok_or(ProxyError::UnknownBackend(addr))
     }
+}
+
+/// What source `index` holds in `owners`: each address with the weight it gave.
+fn held_by(owners: &HashMap<SocketAddr, Owners>, index: usize) -> BTreeMap<SocketAddr, u32> {
+    owners
+        .iter()
+        .filter_map(|(a, o)| {
+            o.sources
+                .iter()
+                .find(|&&(i, _)| i == index)
+                .map(|&(_, w)| (*a, w))
+        })
+        .collect()
 }

@@ -315,3 +315,23 @@ pub fn assert_help_and_version(bin: &str, name: &str, flags: &[&str]) {
         format!("{name} {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A `static-server` binary serving the demo site on a free port of
+/// 127.0.0.1 with one thread, naming itself `id` in `X-Served-By`.
+pub fn start_static_backend(id: &str) -> Server {
+    let root = static_root();
+    Server::start(
+        STATIC_SERVER,
+        "static-server",
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--server-id",
+            id,
+            "--threads",
+            "1",
+        ],
+    )
+}
