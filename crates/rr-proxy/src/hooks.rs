@@ -263,6 +263,9 @@ pub enum FailureKind {
     Closed,
     /// The response head was malformed, or switched to a protocol not offered.
     BadResponse,
+    /// The TLS handshake with an `https://` backend failed (its certificate
+    /// was refused, or it refused ours).
+    Tls,
 }
 
 impl FailureKind {

@@ -96,6 +96,7 @@
 
 pub mod admin;
 mod backend;
+mod backend_tls;
 mod balancer;
 mod config;
 pub mod config_file;
@@ -110,9 +111,11 @@ mod reason;
 mod stats;
 mod strategy;
 mod tcp;
+mod transport;
 
 pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
+pub use backend_tls::{BackendTls, BackendTlsError, BackendTlsStats, TlsFailure};
 pub use config::{
     parse_duration, parse_duration_or_zero, parse_listen, parse_resolver, parse_status_range, BackendSource,
     BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_DURATION, MAX_WEIGHT,

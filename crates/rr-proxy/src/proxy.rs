@@ -42,6 +42,8 @@ pub struct ProxyBuilder<H = NoHooks> {
     strategy: Box<dyn Strategy>,
     config: Config,
     hooks: H,
+    /// `https://` backends and their trust anchors (see `backend_tls.rs`).
+    pub(crate) upstream_tls: crate::backend_tls::Setup,
 }
 
 impl<H> std::fmt::Debug for ProxyBuilder<H> {
@@ -77,8 +79,10 @@ impl Default for ProxyBuilder {
                 shutdown_timeout: Duration::from_secs(10),
                 tls: None,
                 h2c: false,
+                backend_tls: None,
             },
             hooks: NoHooks,
+            upstream_tls: Default::default(),
         }
     }
 }
@@ -93,6 +97,7 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
             strategy: self.strategy,
             config: self.config,
             hooks,
+            upstream_tls: self.upstream_tls,
         }
     }
 
@@ -240,7 +245,7 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
     }
 
     /// Checks the settings and builds the proxy.
-    pub fn build(self) -> Result<Proxy<H>, ProxyError> {
+    pub fn build(mut self) -> Result<Proxy<H>, ProxyError> {
         if self.backends.is_empty() && self.discovery.is_empty() {
             return Err(ProxyError::NoBackends);
         }
@@ -272,13 +277,15 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
                 ));
             }
         }
+        self.config.backend_tls = self.upstream_tls.finish(self.config.mode)?;
         let mut list: Vec<Arc<Backend>> = Vec::with_capacity(self.backends.len());
         for (i, (addr, weight)) in self.backends.iter().enumerate() {
             check_weight(*addr, *weight)?;
             if list.iter().any(|b| b.addr() == *addr) {
                 return Err(ProxyError::DuplicateBackend(*addr));
             }
-            list.push(Arc::new(Backend::new(i as u64, *addr, *weight)));
+            let backend = self.upstream_tls.attach(Backend::new(i as u64, *addr, *weight))?;
+            list.push(Arc::new(backend));
         }
         // Read now, so that where /proc is missing the start time is the build's.
         let _ = http_core::metrics::process_start_time();
@@ -437,6 +444,12 @@ impl ProxyHandle {
     /// ([`ProxyBuilder::tls`]).
     pub fn tls(&self) -> Option<&http_core::TlsConfig> {
         self.shared.config.tls.as_ref()
+    }
+
+    /// The trust anchors and client configuration for `https://` backends
+    /// (when the proxy has some, or was given them: [`ProxyBuilder::backend_tls`]).
+    pub fn backend_tls(&self) -> Option<&crate::BackendTls> {
+        self.shared.config.backend_tls.as_ref()
     }
 
     /// Proxy-wide and per-backend counters.

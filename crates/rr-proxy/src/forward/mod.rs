@@ -30,7 +30,7 @@ use crate::hooks::{
 };
 use crate::strategy::PickRequest;
 use headers::{after_upgrade, fits_limits, response_headers, upgrade_passed_on};
-use retry::{failure_response, Attempt, Prefetch, Tried};
+use retry::{failure_response, with_tls_reason, Attempt, Prefetch, Tried};
 use upstream::{connect, Answer, Exchange, Finish, UpstreamBody, UpstreamConn};
 
 /// The HTTP-mode service run by `http_core::Server`.
@@ -156,6 +156,7 @@ impl<H: ProxyHooks> ProxyService<H> {
                 OnFailure::Default if retryable => last = kind,
                 OnFailure::Default | OnFailure::Stop => {
                     let r = failure_response(kind, balancer).log_field("backend", label(&backend));
+                    let r = with_tls_reason(r, kind, Some(&backend));
                     return self.logged(after_upgrade(head, r), p, Some(kind));
                 }
                 OnFailure::Answer(r) => return self.logged(after_upgrade(head, r), p, Some(kind)),
@@ -208,7 +209,10 @@ impl<H: ProxyHooks> ProxyService<H> {
         };
         let r = match self.hooks.on_failure(info, &failure, &mut p.ctx) {
             OnFailure::Answer(r) => r,
-            OnFailure::Default | OnFailure::Stop => failure_response(kind, &self.balancer),
+            OnFailure::Default | OnFailure::Stop => {
+                let tried = backend.and_then(|a| self.balancer.find(a).ok());
+                with_tls_reason(failure_response(kind, &self.balancer), kind, tried.as_deref())
+            }
         };
         self.logged(after_upgrade(info.head, r), p, Some(kind))
     }

@@ -7,8 +7,9 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http_core::{BodyKind, Method, RequestBody, Response};
+use http_core::{BodyKind, LogValue, Method, RequestBody, Response};
 
+use crate::backend::Backend;
 use crate::balancer::Balancer;
 use crate::hooks::FailureKind;
 
@@ -45,6 +46,23 @@ pub(crate) fn failure_response(kind: FailureKind, balancer: &Balancer) -> Respon
             c.bad_gateway.fetch_add(1, Ordering::Relaxed);
             Response::text(502, "backend sent a malformed response\n")
         }
+        FailureKind::Tls => {
+            c.bad_gateway.fetch_add(1, Ordering::Relaxed);
+            Response::text(502, "TLS handshake with the backend failed\n")
+        }
+    }
+}
+
+/// After a failed TLS handshake, the access line's `failure` field: why
+/// (such as `TLS: certificate not valid for the backend's name`), from the
+/// backend's accounts. Other failures are told by the status alone.
+pub(crate) fn with_tls_reason(r: Response, kind: FailureKind, backend: Option<&Backend>) -> Response {
+    if kind != FailureKind::Tls {
+        return r;
+    }
+    match backend.and_then(Backend::last_failure) {
+        Some(reason) => r.log_field("failure", LogValue::Text(reason.to_string().into())),
+        None => r,
     }
 }
 
