@@ -326,6 +326,23 @@ pub enum TlsFailure {
 }
 
 impl TlsFailure {
+    /// A one-word code, as the access line's `tls_error` field gives it:
+    /// `not-valid-for-name`, `unknown-issuer`, `expired`, `not-valid-yet`,
+    /// `bad-certificate`, `refused`, `not-tls`, `protocol` or `closed`.
+    pub fn code(self) -> &'static str {
+        match self {
+            TlsFailure::NotValidForName => "not-valid-for-name",
+            TlsFailure::UnknownIssuer => "unknown-issuer",
+            TlsFailure::Expired => "expired",
+            TlsFailure::NotValidYet => "not-valid-yet",
+            TlsFailure::BadCertificate => "bad-certificate",
+            TlsFailure::Refused => "refused",
+            TlsFailure::NotTls => "not-tls",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Closed => "closed",
+        }
+    }
+
     fn of(e: &rustls::Error) -> TlsFailure {
         use rustls::Error as E;
         match e {

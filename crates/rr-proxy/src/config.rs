@@ -638,6 +638,99 @@ mod tests {
     }
 
     #[test]
+    fn https_and_http_backends() {
+        let https = |host: &str, addr: &str, weight| BackendSource::Https {
+            spec: BackendSpec {
+                addr: addr.parse().unwrap(),
+                weight,
+            },
+            host: host.into(),
+        };
+        for (text, want) in [
+            ("https://127.0.0.1:443", https("127.0.0.1", "127.0.0.1:443", 1)),
+            (
+                "https://127.0.0.1:8443=3",
+                https("127.0.0.1", "127.0.0.1:8443", 3),
+            ),
+            ("https://[::1]:443", https("::1", "[::1]:443", 1)),
+        ] {
+            assert_eq!(text.parse::<BackendSource>(), Ok(want.clone()), "{text:?}");
+            assert_eq!(BackendSource::parse_resolving(text), Ok(want.clone()), "{text:?}");
+            assert_eq!(BackendSource::parse_in_file(text), Ok(want.clone()), "{text:?}");
+            assert_eq!(
+                want.to_string(),
+                format!(
+                    "{}{}",
+                    text.split('=').next().unwrap(),
+                    match text.split_once('=') {
+                        Some((_, w)) => format!("={w}"),
+                        None => "=1".to_owned(),
+                    }
+                )
+            );
+        }
+        // A name: refused without a lookup, looked up by the other two.
+        let named = "https://localhost:8443=2";
+        assert_eq!(
+            named.parse::<BackendSource>(),
+            Err(SpecError::BadAddress(named.into()))
+        );
+        for parsed in [
+            BackendSource::parse_resolving(named),
+            BackendSource::parse_in_file(named),
+        ] {
+            match parsed {
+                Ok(BackendSource::Https { spec, host }) => {
+                    assert!(spec.addr.ip().is_loopback());
+                    assert_eq!(
+                        (spec.addr.port(), spec.weight, host.as_str()),
+                        (8443, 2, "localhost")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!https("a", "127.0.0.1:1", 1).is_discovered());
+        assert_eq!(https("a", "127.0.0.1:1", 4).fixed().map(|s| s.weight), Some(4));
+        // http:// is the plain form, spelled out.
+        assert_eq!(
+            "http://127.0.0.1:80=2".parse::<BackendSource>(),
+            "127.0.0.1:80=2".parse::<BackendSource>()
+        );
+        assert!(matches!(
+            BackendSource::parse_resolving("http://localhost:80"),
+            Ok(BackendSource::Static(s)) if s.addr.ip().is_loopback()
+        ));
+        for bad in [
+            "https://localhost",
+            "https://127.0.0.1",
+            "https://localhost:0",
+            "https://127.0.0.1:0",
+            "https://localhost:99999",
+            "https://local host:443",
+            "https://localhost:443/",
+            "https://[::1:443",
+            "https://:443",
+            "https://",
+            "https://user@host:443",
+        ] {
+            let want = Err(SpecError::BadHttps(bad.into()));
+            assert_eq!(bad.parse::<BackendSource>(), want, "{bad:?}");
+            assert_eq!(BackendSource::parse_resolving(bad), want, "{bad:?}");
+            assert_eq!(BackendSource::parse_in_file(bad), want, "{bad:?}");
+        }
+        assert_eq!(
+            BackendSource::parse_resolving("https://localhost:443=0"),
+            Err(SpecError::BadWeight("0".into()))
+        );
+        // The file takes no plain host name (that is dns:NAME:PORT there).
+        assert_eq!(
+            BackendSource::parse_in_file("localhost:80"),
+            Err(SpecError::BadAddress("localhost:80".into()))
+        );
+    }
+
+    #[test]
     fn modes() {
         assert_eq!("tcp".parse::<Mode>(), Ok(Mode::Tcp));
         assert!("udp".parse::<Mode>().is_err());

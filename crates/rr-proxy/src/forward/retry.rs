@@ -12,6 +12,7 @@ use http_core::{BodyKind, LogValue, Method, RequestBody, Response};
 use crate::backend::Backend;
 use crate::balancer::Balancer;
 use crate::hooks::FailureKind;
+use crate::reason::FailureReason;
 
 /// Request body read from the client before a backend is chosen: a small body is
 /// then known to be well framed before anything is forwarded, and can be sent
@@ -53,16 +54,17 @@ pub(crate) fn failure_response(kind: FailureKind, balancer: &Balancer) -> Respon
     }
 }
 
-/// After a failed TLS handshake, the access line's `failure` field: why
-/// (such as `TLS: certificate not valid for the backend's name`), from the
-/// backend's accounts. Other failures are told by the status alone.
+/// After a failed TLS handshake, the access line's `tls_error` field: why,
+/// as [`TlsFailure::code`](crate::TlsFailure::code) (`unknown-issuer`,
+/// `not-valid-for-name`, ...), from the backend's accounts. Other failures
+/// are told by the status alone.
 pub(crate) fn with_tls_reason(r: Response, kind: FailureKind, backend: Option<&Backend>) -> Response {
     if kind != FailureKind::Tls {
         return r;
     }
     match backend.and_then(Backend::last_failure) {
-        Some(reason) => r.log_field("failure", LogValue::Text(reason.to_string().into())),
-        None => r,
+        Some(FailureReason::Tls(why)) => r.log_field("tls_error", LogValue::Text(why.code().into())),
+        _ => r,
     }
 }
 
