@@ -264,3 +264,131 @@ impl AsyncWrite for Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::BackendTls;
+
+    /// A TLS 1.3 server for `localhost` (sending rustls' default two session
+    /// tickets after each handshake) and a backend that trusts it.
+    async fn setup(dir: &std::path::Path) -> (TcpListener, tokio_rustls::TlsAcceptor, Backend) {
+        let ca = test_support::TestCa::new(dir);
+        let (cert, key) = ca.issue_pem(&["localhost"], 1);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = BackendTls::from_ca_file(&ca.ca_pem).unwrap();
+        let backend = Backend::new(0, addr, 1).with_tls(tls.target("localhost").unwrap());
+        (
+            listener,
+            tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            backend,
+        )
+    }
+
+    async fn connect(
+        listener: &TcpListener,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        b: &Backend,
+    ) -> (Upstream, tokio_rustls::server::TlsStream<TcpStream>) {
+        let (client, server) = tokio::join!(open(b, Duration::from_secs(5), Caller::Forward), async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.unwrap()
+        });
+        (client.unwrap(), server)
+    }
+
+    /// Waits until bytes are waiting on the client's socket (or it closed).
+    async fn until_bytes_arrive(up: &Upstream) {
+        for _ in 0..500 {
+            if peek_quiet(up.tcp()) != Some(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("nothing arrived");
+    }
+
+    #[tokio::test]
+    async fn session_tickets_on_an_idle_tls_connection_leave_it_reusable() {
+        let dir = test_support::TempDir::new("transport-tickets");
+        let (listener, acceptor, b) = setup(dir.path()).await;
+        let (mut up, mut server) = connect(&listener, &acceptor, &b).await;
+        // The tickets are on the socket, unread: a raw peek sees bytes.
+        until_bytes_arrive(&up).await;
+        assert_eq!(peek_quiet(up.tcp()), None, "the test needs unread tickets");
+        assert!(up.is_open_and_quiet(), "tickets are not unasked bytes");
+        assert_eq!(peek_quiet(up.tcp()), Some(true), "and they were taken in");
+        assert!(up.is_open_and_quiet());
+        // The connection still works both ways afterwards.
+        up.write_all(b"ping").await.unwrap();
+        up.flush().await.unwrap();
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        server.write_all(b"pong").await.unwrap();
+        server.flush().await.unwrap();
+        up.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+
+    #[tokio::test]
+    async fn unasked_data_close_notify_or_a_fin_make_an_idle_tls_connection_stale() {
+        let dir = test_support::TempDir::new("transport-stale");
+        let (listener, acceptor, b) = setup(dir.path()).await;
+        for how in ["data", "close_notify", "fin"] {
+            let (mut up, mut server) = connect(&listener, &acceptor, &b).await;
+            until_bytes_arrive(&up).await;
+            assert!(up.is_open_and_quiet(), "{how}: quiet once the tickets are in");
+            match how {
+                "data" => {
+                    server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+                    server.flush().await.unwrap();
+                }
+                "close_notify" => server.shutdown().await.unwrap(),
+                _ => drop(server),
+            }
+            until_bytes_arrive(&up).await;
+            assert!(!up.is_open_and_quiet(), "{how}: stale");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_idle_connection_is_quiet_until_bytes_or_a_fin_arrive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let b = Backend::new(0, listener.local_addr().unwrap(), 1);
+        for how in ["data", "fin"] {
+            let (up, server) = tokio::join!(open(&b, Duration::from_secs(5), Caller::Forward), async {
+                listener.accept().await.unwrap().0
+            });
+            let (mut up, mut server) = (up.unwrap(), server);
+            assert!(matches!(up, Upstream::Plain(_)));
+            assert!(up.is_open_and_quiet());
+            match how {
+                "data" => server.write_all(b"x").await.unwrap(),
+                _ => drop(server),
+            }
+            until_bytes_arrive(&up).await;
+            assert!(!up.is_open_and_quiet(), "{how}");
+        }
+        assert_eq!(b.stats().connects, 2);
+    }
+}
