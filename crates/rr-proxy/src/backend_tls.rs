@@ -91,8 +91,8 @@ pub(crate) struct Handshakes {
 }
 
 /// Counts of TLS handshakes with backends, proxy-wide (forwarding and health
-/// checks alike).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// checks alike). In `/stats` as `"backend_tls":{"full":N,"resumed":N,"failed":N}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BackendTlsStats {
     /// Full handshakes (a new session).
     pub full: u64,

@@ -474,6 +474,12 @@ impl ProxyHandle {
             discovery: self.shared.sources.iter().map(|s| s.stats()).collect(),
             schema_version: crate::stats::STATS_SCHEMA_VERSION,
             uptime_seconds: self.shared.started.elapsed().as_secs(),
+            backend_tls: self
+                .shared
+                .config
+                .backend_tls
+                .as_ref()
+                .map(crate::BackendTls::stats),
         }
     }
 
