@@ -140,8 +140,10 @@ impl fmt::Debug for BackendTls {
 }
 
 impl BackendTls {
-    /// Trusts the system's root certificates (read now, once; see the
-    /// [module](self) docs for where they come from).
+    /// Trusts the system's root certificates, read now, once, by the
+    /// `rustls-native-certs` crate from the platform's store (on Linux
+    /// `/etc/ssl/certs`, or what `SSL_CERT_FILE` / `SSL_CERT_DIR` name).
+    /// Certificates it cannot parse are skipped; none at all is an error.
     pub fn system_roots() -> Result<BackendTls, BackendTlsError> {
         let found = rustls_native_certs::load_native_certs();
         let mut roots = RootCertStore::empty();

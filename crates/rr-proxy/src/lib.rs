@@ -85,6 +85,13 @@
 //! bounded by [`ResolverConfig`]; an embedder's own source (a Kubernetes
 //! watcher, a registry) implements the trait.
 //!
+//! # Backends over TLS
+//! [`ProxyBuilder::https_backend`] (`--backend https://HOST:PORT`) speaks TLS
+//! to a backend: its certificate verified for `HOST` against the system's
+//! roots or a CA file ([`BackendTls`], [`ProxyBuilder::backend_tls`]), SNI
+//! sent for a name, sessions resumed and connections pooled as plain ones
+//! are; a failed handshake is [`FailureReason::Tls`] with a [`TlsFailure`].
+//!
 //! The admin endpoint ([`serve_admin`], [`serve_admin_with`]) exposes the same over
 //! HTTP: `GET /stats` (JSON), `GET /metrics` (Prometheus), `POST
 //! /backends/{addr}/drain` and `/enable`; see [`admin`] for every route. It answers

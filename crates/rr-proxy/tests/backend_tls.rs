@@ -291,7 +291,11 @@ fn a_new_connection_resumes_the_session() {
     );
     let s = tls.stats();
     assert_eq!((s.full, s.resumed, s.failed), (1, 2, 0), "{s:?}");
-    assert_eq!(proxy.handle.stats().backend_tls, Some(s), "in /stats and /metrics");
+    assert_eq!(
+        proxy.handle.stats().backend_tls,
+        Some(s),
+        "in /stats and /metrics"
+    );
     assert_eq!(proxy.handle.backend(b.addr).unwrap().connects, 3);
 }
 
