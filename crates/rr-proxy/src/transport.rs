@@ -137,7 +137,10 @@ impl Upstream {
         match self {
             Upstream::Plain(s) => peek_quiet(s) == Some(true),
             Upstream::Tls(s) => match peek_quiet(s.get_ref().0) {
-                Some(quiet) => quiet,
+                Some(false) => false,
+                // Nothing on the socket; but rustls may hold what came
+                // before (plaintext no one read, a close_notify).
+                Some(true) => tls_state_quiet(s.get_mut().1),
                 None => tls_quiet(s),
             },
         }
@@ -198,6 +201,14 @@ fn tls_quiet(s: &mut TlsStream<TcpStream>) -> bool {
         }
     }
     true
+}
+
+/// True when rustls holds no plaintext and has seen no `close_notify`.
+fn tls_state_quiet(conn: &mut rustls::ClientConnection) -> bool {
+    match conn.process_new_packets() {
+        Ok(state) => state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed(),
+        Err(_) => false,
+    }
 }
 
 /// Reads the socket directly: non-blocking, whatever tokio's readiness says.
@@ -368,6 +379,8 @@ mod tests {
             }
             until_bytes_arrive(&up).await;
             assert!(!up.is_open_and_quiet(), "{how}: stale");
+            // Still stale when asked again: what was taken in stays in rustls.
+            assert!(!up.is_open_and_quiet(), "{how}: still stale");
         }
     }
 
