@@ -289,7 +289,7 @@ impl TlsError {
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
             Some(tls) => TlsFailure::of(tls),
-            None if e.kind() == io::ErrorKind::UnexpectedEof => TlsFailure::Closed,
+            // The socket failed or closed (EOF) before the handshake ended.
             None => TlsFailure::Closed,
         };
         TlsError { failure, detail }

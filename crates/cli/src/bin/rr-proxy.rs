@@ -207,8 +207,9 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Validate a configuration file (and read the admin token and TLS
-    /// certificates it names) and print what it sets up, without binding a
-    /// port or looking a name up: exit 0, or one line
+    /// certificates it names, and the backend CA files) and print what it
+    /// sets up, without binding a port or looking a name up (but those of
+    /// https:// backends, which the certificates are checked for): exit 0, or one line
     /// `FILE:LINE:COLUMN: KEY: MESSAGE` on stderr and exit 1.
     Check {
         /// The TOML file to check.
