@@ -228,3 +228,58 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         "{stderr}"
     );
 }
+
+/// Health checks over TLS: a backend whose certificate is for another name
+/// goes down, and the log says why (rustls' words, then the change); the
+/// other one serves every request.
+#[test]
+fn a_health_check_refusing_a_certificate_says_why_in_the_log() {
+    let dir = TempDir::new("cli-backend-tls-health");
+    let ca = TestCa::new(dir.path());
+    let good = tls_backend(&dir, &ca, "tls-good", &["localhost"]);
+    let wrong = tls_backend(&dir, &ca, "tls-wrong", &["other.example"]);
+    let (good_backend, wrong_backend) = (
+        format!("https://localhost:{}", good.addr.port()),
+        format!("https://localhost:{}", wrong.addr.port()),
+    );
+    let mut proxy = Server::start(
+        RR_PROXY,
+        "rr-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &good_backend,
+            "--backend",
+            &wrong_backend,
+            "--backend-ca",
+            ca.ca_pem.to_str().unwrap(),
+            "--health-path",
+            "/page.html",
+            "--health-interval",
+            "200ms",
+            "--health-fall",
+            "1",
+        ],
+    );
+    let warning = proxy.process.wait_for_line(&[
+        "TLS handshake with backend failed: certificate not valid for the backend's name",
+        &wrong.addr.to_string(),
+    ]);
+    assert!(warning.contains("server_name=localhost"), "{warning}");
+    assert!(
+        warning.contains("other.example"),
+        "rustls names what the certificate is for: {warning}"
+    );
+    proxy.process.wait_for_line(&[
+        &format!(
+            "backend {} down: health check GET /page.html failed 1 times in a row",
+            wrong.addr
+        ),
+        "the last: TLS: certificate not valid for the backend's name",
+    ]);
+    for _ in 0..4 {
+        let (status, by, _) = get(&proxy, "/page.html");
+        assert_eq!((status, by.as_str()), (200, "tls-good"));
+    }
+}
