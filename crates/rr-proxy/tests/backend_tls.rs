@@ -44,6 +44,22 @@ struct Seen {
     health_checks: AtomicUsize,
 }
 
+/// One open connection of a backend, until dropped.
+struct Open(Arc<Seen>);
+
+impl Open {
+    fn new(seen: Arc<Seen>) -> Open {
+        seen.open.fetch_add(1, Ordering::SeqCst);
+        Open(seen)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A backend speaking HTTP/1.1 over TLS with a certificate for `names`.
 struct TlsBackend {
     addr: SocketAddr,
@@ -116,9 +132,10 @@ impl TlsBackend {
                         sni: conn.server_name().map(str::to_owned),
                         kind: conn.handshake_kind(),
                     });
-                    seen.open.fetch_add(1, Ordering::SeqCst);
+                    // Counted until the connection is dropped, served to its
+                    // end or aborted with the backend.
+                    let _open = Open::new(seen);
                     serve_connection(TlsIo(tls), Some(peer), service, limits, ShutdownSignal::never()).await;
-                    seen.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -420,11 +437,9 @@ fn a_pooled_tls_connection_the_backend_closed_is_replaced() {
     let r = get(&agent, &proxy.url("/after"));
     assert_eq!(r.text(), "tls0 /after\n");
     let stats = proxy.handle.backend(b.addr).unwrap();
-    assert_eq!(
-        (stats.connects, stats.reused, stats.failures),
-        (3, 0, 0),
-        "{stats:?}"
-    );
+    // (Replaced before reuse, or, had the close not arrived yet, retried on
+    // a new connection: either way not a failure.)
+    assert_eq!((stats.connects, stats.failures), (3, 0), "{stats:?}");
 }
 
 /// The backend's connections are cut without close_notify (its tasks
@@ -445,8 +460,11 @@ fn a_pooled_tls_connection_cut_without_close_notify_is_replaced() {
     assert_eq!(get(&agent, &proxy.url("/")).status, 200);
     assert_eq!(proxy.handle.backend(b.addr).unwrap().idle, 1);
     // A new server on the same port after the old one and its connections died.
-    let addr = b.addr;
+    let (addr, seen) = (b.addr, b.seen.clone());
     drop(b);
+    wait_for(TIMEOUT, "the old backend's connections to be cut", || {
+        seen.open.load(Ordering::SeqCst) == 0
+    });
     let listener = rt.block_on(async {
         for _ in 0..100 {
             if let Ok(l) = tokio::net::TcpListener::bind(addr).await {
