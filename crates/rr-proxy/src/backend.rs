@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
-use tokio::net::TcpStream;
-
+use crate::backend_tls::TlsTarget;
 use crate::config::PassiveHealth;
 use crate::reason::FailureReason;
+use crate::transport::Upstream;
 
 const ENABLED: u8 = 0;
 const DRAINING: u8 = 1;
@@ -46,6 +45,9 @@ pub struct Backend {
     checks_failed: AtomicU64,
     last_failure: Mutex<Option<FailureReason>>,
     pool: Mutex<Vec<Idle>>,
+    /// Spoken to over TLS (an `https://` backend).
+    /// How to speak TLS to it (`None`: plain TCP); a reload may change it.
+    tls: arc_swap::ArcSwapOption<TlsTarget>,
 }
 
 /// A backend's health changed.
@@ -60,7 +62,7 @@ pub(crate) enum Change {
 /// A pooled upstream connection (it holds no buffer while idle).
 #[derive(Debug)]
 pub(crate) struct Idle {
-    pub stream: TcpStream,
+    pub stream: Upstream,
     since: Instant,
 }
 
@@ -161,7 +163,30 @@ impl Backend {
             checks_failed: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             pool: Mutex::new(Vec::new()),
+            tls: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// The same backend, spoken to over TLS.
+    pub(crate) fn with_tls(self, tls: TlsTarget) -> Backend {
+        self.set_tls(Some(tls));
+        self
+    }
+
+    /// Speaks TLS (or plain TCP, with `None`) on the connections opened
+    /// from now on (a reload's new trust anchors); pooled ones stay.
+    pub(crate) fn set_tls(&self, tls: Option<TlsTarget>) {
+        self.tls.store(tls.map(Arc::new));
+    }
+
+    /// How to speak TLS to it (`None`: plain TCP).
+    pub(crate) fn tls(&self) -> Option<Arc<TlsTarget>> {
+        self.tls.load_full()
+    }
+
+    /// True for an `https://` backend (spoken to over TLS).
+    pub fn is_tls(&self) -> bool {
+        self.tls.load().is_some()
     }
 
     /// A number unique among the backends of one proxy.
@@ -399,15 +424,15 @@ impl Backend {
     /// An idle connection that is still open; the most recently used first.
     /// Connections past `idle_timeout`, closed by the backend, or with unexpected
     /// bytes waiting are dropped on the way.
-    pub(crate) fn take_idle(&self, idle_timeout: Duration) -> Option<TcpStream> {
+    pub(crate) fn take_idle(&self, idle_timeout: Duration) -> Option<Upstream> {
         loop {
-            let idle = self.lock_pool().pop()?;
+            let mut idle = self.lock_pool().pop()?;
             if idle.since.elapsed() >= idle_timeout {
                 // Everything older is expired too.
                 self.lock_pool().clear();
                 return None;
             }
-            if is_open_and_quiet(&idle.stream) {
+            if idle.stream.is_open_and_quiet() {
                 return Some(idle.stream);
             }
             tracing::debug!(backend = %self.addr, "pooled connection closed by the backend; replaced");
@@ -416,11 +441,11 @@ impl Backend {
 
     /// Returns a connection whose exchange ended cleanly. Dropped instead when the
     /// pool is full or the backend no longer takes requests.
-    pub(crate) fn put_idle(&self, stream: TcpStream, max_idle: usize) {
+    pub(crate) fn put_idle(&self, stream: Upstream, max_idle: usize) {
         if !self.is_eligible() {
             return;
         }
-        quiesce(&stream);
+        stream.quiesce();
         let mut pool = self.lock_pool();
         if pool.len() < max_idle {
             pool.push(Idle {
@@ -439,34 +464,6 @@ impl Backend {
     pub(crate) fn clear_pool(&self) {
         self.lock_pool().clear();
     }
-}
-
-/// True when nothing is waiting to be read: the peer has not closed the
-/// connection and has not sent anything unasked.
-///
-/// Asks the socket itself, with one non-blocking peek: the reactor's readiness
-/// cannot tell. Bytes that came in the same segment as the end of the last
-/// response, beyond a read that filled the buffer exactly, raised no event after
-/// that read; and an event for bytes that came since may not have been
-/// processed yet when a busy worker reuses the connection.
-fn is_open_and_quiet(s: &TcpStream) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    // The socket is non-blocking (tokio's): the peek never waits.
-    match socket2::SockRef::from(s).peek(&mut byte) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-        // Bytes, the backend's FIN, or an error.
-        _ => false,
-    }
-}
-
-/// Forgets the read readiness left over from reading the last response (without
-/// a system call), so that reading the next response waits for an event instead
-/// of first trying a read that finds nothing. The checks before reuse do not
-/// depend on readiness ([`is_open_and_quiet`]).
-fn quiesce(s: &TcpStream) {
-    let _ = s.try_io(Interest::READABLE, || {
-        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-    });
 }
 
 /// An exchange in progress on a backend (see [`Backend::in_flight`]).

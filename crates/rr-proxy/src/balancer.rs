@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub tls: Option<http_core::TlsConfig>,
     /// Serve HTTP/2 with prior knowledge on the plain listener (HTTP mode).
     pub h2c: bool,
+    /// The client configuration for `https://` backends.
+    pub backend_tls: Option<crate::BackendTls>,
 }
 
 /// What every pool of a proxy shares: backend ids, the proxy-wide counters,

@@ -264,12 +264,17 @@ impl FromStr for BackendSpec {
 /// | form | meaning |
 /// |---|---|
 /// | `IP:PORT[=WEIGHT]` | a fixed backend ([`BackendSource::Static`]) |
+/// | `http://IP:PORT[=WEIGHT]` | the same, with its scheme spelled out |
+/// | `https://HOST:PORT[=WEIGHT]` | a fixed backend spoken to over TLS ([`BackendSource::Https`]): `HOST` is a DNS name (looked up once, at start; sent as SNI; the certificate must be valid for it) or an IP address (`https://[::1]:443` for IPv6; no SNI; the certificate must carry the address) |
 /// | `dns:NAME:PORT[=WEIGHT]` | every A and AAAA address of `NAME`, on `PORT`, each with `WEIGHT` (default 1), followed as DNS changes ([`BackendSource::Dns`]) |
 /// | `srv:NAME` | the targets of `NAME`'s SRV records, with their ports and SRV weights, followed as DNS changes ([`BackendSource::Srv`]) |
 ///
-/// Its [`FromStr`] never does a lookup; a plain `HOST:PORT` is refused there
-/// (it is looked up once, at start, by [`BackendSpec::resolve`];
-/// [`BackendSource::parse_resolving`] does that for the non-prefixed form).
+/// Its [`FromStr`] never does a lookup; a plain `HOST:PORT` and an
+/// `https://NAME:PORT` are refused there (they are looked up once, at start,
+/// by [`BackendSource::parse_resolving`]; the configuration file's
+/// [`BackendSource::parse_in_file`] looks up `https://` names only, a plain
+/// name there being written `dns:NAME:PORT`). `dns:` and `srv:` entries are
+/// plain HTTP: discovered backends are not spoken to over TLS.
 ///
 /// ```
 /// use rr_proxy::BackendSource;
@@ -281,11 +286,24 @@ impl FromStr for BackendSpec {
 /// assert!(matches!("127.0.0.1:9002".parse(), Ok(BackendSource::Static(_))));
 /// assert!("dns:web.internal".parse::<BackendSource>().is_err()); // no port
 /// assert!("srv:web.internal=2".parse::<BackendSource>().is_err()); // SRV gives weights
+/// let tls = BackendSource::parse_resolving("https://localhost:9443=2").unwrap();
+/// assert!(matches!(&tls, BackendSource::Https { host, spec } if host == "localhost" && spec.weight == 2));
+/// assert_eq!(tls.to_string(), "https://localhost:9443=2");
+/// assert!("https://127.0.0.1:9443".parse::<BackendSource>().is_ok());
+/// assert!("https://localhost".parse::<BackendSource>().is_err()); // no port
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSource {
     /// A fixed address with its weight.
     Static(BackendSpec),
+    /// `https://HOST:PORT[=WEIGHT]`: a fixed address spoken to over TLS.
+    Https {
+        /// The address (`HOST` looked up) and the weight.
+        spec: BackendSpec,
+        /// `HOST` as given, without brackets: the name the certificate must
+        /// be valid for (and the SNI, for a DNS name).
+        host: String,
+    },
     /// `dns:NAME:PORT[=WEIGHT]`: the A and AAAA records of `name`.
     Dns {
         /// The name looked up (as given, without the `dns:` prefix).
@@ -311,13 +329,63 @@ impl BackendSource {
         if s.starts_with("dns:") || s.starts_with("srv:") {
             return s.parse();
         }
-        BackendSpec::resolve(s).map(BackendSource::Static)
+        if let Some(rest) = s.strip_prefix("https://") {
+            return parse_https(s, rest, true);
+        }
+        BackendSpec::resolve(s.strip_prefix("http://").unwrap_or(s)).map(BackendSource::Static)
+    }
+
+    /// Parses an entry of the configuration file's `backends` list: as
+    /// [`FromStr`], except that the name in an `https://NAME:PORT` entry is
+    /// looked up once, now (**blocking**), as [`parse_resolving`](Self::parse_resolving)
+    /// does: TLS needs the name (for the certificate), where a plain backend
+    /// known by name is a `dns:NAME:PORT` entry.
+    pub fn parse_in_file(s: &str) -> Result<BackendSource, SpecError> {
+        match s.strip_prefix("https://") {
+            Some(rest) => parse_https(s, rest, true),
+            None => s.parse(),
+        }
     }
 
     /// True for `dns:` and `srv:` entries (those a discovery source follows).
     pub fn is_discovered(&self) -> bool {
-        !matches!(self, BackendSource::Static(_))
+        matches!(self, BackendSource::Dns { .. } | BackendSource::Srv { .. })
     }
+
+    /// The fixed address and weight of a `Static` or `Https` entry.
+    pub fn fixed(&self) -> Option<&BackendSpec> {
+        match self {
+            BackendSource::Static(spec) | BackendSource::Https { spec, .. } => Some(spec),
+            BackendSource::Dns { .. } | BackendSource::Srv { .. } => None,
+        }
+    }
+}
+
+/// `https://HOST:PORT[=WEIGHT]` (`rest` is what follows `https://`; `whole`
+/// the entry, for errors). A DNS name is looked up when `resolve`, else refused.
+fn parse_https(whole: &str, rest: &str, resolve: bool) -> Result<BackendSource, SpecError> {
+    let bad = || SpecError::BadHttps(whole.to_owned());
+    let (addr, weight) = split_weight(rest)?;
+    if let Ok(ip) = addr.parse::<SocketAddr>() {
+        let spec = BackendSpec::new(ip, weight).ok_or_else(bad)?;
+        return Ok(BackendSource::Https {
+            spec,
+            host: ip.ip().to_string(),
+        });
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    if !port_ok || host.starts_with('[') || check_dns_name(host).is_err() {
+        return Err(bad());
+    }
+    if !resolve {
+        return Err(SpecError::BadAddress(whole.to_owned()));
+    }
+    let spec = BackendSpec::resolve(&format!("{addr}={weight}"))?;
+    Ok(BackendSource::Https {
+        spec,
+        host: host.strip_suffix('.').unwrap_or(host).to_owned(),
+    })
 }
 
 impl std::fmt::Display for BackendSource {
@@ -326,6 +394,12 @@ impl std::fmt::Display for BackendSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendSource::Static(spec) => write!(f, "{}={}", spec.addr, spec.weight),
+            BackendSource::Https { spec, host } if host.contains(':') => {
+                write!(f, "https://[{host}]:{}={}", spec.addr.port(), spec.weight)
+            }
+            BackendSource::Https { spec, host } => {
+                write!(f, "https://{host}:{}={}", spec.addr.port(), spec.weight)
+            }
             BackendSource::Dns { name, port, .. } => write!(f, "dns:{name}:{port}"),
             BackendSource::Srv { name } => write!(f, "srv:{name}"),
         }
@@ -362,7 +436,13 @@ impl FromStr for BackendSource {
                 name: name.to_owned(),
             });
         }
-        s.parse().map(BackendSource::Static)
+        if let Some(rest) = s.strip_prefix("https://") {
+            return parse_https(s, rest, false);
+        }
+        s.strip_prefix("http://")
+            .unwrap_or(s)
+            .parse()
+            .map(BackendSource::Static)
     }
 }
 
@@ -555,6 +635,99 @@ mod tests {
         ] {
             assert_eq!(BackendSpec::resolve(bad), Err(want), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn https_and_http_backends() {
+        let https = |host: &str, addr: &str, weight| BackendSource::Https {
+            spec: BackendSpec {
+                addr: addr.parse().unwrap(),
+                weight,
+            },
+            host: host.into(),
+        };
+        for (text, want) in [
+            ("https://127.0.0.1:443", https("127.0.0.1", "127.0.0.1:443", 1)),
+            (
+                "https://127.0.0.1:8443=3",
+                https("127.0.0.1", "127.0.0.1:8443", 3),
+            ),
+            ("https://[::1]:443", https("::1", "[::1]:443", 1)),
+        ] {
+            assert_eq!(text.parse::<BackendSource>(), Ok(want.clone()), "{text:?}");
+            assert_eq!(BackendSource::parse_resolving(text), Ok(want.clone()), "{text:?}");
+            assert_eq!(BackendSource::parse_in_file(text), Ok(want.clone()), "{text:?}");
+            assert_eq!(
+                want.to_string(),
+                format!(
+                    "{}{}",
+                    text.split('=').next().unwrap(),
+                    match text.split_once('=') {
+                        Some((_, w)) => format!("={w}"),
+                        None => "=1".to_owned(),
+                    }
+                )
+            );
+        }
+        // A name: refused without a lookup, looked up by the other two.
+        let named = "https://localhost:8443=2";
+        assert_eq!(
+            named.parse::<BackendSource>(),
+            Err(SpecError::BadAddress(named.into()))
+        );
+        for parsed in [
+            BackendSource::parse_resolving(named),
+            BackendSource::parse_in_file(named),
+        ] {
+            match parsed {
+                Ok(BackendSource::Https { spec, host }) => {
+                    assert!(spec.addr.ip().is_loopback());
+                    assert_eq!(
+                        (spec.addr.port(), spec.weight, host.as_str()),
+                        (8443, 2, "localhost")
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(!https("a", "127.0.0.1:1", 1).is_discovered());
+        assert_eq!(https("a", "127.0.0.1:1", 4).fixed().map(|s| s.weight), Some(4));
+        // http:// is the plain form, spelled out.
+        assert_eq!(
+            "http://127.0.0.1:80=2".parse::<BackendSource>(),
+            "127.0.0.1:80=2".parse::<BackendSource>()
+        );
+        assert!(matches!(
+            BackendSource::parse_resolving("http://localhost:80"),
+            Ok(BackendSource::Static(s)) if s.addr.ip().is_loopback()
+        ));
+        for bad in [
+            "https://localhost",
+            "https://127.0.0.1",
+            "https://localhost:0",
+            "https://127.0.0.1:0",
+            "https://localhost:99999",
+            "https://local host:443",
+            "https://localhost:443/",
+            "https://[::1:443",
+            "https://:443",
+            "https://",
+            "https://user@host:443",
+        ] {
+            let want = Err(SpecError::BadHttps(bad.into()));
+            assert_eq!(bad.parse::<BackendSource>(), want, "{bad:?}");
+            assert_eq!(BackendSource::parse_resolving(bad), want, "{bad:?}");
+            assert_eq!(BackendSource::parse_in_file(bad), want, "{bad:?}");
+        }
+        assert_eq!(
+            BackendSource::parse_resolving("https://localhost:443=0"),
+            Err(SpecError::BadWeight("0".into()))
+        );
+        // The file takes no plain host name (that is dns:NAME:PORT there).
+        assert_eq!(
+            BackendSource::parse_in_file("localhost:80"),
+            Err(SpecError::BadAddress("localhost:80".into()))
+        );
     }
 
     #[test]

@@ -134,9 +134,14 @@ pub struct PoolSettings {
     pub strategy: StrategyKind,
     /// `sticky_cookie`, `hash_key`, `hash_balance` (each only with its strategy).
     pub options: StrategyOptions,
-    /// `backends`: `IP:PORT[=WEIGHT]`, `dns:NAME:PORT[=WEIGHT]` or `srv:NAME`;
-    /// at least one, no address twice.
+    /// `backends`: `IP:PORT[=WEIGHT]`, `https://HOST:PORT[=WEIGHT]`,
+    /// `dns:NAME:PORT[=WEIGHT]` or `srv:NAME`; at least one, no address twice.
     pub backends: Vec<BackendSource>,
+    /// `backend_ca`: the PEM file whose certificates alone are trusted for
+    /// this pool's `https://` backends (default: the system's roots); only
+    /// with an `https://` backend. A relative path is taken from the file's
+    /// directory (see [`ProxyConfig::load`]).
+    pub backend_ca: Option<PathBuf>,
     /// `[pool.health]`: active health checks (off without the table).
     pub health: Option<HealthCheck>,
     /// `eject_after`, `eject_for`.
@@ -232,7 +237,8 @@ impl Route {
 
 impl ProxyConfig {
     /// Reads and validates the file at `path` (named in errors as given).
-    /// Binds nothing and looks nothing up.
+    /// Binds nothing and looks nothing up, except the names of `https://`
+    /// backends (see [`BackendSource::parse_in_file`]).
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -277,6 +283,9 @@ impl ProxyConfig {
                 fix(c);
                 fix(k);
             }
+        }
+        for ca in self.pools.iter_mut().filter_map(|p| p.backend_ca.as_mut()) {
+            fix(ca);
         }
     }
 }
@@ -331,6 +340,7 @@ struct RawPool {
     name: Spanned<String>,
     strategy: Option<Spanned<String>>,
     backends: Spanned<Vec<Spanned<String>>>,
+    backend_ca: Option<Spanned<String>>,
     sticky_cookie: Option<Spanned<String>>,
     hash_key: Option<Spanned<String>>,
     hash_balance: Option<Spanned<f64>>,
@@ -848,7 +858,7 @@ impl Validator<'_> {
         }
         let mut backends: Vec<BackendSource> = Vec::with_capacity(p.backends.get_ref().len());
         for b in p.backends.get_ref() {
-            let source: BackendSource = b.get_ref().parse().or_else(|e: crate::SpecError| {
+            let source = BackendSource::parse_in_file(b.get_ref()).or_else(|e: crate::SpecError| {
                 let hint = if matches!(e, crate::SpecError::BadAddress(_)) {
                     " (a host name is written dns:NAME:PORT in the file)"
                 } else {
@@ -857,7 +867,9 @@ impl Validator<'_> {
                 self.err(b.span(), &k("backends"), format!("{e}{hint}"))
             })?;
             let same = |a: &BackendSource, b: &BackendSource| match (a, b) {
-                (BackendSource::Static(x), BackendSource::Static(y)) => x.addr == y.addr,
+                (a, b) if a.fixed().is_some() && b.fixed().is_some() => {
+                    a.fixed().map(|x| x.addr) == b.fixed().map(|y| y.addr)
+                }
                 (a, b) => a.to_string() == b.to_string(),
             };
             if backends.iter().any(|earlier| same(earlier, &source)) {
@@ -867,8 +879,29 @@ impl Validator<'_> {
                     format!("{} is listed twice", b.get_ref()),
                 );
             }
+            if matches!(source, BackendSource::Https { .. }) && mode == Mode::Tcp {
+                return self.err(
+                    b.span(),
+                    &k("backends"),
+                    "https backends need mode http (TCP mode relays bytes as they come)",
+                );
+            }
             backends.push(source);
         }
+        let backend_ca = match &p.backend_ca {
+            None => None,
+            Some(ca) if !backends.iter().any(|b| matches!(b, BackendSource::Https { .. })) => {
+                return self.err(
+                    ca.span(),
+                    &k("backend_ca"),
+                    "backend_ca needs an https:// backend in the pool",
+                );
+            }
+            Some(ca) if ca.get_ref().is_empty() => {
+                return self.err(ca.span(), &k("backend_ca"), "empty path");
+            }
+            Some(ca) => Some(PathBuf::from(ca.get_ref())),
+        };
         let health = match &p.health {
             None => None,
             Some(h) => {
@@ -917,6 +950,7 @@ impl Validator<'_> {
             strategy,
             options,
             backends,
+            backend_ca,
             health,
             passive: PassiveHealth {
                 max_failures: self

@@ -480,7 +480,7 @@ impl DnsDiscovery {
             Name::from_utf8(name).map_err(|e| DiscoveryError::Config(format!("bad DNS name {name:?}: {e}")))
         };
         let query = match source {
-            BackendSource::Static(spec) => {
+            BackendSource::Static(spec) | BackendSource::Https { spec, .. } => {
                 return Err(DiscoveryError::Config(format!(
                     "{} is a fixed address, not a dns: or srv: entry",
                     spec.addr

@@ -35,6 +35,12 @@ pub enum ProxyError {
     /// A reload changes a setting that only a restart can change.
     #[error("{0}: changing it needs a restart (the running configuration is kept)")]
     NeedsRestart(&'static str),
+    /// The name of an `https://` backend is neither a DNS name nor an IP address.
+    #[error("bad backend name {0:?} for TLS: expected a DNS name or an IP address")]
+    BadServerName(String),
+    /// The trust anchors for `https://` backends could not be loaded.
+    #[error("TLS to backends: {0}")]
+    BackendTls(String),
 }
 
 /// Why a `--backend ADDR[=WEIGHT]` specification could not be parsed
@@ -60,6 +66,10 @@ pub enum SpecError {
         /// What the resolver said.
         reason: String,
     },
+    /// An `https://` entry is not `https://HOST:PORT[=WEIGHT]` (HOST a DNS
+    /// name or an IP address, `[IPv6]` in brackets; a port from 1; no path).
+    #[error("bad https backend {0:?}: expected https://HOST:PORT[=WEIGHT]")]
+    BadHttps(String),
     /// The weight part is not a whole number from 1 to 1 000 000.
     #[error("bad backend weight {0:?}: expected a whole number from 1 to 1000000")]
     BadWeight(String),

@@ -7,13 +7,14 @@ use std::time::Duration;
 use http_core::{
     write_header, write_request_line, BodyKind, ClientConn, Limits, Method, ReadHeadError, ShutdownSignal,
 };
-use tokio::net::TcpStream;
+use rustls_pki_types::ServerName;
 use tokio::task::JoinSet;
 
 use crate::backend::Backend;
 use crate::balancer::Balancer;
 use crate::config::HealthCheck;
 use crate::reason::FailureReason;
+use crate::transport::{open, Caller};
 
 /// How often pools are swept and ejections expire when there are no active checks.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
@@ -83,19 +84,31 @@ async fn probe(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), 
 }
 
 async fn probe_inner(b: &Backend, check: &HealthCheck, limits: &Limits) -> Result<(), FailureReason> {
-    let stream = TcpStream::connect(b.addr())
+    // The same connection setup as forwarding: for an `https://` backend the
+    // TLS handshake is part of the probe (and of a TCP-only one), with the
+    // same configuration, session cache and certificate checks. A failed
+    // handshake is a warning with rustls' words when it is new (the last
+    // failure was not one).
+    let warn_tls = !matches!(b.last_failure(), Some(FailureReason::Tls(_)));
+    let stream = open(b, check.timeout, Caller::Probe { warn_tls })
         .await
-        .map_err(|e| FailureReason::Connect(e.kind()))?;
+        .map_err(|e| e.reason())?;
     if check.tcp_only {
         return Ok(());
     }
-    let _ = stream.set_nodelay(true);
     // The probe's own deadline bounds every step; these only satisfy the API.
     let t = check.timeout;
     let mut conn = ClientConn::new(stream);
+    // The name the backend was given as, for an https backend known by name
+    // (the name its certificate is valid for); else its address.
+    let tls = b.tls();
+    let host = match tls.as_ref().map(|t| t.name()) {
+        Some(ServerName::DnsName(name)) => format!("{}:{}", name.as_ref(), b.addr().port()),
+        _ => b.label().to_string(),
+    };
     conn.start_request(BodyKind::Empty, |out| {
         write_request_line(out, "GET", &check.path);
-        write_header(out, "Host", b.label().as_bytes());
+        write_header(out, "Host", host.as_bytes());
         write_header(out, "User-Agent", b"rr-proxy-health-check");
         write_header(out, "Connection", b"close");
     });

@@ -269,6 +269,9 @@ pub enum FailureKind {
     BadResponse,
     /// No route matched the request (no pool to send it to).
     NoRoute,
+    /// The TLS handshake with an `https://` backend failed (its certificate
+    /// was refused, or it refused ours).
+    Tls,
 }
 
 impl FailureKind {

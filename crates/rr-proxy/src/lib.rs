@@ -85,6 +85,13 @@
 //! bounded by [`ResolverConfig`]; an embedder's own source (a Kubernetes
 //! watcher, a registry) implements the trait.
 //!
+//! # Backends over TLS
+//! [`ProxyBuilder::https_backend`] (`--backend https://HOST:PORT`) speaks TLS
+//! to a backend: its certificate verified for `HOST` against the system's
+//! roots or a CA file ([`BackendTls`], [`ProxyBuilder::backend_tls`]), SNI
+//! sent for a name, sessions resumed and connections pooled as plain ones
+//! are; a failed handshake is [`FailureReason::Tls`] with a [`TlsFailure`].
+//!
 //! The admin endpoint ([`serve_admin`], [`serve_admin_with`]) exposes the same over
 //! HTTP: `GET /stats` (JSON), `GET /metrics` (Prometheus), `POST
 //! /backends/{addr}/drain` and `/enable`; see [`admin`] for every route. It answers
@@ -96,6 +103,7 @@
 
 pub mod admin;
 mod backend;
+mod backend_tls;
 mod balancer;
 mod config;
 pub mod config_file;
@@ -112,9 +120,11 @@ mod routing;
 mod stats;
 mod strategy;
 mod tcp;
+mod transport;
 
 pub use admin::{serve_admin, serve_admin_https, serve_admin_with, AdminSecurity, AdminService, AdminToken};
 pub use backend::{Backend, BackendState, BackendStats};
+pub use backend_tls::{BackendTls, BackendTlsError, BackendTlsStats, TlsFailure};
 pub use config::{
     parse_duration, parse_duration_or_zero, parse_listen, parse_resolver, parse_status_range, BackendSource,
     BackendSpec, HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts, MAX_DURATION, MAX_WEIGHT,

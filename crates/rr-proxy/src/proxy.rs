@@ -47,6 +47,8 @@ pub struct ProxyBuilder<H = NoHooks> {
     /// Pools and routes from a configuration ([`ProxyBuilder::config`]).
     pools: Vec<PoolPlan>,
     routes: Vec<Rule>,
+    /// `https://` backends and their trust anchors (see `backend_tls.rs`).
+    pub(crate) upstream_tls: crate::backend_tls::Setup,
 }
 
 impl<H> std::fmt::Debug for ProxyBuilder<H> {
@@ -83,10 +85,12 @@ impl Default for ProxyBuilder {
                 shutdown_timeout: Duration::from_secs(10),
                 tls: None,
                 h2c: false,
+                backend_tls: None,
             },
             hooks: NoHooks,
             pools: Vec::new(),
             routes: Vec::new(),
+            upstream_tls: Default::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
             hooks,
             pools: self.pools,
             routes: self.routes,
+            upstream_tls: self.upstream_tls,
         }
     }
 
@@ -303,18 +308,20 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
     }
 
     /// Checks the settings and builds the proxy.
-    pub fn build(self) -> Result<Proxy<H>, ProxyError> {
+    pub fn build(mut self) -> Result<Proxy<H>, ProxyError> {
         check_global(&self.config)?;
         let mut plans = self.pools;
         if plans.is_empty() {
             if self.backends.is_empty() && self.discovery.is_empty() {
                 return Err(ProxyError::NoBackends);
             }
+            self.config.backend_tls = self.upstream_tls.finish(self.config.mode)?;
             plans.push(PoolPlan {
                 name: "default".into(),
                 strategy: self.strategy,
                 config: self.config.clone(),
                 backends: self.backends,
+                https: self.upstream_tls.names(),
                 discovery: self.discovery,
             });
         } else if !self.backends.is_empty() || !self.discovery.is_empty() {
@@ -626,6 +633,18 @@ impl ProxyHandle {
         self.shared.config.tls.as_ref()
     }
 
+    /// The trust anchors and client configuration for `https://` backends:
+    /// the first pool's that has some (each pool has its own, from its
+    /// `backend_ca`; [`ProxyBuilder::backend_tls`] for a proxy built without
+    /// pools).
+    pub fn backend_tls(&self) -> Option<crate::BackendTls> {
+        let table = self.shared.table.load();
+        table
+            .pools
+            .iter()
+            .find_map(|p| p.balancer.config.backend_tls.clone())
+    }
+
     /// Proxy-wide counters, each pool's and each backend's.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.common.counters;
@@ -673,6 +692,12 @@ impl ProxyHandle {
             discovery,
             schema_version: crate::stats::STATS_SCHEMA_VERSION,
             uptime_seconds: self.shared.common.started.elapsed().as_secs(),
+            backend_tls: crate::backend_tls::total_stats(
+                table
+                    .pools
+                    .iter()
+                    .filter_map(|p| p.balancer.config.backend_tls.as_ref()),
+            ),
             pools,
             reloads: self.shared.reloads.stats(),
         }

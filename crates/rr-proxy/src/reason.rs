@@ -41,6 +41,8 @@ pub enum FailureReason {
     Status(u16),
     /// A response body broke off before its end.
     BodyCut,
+    /// The TLS handshake with an `https://` backend failed.
+    Tls(crate::TlsFailure),
 }
 
 impl fmt::Display for FailureReason {
@@ -63,6 +65,7 @@ impl fmt::Display for FailureReason {
             FailureReason::Malformed => f.write_str("malformed response"),
             FailureReason::Status(s) => write!(f, "status {s}"),
             FailureReason::BodyCut => f.write_str("response body cut off"),
+            FailureReason::Tls(why) => write!(f, "TLS: {why}"),
         }
     }
 }
@@ -93,6 +96,14 @@ mod tests {
             (FailureReason::TimedOut, "timed out"),
             (FailureReason::Malformed, "malformed response"),
             (FailureReason::Closed, "closed before a response"),
+            (
+                FailureReason::Tls(crate::TlsFailure::NotValidForName),
+                "TLS: certificate not valid for the backend's name",
+            ),
+            (
+                FailureReason::Tls(crate::TlsFailure::UnknownIssuer),
+                "TLS: certificate not issued by a trusted CA",
+            ),
         ] {
             assert_eq!(r.to_string(), text);
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{text}\""));

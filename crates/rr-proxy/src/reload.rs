@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::backend_tls::BackendTls;
 use crate::balancer::{Balancer, Common, Config};
-use crate::config::BackendSource;
+use crate::config::{BackendSource, Mode};
 use crate::discovery::{Discovery, DnsDiscovery, SourceStatus};
 use crate::proxy::{check_pool, Shared};
 use crate::routing::{Pool, Rule, Table};
@@ -25,6 +26,9 @@ pub(crate) struct PoolPlan {
     /// The proxy-wide settings with the pool's own.
     pub config: Config,
     pub backends: Vec<(SocketAddr, u32)>,
+    /// The `https://` ones among `backends`: address and name (spoken to
+    /// with `config.backend_tls`).
+    pub https: Vec<(SocketAddr, String)>,
     pub discovery: Vec<Arc<dyn Discovery>>,
 }
 
@@ -33,12 +37,19 @@ pub(crate) struct PoolPlan {
 /// happens when the pool's tasks start).
 pub(crate) fn plans(config: &ProxyConfig, global: &Config) -> Result<(Vec<PoolPlan>, Vec<Rule>), ProxyError> {
     let mut plans = Vec::with_capacity(config.pools.len());
+    // Read once for every pool that trusts them.
+    let mut system_roots: Option<BackendTls> = None;
     for p in &config.pools {
         let mut backends = Vec::new();
+        let mut https = Vec::new();
         let mut discovery: Vec<Arc<dyn Discovery>> = Vec::new();
         for b in &p.backends {
             match b {
                 BackendSource::Static(spec) => backends.push((spec.addr, spec.weight)),
+                BackendSource::Https { spec, host } => {
+                    backends.push((spec.addr, spec.weight));
+                    https.push((spec.addr, host.clone()));
+                }
                 source => {
                     let d =
                         DnsDiscovery::new(source, &config.resolver).map_err(|e| ProxyError::Discovery {
@@ -49,12 +60,33 @@ pub(crate) fn plans(config: &ProxyConfig, global: &Config) -> Result<(Vec<PoolPl
                 }
             }
         }
+        let backend_tls = match (&p.backend_ca, https.is_empty()) {
+            (_, true) => None,
+            _ if global.mode == Mode::Tcp => {
+                return Err(ProxyError::InvalidConfig(
+                    "https backends need HTTP mode (TCP mode relays bytes as they come)",
+                ))
+            }
+            // Read again at each reload: a replaced CA file takes effect.
+            (Some(ca), false) => {
+                Some(BackendTls::from_ca_file(ca).map_err(|e| ProxyError::BackendTls(e.to_string()))?)
+            }
+            (None, false) => match &system_roots {
+                Some(t) => Some(t.clone()),
+                None => {
+                    let t = BackendTls::system_roots().map_err(|e| ProxyError::BackendTls(e.to_string()))?;
+                    system_roots = Some(t.clone());
+                    Some(t)
+                }
+            },
+        };
         let pool_config = Config {
             timeouts: p.timeouts.clone(),
             pool: p.pool.clone(),
             health: p.health.clone(),
             passive: p.passive.clone(),
             max_attempts: p.max_attempts.max(1),
+            backend_tls,
             ..global.clone()
         };
         plans.push(PoolPlan {
@@ -62,6 +94,7 @@ pub(crate) fn plans(config: &ProxyConfig, global: &Config) -> Result<(Vec<PoolPl
             strategy: p.strategy.build_with(&p.options),
             config: pool_config,
             backends,
+            https,
             discovery,
         });
     }
@@ -104,29 +137,55 @@ pub(crate) fn build_table(
     let mut pools = Vec::with_capacity(plans.len());
     for plan in plans {
         let before = old.and_then(|t| t.pool(&plan.name)).map(|p| &p.balancer);
-        pools.push(Arc::new(build_pool(plan, common, before.map(|b| &**b))));
+        pools.push(Arc::new(build_pool(plan, common, before.map(|b| &**b))?));
     }
     Ok(Table { pools, rules })
 }
 
-fn build_pool(plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Pool {
+fn build_pool(mut plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Result<Pool, ProxyError> {
+    // A pool's handshakes count on across reloads.
+    let tls = match (
+        plan.config.backend_tls.take(),
+        old.and_then(|o| o.config.backend_tls.as_ref()),
+    ) {
+        (Some(new), Some(before)) => Some(new.counted_as(before)),
+        (new, _) => new,
+    };
+    plan.config.backend_tls = tls.clone();
+    let mut targets = Vec::with_capacity(plan.https.len());
+    for (addr, host) in &plan.https {
+        match &tls {
+            Some(tls) => targets.push((*addr, tls.target(host)?)),
+            None => {
+                return Err(ProxyError::InvalidConfig(
+                    "https backends need the trust anchors of ProxyBuilder::backend_tls",
+                ))
+            }
+        }
+    }
     let old_all = old.map(|b| b.all());
     // The same backend object when the address was there, so that its
-    // health, counters, drained state and idle connections carry on.
+    // health, counters, drained state and idle connections carry on; it
+    // speaks TLS (with this configuration's trust anchors) or not as the
+    // new entry says.
     let take = |addr: SocketAddr, weight: u32| -> Arc<Backend> {
+        let tls = targets.iter().find(|(a, _)| *a == addr).map(|(_, t)| t.clone());
         let kept = old_all
             .as_ref()
             .and_then(|all| all.iter().find(|b| b.addr() == addr).cloned());
         match kept {
             Some(b) => {
                 b.set_weight(weight);
+                b.set_tls(tls);
                 b
             }
-            None => Arc::new(Backend::new(
-                common.ids.fetch_add(1, Ordering::Relaxed),
-                addr,
-                weight,
-            )),
+            None => {
+                let b = Backend::new(common.ids.fetch_add(1, Ordering::Relaxed), addr, weight);
+                Arc::new(match tls {
+                    Some(t) => b.with_tls(t),
+                    None => b,
+                })
+            }
         }
     };
     let mut list: Vec<Arc<Backend>> = plan.backends.iter().map(|&(a, w)| take(a, w)).collect();
@@ -155,7 +214,7 @@ fn build_pool(plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Pool {
         balancer.adopt_discovered(i, addr, weight, fixed.contains(&addr));
     }
     balancer.sources = statuses;
-    Pool::new(Arc::new(balancer), plan.discovery)
+    Ok(Pool::new(Arc::new(balancer), plan.discovery))
 }
 
 /// What a reload changed.
@@ -384,6 +443,38 @@ mod tests {
         assert_eq!((r.succeeded, r.failed, r.last_succeeded), (0, 3, Some(false)));
         assert_eq!(r.last_message.as_deref(), Some("test.toml:1:1: x: bad"));
         assert_eq!(h.stats().backends.len(), 1);
+    }
+
+    #[test]
+    fn a_backend_keeps_its_state_when_it_turns_to_tls_and_back() {
+        let dir = test_support::TempDir::new("reload-tls");
+        let ca = test_support::TestCa::new(dir.path());
+        let ca = ca.ca_pem.display();
+        let plain = "[[pool]]\nname = \"web\"\nbackends = [\"127.0.0.1:9443\"]\n";
+        let https = format!(
+            "[[pool]]\nname = \"web\"\nbackends = [\"https://127.0.0.1:9443\"]\nbackend_ca = \"{ca}\"\n"
+        );
+        let proxy = Proxy::builder().config(&config(plain)).unwrap().build().unwrap();
+        let h = proxy.handle();
+        h.drain("127.0.0.1:9443".parse().unwrap()).unwrap();
+        let backend = || proxy.shared().find("127.0.0.1:9443".parse().unwrap()).unwrap();
+        assert!(!backend().is_tls());
+        assert!(h.backend_tls().is_none());
+        h.reload(&config(&https)).unwrap();
+        assert!(backend().is_tls(), "the kept backend speaks TLS now");
+        assert_eq!(
+            h.stats().backends[0].state,
+            BackendState::Draining,
+            "and keeps its state"
+        );
+        assert!(h.backend_tls().unwrap().trust().contains("ca.pem"));
+        assert_eq!(h.stats().backend_tls.map(|s| s.full), Some(0));
+        h.reload(&config(plain)).unwrap();
+        assert!(!backend().is_tls());
+        // A CA file that is gone fails the reload, which changes nothing.
+        let gone = https.replace("ca.pem", "gone.pem");
+        assert!(matches!(h.reload(&config(&gone)), Err(ProxyError::BackendTls(_))));
+        assert!(!backend().is_tls());
     }
 
     #[test]

@@ -88,6 +88,10 @@ pub struct ProxyStats {
     pub schema_version: u32,
     /// Whole seconds since the proxy was built.
     pub uptime_seconds: u64,
+    /// TLS handshakes with `https://` backends (absent, and left out of the
+    /// JSON, when the proxy has no TLS configuration for backends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_tls: Option<crate::BackendTlsStats>,
     /// Each pool, in order (one, `default`, for a proxy built without pools).
     pub pools: Vec<PoolStats>,
     /// Configuration reloads.
@@ -141,7 +145,11 @@ pub(crate) fn prometheus_text(
     let mut registry = Registry::default();
     registry.register_collector(Box::new(http_core::metrics::ProcessStartCollector));
     let sub = registry.sub_registry_with_prefix("rr_proxy");
+    let backend_tls = stats.backend_tls;
     sub.register_collector(Box::new(Snapshot(stats)));
+    if let Some(handshakes) = backend_tls {
+        sub.register_collector(Box::new(BackendTlsCollector(handshakes)));
+    }
     if let Some(tls) = tls {
         sub.register_collector(Box::new(tls.collector()));
     }
@@ -433,6 +441,26 @@ fn encode_pools(stats: &ProxyStats, encoder: &mut DescriptorEncoder<'_>) -> Resu
     Ok(())
 }
 
+/// `rr_proxy_backend_tls_handshakes_total{result="full"|"resumed"|"failed"}`.
+#[derive(Debug)]
+struct BackendTlsCollector(crate::BackendTlsStats);
+
+impl Collector for BackendTlsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "backend_tls_handshakes",
+            "TLS handshakes with https backends (forwarding and health checks), by result: full, resumed (a cached session), failed.",
+            None,
+            MetricType::Counter,
+        )?;
+        let s = &self.0;
+        for (result, n) in [("full", s.full), ("resumed", s.resumed), ("failed", s.failed)] {
+            ConstCounter::new(n).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The per-source families, with a `source` label (`dns:NAME:PORT`, `srv:NAME`).
 fn encode_discovery(
     sources: &[DiscoveryStats],
@@ -574,6 +602,7 @@ mod tests {
             }],
             schema_version: STATS_SCHEMA_VERSION,
             uptime_seconds: 3600,
+            backend_tls: None,
             pools: vec![
                 PoolStats {
                     name: "web".into(),
@@ -826,6 +855,37 @@ rr_proxy_config_last_reload_timestamp_seconds 1700000100
     #[test]
     fn metrics_are_as_documented() {
         assert_eq!(render(sample()), METRICS);
+    }
+
+    #[test]
+    fn backend_tls_handshakes_are_counted_by_result_when_there_is_backend_tls() {
+        let s = ProxyStats {
+            backend_tls: Some(crate::BackendTlsStats {
+                full: 2,
+                resumed: 5,
+                failed: 1,
+            }),
+            ..sample()
+        };
+        let text = render(s.clone());
+        assert!(
+            text.contains(
+                "# TYPE rr_proxy_backend_tls_handshakes_total counter\n\
+                 rr_proxy_backend_tls_handshakes_total{result=\"full\"} 2\n\
+                 rr_proxy_backend_tls_handshakes_total{result=\"resumed\"} 5\n\
+                 rr_proxy_backend_tls_handshakes_total{result=\"failed\"} 1\n"
+            ),
+            "{text}"
+        );
+        let json = json_document(&s).unwrap();
+        assert!(
+            json.contains(
+                r#""uptime_seconds":3600,"backend_tls":{"full":2,"resumed":5,"failed":1},"pools":"#
+            ),
+            "{json}"
+        );
+        assert!(!render(sample()).contains("backend_tls"));
+        assert!(!json_document(&sample()).unwrap().contains("backend_tls"));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use clap::{ArgMatches, Parser};
 use http_core::{Limits, ShutdownSignal};
 use rr_proxy::config_file::{PoolSettings, TlsFiles};
 use rr_proxy::{
-    AdminSecurity, AdminService, BackendSource, Mode, PassiveHealth, PoolConfig, Proxy, ProxyConfig,
-    ResolverConfig, StrategyOptions, Timeouts,
+    AdminSecurity, AdminService, BackendSource, BackendTls, Mode, PassiveHealth, PoolConfig, Proxy,
+    ProxyConfig, ResolverConfig, StrategyOptions, Timeouts,
 };
 
 /// Round-robin load balancer: hands each request (or, with --mode tcp, each
@@ -45,10 +45,19 @@ struct Cli {
     /// requests of one of weight 1, with every strategy): IP:PORT or HOST:PORT
     /// (a name is looked up once, at start); dns:NAME:PORT[=WEIGHT] for every
     /// A/AAAA address of NAME, followed as DNS changes; srv:NAME for the targets
-    /// of NAME's SRV records (their ports and weights), followed too. Repeat
-    /// for each backend; the forms mix freely.
+    /// of NAME's SRV records (their ports and weights), followed too;
+    /// https://HOST:PORT[=WEIGHT] for a backend spoken to over TLS (its
+    /// certificate verified for HOST against the system's roots or
+    /// --backend-ca; a name is sent as SNI). Repeat for each backend; the
+    /// forms mix freely.
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSource::parse_resolving)]
     backends: Vec<BackendSource>,
+
+    /// Verify the certificates of https:// backends against the CA
+    /// certificates in this PEM file alone (default: the system's roots).
+    /// With --config, it applies to every pool.
+    #[arg(long, value_name = "FILE")]
+    backend_ca: Option<PathBuf>,
 
     /// The nameserver that dns: and srv: backends are resolved with, as IP:PORT
     /// or IP (port 53), such as Consul's 127.0.0.1:8600 (default: the system's,
@@ -199,8 +208,9 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Validate a configuration file (and read the admin token and TLS
-    /// certificates it names) and print what it sets up, without binding a
-    /// port or looking a name up: exit 0, or one line
+    /// certificates it names, and the backend CA files) and print what it
+    /// sets up, without binding a port or looking a name up (but those of
+    /// https:// backends, which the certificates are checked for): exit 0, or one line
     /// `FILE:LINE:COLUMN: KEY: MESSAGE` on stderr and exit 1.
     Check {
         /// The TOML file to check.
@@ -256,6 +266,12 @@ fn check(path: &std::path::Path) -> ExitCode {
             if let Err(e) = tls_args(config.tls.as_ref()).load() {
                 eprintln!("{}: tls: {e}", path.display());
                 return ExitCode::FAILURE;
+            }
+            for pool in &config.pools {
+                if let Some(Err(e)) = pool.backend_ca.as_ref().map(BackendTls::from_ca_file) {
+                    eprintln!("{}: pool {}: backend_ca: {e}", path.display(), pool.name);
+                    return ExitCode::FAILURE;
+                }
             }
             println!("{}: ok", path.display());
             print!("{}", describe(&config));
@@ -401,6 +417,27 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
     } else {
         None
     };
+    if let Some(ca) = &cli.backend_ca {
+        let https = |p: &PoolSettings| {
+            p.backends
+                .iter()
+                .any(|b| matches!(b, BackendSource::Https { .. }))
+        };
+        if !config.pools.iter().any(https) {
+            return usage("--backend-ca needs an https://HOST:PORT backend");
+        }
+        // Read now, so that a missing or bad file is a usage error.
+        BackendTls::from_ca_file(ca).map_err(|e| Failure::Usage(format!("--backend-ca: {e}")))?;
+        for pool in config.pools.iter_mut().filter(|p| https(p)) {
+            pool.backend_ca = Some(ca.clone());
+        }
+    } else {
+        for pool in &config.pools {
+            if let Some(Err(e)) = pool.backend_ca.as_ref().map(BackendTls::from_ca_file) {
+                return Err(Failure::Config(format!("pool {}: backend_ca: {e}", pool.name)));
+            }
+        }
+    }
     let health_on =
         (given("health_check") && cli.health_check) || (given("health_path") && cli.health_path.is_some());
     let tcp = config.mode == Mode::Tcp;
@@ -506,6 +543,7 @@ fn flags_only(cli: &Cli) -> ProxyConfig {
             strategy: cli.strategy.strategy,
             options: StrategyOptions::default(),
             backends: cli.backends.clone(),
+            backend_ca: None,
             health: None,
             passive: PassiveHealth::default(),
             timeouts: Timeouts::default(),
@@ -530,10 +568,23 @@ fn tls_args(tls: Option<&TlsFiles>) -> cli::TlsArgs {
 }
 
 /// A backend as the summaries show it: `IP:PORT` (with `=WEIGHT` when not 1),
+/// `https://HOST:PORT[=WEIGHT]` (with the address a name was looked up to),
 /// `dns:NAME:PORT[=WEIGHT]`, `srv:NAME`.
 fn show_backend(b: &BackendSource) -> String {
     match b {
         BackendSource::Static(b) if b.weight == 1 => b.addr.to_string(),
+        BackendSource::Https { spec, host } => {
+            let text = b.to_string();
+            let text = match spec.weight {
+                1 => text.strip_suffix("=1").unwrap_or(&text).to_owned(),
+                _ => text,
+            };
+            if spec.addr.ip().to_string() == *host {
+                text
+            } else {
+                format!("{text} ({})", spec.addr)
+            }
+        }
         BackendSource::Dns { weight, .. } if *weight != 1 => format!("{b}={weight}"),
         other => other.to_string(),
     }
@@ -566,10 +617,11 @@ fn describe(c: &ProxyConfig) -> String {
     for p in &c.pools {
         let backends: Vec<String> = p.backends.iter().map(show_backend).collect();
         out.push_str(&format!(
-            "pool {}: {}; backends {}; health check {}; max attempts {}\n",
+            "pool {}: {}; backends {}{}; health check {}; max attempts {}\n",
             p.name,
             show_strategy(p),
             backends.join(", "),
+            backend_trust(p, None),
             cli::describe_health(p.health.as_ref()),
             p.max_attempts
         ));
@@ -596,14 +648,33 @@ fn h2_describe(h2c: bool, tls: bool) -> &'static str {
     cli::H2Args { h2c }.describe(tls)
 }
 
+/// What the certificates of a pool's https backends are verified against
+/// (`""` without https backends): the CA file, or the system's roots.
+fn backend_trust(pool: &PoolSettings, loaded: Option<&BackendTls>) -> String {
+    if !pool
+        .backends
+        .iter()
+        .any(|b| matches!(b, BackendSource::Https { .. }))
+    {
+        return String::new();
+    }
+    match (loaded, &pool.backend_ca) {
+        (Some(tls), _) => format!("; https backends verified against {}", tls.trust()),
+        (None, Some(ca)) => format!("; https backends verified against CA file {}", ca.display()),
+        (None, None) => "; https backends verified against the system roots".to_owned(),
+    }
+}
+
 /// The start-up summary: where it listens, what it balances over and how.
 fn summary(
     config: &ProxyConfig,
     local: SocketAddr,
     admin: Option<SocketAddr>,
     tls: Option<&http_core::TlsConfig>,
+    backend_tls: Option<&BackendTls>,
 ) -> String {
     let pool = &config.pools[0];
+    let trust = backend_trust(pool, backend_tls);
     let backends: Vec<String> = pool.backends.iter().map(show_backend).collect();
     let discovery = if pool.backends.iter().any(BackendSource::is_discovered) {
         format!(
@@ -623,7 +694,7 @@ fn summary(
         .unwrap_or_else(|| http_core::connection_capacity(2))
         .max(1);
     format!(
-        "rr-proxy on {local}: mode {}; {} backend{} ({}){discovery}; strategy {}; health check {}; \
+        "rr-proxy on {local}: mode {}; {} backend{} ({}){trust}{discovery}; strategy {}; health check {}; \
          passive ejection {}; timeouts: connect {}, response {}, idle {}, header {}, keep-alive {}; \
          limits: max connections {max_connections}, max attempts {}; admin {}{}; shutdown timeout {}; tls {}; http/2 {}",
         config.mode.as_str(),
@@ -734,7 +805,16 @@ async fn run(
     if let Some(a) = admin_addr {
         cli::announce_url("admin", admin_scheme, a);
     }
-    tracing::info!("{}", summary(&config, local, admin_addr, tls.as_ref()));
+    tracing::info!(
+        "{}",
+        summary(
+            &config,
+            local,
+            admin_addr,
+            tls.as_ref(),
+            handle.backend_tls().as_ref()
+        )
+    );
     if config.pools.len() > 1 || !config.routes.is_empty() {
         // The first line told the first pool's settings; these tell them all.
         for line in describe(&config).lines() {

@@ -31,7 +31,7 @@ use crate::hooks::{
 use crate::proxy::Shared;
 use crate::strategy::PickRequest;
 use headers::{after_upgrade, fits_limits, response_headers, upgrade_passed_on};
-use retry::{failure_response, Attempt, Prefetch, Tried};
+use retry::{failure_response, with_tls_reason, Attempt, Prefetch, Tried};
 use upstream::{connect, Answer, Exchange, Finish, UpstreamBody, UpstreamConn};
 
 /// The HTTP-mode service run by `http_core::Server`.
@@ -194,6 +194,7 @@ impl<H: ProxyHooks> ProxyService<H> {
                 OnFailure::Default if retryable => last = kind,
                 OnFailure::Default | OnFailure::Stop => {
                     let r = failure_response(kind, balancer).log_field("backend", label(&backend));
+                    let r = with_tls_reason(r, kind, Some(&backend));
                     return self.logged(after_upgrade(head, r), p, Some(kind));
                 }
                 OnFailure::Answer(r) => return self.logged(after_upgrade(head, r), p, Some(kind)),
@@ -256,7 +257,10 @@ impl<H: ProxyHooks> ProxyService<H> {
         let r = match self.hooks.on_failure(info, &failure, &mut p.ctx) {
             OnFailure::Answer(r) => r,
             OnFailure::Default | OnFailure::Stop => match &p.pool {
-                Some(b) => failure_response(kind, b),
+                Some(b) => {
+                    let tried = backend.and_then(|a| b.find(a).ok());
+                    with_tls_reason(failure_response(kind, b), kind, tried.as_deref())
+                }
                 None => Response::text(404, "no route for this request\n"),
             },
         };

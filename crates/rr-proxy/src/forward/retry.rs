@@ -7,10 +7,12 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http_core::{BodyKind, Method, RequestBody, Response};
+use http_core::{BodyKind, LogValue, Method, RequestBody, Response};
 
+use crate::backend::Backend;
 use crate::balancer::Balancer;
 use crate::hooks::FailureKind;
+use crate::reason::FailureReason;
 
 /// Request body read from the client before a backend is chosen: a small body is
 /// then known to be well framed before anything is forwarded, and can be sent
@@ -46,6 +48,24 @@ pub(crate) fn failure_response(kind: FailureKind, balancer: &Balancer) -> Respon
             c.bad_gateway.fetch_add(1, Ordering::Relaxed);
             Response::text(502, "backend sent a malformed response\n")
         }
+        FailureKind::Tls => {
+            c.bad_gateway.fetch_add(1, Ordering::Relaxed);
+            Response::text(502, "TLS handshake with the backend failed\n")
+        }
+    }
+}
+
+/// After a failed TLS handshake, the access line's `tls_error` field: why,
+/// as [`TlsFailure::code`](crate::TlsFailure::code) (`unknown-issuer`,
+/// `not-valid-for-name`, ...), from the backend's accounts. Other failures
+/// are told by the status alone.
+pub(crate) fn with_tls_reason(r: Response, kind: FailureKind, backend: Option<&Backend>) -> Response {
+    if kind != FailureKind::Tls {
+        return r;
+    }
+    match backend.and_then(Backend::last_failure) {
+        Some(FailureReason::Tls(why)) => r.log_field("tls_error", LogValue::Text(why.code().into())),
+        _ => r,
     }
 }
 

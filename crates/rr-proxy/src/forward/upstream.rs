@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http_core::{ClientConn, ReadHeadError, Request, ResponseBody, ResponseHead, SendError};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::headers::{switches_to_offered, upgrade_passed_on, write_request_head};
 use super::retry::{may_resend, Attempt, Prefetch};
@@ -19,31 +18,26 @@ use crate::backend::{Backend, InFlight};
 use crate::balancer::Balancer;
 use crate::hooks::{FailureKind, ProxyHooks, RequestEdits, Summary};
 use crate::reason::FailureReason;
+use crate::transport::{open, Caller, OpenError, Upstream};
 
 /// A connection to a backend in the client role.
-pub(crate) type UpstreamConn = ClientConn<TcpStream>;
+pub(crate) type UpstreamConn = ClientConn<Upstream>;
 
 /// How long to look for an early answer after a backend stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
-/// Opens a connection to `b` within `t`; on failure, what the hooks and the
-/// backend's accounts are told.
-pub(crate) async fn connect(b: &Backend, t: Duration) -> Result<TcpStream, (FailureKind, FailureReason)> {
-    match tokio::time::timeout(t, TcpStream::connect(b.addr())).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            b.count_connect();
-            Ok(s)
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(backend = %b.addr(), error = %e, "cannot connect to backend");
-            Err((FailureKind::Connect, FailureReason::Connect(e.kind())))
-        }
-        Err(_) => {
-            tracing::warn!(backend = %b.addr(), "connecting to backend timed out");
-            Err((FailureKind::ConnectTimeout, FailureReason::ConnectTimeout))
-        }
-    }
+/// Opens a connection to `b` within `t` (TCP, and for an `https://` backend
+/// the TLS handshake); on failure, what the hooks and the backend's accounts
+/// are told.
+pub(crate) async fn connect(b: &Backend, t: Duration) -> Result<Upstream, (FailureKind, FailureReason)> {
+    open(b, t, Caller::Forward).await.map_err(|e| {
+        let kind = match e {
+            OpenError::Tls(_) => FailureKind::Tls,
+            OpenError::Connect(FailureReason::ConnectTimeout) => FailureKind::ConnectTimeout,
+            OpenError::Connect(_) => FailureKind::Connect,
+        };
+        (kind, e.reason())
+    })
 }
 
 /// One request sent to one backend on one connection.
@@ -222,7 +216,7 @@ pub(crate) struct Finish<H: ProxyHooks> {
 /// (the driver re-frames it for the client). Returns the connection to the
 /// backend's pool when the body ended cleanly; counts a failure when it broke.
 pub(crate) struct UpstreamBody<H: ProxyHooks> {
-    pub body: ResponseBody<TcpStream>,
+    pub body: ResponseBody<Upstream>,
     pub guard: Option<InFlight>,
     pub balancer: Arc<Balancer>,
     /// The connection may carry another request once the body ends.
