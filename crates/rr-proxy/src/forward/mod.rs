@@ -59,7 +59,26 @@ impl<H: ProxyHooks> ProxyService<H> {
 
 impl<H: ProxyHooks> Service for ProxyService<H> {
     async fn call(&self, req: Request<'_>) -> Response {
-        self.forward(req).await
+        self.shared
+            .common
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        if req.head.method() == Method::Connect {
+            // A reverse proxy opens no tunnels on a client's say-so.
+            return Response::text(501, "CONNECT is not supported by this proxy\n");
+        }
+        let (pool, several) = {
+            let table = self.shared.table.load();
+            let pool = table.route(req.head).map(|p| p.balancer.clone());
+            (pool, table.pools.len() > 1)
+        };
+        let r = self.forward(req, pool.as_ref()).await;
+        match pool {
+            // The access line names the pool when there is a choice.
+            Some(b) if several => r.log_field("pool", LogValue::Text(b.name.clone())),
+            _ => r,
+        }
     }
 
     fn on_response(&self, record: &AccessRecord<'_>) {
@@ -80,30 +99,7 @@ struct RequestState<H: ProxyHooks> {
 }
 
 impl<H: ProxyHooks> ProxyService<H> {
-    async fn forward(&self, req: Request<'_>) -> Response {
-        self.shared
-            .common
-            .counters
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
-        if req.head.method() == Method::Connect {
-            // A reverse proxy opens no tunnels on a client's say-so.
-            return Response::text(501, "CONNECT is not supported by this proxy\n");
-        }
-        let (pool, several) = {
-            let table = self.shared.table.load();
-            let pool = table.route(req.head).map(|p| p.balancer.clone());
-            (pool, table.pools.len() > 1)
-        };
-        let r = self.forward_in(req, pool.as_ref()).await;
-        match pool {
-            // The access line names the pool when there is a choice.
-            Some(b) if several => r.log_field("pool", LogValue::Text(b.name.clone())),
-            _ => r,
-        }
-    }
-
-    async fn forward_in(&self, mut req: Request<'_>, pool: Option<&Arc<Balancer>>) -> Response {
+    async fn forward(&self, mut req: Request<'_>, pool: Option<&Arc<Balancer>>) -> Response {
         let head = req.head;
         let info = RequestInfo {
             head,
