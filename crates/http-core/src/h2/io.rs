@@ -3,7 +3,10 @@
 //! have been blocked, so the driver can close a connection whose peer stopped
 //! reading, and lingers after the h2 crate shuts it down: what the peer still
 //! sends is read and discarded for a moment, so that it reads the GOAWAY
-//! instead of a reset.
+//! instead of a reset. It also looks at each frame header the peer sends
+//! ([`Frames`]): a frame error RFC 9113 gives its own code is answered here,
+//! with a GOAWAY of that code, before the h2 crate would call it a
+//! `PROTOCOL_ERROR`.
 
 use std::future::Future;
 use std::io;
@@ -17,6 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
+
+use super::frame_check::{Frames, Violation};
 
 /// After the connection is shut down, unread input is discarded for at most
 /// this long and this much before it is closed (as the HTTP/1.1 driver does).
@@ -75,6 +80,10 @@ pub(super) struct H2Io<T> {
     shut: bool,
     linger: Option<Pin<Box<Sleep>>>,
     discarded: usize,
+    /// The peer's frames, checked as they are read.
+    inbound: Frames,
+    /// The server's frames, followed so that a GOAWAY of ours goes between two.
+    outbound: Frames,
 }
 
 impl<T> H2Io<T> {
@@ -86,20 +95,53 @@ impl<T> H2Io<T> {
             shut: false,
             linger: None,
             discarded: 0,
+            inbound: Frames::inbound(),
+            outbound: Frames::outbound(),
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for H2Io<T> {
+impl<T: AsyncWrite + Unpin> H2Io<T> {
+    /// Checks the bytes just read; on a frame error, sends its GOAWAY (when
+    /// no frame of the server's is half written, and the socket takes it at
+    /// once) and fails the read, which ends the connection.
+    fn check_read(&mut self, cx: &mut Context<'_>, read: &[u8]) -> io::Result<()> {
+        let last_stream = self.inbound.max_stream();
+        let Err(code) = self.inbound.check(read) else {
+            return Ok(());
+        };
+        let v = Violation { code, last_stream };
+        if self.outbound.at_boundary() {
+            let goaway = v.goaway();
+            if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &goaway) {
+                self.outbound.follow(&goaway[..n]);
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            }
+        }
+        tracing::debug!(
+            code,
+            "HTTP/2 connection error in the peer's frames: GOAWAY sent, connection closed"
+        );
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("HTTP/2 connection error {code:#x} in the peer's frames"),
+        ))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
+        } else {
+            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let read = &buf.filled()[before..];
+        Poll::Ready(this.check_read(cx, read))
     }
 }
 
@@ -108,6 +150,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         let this = self.get_mut();
         let p = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.stall.note(&p);
+        if let Poll::Ready(Ok(n)) = p {
+            this.outbound.follow(&buf[..n]);
+        }
         p
     }
 
@@ -119,6 +164,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         let this = self.get_mut();
         let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.stall.note(&p);
+        if let Poll::Ready(Ok(mut n)) = p {
+            for b in bufs {
+                let k = n.min(b.len());
+                this.outbound.follow(&b[..k]);
+                n -= k;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
         p
     }
 

@@ -10,6 +10,7 @@
 
 mod body;
 mod conn;
+mod frame_check;
 mod io;
 mod request;
 mod response;

@@ -1,0 +1,267 @@
+//! A cheap look at the frame headers a peer sends, before the h2 crate
+//! parses them: the errors RFC 9113 gives their own code, which the h2 crate
+//! reports as `PROTOCOL_ERROR` (a PING, RST_STREAM, WINDOW_UPDATE, PRIORITY,
+//! GOAWAY or SETTINGS frame of the wrong length is a `FRAME_SIZE_ERROR`,
+//! §4.2 and §6; an `SETTINGS_INITIAL_WINDOW_SIZE` over 2^31 − 1 a
+//! `FLOW_CONTROL_ERROR`, §6.5.2). The scan only counts bytes and reads the
+//! 9-byte headers (and SETTINGS entries); it copies nothing.
+//!
+//! [`Frames`] also follows the frames the server writes, so that the
+//! connection's own GOAWAY is only put between two frames.
+
+/// `FRAME_SIZE_ERROR`.
+pub(super) const FRAME_SIZE_ERROR: u32 = 0x6;
+/// `FLOW_CONTROL_ERROR`.
+pub(super) const FLOW_CONTROL_ERROR: u32 = 0x3;
+
+const PREFACE_LEN: usize = 24;
+const HEAD_LEN: usize = 9;
+
+const HEADERS: u8 = 0x1;
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
+const ACK: u8 = 0x1;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+
+/// A connection error found in the peer's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Violation {
+    /// The error code for the GOAWAY.
+    pub code: u32,
+    /// The highest stream the peer opened in the bytes already passed on.
+    pub last_stream: u32,
+}
+
+impl Violation {
+    /// The GOAWAY frame that reports it.
+    pub fn goaway(&self) -> [u8; HEAD_LEN + 8] {
+        let mut f = [0u8; HEAD_LEN + 8];
+        f[2] = 8;
+        f[3] = GOAWAY;
+        f[HEAD_LEN..HEAD_LEN + 4].copy_from_slice(&(self.last_stream & 0x7fff_ffff).to_be_bytes());
+        f[HEAD_LEN + 4..].copy_from_slice(&self.code.to_be_bytes());
+        f
+    }
+}
+
+/// Where a byte stream of frames stands: which header bytes are in, how many
+/// payload bytes are left.
+#[derive(Debug, Default)]
+pub(super) struct Frames {
+    /// Bytes to pass over before the first frame (the client preface).
+    skip: usize,
+    head: [u8; HEAD_LEN],
+    head_len: usize,
+    /// Payload bytes of the current frame still to come.
+    payload_left: usize,
+    /// In a SETTINGS payload: the current entry's bytes.
+    settings: Option<([u8; 6], usize)>,
+    /// The highest odd stream id a HEADERS frame used.
+    max_stream: u32,
+}
+
+impl Frames {
+    /// The frames a client sends: the preface first.
+    pub fn inbound() -> Frames {
+        Frames {
+            skip: PREFACE_LEN,
+            ..Frames::default()
+        }
+    }
+
+    /// The frames the server writes.
+    pub fn outbound() -> Frames {
+        Frames::default()
+    }
+
+    /// True between two frames (and after the preface).
+    pub fn at_boundary(&self) -> bool {
+        self.skip == 0 && self.head_len == 0 && self.payload_left == 0
+    }
+
+    /// The highest stream a HEADERS frame opened so far.
+    pub fn max_stream(&self) -> u32 {
+        self.max_stream
+    }
+
+    /// Follows `bytes` without checking them (the server's own frames).
+    pub fn follow(&mut self, bytes: &[u8]) {
+        let _ = self.walk(bytes, false);
+    }
+
+    /// Follows and checks the peer's `bytes`.
+    pub fn check(&mut self, bytes: &[u8]) -> Result<(), u32> {
+        self.walk(bytes, true)
+    }
+
+    fn walk(&mut self, mut bytes: &[u8], checking: bool) -> Result<(), u32> {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+            } else if self.payload_left > 0 {
+                let n = self.payload_left.min(bytes.len());
+                if let Some((entry, filled)) = self.settings.as_mut() {
+                    for &b in &bytes[..n] {
+                        entry[*filled] = b;
+                        *filled += 1;
+                        if *filled == 6 {
+                            *filled = 0;
+                            let id = u16::from_be_bytes([entry[0], entry[1]]);
+                            let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+                            if checking && id == SETTINGS_INITIAL_WINDOW_SIZE && value > 0x7fff_ffff {
+                                return Err(FLOW_CONTROL_ERROR);
+                            }
+                        }
+                    }
+                }
+                self.payload_left -= n;
+                if self.payload_left == 0 {
+                    self.settings = None;
+                }
+                bytes = &bytes[n..];
+            } else {
+                let n = (HEAD_LEN - self.head_len).min(bytes.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+                self.head_len += n;
+                bytes = &bytes[n..];
+                if self.head_len == HEAD_LEN {
+                    self.head_len = 0;
+                    self.start_frame(checking)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A whole frame header is in `head`.
+    fn start_frame(&mut self, checking: bool) -> Result<(), u32> {
+        let h = &self.head;
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        if checking {
+            let size_ok = match kind {
+                PRIORITY => len == 5,
+                RST_STREAM | WINDOW_UPDATE => len == 4,
+                PING => len == 8,
+                GOAWAY => len >= 8,
+                SETTINGS if flags & ACK != 0 => len == 0,
+                SETTINGS => len % 6 == 0,
+                _ => true,
+            };
+            if !size_ok {
+                return Err(FRAME_SIZE_ERROR);
+            }
+        }
+        if kind == HEADERS && stream % 2 == 1 {
+            self.max_stream = self.max_stream.max(stream);
+        }
+        self.settings =
+            (kind == SETTINGS && flags & ACK == 0 && stream == 0 && len > 0).then_some(([0; 6], 0));
+        self.payload_left = len;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    }
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    /// Checks `frames` after the preface, fed one byte at a time and whole:
+    /// the same answer both ways.
+    fn check(frames: &[Vec<u8>]) -> Result<(), u32> {
+        let all: Vec<u8> = PREFACE.iter().copied().chain(frames.concat()).collect();
+        let mut whole = Frames::inbound();
+        let at_once = whole.check(&all);
+        let mut bytewise = Frames::inbound();
+        let one_by_one = all
+            .iter()
+            .try_for_each(|b| bytewise.check(std::slice::from_ref(b)));
+        assert_eq!(at_once, one_by_one);
+        at_once
+    }
+
+    #[test]
+    fn good_frames_pass_and_the_boundary_is_followed() {
+        let frames = [
+            frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff, 0, 5, 0, 0, 0x40, 0]),
+            frame(SETTINGS, ACK, 0, &[]),
+            frame(PING, 0, 0, b"12345678"),
+            frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]),
+            frame(HEADERS, 0x5, 3, b"\x82\x86\x84"),
+            frame(0x0, 0x1, 3, &[7; 300]),
+            frame(PRIORITY, 0, 5, &[0, 0, 0, 3, 15]),
+            frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]),
+            frame(0xfa, 0xff, 0, b"unknown"),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0, b'd', b'b', b'g']),
+        ];
+        assert_eq!(check(&frames), Ok(()));
+        let mut f = Frames::inbound();
+        f.check(PREFACE).unwrap();
+        assert!(f.at_boundary());
+        f.check(&frames[4][..5]).unwrap();
+        assert!(!f.at_boundary());
+        f.check(&frames[4][5..]).unwrap();
+        assert!(f.at_boundary());
+        assert_eq!(f.max_stream(), 3);
+    }
+
+    #[test]
+    fn wrong_lengths_are_frame_size_errors() {
+        for bad in [
+            frame(PING, 0, 0, b"1234567"),
+            frame(PING, ACK, 0, b"123456789"),
+            frame(RST_STREAM, 0, 1, &[0, 0, 8]),
+            frame(WINDOW_UPDATE, 0, 1, &[0, 0, 0, 1, 0]),
+            frame(PRIORITY, 0, 1, &[0, 0, 0, 0]),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0]),
+            frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 1]),
+            frame(SETTINGS, ACK, 0, &[0, 4, 0, 0, 0, 1]),
+        ] {
+            assert_eq!(
+                check(&[frame(PING, 0, 0, b"12345678"), bad.clone()]),
+                Err(FRAME_SIZE_ERROR),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_initial_window_over_the_maximum_is_a_flow_control_error() {
+        let over = frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100, 0, 4, 0x80, 0, 0, 0]);
+        assert_eq!(check(&[over]), Err(FLOW_CONTROL_ERROR));
+        let max = frame(SETTINGS, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(check(&[max]), Ok(()));
+        // Not on a SETTINGS frame's payload that is another frame's.
+        let data = frame(0x0, 0, 1, &[0, 4, 0x80, 0, 0, 0]);
+        assert_eq!(check(&[data]), Ok(()));
+    }
+
+    #[test]
+    fn the_goaway_names_the_code_and_the_last_stream() {
+        let v = Violation {
+            code: FRAME_SIZE_ERROR,
+            last_stream: 7,
+        };
+        assert_eq!(
+            v.goaway().to_vec(),
+            frame(GOAWAY, 0, 0, &[0, 0, 0, 7, 0, 0, 0, 6])
+        );
+    }
+}
