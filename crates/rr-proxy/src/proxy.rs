@@ -814,7 +814,9 @@ impl ProxyHandle {
     /// progress finish); backends a `dns:` or `srv:` source of the pool
     /// found stay until that source answers again. Backends added through
     /// the handle or the admin endpoint are not in `config`, so a reload
-    /// removes them, as a restart would.
+    /// removes them, as a restart would; so are discovery sources of the
+    /// embedder's own ([`ProxyBuilder::discovery`]): a pool's sources after
+    /// a reload are the `dns:` and `srv:` entries of `config`.
     ///
     /// Refused, leaving everything as it was, when `config` changes a
     /// proxy-wide setting that needs a restart (`mode`, `h2c`,
