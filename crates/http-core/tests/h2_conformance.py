@@ -221,6 +221,26 @@ def headers_on_closed_stream(c):
     return 1
 
 
+@case("5.1", "DATA after the client's RST_STREAM: STREAM_CLOSED", stream_error(STREAM_CLOSED))
+def data_after_rst_stream(c):
+    c.send(c.headers(1, end_stream=False))
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)) + frame(DATA, 0, 1, b"late"))
+    return (1, True)
+
+
+@case("5.1", "HEADERS after the client's RST_STREAM: STREAM_CLOSED", stream_error(STREAM_CLOSED))
+def headers_after_rst_stream(c):
+    c.send(c.headers(1, end_stream=False))
+    c.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)) + c.headers(1))
+    return (1, True)
+
+
+@case("5.1", "WINDOW_UPDATE on a half-closed (remote) stream is allowed", lambda g: g.startswith("ping-ack"))
+def window_update_on_half_closed_stream(c):
+    c.send(c.headers(1) + frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 100)) + frame(PING, 0, 0, bytes(8)))
+    return (None, True)
+
+
 # --- 5.1.1: stream identifiers ------------------------------------------------
 
 

@@ -25,14 +25,12 @@ impl Service for Hello {
 }
 
 /// The cases the `h2` crate answers with another code than the RFC names
-/// (http-core's own frame check, `h2/frame_check.rs`, answers the frame-size
-/// and window-size errors before it): it refuses them, as a connection
-/// error, but reports `PROTOCOL_ERROR` where the RFC asks for the code in the
-/// second column. Catching these too would mean tracking every stream's
-/// state and decoding every header block a second time.
+/// (http-core's own frame check, `h2/frame_check.rs`, answers the
+/// frame-size, window-size and closed-stream errors before it): it refuses
+/// them, as a connection error, but reports `PROTOCOL_ERROR` where the RFC
+/// asks for `COMPRESSION_ERROR`. Catching these too would mean decoding
+/// every header block a second time.
 const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
-    ("data_on_half_closed_stream", "STREAM_CLOSED"),
-    ("headers_on_closed_stream", "STREAM_CLOSED"),
     ("index_out_of_range", "COMPRESSION_ERROR"),
     ("table_size_update_too_large", "COMPRESSION_ERROR"),
     ("huffman_padding_too_long", "COMPRESSION_ERROR"),

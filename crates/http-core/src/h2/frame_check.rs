@@ -3,8 +3,12 @@
 //! reports as `PROTOCOL_ERROR` (a PING, RST_STREAM, WINDOW_UPDATE, PRIORITY,
 //! GOAWAY or SETTINGS frame of the wrong length is a `FRAME_SIZE_ERROR`,
 //! §4.2 and §6; an `SETTINGS_INITIAL_WINDOW_SIZE` over 2^31 − 1 a
-//! `FLOW_CONTROL_ERROR`, §6.5.2). The scan only counts bytes and reads the
-//! 9-byte headers (and SETTINGS entries); it copies nothing.
+//! `FLOW_CONTROL_ERROR`, §6.5.2; DATA, or HEADERS, on a stream the peer has
+//! ended is a `STREAM_CLOSED`, §5.1). The scan only counts bytes and reads the
+//! 9-byte headers (and SETTINGS entries); it copies nothing. What it knows of
+//! streams is bounded: the streams the peer has open (at most
+//! [`MAX_TRACKED`]; beyond, it stops judging streams and leaves them to the
+//! h2 crate) and the last [`RECENT`] it ended and the server reset.
 //!
 //! [`Frames`] also follows the frames the server writes, so that the
 //! connection's own GOAWAY is only put between two frames.
@@ -13,10 +17,19 @@
 pub(super) const FRAME_SIZE_ERROR: u32 = 0x6;
 /// `FLOW_CONTROL_ERROR`.
 pub(super) const FLOW_CONTROL_ERROR: u32 = 0x3;
+/// `STREAM_CLOSED`.
+pub(super) const STREAM_CLOSED: u32 = 0x5;
+
+/// Open streams followed per connection before stream states are left to
+/// the h2 crate (which refuses streams beyond its concurrency limit anyway).
+pub(super) const MAX_TRACKED: usize = 256;
+/// Streams remembered as ended by the peer, and as reset by the server.
+pub(super) const RECENT: usize = 64;
 
 const PREFACE_LEN: usize = 24;
 const HEAD_LEN: usize = 9;
 
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
@@ -25,6 +38,7 @@ const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const ACK: u8 = 0x1;
+const END_STREAM: u8 = 0x1;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 
 /// A connection error found in the peer's frames.
@@ -62,6 +76,76 @@ pub(super) struct Frames {
     settings: Option<([u8; 6], usize)>,
     /// The highest odd stream id a HEADERS frame used.
     max_stream: u32,
+    /// What is known of the peer's streams (inbound only).
+    streams: Streams,
+    /// Streams the server reset, noted by the outbound side for the inbound.
+    resets: Vec<u32>,
+}
+
+/// The peer's streams, as far as STREAM_CLOSED needs them.
+#[derive(Debug, Default)]
+struct Streams {
+    /// Opened (HEADERS without END_STREAM) and not yet ended by the peer.
+    open: Vec<u32>,
+    /// The last streams the peer ended (END_STREAM or RST_STREAM).
+    ended: std::collections::VecDeque<u32>,
+    /// The last streams the server reset: frames the peer sent before it
+    /// knew are ignored (RFC 9113 §5.1, "closed").
+    reset: std::collections::VecDeque<u32>,
+    /// More streams open than followed: stream states are the h2 crate's.
+    given_up: bool,
+}
+
+fn remember(ring: &mut std::collections::VecDeque<u32>, id: u32) {
+    if ring.len() == RECENT {
+        ring.pop_front();
+    }
+    ring.push_back(id);
+}
+
+impl Streams {
+    fn close(&mut self, id: u32) -> bool {
+        match self.open.iter().position(|&s| s == id) {
+            Some(i) => {
+                self.open.swap_remove(i);
+                remember(&mut self.ended, id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn open(&mut self, id: u32) {
+        if self.open.len() == MAX_TRACKED {
+            self.given_up = true;
+            self.open = Vec::new();
+            self.ended = Default::default();
+            self.reset = Default::default();
+        } else if !self.given_up {
+            self.open.push(id);
+        }
+    }
+
+    /// A DATA or HEADERS frame on stream `id` (odd, at most the highest
+    /// opened), `end` with END_STREAM: `Err` when the peer had ended it.
+    fn frame(&mut self, id: u32, headers: bool, end: bool) -> Result<(), u32> {
+        if self.given_up || self.reset.contains(&id) {
+            return Ok(());
+        }
+        if self.open.contains(&id) {
+            if end {
+                self.close(id);
+            }
+            return Ok(());
+        }
+        // DATA on any stream the peer has left (ended, reset, or skipped,
+        // which a higher stream closed, §5.1.1); HEADERS only on one it
+        // ended: on one it never opened it is the h2 crate's PROTOCOL_ERROR.
+        if !headers || self.ended.contains(&id) {
+            return Err(STREAM_CLOSED);
+        }
+        Ok(())
+    }
 }
 
 impl Frames {
@@ -91,6 +175,21 @@ impl Frames {
     /// Follows `bytes` without checking them (the server's own frames).
     pub fn follow(&mut self, bytes: &[u8]) {
         let _ = self.walk(bytes, false);
+    }
+
+    /// The streams the server reset in what [`follow`](Self::follow) saw
+    /// since the last call.
+    pub fn take_resets(&mut self) -> impl Iterator<Item = u32> + '_ {
+        self.resets.drain(..)
+    }
+
+    /// The server reset stream `id`: what the peer sent on it before it
+    /// knew is ignored, not an error.
+    pub fn server_reset(&mut self, id: u32) {
+        if !self.streams.given_up {
+            self.streams.open.retain(|&s| s != id);
+            remember(&mut self.streams.reset, id);
+        }
     }
 
     /// Follows and checks the peer's `bytes`.
@@ -159,8 +258,29 @@ impl Frames {
                 return Err(FRAME_SIZE_ERROR);
             }
         }
-        if kind == HEADERS && stream % 2 == 1 {
-            self.max_stream = self.max_stream.max(stream);
+        if !checking {
+            if kind == RST_STREAM && self.resets.len() < RECENT {
+                self.resets.push(stream);
+            }
+        } else if stream % 2 == 1 {
+            let end = flags & END_STREAM != 0;
+            match kind {
+                HEADERS if stream > self.max_stream => {
+                    self.max_stream = stream;
+                    if end && !self.streams.given_up {
+                        remember(&mut self.streams.ended, stream);
+                    } else if !end {
+                        self.streams.open(stream);
+                    }
+                }
+                HEADERS | DATA if stream <= self.max_stream => {
+                    self.streams.frame(stream, kind == HEADERS, end)?;
+                }
+                RST_STREAM => {
+                    self.streams.close(stream);
+                }
+                _ => {}
+            }
         }
         self.settings =
             (kind == SETTINGS && flags & ACK == 0 && stream == 0 && len > 0).then_some(([0; 6], 0));
@@ -204,7 +324,7 @@ mod tests {
             frame(SETTINGS, ACK, 0, &[]),
             frame(PING, 0, 0, b"12345678"),
             frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]),
-            frame(HEADERS, 0x5, 3, b"\x82\x86\x84"),
+            frame(HEADERS, 0x4, 3, b"\x82\x86\x84"),
             frame(0x0, 0x1, 3, &[7; 300]),
             frame(PRIORITY, 0, 5, &[0, 0, 0, 3, 15]),
             frame(RST_STREAM, 0, 3, &[0, 0, 0, 8]),
@@ -251,6 +371,90 @@ mod tests {
         // Not on a SETTINGS frame's payload that is another frame's.
         let data = frame(0x0, 0, 1, &[0, 4, 0x80, 0, 0, 0]);
         assert_eq!(check(&[data]), Ok(()));
+    }
+
+    const GET: &[u8] = b"\x82\x86\x84";
+
+    #[test]
+    fn frames_on_a_stream_the_peer_ended_are_stream_closed() {
+        let open = frame(HEADERS, 0x4, 1, GET);
+        let body_end = frame(DATA, END_STREAM, 1, b"x");
+        // DATA after END_STREAM (on DATA or on HEADERS), HEADERS after it, DATA after RST_STREAM.
+        for (frames, want) in [
+            (
+                vec![open.clone(), body_end.clone(), frame(DATA, 0, 1, b"y")],
+                Err(STREAM_CLOSED),
+            ),
+            (
+                vec![frame(HEADERS, 0x5, 1, GET), frame(DATA, 0, 1, b"y")],
+                Err(STREAM_CLOSED),
+            ),
+            (
+                vec![frame(HEADERS, 0x5, 1, GET), frame(HEADERS, 0x5, 1, GET)],
+                Err(STREAM_CLOSED),
+            ),
+            (
+                vec![
+                    open.clone(),
+                    frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]),
+                    frame(DATA, 0, 1, b"y"),
+                ],
+                Err(STREAM_CLOSED),
+            ),
+            // A stream a higher one closed (§5.1.1): DATA is STREAM_CLOSED;
+            // HEADERS on it is the h2 crate's PROTOCOL_ERROR.
+            (
+                vec![frame(HEADERS, 0x5, 5, GET), frame(DATA, 0, 3, b"y")],
+                Err(STREAM_CLOSED),
+            ),
+            (
+                vec![frame(HEADERS, 0x5, 5, GET), frame(HEADERS, 0x5, 3, GET)],
+                Ok(()),
+            ),
+            // What stays legal: a body, trailers, WINDOW_UPDATE and PRIORITY
+            // after the end, DATA on an idle stream (the h2 crate's error).
+            (
+                vec![
+                    open.clone(),
+                    frame(DATA, 0, 1, b"x"),
+                    frame(HEADERS, 0x5, 1, b"\x40\x01a\x01b"),
+                    frame(WINDOW_UPDATE, 0, 1, &[0, 0, 1, 0]),
+                    frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 1]),
+                    frame(DATA, 0, 7, b"idle"),
+                ],
+                Ok(()),
+            ),
+        ] {
+            assert_eq!(check(&frames), want, "{frames:?}");
+        }
+    }
+
+    #[test]
+    fn frames_on_a_stream_the_server_reset_are_ignored_for_a_while() {
+        let mut f = Frames::inbound();
+        f.check(PREFACE).unwrap();
+        f.check(&frame(HEADERS, 0x4, 1, GET)).unwrap();
+        let mut out = Frames::outbound();
+        out.follow(&frame(RST_STREAM, 0, 1, &[0, 0, 0, 7]));
+        let resets: Vec<u32> = out.take_resets().collect();
+        assert_eq!(resets, [1]);
+        f.server_reset(1);
+        f.check(&frame(DATA, 0, 1, b"in flight")).unwrap();
+        f.check(&frame(DATA, END_STREAM, 1, b"still")).unwrap();
+    }
+
+    #[test]
+    fn past_the_tracked_streams_states_are_left_to_h2() {
+        let mut f = Frames::inbound();
+        f.check(PREFACE).unwrap();
+        for id in (1..).step_by(2).take(MAX_TRACKED + 1) {
+            f.check(&frame(HEADERS, 0x4, id, GET)).unwrap();
+        }
+        assert!(f.streams.open.is_empty());
+        f.check(&frame(HEADERS, 0x5, 1001, GET)).unwrap();
+        // Not judged any more: no error, no memory.
+        f.check(&frame(DATA, 0, 1001, b"x")).unwrap();
+        assert!(f.streams.ended.is_empty());
     }
 
     #[test]

@@ -101,6 +101,17 @@ impl<T> H2Io<T> {
     }
 }
 
+impl<T> H2Io<T> {
+    /// Follows what the server wrote; the streams it reset are noted for
+    /// the check of what the peer sends.
+    fn written(&mut self, bytes: &[u8]) {
+        self.outbound.follow(bytes);
+        for id in self.outbound.take_resets() {
+            self.inbound.server_reset(id);
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> H2Io<T> {
     /// Checks the bytes just read; on a frame error, sends its GOAWAY (when
     /// no frame of the server's is half written, and the socket takes it at
@@ -114,7 +125,7 @@ impl<T: AsyncWrite + Unpin> H2Io<T> {
         if self.outbound.at_boundary() {
             let goaway = v.goaway();
             if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &goaway) {
-                self.outbound.follow(&goaway[..n]);
+                self.written(&goaway[..n]);
                 let _ = Pin::new(&mut self.inner).poll_flush(cx);
             }
         }
@@ -151,7 +162,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         let p = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.stall.note(&p);
         if let Poll::Ready(Ok(n)) = p {
-            this.outbound.follow(&buf[..n]);
+            this.written(&buf[..n]);
         }
         p
     }
@@ -167,7 +178,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         if let Poll::Ready(Ok(mut n)) = p {
             for b in bufs {
                 let k = n.min(b.len());
-                this.outbound.follow(&b[..k]);
+                this.written(&b[..k]);
                 n -= k;
                 if n == 0 {
                     break;
