@@ -457,6 +457,39 @@ mod tests {
         assert!(f.streams.ended.is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever the peer sends, cut wherever the reads cut it: no panic,
+        /// and the same verdict as all at once.
+        #[test]
+        fn any_bytes_any_cuts_same_verdict(
+            frames in proptest::collection::vec(
+                (0u8..12, 0u8..=255, 0u32..16, proptest::collection::vec(0u8..=255, 0..40)),
+                0..24,
+            ),
+            cuts in proptest::collection::vec(1usize..50, 0..30),
+        ) {
+            let mut all = PREFACE.to_vec();
+            for (kind, flags, stream, payload) in &frames {
+                all.extend(frame(*kind, *flags, *stream, payload));
+            }
+            let mut whole = Frames::inbound();
+            let want = whole.check(&all);
+            let mut pieces = Frames::inbound();
+            let mut rest = &all[..];
+            let mut got = Ok(());
+            for cut in cuts.iter().chain(std::iter::repeat(&7)) {
+                if rest.is_empty() || got.is_err() {
+                    break;
+                }
+                let n = (*cut).min(rest.len());
+                got = pieces.check(&rest[..n]);
+                rest = &rest[n..];
+            }
+            proptest::prop_assert_eq!(want, got);
+            proptest::prop_assert!(pieces.streams.open.len() <= MAX_TRACKED);
+        }
+    }
+
     #[test]
     fn the_goaway_names_the_code_and_the_last_stream() {
         let v = Violation {
