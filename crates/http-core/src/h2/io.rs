@@ -1,15 +1,27 @@
 //! The transport under an HTTP/2 connection: replays the bytes already read
-//! (the preface an HTTP/1.1 read took off the socket), notes how long writes
-//! have been blocked, so the driver can close a connection whose peer stopped
-//! reading, and lingers after the h2 crate shuts it down: what the peer still
-//! sends is read and discarded for a moment, so that it reads the GOAWAY
-//! instead of a reset.
+//! (the preface an HTTP/1.1 read took off the socket), gathers the frames of
+//! one turn of the connection into one write, notes how long writes have been
+//! blocked, so the driver can close a connection whose peer stopped reading,
+//! and lingers after the h2 crate shuts it down: what the peer still sends is
+//! read and discarded for a moment, so that it reads the GOAWAY instead of a
+//! reset.
+//!
+//! Gathering: the h2 crate flushes its transport after every DATA frame it
+//! does not copy (any payload over 256 bytes), so ten answers finished in one
+//! turn of the connection were ten writes: over TLS ten records and ten
+//! `sendmsg` calls. When the driver has finished two answers or more since it
+//! last polled the connection, it asks for gathering: writes are then copied
+//! into one buffer and a flush asked for while it holds less than
+//! [`FLUSH_AT`] is put off; the driver polls the connection once more at
+//! once, a new turn in which the buffer is written out: one write for all.
+//! A single answer (or a large body's DATA frames) is written through as
+//! before, without a copy.
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,6 +35,14 @@ use tokio::time::Sleep;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// Gathered bytes are written out as soon as they reach this much (a full
+/// TLS record's worth), whatever the turn.
+const FLUSH_AT: usize = 16 * 1024;
+/// The most gathered at once: a write arriving at a buffer this full waits
+/// for it to be written out. Writes of `FLUSH_AT` or more bypass the buffer
+/// when it is empty.
+const GATHER_MAX: usize = 32 * 1024;
+
 /// When writes on a connection started to wait, shared between the transport
 /// (inside the h2 connection) and the driver.
 #[derive(Debug)]
@@ -31,6 +51,13 @@ pub(super) struct WriteStall {
     /// Milliseconds from `origin` to when the current wait began, plus one;
     /// 0 while writes go through.
     since: AtomicU64,
+    /// The driver's polls of the connection so far: a flush put off in one
+    /// is done in the next.
+    turn: AtomicU64,
+    /// The driver asks for this turn's writes to be gathered.
+    gather: AtomicBool,
+    /// A flush was put off in this turn: the driver polls again.
+    deferred: AtomicBool,
 }
 
 impl WriteStall {
@@ -38,7 +65,22 @@ impl WriteStall {
         Arc::new(WriteStall {
             origin: Instant::now(),
             since: AtomicU64::new(0),
+            turn: AtomicU64::new(0),
+            gather: AtomicBool::new(false),
+            deferred: AtomicBool::new(false),
         })
+    }
+
+    /// A new turn of the driver: flushes put off in an earlier one are due;
+    /// `gather`: writes are gathered in this one.
+    pub(super) fn next_turn(&self, gather: bool) {
+        self.turn.fetch_add(1, Ordering::Relaxed);
+        self.gather.store(gather, Ordering::Relaxed);
+    }
+
+    /// Whether a flush was put off in the turn that just ended (and clears it).
+    pub(super) fn take_deferred(&self) -> bool {
+        self.deferred.swap(false, Ordering::Relaxed)
     }
 
     /// How long writes have been waiting, if they are.
@@ -75,6 +117,12 @@ pub(super) struct H2Io<T> {
     shut: bool,
     linger: Option<Pin<Box<Sleep>>>,
     discarded: usize,
+    /// Gathered writes (allocated while it holds some, freed once written).
+    out: Vec<u8>,
+    /// How much of `out` has been written.
+    out_at: usize,
+    /// The turn in which a flush was put off, if one is.
+    deferred: Option<u64>,
 }
 
 impl<T> H2Io<T> {
@@ -86,7 +134,40 @@ impl<T> H2Io<T> {
             shut: false,
             linger: None,
             discarded: 0,
+            out: Vec::new(),
+            out_at: 0,
+            deferred: None,
         }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> H2Io<T> {
+    /// Writes out what has been gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let p = Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_at..]);
+            self.stall.note(&p);
+            match std::task::ready!(p)? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => self.out_at += n,
+            }
+        }
+        // Written: the buffer is given back, so an idle connection holds none.
+        self.out = Vec::new();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Room for `want` more bytes in the buffer: waits for it to be written
+    /// out when it is full. Returns how many bytes may be gathered.
+    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.out.len() >= FLUSH_AT {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
+        if self.out.capacity() == 0 {
+            self.out.reserve_exact(GATHER_MAX);
+        }
+        Poll::Ready(Ok(want.min(GATHER_MAX - self.out.len())))
     }
 }
 
@@ -106,9 +187,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for H2Io<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let p = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.stall.note(&p);
-        p
+        if this.out.is_empty() && (buf.len() >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+            let p = Pin::new(&mut this.inner).poll_write(cx, buf);
+            this.stall.note(&p);
+            return p;
+        }
+        let n = std::task::ready!(this.poll_room(cx, buf.len()))?;
+        this.out.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -117,9 +203,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.stall.note(&p);
-        p
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        if this.out.is_empty() && (total >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+            let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+            this.stall.note(&p);
+            return p;
+        }
+        let mut room = std::task::ready!(this.poll_room(cx, total))?;
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room);
+            this.out.extend_from_slice(&b[..take]);
+            n += take;
+            room -= take;
+            if room == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -128,6 +229,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.out_at < this.out.len() {
+            let turn = this.stall.turn.load(Ordering::Relaxed);
+            let due = this.deferred.is_some_and(|t| t != turn)
+                || this.out.len() >= FLUSH_AT
+                || !this.stall.gather.load(Ordering::Relaxed);
+            if !due {
+                // The rest of this turn's frames may follow: written in the
+                // next turn, which the driver starts at once.
+                this.deferred.get_or_insert(turn);
+                this.stall.deferred.store(true, Ordering::Relaxed);
+                return Poll::Ready(Ok(()));
+            }
+            std::task::ready!(this.poll_drain(cx))?;
+        }
+        this.deferred = None;
         let p = Pin::new(&mut this.inner).poll_flush(cx);
         this.stall.note(&p);
         p
@@ -136,6 +252,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.shut {
+            std::task::ready!(this.poll_drain(cx))?;
             std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
             this.shut = true;
         }
