@@ -145,7 +145,8 @@ thread_local! {
     static BLOCK_MAP: RefCell<Option<BlockMap>> = const { RefCell::new(None) };
 }
 
-/// The fields of `block` then `extra`, after a `Date` field (of no value yet).
+/// The fields of `block` then `extra`, after a `Date` field and before a
+/// `Content-Length` field (both of no value yet; a block holds neither).
 fn block_map(block: &Bytes, extra: &Bytes) -> HeaderMap {
     BLOCK_MAP.with(|cell| {
         let mut c = cell.borrow_mut();
@@ -158,6 +159,9 @@ fn block_map(block: &Bytes, extra: &Bytes) -> HeaderMap {
         if !extra.is_empty() {
             add_lines(&mut map, extra);
         }
+        // Its slot is kept: a clone has no room to spare, and adding the
+        // field to it would reallocate.
+        map.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         *c = Some(BlockMap {
             block: block.clone(),
             extra: extra.clone(),
@@ -173,6 +177,10 @@ fn headers(resp: &Response, dated: Instant, extra: &Bytes, content_length: Optio
     let mut map = block_map(resp.block.shared(), extra);
     if let Some(date) = map.get_mut(DATE) {
         *date = date_value(dated);
+    }
+    if !resp.headers.is_empty() || content_length.is_none() {
+        // The last field: removed without moving the others.
+        map.remove(CONTENT_LENGTH);
     }
     for (name, value) in &resp.headers {
         if let Ok(v) = HeaderValue::from_maybe_shared(value.clone()) {
@@ -333,7 +341,8 @@ mod tests {
     /// The map of a block is reused only for that same block and the same
     /// extra lines: answers alternating between two cached files, with and
     /// without HSTS, each get their own fields, `Date` first and the
-    /// response's own headers and length after the block's.
+    /// response's own headers and length after the block's (no length for a
+    /// bodiless answer).
     #[test]
     fn cached_block_maps_never_mix() {
         let html = block(&[("Content-Type", "text/html"), ("ETag", "\"a\"")]);
@@ -342,6 +351,14 @@ mod tests {
         let now = Instant::now();
         for _ in 0..3 {
             for (b, extra) in [(&html, Bytes::new()), (&css, hsts.clone()), (&html, hsts.clone())] {
+                let bare = Response::new(200).header_block(b.clone());
+                let plain = fields(&headers(&bare, now, &extra, Some(7)));
+                assert_eq!(
+                    plain.last().unwrap(),
+                    &("content-length".to_owned(), "7".to_owned())
+                );
+                let no_length = fields(&headers(&bare, now, &extra, None));
+                assert_eq!(plain[..plain.len() - 1], no_length[..]);
                 let resp = Response::new(200)
                     .header_block(b.clone())
                     .header("Vary", "Accept-Encoding");
@@ -361,6 +378,7 @@ mod tests {
                 if !extra.is_empty() {
                     want.push(("strict-transport-security".into(), "max-age=60".into()));
                 }
+                assert_eq!(plain[1..plain.len() - 1], want[..]);
                 want.push(("vary".into(), "Accept-Encoding".into()));
                 want.push(("content-length".into(), "5".into()));
                 assert_eq!(got[1..], want[..]);
