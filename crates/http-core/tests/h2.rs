@@ -662,3 +662,130 @@ fn graceful_shutdown_lets_streams_in_flight_finish() {
     }
     assert_eq!(s.service.slow_cancelled.load(Ordering::SeqCst), 0);
 }
+
+/// A server-side TCP stream that counts the writes reaching the socket.
+struct CountedTcp {
+    inner: tokio::net::TcpStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountedTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let p = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(p, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        p
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl http_core::Io for CountedTcp {}
+
+/// Answers every request with 2 000 bytes held in memory.
+struct TwoKilobytes;
+
+impl Service for TwoKilobytes {
+    async fn call(&self, _req: Request<'_>) -> Response {
+        Response::new(200).body(Body::Full(Bytes::from(vec![b'x'; 2000])))
+    }
+}
+
+/// Ten requests sent together on one connection are answered together: the
+/// answers finished in one turn leave in one or two writes (past 16 KiB the
+/// gathered bytes are written out), not one write per answer; every answer
+/// arrives whole, and a single answer afterwards still goes out at once.
+#[test]
+fn answers_finished_together_leave_together() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = writes.clone();
+        let server = tokio::spawn(async move {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let io = CountedTcp {
+                inner: tcp,
+                writes: counted,
+            };
+            http_core::serve_h2_connection(
+                io,
+                Some(peer),
+                Arc::new(TwoKilobytes),
+                Arc::new(Limits::default()),
+                H2Limits::default(),
+                http_core::ShutdownSignal::never(),
+            )
+            .await;
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let get = |send: &mut h2::client::SendRequest<Bytes>| {
+            let req = http::Request::get(format!("http://{addr}/f")).body(()).unwrap();
+            send.send_request(req, true).unwrap().0
+        };
+        async fn whole(resp: h2::client::ResponseFuture) -> (u16, usize) {
+            let resp = resp.await.unwrap();
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut n = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                n += chunk.len();
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+            (status, n)
+        }
+        let mut send = send.ready().await.unwrap();
+        // The settings exchange and a first answer.
+        assert_eq!(whole(get(&mut send)).await, (200, 2000));
+        let before = writes.load(Ordering::SeqCst);
+        let pending: Vec<_> = (0..10).map(|_| get(&mut send)).collect();
+        for resp in pending {
+            assert_eq!(whole(resp).await, (200, 2000));
+        }
+        let together = writes.load(Ordering::SeqCst) - before;
+        assert!(
+            (1..=3).contains(&together),
+            "ten answers of 2 000 bytes took {together} writes"
+        );
+        // One answer alone is not held back.
+        let before = writes.load(Ordering::SeqCst);
+        assert_eq!(whole(get(&mut send)).await, (200, 2000));
+        assert!(writes.load(Ordering::SeqCst) > before);
+        drop(send);
+        server.abort();
+    });
+}

@@ -1,9 +1,10 @@
 //! The HTTP/2 connection loop: the h2 crate's server connection, driven on
 //! the connection's task together with the streams' service calls.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use ::h2::server::SendResponse;
@@ -47,7 +48,8 @@ type Incoming = Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), 
 #[allow(clippy::large_enum_variant)]
 enum Event {
     Accepted(Incoming),
-    StreamDone,
+    /// This many streams finished.
+    StreamsDone(usize),
     Timer,
     Signal,
 }
@@ -183,6 +185,8 @@ pub(crate) async fn serve<T: Io, S: Service>(
     let keep_alive = ctx.limits.keep_alive_timeout;
     let write_timeout = ctx.limits.write_timeout;
     let mut streams = FuturesUnordered::new();
+    // Streams finished since the connection was last polled.
+    let mut finished = 0usize;
     let mut scratch = BytesMut::new();
     let mut last_active = Instant::now();
     // When GOAWAY was sent: from then on the connection only finishes.
@@ -200,8 +204,25 @@ pub(crate) async fn serve<T: Io, S: Service>(
     loop {
         let event = tokio::select! {
             biased;
-            a = conn.accept() => Event::Accepted(a),
-            Some(()) = streams.next(), if !streams.is_empty() => Event::StreamDone,
+            a = poll_fn(|cx| {
+                // Each poll of the connection is a turn (see `H2Io`): the
+                // answers finished since the last one are gathered into one
+                // write when there are several, which a second turn at once
+                // sends.
+                let mut gather = std::mem::take(&mut finished) > 1;
+                for _ in 0..4 {
+                    stall.next_turn(gather);
+                    let p = conn.poll_accept(cx);
+                    if p.is_ready() || !stall.take_deferred() {
+                        return p;
+                    }
+                    gather = false;
+                }
+                // Still more to write: another turn soon.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }) => Event::Accepted(a),
+            n = poll_fn(|cx| finish_ready(&mut streams, cx)), if !streams.is_empty() => Event::StreamsDone(n),
             () = &mut timer => Event::Timer,
             () = &mut signalled, if closing.is_none() => Event::Signal,
         };
@@ -219,7 +240,10 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 break;
             }
             Event::Accepted(None) => break,
-            Event::StreamDone => last_active = Instant::now(),
+            Event::StreamsDone(n) => {
+                finished += n;
+                last_active = Instant::now();
+            }
             Event::Timer => {
                 let now = Instant::now();
                 let stalled = stall.blocked_for();
@@ -268,6 +292,24 @@ pub(crate) async fn serve<T: Io, S: Service>(
     // service calls are cancelled, their sends fail).
     drop(conn);
     while streams.next().await.is_some() {}
+}
+
+/// Runs the streams until none can go on; `Ready` with how many finished if
+/// any did: every answer ready in this turn is queued before the connection
+/// is polled again and writes them together, instead of one per poll.
+fn finish_ready<F: Future<Output = ()>>(
+    streams: &mut FuturesUnordered<F>,
+    cx: &mut Context<'_>,
+) -> Poll<usize> {
+    let mut finished = 0;
+    while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {
+        finished += 1;
+    }
+    if finished > 0 {
+        Poll::Ready(finished)
+    } else {
+        Poll::Pending
+    }
 }
 
 /// One stream: the service call (cancelled if the client resets the

@@ -1,18 +1,31 @@
 //! The transport under an HTTP/2 connection: replays the bytes already read
-//! (the preface an HTTP/1.1 read took off the socket), notes how long writes
-//! have been blocked, so the driver can close a connection whose peer stopped
-//! reading, and lingers after the h2 crate shuts it down: what the peer still
-//! sends is read and discarded for a moment, so that it reads the GOAWAY
-//! instead of a reset. It also looks at each frame header the peer sends
-//! ([`Frames`]): a frame error RFC 9113 gives its own code is answered here,
-//! with a GOAWAY of that code, before the h2 crate would call it a
-//! `PROTOCOL_ERROR`.
+//! (the preface an HTTP/1.1 read took off the socket), gathers the frames of
+//! one turn of the connection into one write, notes how long writes have been
+//! blocked, so the driver can close a connection whose peer stopped reading,
+//! and lingers after the h2 crate shuts it down: what the peer still sends is
+//! read and discarded for a moment, so that it reads the GOAWAY instead of a
+//! reset.
+//!
+//! Gathering: the h2 crate flushes its transport after every DATA frame it
+//! does not copy (any payload over 256 bytes), so ten answers finished in one
+//! turn of the connection were ten writes: over TLS ten records and ten
+//! `sendmsg` calls. When the driver has finished two answers or more since it
+//! last polled the connection, it asks for gathering: writes are then copied
+//! into one buffer and a flush asked for while it holds less than
+//! [`FLUSH_AT`] is put off; the driver polls the connection once more at
+//! once, a new turn in which the buffer is written out: one write for all.
+//! A single answer (or a large body's DATA frames) is written through as
+//! before, without a copy.
+//!
+//! It also looks at each frame header the peer sends ([`Frames`]): a frame
+//! error RFC 9113 gives its own code is answered here, with a GOAWAY of that
+//! code, before the h2 crate would call it a `PROTOCOL_ERROR`.
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,6 +41,14 @@ use super::frame_check::{Frames, Violation};
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// Gathered bytes are written out as soon as they reach this much (a full
+/// TLS record's worth), whatever the turn.
+const FLUSH_AT: usize = 16 * 1024;
+/// The most gathered at once: a write arriving at a buffer this full waits
+/// for it to be written out. Writes of `FLUSH_AT` or more bypass the buffer
+/// when it is empty.
+const GATHER_MAX: usize = 32 * 1024;
+
 /// When writes on a connection started to wait, shared between the transport
 /// (inside the h2 connection) and the driver.
 #[derive(Debug)]
@@ -36,6 +57,13 @@ pub(super) struct WriteStall {
     /// Milliseconds from `origin` to when the current wait began, plus one;
     /// 0 while writes go through.
     since: AtomicU64,
+    /// The driver's polls of the connection so far: a flush put off in one
+    /// is done in the next.
+    turn: AtomicU64,
+    /// The driver asks for this turn's writes to be gathered.
+    gather: AtomicBool,
+    /// A flush was put off in this turn: the driver polls again.
+    deferred: AtomicBool,
 }
 
 impl WriteStall {
@@ -43,7 +71,22 @@ impl WriteStall {
         Arc::new(WriteStall {
             origin: Instant::now(),
             since: AtomicU64::new(0),
+            turn: AtomicU64::new(0),
+            gather: AtomicBool::new(false),
+            deferred: AtomicBool::new(false),
         })
+    }
+
+    /// A new turn of the driver: flushes put off in an earlier one are due;
+    /// `gather`: writes are gathered in this one.
+    pub(super) fn next_turn(&self, gather: bool) {
+        self.turn.fetch_add(1, Ordering::Relaxed);
+        self.gather.store(gather, Ordering::Relaxed);
+    }
+
+    /// Whether a flush was put off in the turn that just ended (and clears it).
+    pub(super) fn take_deferred(&self) -> bool {
+        self.deferred.swap(false, Ordering::Relaxed)
     }
 
     /// How long writes have been waiting, if they are.
@@ -80,6 +123,12 @@ pub(super) struct H2Io<T> {
     shut: bool,
     linger: Option<Pin<Box<Sleep>>>,
     discarded: usize,
+    /// Gathered writes (allocated while it holds some, freed once written).
+    out: Vec<u8>,
+    /// How much of `out` has been written.
+    out_at: usize,
+    /// The turn in which a flush was put off, if one is.
+    deferred: Option<u64>,
     /// The peer's frames, checked as they are read.
     inbound: Frames,
     /// The server's frames, followed so that a GOAWAY of ours goes between two.
@@ -95,20 +144,21 @@ impl<T> H2Io<T> {
             shut: false,
             linger: None,
             discarded: 0,
+            out: Vec::new(),
+            out_at: 0,
+            deferred: None,
             inbound: Frames::inbound(),
             outbound: Frames::outbound(),
         }
     }
 }
 
-impl<T> H2Io<T> {
-    /// Follows what the server wrote; the streams it reset are noted for
-    /// the check of what the peer sends.
-    fn written(&mut self, bytes: &[u8]) {
-        self.outbound.follow(bytes);
-        for id in self.outbound.take_resets() {
-            self.inbound.server_reset(id);
-        }
+/// Follows what the server wrote to the socket; the streams it reset are
+/// noted for the check of what the peer sends.
+fn written(outbound: &mut Frames, inbound: &mut Frames, bytes: &[u8]) {
+    outbound.follow(bytes);
+    for id in outbound.take_resets() {
+        inbound.server_reset(id);
     }
 }
 
@@ -125,7 +175,7 @@ impl<T: AsyncWrite + Unpin> H2Io<T> {
         if self.outbound.at_boundary() {
             let goaway = v.goaway();
             if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &goaway) {
-                self.written(&goaway[..n]);
+                written(&mut self.outbound, &mut self.inbound, &goaway[..n]);
                 let _ = Pin::new(&mut self.inner).poll_flush(cx);
             }
         }
@@ -137,6 +187,40 @@ impl<T: AsyncWrite + Unpin> H2Io<T> {
             io::ErrorKind::InvalidData,
             format!("HTTP/2 connection error {code:#x} in the peer's frames"),
         ))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> H2Io<T> {
+    /// Writes out what has been gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let p = Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_at..]);
+            self.stall.note(&p);
+            match std::task::ready!(p)? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                n => {
+                    let sent = &self.out[self.out_at..self.out_at + n];
+                    written(&mut self.outbound, &mut self.inbound, sent);
+                    self.out_at += n;
+                }
+            }
+        }
+        // Written: the buffer is given back, so an idle connection holds none.
+        self.out = Vec::new();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Room for `want` more bytes in the buffer: waits for it to be written
+    /// out when it is full. Returns how many bytes may be gathered.
+    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.out.len() >= FLUSH_AT {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
+        if self.out.capacity() == 0 {
+            self.out.reserve_exact(GATHER_MAX);
+        }
+        Poll::Ready(Ok(want.min(GATHER_MAX - self.out.len())))
     }
 }
 
@@ -159,12 +243,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let p = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.stall.note(&p);
-        if let Poll::Ready(Ok(n)) = p {
-            this.written(&buf[..n]);
+        if this.out.is_empty() && (buf.len() >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+            let p = Pin::new(&mut this.inner).poll_write(cx, buf);
+            this.stall.note(&p);
+            if let Poll::Ready(Ok(n)) = p {
+                written(&mut this.outbound, &mut this.inbound, &buf[..n]);
+            }
+            return p;
         }
-        p
+        let n = std::task::ready!(this.poll_room(cx, buf.len()))?;
+        this.out.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
@@ -173,19 +262,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.stall.note(&p);
-        if let Poll::Ready(Ok(mut n)) = p {
-            for b in bufs {
-                let k = n.min(b.len());
-                this.written(&b[..k]);
-                n -= k;
-                if n == 0 {
-                    break;
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        if this.out.is_empty() && (total >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+            let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+            this.stall.note(&p);
+            if let Poll::Ready(Ok(mut n)) = p {
+                for b in bufs {
+                    let k = n.min(b.len());
+                    written(&mut this.outbound, &mut this.inbound, &b[..k]);
+                    n -= k;
+                    if n == 0 {
+                        break;
+                    }
                 }
             }
+            return p;
         }
-        p
+        let mut room = std::task::ready!(this.poll_room(cx, total))?;
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room);
+            this.out.extend_from_slice(&b[..take]);
+            n += take;
+            room -= take;
+            if room == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -194,6 +298,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.out_at < this.out.len() {
+            let turn = this.stall.turn.load(Ordering::Relaxed);
+            let due = this.deferred.is_some_and(|t| t != turn)
+                || this.out.len() >= FLUSH_AT
+                || !this.stall.gather.load(Ordering::Relaxed);
+            if !due {
+                // The rest of this turn's frames may follow: written in the
+                // next turn, which the driver starts at once.
+                this.deferred.get_or_insert(turn);
+                this.stall.deferred.store(true, Ordering::Relaxed);
+                return Poll::Ready(Ok(()));
+            }
+            std::task::ready!(this.poll_drain(cx))?;
+        }
+        this.deferred = None;
         let p = Pin::new(&mut this.inner).poll_flush(cx);
         this.stall.note(&p);
         p
@@ -202,6 +321,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.shut {
+            std::task::ready!(this.poll_drain(cx))?;
             std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
             this.shut = true;
         }

@@ -34,8 +34,10 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// at most [`max_send_buffer`](Self::max_send_buffer) per stream times
 /// [`max_concurrent_streams`](Self::max_concurrent_streams) (6.25 MiB by
 /// default, less the bodies that are shared, such as cached files); one
-/// header block being decoded, bounded by the header list size; and one
-/// pending PING or SETTINGS acknowledgement.
+/// header block being decoded, bounded by the header list size; one
+/// pending PING or SETTINGS acknowledgement; and, while several answers
+/// finished together are gathered into one write, at most 32 KiB of them
+/// (freed once written).
 ///
 /// ```
 /// let h2 = http_core::H2Limits {

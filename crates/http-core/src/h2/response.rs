@@ -118,14 +118,69 @@ fn add_lines(map: &mut HeaderMap, block: &Bytes) {
     }
 }
 
+/// A header block (and the `extra` lines after it) as a header map, with a
+/// `Date` field first whose value is to be set.
+struct BlockMap {
+    /// Held, so that the memory compared by address cannot be reused for
+    /// other lines while the entry lives (`Bytes` never change).
+    block: Bytes,
+    extra: Bytes,
+    map: HeaderMap,
+}
+
+impl BlockMap {
+    fn is_for(&self, block: &Bytes, extra: &Bytes) -> bool {
+        same(&self.block, block) && same(&self.extra, extra)
+    }
+}
+
+fn same(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+thread_local! {
+    /// The map of the last header block answered on this thread: a file
+    /// asked for again and again (its cached block is the same `Bytes`) has
+    /// its fields cloned, not parsed from the lines again.
+    static BLOCK_MAP: RefCell<Option<BlockMap>> = const { RefCell::new(None) };
+}
+
+/// The fields of `block` then `extra`, after a `Date` field and before a
+/// `Content-Length` field (both of no value yet; a block holds neither).
+fn block_map(block: &Bytes, extra: &Bytes) -> HeaderMap {
+    BLOCK_MAP.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if let Some(hit) = c.as_ref().filter(|m| m.is_for(block, extra)) {
+            return hit.map.clone();
+        }
+        let mut map = HeaderMap::with_capacity(12);
+        map.insert(DATE, HeaderValue::from_static(""));
+        add_lines(&mut map, block);
+        if !extra.is_empty() {
+            add_lines(&mut map, extra);
+        }
+        // Its slot is kept: a clone has no room to spare, and adding the
+        // field to it would reallocate.
+        map.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        *c = Some(BlockMap {
+            block: block.clone(),
+            extra: extra.clone(),
+            map: map.clone(),
+        });
+        map
+    })
+}
+
 /// The service's header block and headers, then `extra`, plus `Date` and
 /// `Content-Length`.
 fn headers(resp: &Response, dated: Instant, extra: &Bytes, content_length: Option<u64>) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(resp.headers.len() + 8);
-    map.insert(DATE, date_value(dated));
-    add_lines(&mut map, resp.block.shared());
-    if !extra.is_empty() {
-        add_lines(&mut map, extra);
+    let mut map = block_map(resp.block.shared(), extra);
+    if let Some(date) = map.get_mut(DATE) {
+        *date = date_value(dated);
+    }
+    if !resp.headers.is_empty() || content_length.is_none() {
+        // The last field: removed without moving the others.
+        map.remove(CONTENT_LENGTH);
     }
     for (name, value) in &resp.headers {
         if let Ok(v) = HeaderValue::from_maybe_shared(value.clone()) {
@@ -255,6 +310,79 @@ async fn send_reader(
         stream.send_data(buf.split().freeze(), end)?;
         if end {
             return Ok(sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HeaderBlock;
+
+    fn block(lines: &[(&str, &str)]) -> HeaderBlock {
+        let mut b = HeaderBlock::builder();
+        for (n, v) in lines {
+            assert!(b.push(n, v.as_bytes()));
+        }
+        b.build()
+    }
+
+    fn fields(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The map of a block is reused only for that same block and the same
+    /// extra lines: answers alternating between two cached files, with and
+    /// without HSTS, each get their own fields, `Date` first and the
+    /// response's own headers and length after the block's (no length for a
+    /// bodiless answer).
+    #[test]
+    fn cached_block_maps_never_mix() {
+        let html = block(&[("Content-Type", "text/html"), ("ETag", "\"a\"")]);
+        let css = block(&[("Content-Type", "text/css"), ("Proxy-Connection", "close")]);
+        let hsts = Bytes::from_static(b"Strict-Transport-Security: max-age=60\r\n");
+        let now = Instant::now();
+        for _ in 0..3 {
+            for (b, extra) in [(&html, Bytes::new()), (&css, hsts.clone()), (&html, hsts.clone())] {
+                let bare = Response::new(200).header_block(b.clone());
+                let plain = fields(&headers(&bare, now, &extra, Some(7)));
+                assert_eq!(
+                    plain.last().unwrap(),
+                    &("content-length".to_owned(), "7".to_owned())
+                );
+                let no_length = fields(&headers(&bare, now, &extra, None));
+                assert_eq!(plain[..plain.len() - 1], no_length[..]);
+                let resp = Response::new(200)
+                    .header_block(b.clone())
+                    .header("Vary", "Accept-Encoding");
+                let map = headers(&resp, now, &extra, Some(5));
+                let got = fields(&map);
+                assert_eq!(got[0].0, "date");
+                assert_eq!(got[0].1.len(), DATE_LEN);
+                let mut want: Vec<(String, String)> = if b.as_bytes() == html.as_bytes() {
+                    vec![
+                        ("content-type".into(), "text/html".into()),
+                        ("etag".into(), "\"a\"".into()),
+                    ]
+                } else {
+                    // `Proxy-Connection` is connection-specific: not sent over HTTP/2.
+                    vec![("content-type".into(), "text/css".into())]
+                };
+                if !extra.is_empty() {
+                    want.push(("strict-transport-security".into(), "max-age=60".into()));
+                }
+                assert_eq!(plain[1..plain.len() - 1], want[..]);
+                want.push(("vary".into(), "Accept-Encoding".into()));
+                want.push(("content-length".into(), "5".into()));
+                assert_eq!(got[1..], want[..]);
+            }
         }
     }
 }
