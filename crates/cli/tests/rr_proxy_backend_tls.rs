@@ -5,31 +5,14 @@
 
 mod common;
 
-use common::{assert_one_error_line, run, static_root, Server, RR_PROXY, STATIC_SERVER};
+use common::{assert_one_error_line, run, static_root, Server, RR_PROXY};
 use test_support::{agent, TempDir, TestCa};
 
 /// A `static-server` over TLS with a certificate for `names`, naming itself `id`.
 fn tls_backend(dir: &TempDir, ca: &TestCa, id: &str, names: &[&str]) -> Server {
     let files = ca.issue(dir.path(), id, names, 1);
-    let root = static_root();
-    Server::start(
-        STATIC_SERVER,
-        "static-server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--server-id",
-            id,
-            "--threads",
-            "1",
-            "--tls-cert",
-            files.cert.to_str().unwrap(),
-            "--tls-key",
-            files.key.to_str().unwrap(),
-        ],
-    )
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    common::start_static_backend_with(id, &["--tls-cert", cert, "--tls-key", key])
 }
 
 /// GET `path` through `proxy`: status, `X-Served-By`, body.

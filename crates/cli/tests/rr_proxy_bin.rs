@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use common::{
-    assert_help_and_version, assert_one_error_line, run, static_root, Server, RR_PROXY, STATIC_SERVER,
-};
+use common::{assert_help_and_version, assert_one_error_line, run, Server, RR_PROXY};
 use test_support::{accepts_connections, agent, curl_status, TempDir, TIMEOUT};
 
 /// [`Server::start`], checking the announced address: 127.0.0.1 and a real port.
@@ -36,21 +34,9 @@ fn start_proxy(args: &[&str]) -> Server {
 
 /// A `static-server` on a free port serving `static/`, naming itself `id`.
 fn start_backend(id: &str) -> Server {
-    let root = static_root();
-    start(
-        STATIC_SERVER,
-        "static-server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--server-id",
-            id,
-            "--threads",
-            "1",
-        ],
-    )
+    let server = common::start_static_backend(id);
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1");
+    server
 }
 
 /// The admin listener's address, from its announcement (`admin listening on

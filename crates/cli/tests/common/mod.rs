@@ -319,19 +319,22 @@ pub fn assert_help_and_version(bin: &str, name: &str, flags: &[&str]) {
 /// A `static-server` binary serving the demo site on a free port of
 /// 127.0.0.1 with one thread, naming itself `id` in `X-Served-By`.
 pub fn start_static_backend(id: &str) -> Server {
+    start_static_backend_with(id, &[])
+}
+
+/// [`start_static_backend`] with more flags (`--tls-cert ...`).
+pub fn start_static_backend_with(id: &str, extra: &[&str]) -> Server {
     let root = static_root();
-    Server::start(
-        STATIC_SERVER,
-        "static-server",
-        &[
-            "--root",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--server-id",
-            id,
-            "--threads",
-            "1",
-        ],
-    )
+    let mut args = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--server-id",
+        id,
+        "--threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(STATIC_SERVER, "static-server", &args)
 }
