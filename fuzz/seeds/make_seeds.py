@@ -154,6 +154,30 @@ CLIENT_MODES = [
 ]
 
 
+# What a client sends on an HTTP/2 connection after the preface (h2): the
+# first byte is the duplex capacity, then pieces as for the driver. Header
+# blocks in HPACK by hand: 0x82 :method GET, 0x83 POST, 0x86 :scheme http,
+# 0x84 :path /, 0x44 :path literal, 0x41 :authority literal, 0x5c content-length.
+def h2_frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+H2_GET = b"\x82\x86\x84\x41\x04fuzz"
+H2_POST = b"\x83\x86\x44\x05/echo\x41\x04fuzz\x5c\x014"
+H2_SETTINGS = h2_frame(4, 0, 0)
+H2_STREAMS = [
+    H2_SETTINGS + h2_frame(4, 1, 0) + h2_frame(1, 5, 1, H2_GET),
+    H2_SETTINGS + h2_frame(1, 4, 1, H2_POST) + h2_frame(0, 1, 1, b"body"),
+    H2_SETTINGS + h2_frame(1, 5, 1, b"\x82\x86\x44\x07/stream\x41\x01f") + h2_frame(6, 0, 0, b"12345678"),
+    H2_SETTINGS + h2_frame(6, 0, 0, b"1234567"),
+    H2_SETTINGS + h2_frame(1, 5, 1, H2_GET) + h2_frame(0, 0, 1, b"late"),
+    H2_SETTINGS + h2_frame(8, 0, 0, struct.pack(">I", 0x7FFFFFFF)) * 2,
+    H2_SETTINGS + h2_frame(1, 1, 1, H2_GET[:2]) + h2_frame(9, 4, 1, H2_GET[2:]),
+    H2_SETTINGS + h2_frame(1, 4, 3, H2_GET) + h2_frame(3, 0, 3, struct.pack(">I", 8)) + h2_frame(0, 0, 3, b"x"),
+    h2_frame(4, 0, 0, struct.pack(">HI", 4, 1 << 31)),
+]
+
+
 def write(target, inputs):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -180,3 +204,4 @@ write(
     + [bytes(mode) + CLIENT_STREAMS[13] for mode in CLIENT_MODES[2:]]
     + [bytes(mode) + CLIENT_STREAMS[15] for mode in CLIENT_MODES[5:8]],
 )
+write("h2", [bytes([cap]) + pieces(s, size) for s in H2_STREAMS for (cap, size) in ((3, 255), (0, 5))])

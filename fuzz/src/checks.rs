@@ -14,9 +14,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use http_core::{
-    parse_request, parse_response, serve_connection, write_header, write_request_line, Body, BodyDecoder,
-    BodyKind, ChunkedDecoder, ChunkedEncoder, ClientConn, Limits, Method, ReadHeadError, Request,
-    RequestHead, Response, SendError, Service, ShutdownSignal,
+    parse_request, parse_response, serve_connection, serve_h2_connection, write_header, write_request_line,
+    Body, BodyDecoder, BodyKind, ChunkedDecoder, ChunkedEncoder, ClientConn, H2Limits, Limits, Method,
+    ReadHeadError, Request, RequestHead, Response, SendError, Service, ShutdownSignal, H2_PREFACE,
 };
 use static_server::StaticFiles;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -997,4 +997,74 @@ fn paused_runtime<F: std::future::Future>(f: F) -> F::Output {
             .expect("runtime");
     }
     RT.with(|rt| rt.block_on(f))
+}
+
+/// The HTTP/2 driver (the h2 crate under http-core's frame check) on one
+/// connection: the client preface, then the input as the client's bytes,
+/// written in the pieces its length bytes say (as in `driver`). Whatever the
+/// frames, the connection ends (no hang, no panic) and what the server wrote
+/// is a sequence of whole frames, SETTINGS first.
+pub fn h2(data: &[u8]) {
+    let Some((&[cap], mut rest)) = data.split_first_chunk::<1>() else {
+        return;
+    };
+    let mut pieces = vec![H2_PREFACE.to_vec()];
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        pieces.push(tail[..n].to_vec());
+        rest = &tail[n..];
+    }
+    let service = Arc::new(Fuzz {
+        methods: Mutex::new(Vec::new()),
+        files: None,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let out = rt.block_on(async {
+        let (client, server) = tokio::io::duplex(64 << (cap % 8));
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let conn = serve_h2_connection(
+            server,
+            None,
+            service.clone(),
+            Arc::new(small_limits()),
+            H2Limits::default(),
+            ShutdownSignal::never(),
+        );
+        let write = async move {
+            for p in &pieces {
+                if wr.write_all(p).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = wr.shutdown().await;
+        };
+        let read = async move {
+            let mut out = Vec::new();
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        };
+        let all = async { tokio::join!(conn, write, read).2 };
+        tokio::time::timeout(Duration::from_secs(3600), all)
+            .await
+            .expect("the HTTP/2 driver hung")
+    });
+    // Whole frames, the server's SETTINGS first (when it wrote anything).
+    let mut at = 0;
+    let mut first = true;
+    while at < out.len() {
+        assert!(out.len() - at >= 9, "a cut frame header at {at} of {}", out.len());
+        let len = usize::from(out[at]) << 16 | usize::from(out[at + 1]) << 8 | usize::from(out[at + 2]);
+        if first {
+            assert_eq!(out[at + 3], 0x4, "the server's first frame is SETTINGS");
+            first = false;
+        }
+        assert!(len <= 16_384, "a frame over the default SETTINGS_MAX_FRAME_SIZE");
+        at += 9 + len;
+    }
+    assert_eq!(at, out.len(), "a cut frame payload");
 }

@@ -72,3 +72,8 @@ fn driver() {
 fn client_response() {
     replay("client_response", checks::client_response);
 }
+
+#[test]
+fn h2() {
+    replay("h2", checks::h2);
+}

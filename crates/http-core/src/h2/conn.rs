@@ -211,6 +211,12 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 // sends.
                 let mut gather = std::mem::take(&mut finished) > 1;
                 for _ in 0..4 {
+                    // A frame error the transport's check found: the h2
+                    // crate sends the GOAWAY with the RFC's code and closes.
+                    match stall.take_violation() {
+                        0 => {}
+                        code => conn.abrupt_shutdown(::h2::Reason::from(code)),
+                    }
                     stall.next_turn(gather);
                     let p = conn.poll_accept(cx);
                     if p.is_ready() || !stall.take_deferred() {

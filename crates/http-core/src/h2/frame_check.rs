@@ -10,8 +10,9 @@
 //! [`MAX_TRACKED`]; beyond, it stops judging streams and leaves them to the
 //! h2 crate) and the last [`RECENT`] it ended and the server reset.
 //!
-//! [`Frames`] also follows the frames the server writes, so that the
-//! connection's own GOAWAY is only put between two frames.
+//! [`Frames`] also follows the frames the server writes, for the streams it
+//! resets. On an error, the h2 crate itself sends the GOAWAY with the code
+//! found here (`abrupt_shutdown`), so that it goes out whole, between frames.
 
 /// `FRAME_SIZE_ERROR`.
 pub(super) const FRAME_SIZE_ERROR: u32 = 0x6;
@@ -40,27 +41,6 @@ const WINDOW_UPDATE: u8 = 0x8;
 const ACK: u8 = 0x1;
 const END_STREAM: u8 = 0x1;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-
-/// A connection error found in the peer's frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Violation {
-    /// The error code for the GOAWAY.
-    pub code: u32,
-    /// The highest stream the peer opened in the bytes already passed on.
-    pub last_stream: u32,
-}
-
-impl Violation {
-    /// The GOAWAY frame that reports it.
-    pub fn goaway(&self) -> [u8; HEAD_LEN + 8] {
-        let mut f = [0u8; HEAD_LEN + 8];
-        f[2] = 8;
-        f[3] = GOAWAY;
-        f[HEAD_LEN..HEAD_LEN + 4].copy_from_slice(&(self.last_stream & 0x7fff_ffff).to_be_bytes());
-        f[HEAD_LEN + 4..].copy_from_slice(&self.code.to_be_bytes());
-        f
-    }
-}
 
 /// Where a byte stream of frames stands: which header bytes are in, how many
 /// payload bytes are left.
@@ -163,11 +143,13 @@ impl Frames {
     }
 
     /// True between two frames (and after the preface).
+    #[cfg(test)]
     pub fn at_boundary(&self) -> bool {
         self.skip == 0 && self.head_len == 0 && self.payload_left == 0
     }
 
     /// The highest stream a HEADERS frame opened so far.
+    #[cfg(test)]
     pub fn max_stream(&self) -> u32 {
         self.max_stream
     }
@@ -488,17 +470,5 @@ mod tests {
             proptest::prop_assert_eq!(want, got);
             proptest::prop_assert!(pieces.streams.open.len() <= MAX_TRACKED);
         }
-    }
-
-    #[test]
-    fn the_goaway_names_the_code_and_the_last_stream() {
-        let v = Violation {
-            code: FRAME_SIZE_ERROR,
-            last_stream: 7,
-        };
-        assert_eq!(
-            v.goaway().to_vec(),
-            frame(GOAWAY, 0, 0, &[0, 0, 0, 7, 0, 0, 0, 6])
-        );
     }
 }

@@ -17,9 +17,10 @@
 //! A single answer (or a large body's DATA frames) is written through as
 //! before, without a copy.
 //!
-//! It also looks at each frame header the peer sends ([`Frames`]): a frame
-//! error RFC 9113 gives its own code is answered here, with a GOAWAY of that
-//! code, before the h2 crate would call it a `PROTOCOL_ERROR`.
+//! It also looks at each frame header the peer sends ([`Frames`]): on a frame
+//! error RFC 9113 gives its own code, the bytes are held back and the driver
+//! has the h2 crate end the connection with a GOAWAY of that code, before the
+//! h2 crate would call it a `PROTOCOL_ERROR`.
 
 use std::future::Future;
 use std::io;
@@ -34,7 +35,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::frame_check::{Frames, Violation};
+use super::frame_check::Frames;
 
 /// After the connection is shut down, unread input is discarded for at most
 /// this long and this much before it is closed (as the HTTP/1.1 driver does).
@@ -64,6 +65,10 @@ pub(super) struct WriteStall {
     gather: AtomicBool,
     /// A flush was put off in this turn: the driver polls again.
     deferred: AtomicBool,
+    /// The error code of a frame error the frame check found in the peer's
+    /// bytes (0: none): the driver has the h2 crate end the connection with
+    /// a GOAWAY of that code.
+    violation: std::sync::atomic::AtomicU32,
 }
 
 impl WriteStall {
@@ -74,7 +79,13 @@ impl WriteStall {
             turn: AtomicU64::new(0),
             gather: AtomicBool::new(false),
             deferred: AtomicBool::new(false),
+            violation: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    /// The code of the frame error the peer made, once (0: none).
+    pub(super) fn take_violation(&self) -> u32 {
+        self.violation.swap(0, Ordering::Relaxed)
     }
 
     /// A new turn of the driver: flushes put off in an earlier one are due;
@@ -131,8 +142,10 @@ pub(super) struct H2Io<T> {
     deferred: Option<u64>,
     /// The peer's frames, checked as they are read.
     inbound: Frames,
-    /// The server's frames, followed so that a GOAWAY of ours goes between two.
+    /// The server's frames, followed for the streams it resets.
     outbound: Frames,
+    /// The peer made a frame error: nothing more is read.
+    failed: bool,
 }
 
 impl<T> H2Io<T> {
@@ -149,6 +162,7 @@ impl<T> H2Io<T> {
             deferred: None,
             inbound: Frames::inbound(),
             outbound: Frames::outbound(),
+            failed: false,
         }
     }
 }
@@ -162,31 +176,23 @@ fn written(outbound: &mut Frames, inbound: &mut Frames, bytes: &[u8]) {
     }
 }
 
-impl<T: AsyncWrite + Unpin> H2Io<T> {
-    /// Checks the bytes just read; on a frame error, sends its GOAWAY (when
-    /// no frame of the server's is half written, and the socket takes it at
-    /// once) and fails the read, which ends the connection.
-    fn check_read(&mut self, cx: &mut Context<'_>, read: &[u8]) -> io::Result<()> {
-        let last_stream = self.inbound.max_stream();
+impl<T> H2Io<T> {
+    /// Checks the bytes just read. On a frame error, the bytes are not
+    /// passed on, the driver is told, and the read never ends: the driver
+    /// has the h2 crate send the GOAWAY (whole, between its frames) and
+    /// close the connection.
+    fn check_read(&mut self, cx: &mut Context<'_>, read: &[u8]) -> bool {
         let Err(code) = self.inbound.check(read) else {
-            return Ok(());
+            return true;
         };
-        let v = Violation { code, last_stream };
-        if self.outbound.at_boundary() {
-            let goaway = v.goaway();
-            if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &goaway) {
-                written(&mut self.outbound, &mut self.inbound, &goaway[..n]);
-                let _ = Pin::new(&mut self.inner).poll_flush(cx);
-            }
-        }
         tracing::debug!(
             code,
-            "HTTP/2 connection error in the peer's frames: GOAWAY sent, connection closed"
+            "HTTP/2 connection error in the peer's frames: GOAWAY {code:#x}"
         );
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("HTTP/2 connection error {code:#x} in the peer's frames"),
-        ))
+        self.failed = true;
+        self.stall.violation.store(code, Ordering::Relaxed);
+        cx.waker().wake_by_ref();
+        false
     }
 }
 
@@ -227,6 +233,9 @@ impl<T: AsyncWrite + Unpin> H2Io<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
@@ -236,7 +245,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
             std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         }
         let read = &buf.filled()[before..];
-        Poll::Ready(this.check_read(cx, read))
+        if this.check_read(cx, read) {
+            Poll::Ready(Ok(()))
+        } else {
+            buf.set_filled(before);
+            Poll::Pending
+        }
     }
 }
 
