@@ -146,6 +146,8 @@ pub(super) struct H2Io<T> {
     outbound: Frames,
     /// The peer made a frame error: nothing more is read.
     failed: bool,
+    /// A read ended the peer's side (end of stream or an error).
+    read_ended: bool,
 }
 
 impl<T> H2Io<T> {
@@ -163,6 +165,7 @@ impl<T> H2Io<T> {
             inbound: Frames::inbound(),
             outbound: Frames::outbound(),
             failed: false,
+            read_ended: false,
         }
     }
 }
@@ -242,7 +245,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
         } else {
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let r = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+            if r.is_err() || buf.filled().len() == before {
+                this.read_ended = true;
+            }
+            r?;
         }
         let read = &buf.filled()[before..];
         if this.check_read(cx, read) {
@@ -314,9 +321,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
         let this = self.get_mut();
         if this.out_at < this.out.len() {
             let turn = this.stall.turn.load(Ordering::Relaxed);
+            // Not put off once the connection is ending (the peer's side
+            // ended, or its frames were refused): no later turn may come.
             let due = this.deferred.is_some_and(|t| t != turn)
                 || this.out.len() >= FLUSH_AT
-                || !this.stall.gather.load(Ordering::Relaxed);
+                || !this.stall.gather.load(Ordering::Relaxed)
+                || this.failed
+                || this.read_ended;
             if !due {
                 // The rest of this turn's frames may follow: written in the
                 // next turn, which the driver starts at once.
