@@ -373,39 +373,14 @@ pub fn driver(data: &[u8]) {
         small_limits()
     };
     let limits = Arc::new(limits);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    let out = rt.block_on(async {
-        let (client, server) = tokio::io::duplex(16 << (cap % 8));
-        let (mut rd, mut wr) = tokio::io::split(client);
-        let conn = serve_connection(
+    let out = over_duplex(16 << (cap % 8), pieces, |server| {
+        serve_connection(
             server,
             None,
             service.clone(),
             limits.clone(),
             ShutdownSignal::never(),
-        );
-        let write = async move {
-            for p in &pieces {
-                if wr.write_all(p).await.is_err() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            let _ = wr.shutdown().await;
-        };
-        let read = async move {
-            let mut out = Vec::new();
-            let _ = rd.read_to_end(&mut out).await;
-            out
-        };
-        let all = async { tokio::join!(conn, write, read).2 };
-        tokio::time::timeout(Duration::from_secs(3600), all)
-            .await
-            .expect("the driver hung")
+        )
     });
     let methods = service.methods.lock().unwrap().clone();
     check_responses(&out, &methods);
@@ -1019,40 +994,15 @@ pub fn h2(data: &[u8]) {
         methods: Mutex::new(Vec::new()),
         files: None,
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    let out = rt.block_on(async {
-        let (client, server) = tokio::io::duplex(64 << (cap % 8));
-        let (mut rd, mut wr) = tokio::io::split(client);
-        let conn = serve_h2_connection(
+    let out = over_duplex(64 << (cap % 8), pieces, |server| {
+        serve_h2_connection(
             server,
             None,
             service.clone(),
             Arc::new(small_limits()),
             H2Limits::default(),
             ShutdownSignal::never(),
-        );
-        let write = async move {
-            for p in &pieces {
-                if wr.write_all(p).await.is_err() {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            let _ = wr.shutdown().await;
-        };
-        let read = async move {
-            let mut out = Vec::new();
-            let _ = rd.read_to_end(&mut out).await;
-            out
-        };
-        let all = async { tokio::join!(conn, write, read).2 };
-        tokio::time::timeout(Duration::from_secs(3600), all)
-            .await
-            .expect("the HTTP/2 driver hung")
+        )
     });
     // Whole frames, the server's SETTINGS first (when it wrote anything);
     // only the last may be cut, when the connection died under it (the
@@ -1074,4 +1024,44 @@ pub fn h2(data: &[u8]) {
         );
         at += 9 + len;
     }
+}
+
+/// Runs the server `serve` makes of one end of a duplex (`capacity` bytes
+/// each way) on a current-thread runtime with time paused, the client
+/// writing `pieces` one by one and then closing its side: everything the
+/// server wrote until it closed. A server still running after an hour of
+/// (paused) time is a hang, and panics.
+fn over_duplex<F: std::future::Future<Output = ()>>(
+    capacity: usize,
+    pieces: Vec<Vec<u8>>,
+    serve: impl FnOnce(tokio::io::DuplexStream) -> F,
+) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, server) = tokio::io::duplex(capacity);
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let conn = serve(server);
+        let write = async move {
+            for p in &pieces {
+                if wr.write_all(p).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = wr.shutdown().await;
+        };
+        let read = async move {
+            let mut out = Vec::new();
+            let _ = rd.read_to_end(&mut out).await;
+            out
+        };
+        let all = async { tokio::join!(conn, write, read).2 };
+        tokio::time::timeout(Duration::from_secs(3600), all)
+            .await
+            .expect("the server hung")
+    })
 }

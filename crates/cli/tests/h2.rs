@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{static_root, Cluster, Server, RR_PROXY, STATIC_SERVER};
 use serde_json::Value;
-use test_support::{curl, run_within, TempDir, TestCa};
+use test_support::{curl, python_script, run_within, TempDir, TestCa};
 
 fn static_server(extra: &[&str]) -> Server {
     let root = static_root().display().to_string();
@@ -262,24 +262,14 @@ fn rr_proxy_over_h2c_sends_strict_http11_to_its_backend() {
 /// printed) without python3's h2 module.
 fn probe(addr: SocketAddr, scenario: &str, path: &str) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../http-core/tests/h2_probe.py");
-    let has_h2 = Command::new("python3")
-        .args(["-c", "import h2, hpack, hyperframe"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_h2 {
-        eprintln!("SKIPPED: python3 with the h2 module is not available (.ci/run installs it)");
-        return None;
-    }
-    let out = run_within(
-        Command::new("python3")
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .arg(scenario)
-            .arg(path),
+    let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+    let args = [ip.as_str(), port.as_str(), scenario, path];
+    let out = python_script(
+        script,
+        &["h2", "hpack", "hyperframe"],
+        &args,
         Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "probe {scenario}: {out:?}");
+    )?;
     Some(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{scenario}: {e}: {out:?}")))
 }
 

@@ -15,7 +15,7 @@ use http_core::{
     AccessRecord, Body, H2Limits, Limits, Method, Request, Response, Server, ServerHandle, Service, Version,
 };
 use serde_json::Value;
-use test_support::{curl, run_within, runtime};
+use test_support::{curl, python_script, run_within, runtime};
 
 /// A service whose behaviour is chosen by the path; it notes every target it
 /// is called with (for `/probe/` ones, once their body has been read whole)
@@ -341,25 +341,15 @@ fn many_streams_over_few_connections_with_h2load() {
 /// `None` (skipped, reason printed) when python3 or its h2 module is missing.
 fn probe(addr: SocketAddr, scenario: &str, path: &str, extra: &[&str]) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_probe.py");
-    let has_h2 = Command::new("python3")
-        .args(["-c", "import h2, hpack, hyperframe"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_h2 {
-        eprintln!("SKIPPED: python3 with the h2 module is not available (.ci/run installs it)");
-        return None;
-    }
-    let out = run_within(
-        Command::new("python3")
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .arg(scenario)
-            .arg(path)
-            .args(extra),
+    let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+    let mut args = vec![ip.as_str(), port.as_str(), scenario, path];
+    args.extend_from_slice(extra);
+    let out = python_script(
+        script,
+        &["h2", "hpack", "hyperframe"],
+        &args,
         Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "probe {scenario}: {out:?}");
+    )?;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{scenario}: {e}: {out:?}"));
     Some(v)
 }

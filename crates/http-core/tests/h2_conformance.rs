@@ -7,12 +7,11 @@
 //! client is served normally after the run.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use http_core::{Request, Response, Server, Service};
 use serde_json::Value;
-use test_support::{run_within, runtime};
+use test_support::{python_script, runtime};
 
 struct Hello;
 
@@ -39,23 +38,14 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
 /// Runs the script against `addr`; `None` (skipped, reason printed) without
 /// python3 and its h2 modules (`.ci/run` installs them).
 fn conformance(addr: SocketAddr) -> Option<Vec<Value>> {
-    let has = Command::new("python3")
-        .args(["-c", "import hpack, hyperframe"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
-        eprintln!("SKIPPED: python3 with hpack and hyperframe is not available (.ci/run installs them)");
-        return None;
-    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_conformance.py");
-    let out = run_within(
-        Command::new("python3")
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string()),
+    let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+    let out = python_script(
+        script,
+        &["hpack", "hyperframe"],
+        &[&ip, &port],
         Duration::from_secs(240),
-    );
-    assert!(out.status.success(), "h2_conformance.py: {out:?}");
+    )?;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
     Some(v.as_array().expect("a list").clone())
 }

@@ -30,7 +30,7 @@ pub use dnsmasq::Dnsmasq;
 pub use fs::{remove_at_exit, TempDir};
 pub use http::{agent, agent_builder, call, get, header_values, send, Reply};
 pub use memory::{proc_status_kib, rss_bytes};
-pub use process::{curl, curl_status, run_within, wait_timeout};
+pub use process::{curl, curl_status, python_script, run_within, wait_timeout};
 pub use prometheus::{parse_prometheus, Parsed, Sample};
 pub use raw::{accepts_connections, exchange, read_until, RawConn};
 pub use tls::{replace_file, CertFiles, TestCa};

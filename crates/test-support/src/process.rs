@@ -100,3 +100,22 @@ pub fn curl_status(args: &[&str]) -> (u16, String) {
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.parse().unwrap(), body.to_string())
 }
+
+/// Runs `python3 SCRIPT ARGS...` within `limit`, once python3 is found to
+/// import every one of `modules`, and asserts that it succeeded: its output.
+/// `None`, saying so, when python3 or a module is missing (`.ci/run`
+/// installs them).
+pub fn python_script(script: &str, modules: &[&str], args: &[&str], limit: Duration) -> Option<Output> {
+    let import = format!("import {}", modules.join(", "));
+    let found = Command::new("python3")
+        .args(["-c", &import])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: python3 with {modules:?} is not available (.ci/run installs them)");
+        return None;
+    }
+    let out = run_within(Command::new("python3").arg(script).args(args), limit);
+    assert!(out.status.success(), "python3 {script} {args:?}: {out:?}");
+    Some(out)
+}
