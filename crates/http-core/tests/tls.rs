@@ -378,3 +378,165 @@ fn load_errors_name_the_file() {
     );
     assert!(matches!(TlsConfig::from_pem_files(&[]), Err(TlsError::NoPairs)));
 }
+
+/// Reads a POST's body and answers with its length and a checksum; a GET of
+/// `/big?N` is answered with N bytes.
+struct Sink;
+
+impl Service for Sink {
+    async fn call(&self, mut req: Request<'_>) -> Response {
+        if let Some(n) = req.head.query().and_then(|q| q.parse::<usize>().ok()) {
+            return Response::text(200, "0123456789abcdef".repeat(n / 16));
+        }
+        match req.body.to_bytes(8 << 20).await {
+            Ok(body) => {
+                let sum = body
+                    .iter()
+                    .fold(0u32, |s, &b| s.wrapping_mul(31).wrapping_add(u32::from(b)));
+                Response::text(200, format!("{} {sum}\n", body.len()))
+            }
+            Err(e) => Response::text(400, format!("{e}\n")),
+        }
+    }
+}
+
+fn checksum(body: &[u8]) -> u32 {
+    body.iter()
+        .fold(0u32, |s, &b| s.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
+async fn start_sink(tls: TlsConfig) -> ServerHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::new(Sink).tls(tls).spawn(listener).unwrap()
+}
+
+/// Records cut anywhere by TCP and requests cut anywhere by records: a
+/// 700 kB upload written in odd pieces, many requests pipelined in one write,
+/// and a 1 MB answer read slowly, all on one connection.
+#[tokio::test]
+async fn bodies_and_pipelines_cross_record_and_segment_boundaries() {
+    let f = fixture();
+    let tls = TlsConfig::from_pem_files(std::slice::from_ref(&f.a)).unwrap();
+    let server = start_sink(tls.clone()).await;
+    let mut s = connect(server.local_addr(), &f.ca, "a.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    let body: Vec<u8> = (0..700_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    s.write_all(
+        format!(
+            "POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // One byte, then pieces that straddle rustls' 16 KiB records.
+    let mut rest = &body[..];
+    for size in [1usize, 3, 16_383, 16_385, 40_000].iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let n = (*size).min(rest.len());
+        s.write_all(&rest[..n]).await.unwrap();
+        s.flush().await.unwrap();
+        rest = &rest[n..];
+    }
+    let r = read_response(&mut s).await;
+    assert!(
+        r.ends_with(&format!("\r\n\r\n{} {}\n", body.len(), checksum(&body))),
+        "{r}"
+    );
+
+    // 200 pipelined requests in one write: one answer each, in order.
+    let mut many = String::new();
+    for i in 0..200 {
+        many += &format!(
+            "POST /p HTTP/1.1\r\nHost: a.test\r\nContent-Length: {}\r\n\r\n{}",
+            i.to_string().len(),
+            i
+        );
+    }
+    s.write_all(many.as_bytes()).await.unwrap();
+    for i in 0..200 {
+        let r = read_response(&mut s).await;
+        let digits = i.to_string();
+        assert!(
+            r.ends_with(&format!(
+                "\r\n\r\n{} {}\n",
+                digits.len(),
+                checksum(digits.as_bytes())
+            )),
+            "{i}: {r}"
+        );
+    }
+
+    // A 1 MB answer, read 1000 bytes at a time with pauses.
+    s.write_all(b"GET /big?1048576 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1000];
+    loop {
+        let n = s
+            .read(&mut chunk)
+            .await
+            .expect("a clean end: close_notify, then FIN");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        if got.len() % 100_000 < 1000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let text = String::from_utf8(got).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body.len(), 1_048_576);
+    assert_eq!(body, "0123456789abcdef".repeat(65_536));
+    server.shutdown().await;
+}
+
+/// A client that renews its keys mid-connection (a TLS 1.3 KeyUpdate asking
+/// for the server's too) goes on being served, and a client that ends its
+/// side with close_notify gets its answer and the server's close_notify.
+#[tokio::test]
+async fn key_updates_and_close_notify_from_the_client() {
+    let f = fixture();
+    let tls = TlsConfig::from_pem_files(std::slice::from_ref(&f.a)).unwrap();
+    let server = start_sink(tls.clone()).await;
+    let mut s = connect(server.local_addr(), &f.ca, "a.test", &[b"http/1.1"])
+        .await
+        .unwrap();
+    for round in 0..3 {
+        s.write_all(b"POST /k HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let r = read_response(&mut s).await;
+        assert!(
+            r.ends_with(&format!("\r\n\r\n5 {}\n", checksum(b"hello"))),
+            "round {round}: {r}"
+        );
+        s.get_mut().1.refresh_traffic_keys().unwrap();
+    }
+    // The request, then close_notify and FIN: the answer still comes, and
+    // ends with the server's close_notify (rustls' client reports a cut
+    // stream as an error, so a clean end is Ok(0)).
+    s.write_all(b"POST /k HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2\r\n\r\nok")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .await
+        .expect("the server's close_notify ends the stream");
+    let all = String::from_utf8(all).unwrap();
+    assert!(
+        all.ends_with(&format!("\r\n\r\n2 {}\n", checksum(b"ok"))),
+        "{all}"
+    );
+    assert_eq!(tls.stats().handshakes, 1);
+    assert_eq!(tls.stats().handshake_failures, 0);
+    server.shutdown().await;
+}

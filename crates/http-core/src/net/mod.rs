@@ -8,6 +8,7 @@ pub(crate) mod io;
 pub(crate) mod lazy;
 pub(crate) mod listener;
 pub(crate) mod tls;
+pub(crate) mod tls_stream;
 pub(crate) mod transport;
 
 pub use fd_limit::{connection_capacity, raise_fd_limit, FdLimit};

@@ -22,10 +22,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -35,10 +33,9 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::io::Io;
 use super::lazy::LazyTcpStream;
+use super::tls_stream::TlsStream;
 
 /// The application protocols offered by ALPN, most preferred first: HTTP/2,
 /// then HTTP/1.1. A [`Server`](crate::Server) serves a connection whose ALPN
@@ -224,20 +221,20 @@ pub struct TlsStats {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
-    handshakes: AtomicU64,
-    handshake_failures: AtomicU64,
-    handshake_timeouts: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
     loaded_at_seconds: AtomicU64,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     pairs: Vec<CertPair>,
     resolver: Arc<Resolver>,
-    acceptor: tokio_rustls::TlsAcceptor,
-    counters: Counters,
+    config: Arc<ServerConfig>,
+    pub(crate) counters: Counters,
     /// Serialises reloads (SIGHUP and the file watcher may race).
     reloading: std::sync::Mutex<()>,
 }
@@ -297,13 +294,19 @@ impl TlsConfig {
         config.ticketer =
             rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+        let config = Arc::new(config);
+        // Connections are made from this configuration as clients arrive, where
+        // an error could only close them: one is made here so that a
+        // configuration rustls would refuse fails now.
+        rustls::server::UnbufferedServerConnection::new(config.clone())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
         let counters = Counters::default();
         counters.loaded_at_seconds.store(unix_now(), Ordering::Relaxed);
         Ok(TlsConfig {
             shared: Arc::new(Shared {
                 pairs: pairs.to_vec(),
                 resolver,
-                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                config,
                 counters,
                 reloading: std::sync::Mutex::new(()),
             }),
@@ -440,15 +443,14 @@ impl TlsConfig {
         stream: LazyTcpStream,
         peer: Option<SocketAddr>,
         timeout: Duration,
-    ) -> TlsStream {
-        TlsStream {
-            state: State::Handshaking {
-                accept: self.shared.acceptor.accept(stream),
-                deadline: Box::pin(tokio::time::sleep(timeout)),
-            },
+    ) -> io::Result<TlsStream> {
+        TlsStream::new(
+            stream,
+            self.shared.config.clone(),
             peer,
-            shared: self.shared.clone(),
-        }
+            timeout,
+            self.shared.clone(),
+        )
     }
 }
 
@@ -587,144 +589,5 @@ impl prometheus_client::collector::Collector for TlsCollector {
             MetricType::Gauge,
         )?)?;
         Ok(())
-    }
-}
-
-enum State {
-    Handshaking {
-        accept: tokio_rustls::Accept<LazyTcpStream>,
-        deadline: Pin<Box<tokio::time::Sleep>>,
-    },
-    Ready(tokio_rustls::server::TlsStream<LazyTcpStream>),
-    /// The handshake failed or timed out; the socket is closed.
-    Failed,
-}
-
-/// A server connection over TLS: the handshake, then the decrypted stream.
-/// The handshake is driven by the first read, on the connection's own task,
-/// and must end within the deadline [`TlsConfig::accept`] was given.
-pub(crate) struct TlsStream {
-    state: State,
-    peer: Option<SocketAddr>,
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for TlsStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsStream")
-            .field("peer", &self.peer)
-            .field("alpn", &self.alpn_protocol())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TlsStream {
-    /// The protocol ALPN settled on (`b"http/1.1"`; `b"h2"` once offered),
-    /// or `None` before the handshake or when the client offered none. An
-    /// HTTP/2 driver branches on it.
-    pub(crate) fn alpn_protocol(&self) -> Option<&[u8]> {
-        match &self.state {
-            State::Ready(s) => s.get_ref().1.alpn_protocol(),
-            _ => None,
-        }
-    }
-
-    /// Drives the handshake; `Ready(Ok)` once the stream is ready.
-    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let State::Handshaking { accept, deadline } = &mut self.state else {
-            return match self.state {
-                State::Ready(_) => Poll::Ready(Ok(())),
-                _ => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-            };
-        };
-        let counters = &self.shared.counters;
-        match Pin::new(accept).poll(cx) {
-            Poll::Ready(Ok(stream)) => {
-                counters.handshakes.fetch_add(1, Ordering::Relaxed);
-                self.state = State::Ready(stream);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => {
-                counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = ?self.peer, error = %e, "TLS handshake failed");
-                self.state = State::Failed;
-                Poll::Ready(Err(e))
-            }
-            Poll::Pending => {
-                ready!(deadline.as_mut().poll(cx));
-                counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = ?self.peer, "TLS handshake timed out");
-                self.state = State::Failed;
-                Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
-            }
-        }
-    }
-
-    fn ready(&mut self) -> io::Result<Pin<&mut tokio_rustls::server::TlsStream<LazyTcpStream>>> {
-        match &mut self.state {
-            State::Ready(s) => Ok(Pin::new(s)),
-            _ => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
-
-impl AsyncRead for TlsStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        ready!(self.poll_handshake(cx))?;
-        self.ready()?.poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_handshake(cx))?;
-        self.ready()?.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        ready!(self.poll_handshake(cx))?;
-        self.ready()?.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.state {
-            State::Ready(s) => Pin::new(s).poll_flush(cx),
-            _ => Poll::Ready(Ok(())),
-        }
-    }
-
-    /// Sends close_notify, flushes, then ends the TCP stream; before the
-    /// handshake is done there is nothing to end politely (the socket closes
-    /// when the stream is dropped).
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.state {
-            State::Ready(s) => Pin::new(s).poll_shutdown(cx),
-            _ => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-/// The last write: the bytes, close_notify, then FIN (the default: write,
-/// flush, shut down). Over TLS the socket-level single-segment finish of
-/// [`LazyTcpStream`] does not apply: the last bytes are records rustls emits.
-impl Io for TlsStream {
-    fn is_tls(&self) -> bool {
-        true
-    }
-
-    fn alpn_protocol(&self) -> Option<&[u8]> {
-        TlsStream::alpn_protocol(self)
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::io::Io;
 use super::lazy::LazyTcpStream;
-use super::tls::TlsStream;
+use super::tls_stream::TlsStream;
 
 /// A server connection: plain TCP, or TLS (boxed: a TLS session is large, and
 /// a plain connection's task must not carry its size).

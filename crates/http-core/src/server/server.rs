@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -229,12 +230,16 @@ impl<S: Service> Server<S> {
             move |stream, peer, signal| {
                 let (io, h2) = match &tls {
                     None => (ServerIo::Tcp(stream), h2_plain.clone()),
-                    Some(t) => (
-                        ServerIo::Tls(Box::new(t.accept(stream, Some(peer), handshake_timeout))),
-                        h2_tls.clone(),
-                    ),
+                    Some(t) => match t.accept(stream, Some(peer), handshake_timeout) {
+                        Ok(s) => (ServerIo::Tls(Box::new(s)), h2_tls.clone()),
+                        // Checked when the configuration was built; the socket closes.
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "TLS connection could not be set up");
+                            return Either::Right(std::future::ready(()));
+                        }
+                    },
                 };
-                drive(
+                Either::Left(drive(
                     io,
                     Some(peer),
                     service.clone(),
@@ -242,7 +247,7 @@ impl<S: Service> Server<S> {
                     signal,
                     hsts.clone(),
                     h2,
-                )
+                ))
             },
         )
         .await
