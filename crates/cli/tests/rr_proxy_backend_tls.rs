@@ -155,7 +155,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             &["--backend", "127.0.0.1:9", "--backend-ca", ca_file],
-            "--backend-ca needs an https://HOST:PORT backend",
+            "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME)",
         ),
     ] {
         let out = run(RR_PROXY, &[&["--listen", "127.0.0.1:0"][..], args].concat());
@@ -183,7 +183,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             "backends = [\"127.0.0.1:9\"]\nbackend_ca = \"ca.pem\"\n",
-            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs an https:// backend in the pool",
+            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://)",
         ),
     ] {
         let path = dir.path().join("rr-proxy.toml");

@@ -879,7 +879,7 @@ impl Validator<'_> {
                     format!("{} is listed twice", b.get_ref()),
                 );
             }
-            if matches!(source, BackendSource::Https { .. }) && mode == Mode::Tcp {
+            if source.is_tls() && mode == Mode::Tcp {
                 return self.err(
                     b.span(),
                     &k("backends"),
@@ -890,11 +890,11 @@ impl Validator<'_> {
         }
         let backend_ca = match &p.backend_ca {
             None => None,
-            Some(ca) if !backends.iter().any(|b| matches!(b, BackendSource::Https { .. })) => {
+            Some(ca) if !backends.iter().any(BackendSource::is_tls) => {
                 return self.err(
                     ca.span(),
                     &k("backend_ca"),
-                    "backend_ca needs an https:// backend in the pool",
+                    "backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://)",
                 );
             }
             Some(ca) if ca.get_ref().is_empty() => {

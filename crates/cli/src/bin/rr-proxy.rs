@@ -48,12 +48,15 @@ struct Cli {
     /// of NAME's SRV records (their ports and weights), followed too;
     /// https://HOST:PORT[=WEIGHT] for a backend spoken to over TLS (its
     /// certificate verified for HOST against the system's roots or
-    /// --backend-ca; a name is sent as SNI). Repeat for each backend; the
+    /// --backend-ca; a name is sent as SNI); dns:https://NAME:PORT[=WEIGHT]
+    /// and srv:https://NAME for discovered backends over TLS (verified for
+    /// NAME, or for each SRV target's name). Repeat for each backend; the
     /// forms mix freely.
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSource::parse_resolving)]
     backends: Vec<BackendSource>,
 
-    /// Verify the certificates of https:// backends against the CA
+    /// Verify the certificates of backends over TLS (https://, dns:https://,
+    /// srv:https://, and those added through the admin API) against the CA
     /// certificates in this PEM file alone (default: the system's roots).
     /// With --config, it applies to every pool.
     #[arg(long, value_name = "FILE")]
@@ -418,13 +421,11 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
         None
     };
     if let Some(ca) = &cli.backend_ca {
-        let https = |p: &PoolSettings| {
-            p.backends
-                .iter()
-                .any(|b| matches!(b, BackendSource::Https { .. }))
-        };
+        let https = |p: &PoolSettings| p.backends.iter().any(BackendSource::is_tls);
         if !config.pools.iter().any(https) {
-            return usage("--backend-ca needs an https://HOST:PORT backend");
+            return usage(
+                "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME)",
+            );
         }
         // Read now, so that a missing or bad file is a usage error.
         BackendTls::from_ca_file(ca).map_err(|e| Failure::Usage(format!("--backend-ca: {e}")))?;
@@ -651,11 +652,7 @@ fn h2_describe(h2c: bool, tls: bool) -> &'static str {
 /// What the certificates of a pool's https backends are verified against
 /// (`""` without https backends): the CA file, or the system's roots.
 fn backend_trust(pool: &PoolSettings, loaded: Option<&BackendTls>) -> String {
-    if !pool
-        .backends
-        .iter()
-        .any(|b| matches!(b, BackendSource::Https { .. }))
-    {
+    if !pool.backends.iter().any(BackendSource::is_tls) {
         return String::new();
     }
     match (loaded, &pool.backend_ca) {
