@@ -474,7 +474,8 @@ enum Query {
     Srv { name: Name },
 }
 
-/// Backends from DNS, for `dns:NAME:PORT[=WEIGHT]` and `srv:NAME` entries.
+/// Backends from DNS, for `dns:NAME:PORT[=WEIGHT]` and `srv:NAME` entries
+/// (and their TLS forms `dns:https://NAME:PORT[=WEIGHT]` and `srv:https://NAME`).
 ///
 /// - `dns:NAME:PORT` asks for both A and AAAA records; every address found,
 ///   IPv4 and IPv6, becomes a backend on `PORT` with the entry's weight.
@@ -489,6 +490,10 @@ enum Query {
 ///   failure, after `ttl_min` doubling up to `ttl_max`.
 /// - Failures (timeout, refused, SERVFAIL) and empty answers (NXDOMAIN, no
 ///   records) keep the last good set.
+/// - Over TLS ([`Discovery::tls`] is true), each set names every backend's
+///   TLS name ([`DiscoveredSet::tls_names`]): `NAME` for every address of a
+///   `dns:https://` entry; the target's name (without its final dot) for
+///   the addresses of each SRV target of an `srv:https://` entry.
 ///
 /// ```
 /// use rr_proxy::{BackendSource, DnsDiscovery, Proxy, ResolverConfig};
