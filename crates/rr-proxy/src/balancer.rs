@@ -445,6 +445,7 @@ impl Balancer {
                 d.renamed.push(addr);
             }
         }
+        d.renamed.sort();
         if d.is_empty() {
             return d;
         }

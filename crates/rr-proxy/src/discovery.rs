@@ -841,6 +841,79 @@ mod tests {
         assert_eq!(apply(b, 0, &map(&[("10.0.0.2:80", 4)])).added.len(), 1);
     }
 
+    /// A discovered backend over TLS gets its target when added; a kept one
+    /// the source alone holds follows a new name (or none); one a fixed
+    /// entry holds speaks as that entry says.
+    #[test]
+    fn discovered_backends_get_their_tls_names() {
+        let dir = test_support::TempDir::new("discovery-tls");
+        let ca = test_support::TestCa::new(dir.path());
+        let tls = crate::BackendTls::from_ca_file(&ca.ca_pem).unwrap();
+        let fixed = addr("10.0.0.1:443");
+        let proxy = crate::Proxy::builder()
+            .backend_tls(tls.clone())
+            .backend(fixed, 1)
+            .build()
+            .unwrap();
+        let b = &*proxy.shared();
+        let names = |list: &[(&str, &str)]| -> HashMap<SocketAddr, TlsTarget> {
+            list.iter()
+                .map(|(a, n)| (addr(a), tls.target(n).unwrap()))
+                .collect()
+        };
+        let host = |a: &str| b.find(addr(a)).unwrap().tls().map(|t| t.host().to_owned());
+        let set = map(&[("10.0.0.1:443", 1), ("10.0.0.2:443", 1), ("10.0.0.3:443", 1)]);
+        let d = b.apply_discovered(
+            0,
+            &set,
+            &names(&[
+                ("10.0.0.1:443", "a.web"),
+                ("10.0.0.2:443", "a.web"),
+                ("10.0.0.3:443", "b.web"),
+            ]),
+        );
+        assert_eq!(d.added.len(), 3);
+        assert!(d.renamed.is_empty());
+        assert_eq!(host("10.0.0.1:443"), None, "the fixed entry says plain");
+        assert_eq!(host("10.0.0.2:443").as_deref(), Some("a.web"));
+        assert_eq!(host("10.0.0.3:443").as_deref(), Some("b.web"));
+        let before = b.find(addr("10.0.0.3:443")).unwrap().id();
+        // The SRV target of .3 renamed; .2 unchanged: only .3 changes, in place.
+        let d = b.apply_discovered(
+            0,
+            &set,
+            &names(&[
+                ("10.0.0.1:443", "a.web"),
+                ("10.0.0.2:443", "a.web"),
+                ("10.0.0.3:443", "c.web"),
+            ]),
+        );
+        assert_eq!(d.renamed, [addr("10.0.0.3:443")]);
+        assert_eq!(describe(&d), "~10.0.0.3:443 (new TLS name)");
+        assert_eq!(host("10.0.0.3:443").as_deref(), Some("c.web"));
+        assert_eq!(
+            b.find(addr("10.0.0.3:443")).unwrap().id(),
+            before,
+            "the same backend"
+        );
+        // The same set again changes nothing.
+        assert!(b
+            .apply_discovered(
+                0,
+                &set,
+                &names(&[
+                    ("10.0.0.1:443", "a.web"),
+                    ("10.0.0.2:443", "a.web"),
+                    ("10.0.0.3:443", "c.web")
+                ]),
+            )
+            .is_empty());
+        // A set without names: plain from the next connection.
+        let d = b.apply_discovered(0, &set, &HashMap::new());
+        assert_eq!(d.renamed, [addr("10.0.0.2:443"), addr("10.0.0.3:443")]);
+        assert_eq!(host("10.0.0.2:443"), None);
+    }
+
     #[test]
     fn dns_discovery_checks_its_settings() {
         let dns: BackendSource = "dns:web.internal:80".parse().unwrap();
