@@ -499,6 +499,22 @@ mod tests {
         assert_eq!(parse_addr("127.0.0.1%3A"), None);
         assert_eq!(parse_addr("%FF127.0.0.1:80"), None);
         assert_eq!(parse_addr("127.0.0.1:80%2Fdrain"), None);
+        let https = |s: &str| https_form(s);
+        assert_eq!(
+            https("https%3A%2F%2Fweb.internal%3A443"),
+            Some(("web.internal:443".to_owned(), None))
+        );
+        assert_eq!(
+            https("https://web.internal:443/drain"),
+            Some(("web.internal:443".to_owned(), Some("drain".to_owned())))
+        );
+        assert_eq!(
+            https("https%3A%2F%2F%5B::1%5D%3A8443"),
+            Some(("[::1]:8443".to_owned(), None))
+        );
+        assert_eq!(https("127.0.0.1:80"), None);
+        assert_eq!(https("http%3A%2F%2F127.0.0.1:80"), None);
+        assert_eq!(https("%FFhttps://x:1"), None);
         assert_eq!(weight_param("weight=3"), Some(3));
         assert_eq!(weight_param("a=1&weight=0"), None);
     }
