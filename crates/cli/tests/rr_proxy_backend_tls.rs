@@ -1,4 +1,5 @@
-//! `rr-proxy --backend https://HOST:PORT` in front of `static-server --tls-cert
+//! `rr-proxy --backend https://HOST:PORT` (and `dns:https://NAME:PORT`, its
+//! name answered by `dnsmasq`) in front of `static-server --tls-cert
 //! --tls-key`, from the flags and from a configuration file's pool, with
 //! certificates from a test CA made here; the flag and file errors. Requests
 //! go through ureq.

@@ -1,6 +1,9 @@
 //! TLS to backends (`https://HOST:PORT`): certificates verified against a
 //! test CA, SNI, pooled and resumed sessions, stale pooled connections,
-//! health checks, bodies and upgrades through TLS. The backends are rustls
+//! health checks, bodies and upgrades through TLS; discovered backends over
+//! TLS (`dns:https://`, `srv:https://`, names answered by `dnsmasq`), https
+//! backends added through the admin API, and a reload switching a source
+//! between plain and TLS. The backends are rustls
 //! servers written here (they record the SNI and the handshake kind of each
 //! connection) serving HTTP with http-core's driver; the clients are ureq and
 //! raw sockets.
