@@ -333,7 +333,7 @@ impl AdminService {
             (Method::Post, Some("drain")) => h.drain(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
             (Method::Post, Some("enable")) => h.enable(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
             (Method::Post | Method::Put, None) => {
-                let weight = match query.map(weight_param) {
+                let weight = match query.and_then(weight_param) {
                     None => 1,
                     Some(Some(w)) => w,
                     Some(None) => return Response::text(400, "bad weight: expected weight=N with N >= 1\n"),
@@ -405,12 +405,17 @@ fn pool_param(query: &str) -> Option<String> {
         .map(|p| p.into_owned())
 }
 
-fn weight_param(query: &str) -> Option<u32> {
+/// `weight=N`: `None` when the query has none (`?pool=NAME` alone), `Some(None)`
+/// when N is not a weight.
+fn weight_param(query: &str) -> Option<Option<u32>> {
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix("weight="))
-        .and_then(|w| w.parse::<u32>().ok())
-        .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
+        .map(|w| {
+            w.parse::<u32>()
+                .ok()
+                .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
+        })
 }
 
 /// `IP:PORT`, percent-decoded first (so `%5B::1%5D:80` is `[::1]:80`).
@@ -515,7 +520,9 @@ mod tests {
         assert_eq!(https("127.0.0.1:80"), None);
         assert_eq!(https("http%3A%2F%2F127.0.0.1:80"), None);
         assert_eq!(https("%FFhttps://x:1"), None);
-        assert_eq!(weight_param("weight=3"), Some(3));
-        assert_eq!(weight_param("a=1&weight=0"), None);
+        assert_eq!(weight_param("weight=3"), Some(Some(3)));
+        assert_eq!(weight_param("a=1&weight=0"), Some(None));
+        assert_eq!(weight_param("weight="), Some(None));
+        assert_eq!(weight_param("pool=api"), None, "no weight: the default");
     }
 }
