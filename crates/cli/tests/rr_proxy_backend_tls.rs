@@ -156,7 +156,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             &["--backend", "127.0.0.1:9", "--backend-ca", ca_file],
-            "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME)",
+            "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME) or --admin (for https backends added there)",
         ),
     ] {
         let out = run(RR_PROXY, &[&["--listen", "127.0.0.1:0"][..], args].concat());
@@ -184,7 +184,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             "backends = [\"127.0.0.1:9\"]\nbackend_ca = \"ca.pem\"\n",
-            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://)",
+            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://) or an admin endpoint (for https backends added there)",
         ),
     ] {
         let path = dir.path().join("rr-proxy.toml");

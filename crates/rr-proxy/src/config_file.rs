@@ -689,7 +689,7 @@ impl Validator<'_> {
                 );
             }
             name_lines.push(line_col(self.text, p.name.span().start).0);
-            pools.push(self.pool(p, i, name, mode)?);
+            pools.push(self.pool(p, i, name, mode, admin.is_some())?);
         }
 
         let mut routes: Vec<Route> = Vec::with_capacity(raw.route.len());
@@ -789,7 +789,16 @@ impl Validator<'_> {
         })
     }
 
-    fn pool(&self, p: &RawPool, i: usize, name: String, mode: Mode) -> Result<PoolSettings, ConfigError> {
+    /// Pool `i`; `admin_on`: the file has an admin endpoint (which may add
+    /// https backends, so a `backend_ca` needs no backend over TLS).
+    fn pool(
+        &self,
+        p: &RawPool,
+        i: usize,
+        name: String,
+        mode: Mode,
+        admin_on: bool,
+    ) -> Result<PoolSettings, ConfigError> {
         let k = |key: &str| format!("pool[{i}].{key}");
         let strategy = match &p.strategy {
             None => StrategyKind::RoundRobin,
@@ -890,11 +899,12 @@ impl Validator<'_> {
         }
         let backend_ca = match &p.backend_ca {
             None => None,
-            Some(ca) if !backends.iter().any(BackendSource::is_tls) => {
+            Some(ca) if !admin_on && !backends.iter().any(BackendSource::is_tls) => {
                 return self.err(
                     ca.span(),
                     &k("backend_ca"),
-                    "backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://)",
+                    "backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://) \
+                     or an admin endpoint (for https backends added there)",
                 );
             }
             Some(ca) if ca.get_ref().is_empty() => {

@@ -60,7 +60,11 @@ pub(crate) fn plans(config: &ProxyConfig, global: &Config) -> Result<(Vec<PoolPl
                 }
             }
         }
-        let no_tls = https.is_empty() && !discovery.iter().any(|d| d.tls());
+        // A CA file with no backend over TLS yet is loaded for https
+        // backends added through the handle (the admin API) in HTTP mode.
+        let no_tls = https.is_empty()
+            && !discovery.iter().any(|d| d.tls())
+            && (p.backend_ca.is_none() || global.mode == Mode::Tcp);
         let backend_tls = match (&p.backend_ca, no_tls) {
             (_, true) => None,
             _ if global.mode == Mode::Tcp => {

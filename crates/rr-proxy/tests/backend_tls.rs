@@ -1113,3 +1113,62 @@ fn a_reload_switches_a_dns_source_between_plain_and_tls() {
     assert_eq!((r.status, r.header("X-Backend")), (200, Some("plain")));
     assert_eq!(proxy.handle.stats().reloads.succeeded, 3);
 }
+
+/// Trust anchors for https backends added later: a pool's `backend_ca` with
+/// no backend over TLS yet (the file has an admin endpoint) is loaded and
+/// used; a pool with none loads the system's roots, which do not know the
+/// test CA (502, unknown issuer, counted in `backend_tls`).
+#[test]
+fn admin_added_https_backends_use_the_pools_ca_or_the_system_roots() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let plain = TestBackend::start(&rt, "plain");
+    let b = TlsBackend::start(&rt, &ca, "tls", &["localhost"], Limits::default());
+    let add = format!("/backends/https%3A%2F%2Flocalhost%3A{}", b.addr.port());
+    let text = format!(
+        "admin = \"127.0.0.1:0\"\n[[pool]]\nname = \"web\"\nbackends = [\"{}\"]\nbackend_ca = \"{}\"\n",
+        plain.addr,
+        ca.ca_pem.display()
+    );
+    let config = rr_proxy::ProxyConfig::from_toml_str(&text, "test.toml").unwrap();
+    let proxy = TestProxy::start(&rt, Proxy::builder().config(&config).unwrap());
+    assert!(proxy.handle.backend_tls().unwrap().trust().contains("ca.pem"));
+    let admin = Admin::start(&rt, &proxy);
+    let (status, body) = admin.post(&format!("{add}?pool=web"));
+    assert_eq!(status, 201, "{body}");
+    proxy.handle.drain(plain.addr).unwrap();
+    let r = get(&agent(), &proxy.url("/x"));
+    assert_eq!((r.status, r.text().as_str()), (200, "tls /x\n"));
+    drop(admin);
+    drop(proxy);
+
+    // No trust anchors in the pool: the system's roots, loaded at the add.
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(plain.addr, 1).max_attempts(1));
+    assert!(proxy.handle.backend_tls().is_none());
+    let admin = Admin::start(&rt, &proxy);
+    assert_eq!(admin.post(&add).0, 201);
+    assert!(proxy
+        .handle
+        .backend_tls()
+        .unwrap()
+        .trust()
+        .starts_with("system roots"));
+    proxy.handle.drain(plain.addr).unwrap();
+    let r = get(&agent(), &proxy.url("/x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        proxy.handle.backend(b.addr).unwrap().last_failure,
+        Some(FailureReason::Tls(TlsFailure::UnknownIssuer))
+    );
+    assert_eq!(proxy.handle.stats().backend_tls.map(|s| s.failed), Some(1));
+    // TCP mode refuses it.
+    let tcp = TestProxy::start(
+        &rt,
+        Proxy::builder().backend(plain.addr, 1).mode(rr_proxy::Mode::Tcp),
+    );
+    let admin = Admin::start(&rt, &tcp);
+    let (status, body) = admin.post(&add);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("https backends need HTTP mode"), "{body}");
+}

@@ -422,14 +422,17 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
     };
     if let Some(ca) = &cli.backend_ca {
         let https = |p: &PoolSettings| p.backends.iter().any(BackendSource::is_tls);
-        if !config.pools.iter().any(https) {
+        // With an admin endpoint, https backends may be added to any pool there.
+        let admin_on = config.admin.is_some();
+        if !admin_on && !config.pools.iter().any(https) {
             return usage(
-                "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME)",
+                "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME) \
+                 or --admin (for https backends added there)",
             );
         }
         // Read now, so that a missing or bad file is a usage error.
         BackendTls::from_ca_file(ca).map_err(|e| Failure::Usage(format!("--backend-ca: {e}")))?;
-        for pool in config.pools.iter_mut().filter(|p| https(p)) {
+        for pool in config.pools.iter_mut().filter(|p| admin_on || https(p)) {
             pool.backend_ca = Some(ca.clone());
         }
     } else {
@@ -650,10 +653,17 @@ fn h2_describe(h2c: bool, tls: bool) -> &'static str {
 }
 
 /// What the certificates of a pool's https backends are verified against
-/// (`""` without https backends): the CA file, or the system's roots.
+/// (`""` without https backends): the CA file, or the system's roots (a CA
+/// file given for backends the admin will add, when there are none yet).
 fn backend_trust(pool: &PoolSettings, loaded: Option<&BackendTls>) -> String {
     if !pool.backends.iter().any(BackendSource::is_tls) {
-        return String::new();
+        return match &pool.backend_ca {
+            Some(ca) => format!(
+                "; https backends added through the admin verified against CA file {}",
+                ca.display()
+            ),
+            None => String::new(),
+        };
     }
     match (loaded, &pool.backend_ca) {
         (Some(tls), _) => format!("; https backends verified against {}", tls.trust()),
