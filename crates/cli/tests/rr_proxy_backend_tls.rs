@@ -405,3 +405,50 @@ fn dns_https_backends_from_the_flags_and_the_file_and_one_added_through_the_admi
         "{said}"
     );
 }
+
+/// `--backend-ca` with `--admin` and no backend over TLS yet: the CA verifies
+/// the https backends the admin API adds.
+#[test]
+fn backend_ca_with_an_admin_and_no_tls_backend_yet_verifies_added_ones() {
+    let dir = TempDir::new("cli-admin-tls");
+    let ca = TestCa::new(dir.path());
+    let plain = common::start_static_backend("plain");
+    let plain_addr = plain.addr.to_string();
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let mut proxy = Server::start(
+        RR_PROXY,
+        "rr-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &plain_addr,
+            "--backend-ca",
+            ca_file,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let admin = loop {
+        let (who, addr) = proxy.process.next_listener(deadline);
+        if who == "admin" {
+            break addr;
+        }
+    };
+    proxy.process.wait_for_line(&[&format!(
+        "https backends added through the admin verified against CA file {ca_file}"
+    )]);
+    let tls = tls_backend(&dir, &ca, "tls-added", &["localhost"]);
+    let post = |path: String| {
+        test_support::call(&agent(), "POST", &format!("http://{admin}{path}"), Some(b"")).unwrap()
+    };
+    let r = post(format!(
+        "/backends/https://localhost:{}?weight=1",
+        tls.addr.port()
+    ));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(post(format!("/backends/{plain_addr}/drain")).status, 200);
+    let (status, by, _) = get(&proxy, "/page.html");
+    assert_eq!((status, by.as_str()), (200, "tls-added"));
+}
