@@ -135,12 +135,15 @@ pub struct PoolSettings {
     /// `sticky_cookie`, `hash_key`, `hash_balance` (each only with its strategy).
     pub options: StrategyOptions,
     /// `backends`: `IP:PORT[=WEIGHT]`, `https://HOST:PORT[=WEIGHT]`,
-    /// `dns:NAME:PORT[=WEIGHT]` or `srv:NAME`; at least one, no address twice.
+    /// `dns:[https://]NAME:PORT[=WEIGHT]` or `srv:[https://]NAME`; at least
+    /// one, no address twice.
     pub backends: Vec<BackendSource>,
     /// `backend_ca`: the PEM file whose certificates alone are trusted for
-    /// this pool's `https://` backends (default: the system's roots); only
-    /// with an `https://` backend. A relative path is taken from the file's
-    /// directory (see [`ProxyConfig::load`]).
+    /// this pool's backends over TLS (`https://`, `dns:https://`,
+    /// `srv:https://`, and those added through the admin API; default: the
+    /// system's roots); only with such a backend or an `admin` endpoint. A
+    /// relative path is taken from the file's directory (see
+    /// [`ProxyConfig::load`]).
     pub backend_ca: Option<PathBuf>,
     /// `[pool.health]`: active health checks (off without the table).
     pub health: Option<HealthCheck>,
