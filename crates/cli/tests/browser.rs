@@ -651,3 +651,67 @@ fn the_page_is_served_over_https_by_rr_cluster_with_tls() {
     let refused = chromium(&bin, &url, &["--virtual-time-budget=3000", "--dump-dom"]);
     assert!(!refused.contains("data-assets-named"), "{refused}");
 }
+
+/// A `dns:https://NAME:PORT` source on the status page: the source listed
+/// with its scheme, and its backend with the name its certificate is
+/// verified for (issue 12).
+#[test]
+fn the_status_page_shows_a_tls_discovery_source_with_its_scheme() {
+    let chromium = chromium_or_skip!();
+    let dir = TempDir::new("status-dns-tls");
+    let ca = test_support::TestCa::new(dir.path());
+    let files = ca.issue(dir.path(), "tls-dns", &["web.test"], 1);
+    let backend = common::start_static_backend_with(
+        "tls-dns",
+        &[
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ],
+    );
+    let Some(dns) = test_support::Dnsmasq::start("127.0.0.1 web.test\n", "") else {
+        return;
+    };
+    let source = format!("dns:https://web.test:{}", backend.addr.port());
+    let mut proxy = Server::start(
+        common::RR_PROXY,
+        "rr-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &source,
+            "--resolver",
+            &dns.addr.to_string(),
+            "--backend-ca",
+            ca.ca_pem.to_str().unwrap(),
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = loop {
+        let (who, addr) = proxy.process.next_listener(Instant::now() + TIMEOUT);
+        if who == "admin" {
+            break addr;
+        }
+    };
+    wait_for(TIMEOUT, "a 200 over TLS", || {
+        test_support::get(&agent(), &proxy.url("/page.html")).status == 200
+    });
+    let dom = dump_dom(&chromium, &format!("http://{admin}/"));
+    assert_eq!(
+        attr(&dom, "<tr data-source=", "data-source"),
+        Some(source.as_str()),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td>https://web.test ({})</td>", backend.addr)),
+        "{dom}"
+    );
+    assert_eq!(
+        attr(&dom, "<section class=\"card\" id=\"discovery-card\"", "hidden"),
+        None,
+        "{dom}"
+    );
+}

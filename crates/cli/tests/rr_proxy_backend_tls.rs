@@ -1,4 +1,5 @@
-//! `rr-proxy --backend https://HOST:PORT` in front of `static-server --tls-cert
+//! `rr-proxy --backend https://HOST:PORT` (and `dns:https://NAME:PORT`, its
+//! name answered by `dnsmasq`) in front of `static-server --tls-cert
 //! --tls-key`, from the flags and from a configuration file's pool, with
 //! certificates from a test CA made here; the flag and file errors. Requests
 //! go through ureq.
@@ -155,7 +156,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             &["--backend", "127.0.0.1:9", "--backend-ca", ca_file],
-            "--backend-ca needs an https://HOST:PORT backend",
+            "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME) or --admin (for https backends added there)",
         ),
     ] {
         let out = run(RR_PROXY, &[&["--listen", "127.0.0.1:0"][..], args].concat());
@@ -183,7 +184,7 @@ fn bad_https_backends_and_ca_files_are_one_line() {
         ),
         (
             "backends = [\"127.0.0.1:9\"]\nbackend_ca = \"ca.pem\"\n",
-            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs an https:// backend in the pool",
+            "rr-proxy.toml:5:14: pool[0].backend_ca: backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://) or an admin endpoint (for https backends added there)",
         ),
     ] {
         let path = dir.path().join("rr-proxy.toml");
@@ -265,4 +266,189 @@ fn a_health_check_refusing_a_certificate_says_why_in_the_log() {
         let (status, by, _) = get(&proxy, "/page.html");
         assert_eq!((status, by.as_str()), (200, "tls-good"));
     }
+}
+
+/// `dns:https://NAME:PORT` from the flags and from a configuration file (its
+/// name answered by `dnsmasq` on a loopback port), `/stats` naming the source
+/// with its scheme and each backend's TLS name, an https backend added
+/// through the admin API, and TCP mode refusing the form.
+#[test]
+fn dns_https_backends_from_the_flags_and_the_file_and_one_added_through_the_admin_api() {
+    let dir = TempDir::new("cli-dns-tls");
+    let ca = TestCa::new(dir.path());
+    let backend = tls_backend(&dir, &ca, "tls-dns", &["web.test"]);
+    let Some(dns) = test_support::Dnsmasq::start("127.0.0.1 web.test\n", "") else {
+        return;
+    };
+    let source = format!("dns:https://web.test:{}", backend.addr.port());
+    let (ca_file, resolver) = (ca.ca_pem.to_str().unwrap(), dns.addr.to_string());
+    let mut proxy = Server::start(
+        RR_PROXY,
+        "rr-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &source,
+            "--resolver",
+            &resolver,
+            "--backend-ca",
+            ca_file,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let admin = loop {
+        let (who, addr) = proxy.process.next_listener(deadline);
+        if who == "admin" {
+            break addr;
+        }
+    };
+    proxy.process.wait_for_line(&[
+        &format!("1 backend ({source})"),
+        &format!("https backends verified against CA file {ca_file}"),
+    ]);
+    let stats = || -> serde_json::Value {
+        serde_json::from_str(&test_support::get(&agent(), &format!("http://{admin}/stats")).text()).unwrap()
+    };
+    test_support::wait_for(std::time::Duration::from_secs(10), "the name to resolve", || {
+        stats()["discovery"][0]["backends"] == 1
+    });
+    let (status, by, _) = get(&proxy, "/page.html");
+    assert_eq!((status, by.as_str()), (200, "tls-dns"));
+    let s = stats();
+    assert_eq!(s["discovery"][0]["name"], source.as_str(), "{s}");
+    assert_eq!(s["backends"][0]["tls_name"], "web.test", "{s}");
+    assert_eq!(s["backend_tls"]["failed"], 0, "{s}");
+
+    // An https backend added through the admin API: verified with the same CA.
+    let added = tls_backend(&dir, &ca, "tls-added", &["localhost"]);
+    let r = test_support::call(
+        &agent(),
+        "POST",
+        &format!(
+            "http://{admin}/backends/https%3A%2F%2Flocalhost%3A{}",
+            added.addr.port()
+        ),
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut by: Vec<String> = (0..4).map(|_| get(&proxy, "/page.html").1).collect();
+    by.sort();
+    assert_eq!(by, ["tls-added", "tls-added", "tls-dns", "tls-dns"]);
+    let r = test_support::call(
+        &agent(),
+        "POST",
+        &format!("http://{admin}/backends/https%3A%2F%2Fweb.invalid%3A443"),
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("cannot resolve backend address"),
+        "{}",
+        r.text()
+    );
+    drop(proxy);
+
+    // The same from a configuration file.
+    let path = dir.path().join("rr-proxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\nresolver = \"{resolver}\"\n[[pool]]\nname = \"web\"\n\
+             backends = [\"{source}\"]\nbackend_ca = \"ca.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let check = run(RR_PROXY, &["check", "--config", path.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        said.contains(&format!(
+            "backends {source}; https backends verified against CA file"
+        )),
+        "{said}"
+    );
+    let proxy = Server::start(RR_PROXY, "rr-proxy", &["--config", path.to_str().unwrap()]);
+    test_support::wait_for(std::time::Duration::from_secs(10), "a 200 over TLS", || {
+        get(&proxy, "/page.html").0 == 200
+    });
+    assert_eq!(get(&proxy, "/page.html").1, "tls-dns");
+    drop(proxy);
+
+    // TCP mode originates no TLS: refused, from the flags and from the file.
+    let out = run(
+        RR_PROXY,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "srv:https://_https._tcp.web.test",
+            "--mode",
+            "tcp",
+        ],
+    );
+    assert_one_error_line(&out, &["https backends need HTTP mode"]);
+    std::fs::write(
+        &path,
+        format!("mode = \"tcp\"\n[[pool]]\nname = \"web\"\nbackends = [\"{source}\"]\n"),
+    )
+    .unwrap();
+    let out = run(RR_PROXY, &["check", "--config", path.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("rr-proxy.toml:4:13: pool[0].backends: https backends need mode http"),
+        "{said}"
+    );
+}
+
+/// `--backend-ca` with `--admin` and no backend over TLS yet: the CA verifies
+/// the https backends the admin API adds.
+#[test]
+fn backend_ca_with_an_admin_and_no_tls_backend_yet_verifies_added_ones() {
+    let dir = TempDir::new("cli-admin-tls");
+    let ca = TestCa::new(dir.path());
+    let plain = common::start_static_backend("plain");
+    let plain_addr = plain.addr.to_string();
+    let ca_file = ca.ca_pem.to_str().unwrap();
+    let mut proxy = Server::start(
+        RR_PROXY,
+        "rr-proxy",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            &plain_addr,
+            "--backend-ca",
+            ca_file,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let admin = loop {
+        let (who, addr) = proxy.process.next_listener(deadline);
+        if who == "admin" {
+            break addr;
+        }
+    };
+    proxy.process.wait_for_line(&[&format!(
+        "https backends added through the admin verified against CA file {ca_file}"
+    )]);
+    let tls = tls_backend(&dir, &ca, "tls-added", &["localhost"]);
+    let post = |path: String| {
+        test_support::call(&agent(), "POST", &format!("http://{admin}{path}"), Some(b"")).unwrap()
+    };
+    let r = post(format!(
+        "/backends/https://localhost:{}?weight=1",
+        tls.addr.port()
+    ));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(post(format!("/backends/{plain_addr}/drain")).status, 200);
+    let (status, by, _) = get(&proxy, "/page.html");
+    assert_eq!((status, by.as_str()), (200, "tls-added"));
 }

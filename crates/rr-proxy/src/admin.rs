@@ -9,12 +9,20 @@
 //! | `GET /backends/{addr}` | one backend as JSON |
 //! | `POST /backends/{addr}/drain` | stop sending new requests to it |
 //! | `POST /backends/{addr}/enable` | put a drained backend back into rotation |
-//! | `POST /backends/{addr}?weight=N&pool=NAME` | add a backend (weight 1, the first pool when not given) |
+//! | `POST /backends/{addr}?weight=N&pool=NAME` | add a backend (weight 1, the first pool when not given); `{addr}` `https://HOST:PORT` adds one spoken to over TLS |
 //! | `DELETE /backends/{addr}` | remove a backend |
 //! | `POST /reload` | reload the configuration ([`AdminService::with_reload`]): 200 with what changed, 400 with why not |
 //!
 //! Drain, enable and remove act on every pool that holds the backend.
-//! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`), percent-decoded first (`%5B::1%5D:8080`).
+//! `{addr}` is `IP:PORT` (IPv6 as `[::1]:8080`), percent-decoded first
+//! (`%5B::1%5D:8080`), or `HOST:PORT` (looked up, the first address).
+//! `https://HOST:PORT` (best percent-encoded: `https%3A%2F%2Fweb.internal%3A443`;
+//! `https://[::1]:8443` for an IPv6 address) names a backend spoken to over
+//! TLS: added with it, its certificate is verified for `HOST` (sent as SNI
+//! when a name) against the pool's trust anchors (its `backend_ca`, else the
+//! system's roots); a form that is not `https://HOST:PORT`, or a name that
+//! does not resolve, is 400 with why. Elsewhere it names the backend at the
+//! address `HOST` resolves to.
 //! Changes answer 200 with the backend's JSON (201 when added), 404 for an unknown
 //! backend, 409 for a duplicate, 400 for a bad address or weight.
 //!
@@ -238,7 +246,7 @@ GET    /metrics                    counters in the Prometheus text format\n\
 GET    /backends/{addr}            one backend as JSON\n\
 POST   /backends/{addr}/drain      stop sending new requests to a backend\n\
 POST   /backends/{addr}/enable     put a drained backend back into rotation\n\
-POST   /backends/{addr}?weight=N   add a backend (&pool=NAME: to that pool)\n\
+POST   /backends/{addr}?weight=N   add a backend (&pool=NAME: to that pool; https://HOST:PORT: over TLS)\n\
 DELETE /backends/{addr}            remove a backend\n\
 POST   /reload                     reload the configuration file\n";
 
@@ -291,38 +299,58 @@ impl AdminService {
 
 impl AdminService {
     async fn backend_route(&self, method: Method, rest: &str, query: Option<&str>) -> Response {
-        let (addr_text, action) = match rest.rsplit_once('/') {
-            Some((a, act)) => (a, Some(act)),
-            None => (rest, None),
-        };
-        let addr = match parse_addr(addr_text) {
-            Some(addr) => addr,
-            // HOST:PORT, looked up as the command line's --backend is (the
-            // first address), so the same names work in both places.
-            None => match lookup(addr_text).await {
-                Some(addr) => addr,
-                None => {
-                    return Response::text(
-                        400,
-                        "bad backend address: expected IP:PORT or HOST:PORT that resolves\n",
-                    )
-                }
+        let (addr, action, https): (SocketAddr, Option<String>, Option<String>) = match https_form(rest) {
+            Some((text, action)) => match resolve_https(text).await {
+                Ok((addr, host)) => (addr, action, Some(host)),
+                Err(refused) => return refused,
             },
+            None => {
+                let (addr_text, action) = match rest.rsplit_once('/') {
+                    Some((a, act)) => (a, Some(act)),
+                    None => (rest, None),
+                };
+                let addr = match parse_addr(addr_text) {
+                    Some(addr) => addr,
+                    // HOST:PORT, looked up as the command line's --backend is (the
+                    // first address), so the same names work in both places.
+                    None => match lookup(addr_text).await {
+                        Some(addr) => addr,
+                        None => {
+                            return Response::text(
+                                400,
+                                "bad backend address: expected IP:PORT, HOST:PORT that resolves, or https://HOST:PORT\n",
+                            )
+                        }
+                    },
+                };
+                (addr, action.map(str::to_owned), None)
+            }
         };
+        let action = action.as_deref();
         let h = &self.handle;
         let result = match (method, action) {
             (Method::Get | Method::Head, None) => h.backend(addr).map(|b| (200, b)),
             (Method::Post, Some("drain")) => h.drain(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
             (Method::Post, Some("enable")) => h.enable(addr).and_then(|()| h.backend(addr)).map(|b| (200, b)),
             (Method::Post | Method::Put, None) => {
-                let weight = match query.map(weight_param) {
+                let weight = match query.and_then(weight_param) {
                     None => 1,
                     Some(Some(w)) => w,
                     Some(None) => return Response::text(400, "bad weight: expected weight=N with N >= 1\n"),
                 };
-                let added = match query.and_then(pool_param) {
-                    Some(pool) => h.add_backend_to(&pool, addr, weight),
-                    None => h.add_backend(addr, weight),
+                let pool = query.and_then(pool_param);
+                let added = match (https, pool) {
+                    (Some(host), pool) => {
+                        // It may read the system's trust store: off the async threads.
+                        let h = h.clone();
+                        tokio::task::spawn_blocking(move || {
+                            h.add_https_backend(pool.as_deref(), addr, weight, &host)
+                        })
+                        .await
+                        .unwrap_or(Err(ProxyError::InvalidConfig("the backend could not be added")))
+                    }
+                    (None, Some(pool)) => h.add_backend_to(&pool, addr, weight),
+                    (None, None) => h.add_backend(addr, weight),
                 };
                 added.and_then(|()| h.backend(addr)).map(|b| (201, b))
             }
@@ -377,12 +405,17 @@ fn pool_param(query: &str) -> Option<String> {
         .map(|p| p.into_owned())
 }
 
-fn weight_param(query: &str) -> Option<u32> {
+/// `weight=N`: `None` when the query has none (`?pool=NAME` alone), `Some(None)`
+/// when N is not a weight.
+fn weight_param(query: &str) -> Option<Option<u32>> {
     query
         .split('&')
         .find_map(|kv| kv.strip_prefix("weight="))
-        .and_then(|w| w.parse::<u32>().ok())
-        .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
+        .map(|w| {
+            w.parse::<u32>()
+                .ok()
+                .filter(|&w| (1..=crate::config::MAX_WEIGHT).contains(&w))
+        })
 }
 
 /// `IP:PORT`, percent-decoded first (so `%5B::1%5D:80` is `[::1]:80`).
@@ -411,6 +444,45 @@ async fn lookup(text: &str) -> Option<SocketAddr> {
     found.next()
 }
 
+/// `https://HOST:PORT[/ACTION]` (percent-encoded or not: `https%3A%2F%2F...`):
+/// the `HOST:PORT` part and the action. `None` when `rest` is no https form.
+fn https_form(rest: &str) -> Option<(String, Option<String>)> {
+    let text = percent_decode_str(rest).decode_utf8().ok()?;
+    let after = text.strip_prefix("https://")?;
+    Some(match after.split_once('/') {
+        Some((a, act)) => (a.to_owned(), Some(act.to_owned())),
+        None => (after.to_owned(), None),
+    })
+}
+
+/// How long the name of an https backend may take to resolve.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `HOST:PORT` of an https backend: its address (a name looked up, the first
+/// address) and `HOST` as its certificate is verified for; 400 with why not.
+async fn resolve_https(text: String) -> Result<(SocketAddr, String), Response> {
+    if text.contains('=') {
+        return Err(Response::text(
+            400,
+            "bad https backend: give the weight as ?weight=N, not in the address\n",
+        ));
+    }
+    let entry = format!("https://{text}");
+    let parse = tokio::task::spawn_blocking(move || crate::BackendSource::parse_resolving(&entry));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, parse).await {
+        Ok(Ok(Ok(crate::BackendSource::Https { spec, host }))) => Ok((spec.addr, host)),
+        Ok(Ok(Err(e))) => Err(Response::text(400, format!("{e}\n"))),
+        Err(_) => Err(Response::text(
+            400,
+            format!("cannot resolve backend address {text:?}: no answer within {LOOKUP_TIMEOUT:?}\n"),
+        )),
+        _ => Err(Response::text(
+            400,
+            "bad https backend: expected https://HOST:PORT\n",
+        )),
+    }
+}
+
 fn parse_addr(text: &str) -> Option<SocketAddr> {
     percent_decode_str(text).decode_utf8().ok()?.parse().ok()
 }
@@ -432,7 +504,25 @@ mod tests {
         assert_eq!(parse_addr("127.0.0.1%3A"), None);
         assert_eq!(parse_addr("%FF127.0.0.1:80"), None);
         assert_eq!(parse_addr("127.0.0.1:80%2Fdrain"), None);
-        assert_eq!(weight_param("weight=3"), Some(3));
-        assert_eq!(weight_param("a=1&weight=0"), None);
+        let https = |s: &str| https_form(s);
+        assert_eq!(
+            https("https%3A%2F%2Fweb.internal%3A443"),
+            Some(("web.internal:443".to_owned(), None))
+        );
+        assert_eq!(
+            https("https://web.internal:443/drain"),
+            Some(("web.internal:443".to_owned(), Some("drain".to_owned())))
+        );
+        assert_eq!(
+            https("https%3A%2F%2F%5B::1%5D%3A8443"),
+            Some(("[::1]:8443".to_owned(), None))
+        );
+        assert_eq!(https("127.0.0.1:80"), None);
+        assert_eq!(https("http%3A%2F%2F127.0.0.1:80"), None);
+        assert_eq!(https("%FFhttps://x:1"), None);
+        assert_eq!(weight_param("weight=3"), Some(Some(3)));
+        assert_eq!(weight_param("a=1&weight=0"), Some(None));
+        assert_eq!(weight_param("weight="), Some(None));
+        assert_eq!(weight_param("pool=api"), None, "no weight: the default");
     }
 }

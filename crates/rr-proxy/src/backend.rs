@@ -94,7 +94,7 @@ impl BackendState {
 /// With serde it serializes to the admin endpoint's JSON for one backend, its
 /// fields in this order (`addr` as `"IP:PORT"`, `state` as `"healthy"`,
 /// `"unhealthy"` or `"draining"`, `last_failure` as a phrase such as `"status
-/// 500"`, or `null`).
+/// 500"`, or `null`; `tls_name` only for a backend spoken to over TLS).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackendStats {
     /// Address.
@@ -133,6 +133,11 @@ pub struct BackendStats {
     pub health_checks_failed: u64,
     /// The pool it is in (`default` for a proxy built without pools).
     pub pool: String,
+    /// Spoken to over TLS: the name its certificate is verified for (an IP
+    /// address for one given by address). `None`, and left out of the JSON,
+    /// for a plain backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_name: Option<String>,
 }
 
 impl Backend {
@@ -276,6 +281,7 @@ impl Backend {
             health_checks_passed: self.checks_passed.load(Ordering::Relaxed),
             health_checks_failed: self.checks_failed.load(Ordering::Relaxed),
             pool: String::new(),
+            tls_name: self.tls.load().as_deref().map(|t| t.host().to_owned()),
         }
     }
 

@@ -230,6 +230,7 @@ impl BackendTls {
         Ok(TlsTarget {
             tls: self.clone(),
             name,
+            host: host.into(),
         })
     }
 }
@@ -240,6 +241,8 @@ impl BackendTls {
 pub(crate) struct TlsTarget {
     tls: BackendTls,
     name: ServerName<'static>,
+    /// `name` as given (for a reload's new trust anchors, and comparisons).
+    host: Arc<str>,
 }
 
 impl fmt::Debug for TlsTarget {
@@ -252,6 +255,11 @@ impl TlsTarget {
     /// The name the certificate is verified against (and the SNI, for a DNS name).
     pub(crate) fn name(&self) -> &ServerName<'static> {
         &self.name
+    }
+
+    /// The name (or IP address) as given.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
     }
 
     /// The client handshake on a connected socket. The caller bounds it in time.
@@ -407,10 +415,11 @@ impl Setup {
     }
 
     /// The configuration https backends use: the one given, or the system's
-    /// roots when there are https backends and none was given. Refused in
-    /// TCP mode (which relays bytes as they come and originates no TLS).
-    pub(crate) fn finish(&mut self, mode: Mode) -> Result<Option<BackendTls>, ProxyError> {
-        if self.names.is_empty() {
+    /// roots when there are https backends (or discovery sources that speak
+    /// TLS, `tls_sources`) and none was given. Refused in TCP mode (which
+    /// relays bytes as they come and originates no TLS).
+    pub(crate) fn finish(&mut self, mode: Mode, tls_sources: bool) -> Result<Option<BackendTls>, ProxyError> {
+        if self.names.is_empty() && !tls_sources {
             return Ok(self.tls.clone());
         }
         if mode == Mode::Tcp {

@@ -12,6 +12,7 @@ use http_core::metrics::{ConnectionGauge, DurationHistogram, ResponseMetrics, DE
 use http_core::Limits;
 
 use crate::backend::{Backend, Change};
+use crate::backend_tls::TlsTarget;
 use crate::config::{HealthCheck, Mode, PassiveHealth, PoolConfig, Timeouts};
 use crate::discovery::{Diff, SourceStatus};
 use crate::reason::FailureReason;
@@ -122,6 +123,9 @@ pub(crate) struct Balancer {
     owners: Mutex<HashMap<SocketAddr, Owners>>,
     /// Each discovery source's status, by index.
     pub sources: Vec<Arc<SourceStatus>>,
+    /// The system's roots, loaded for an https backend added through the
+    /// handle to a pool that had no trust anchors.
+    late_tls: OnceLock<crate::BackendTls>,
 }
 
 /// Who holds a backend in the set.
@@ -355,7 +359,24 @@ impl Balancer {
             ),
             all: RwLock::new(all),
             sources: Vec::new(),
+            late_tls: OnceLock::new(),
         }
+    }
+
+    /// The pool's trust anchors for backends over TLS: its configuration's,
+    /// or those loaded for a backend added later.
+    pub fn tls(&self) -> Option<&crate::BackendTls> {
+        self.config.backend_tls.as_ref().or_else(|| self.late_tls.get())
+    }
+
+    /// The pool's trust anchors, the system's roots loaded now (**blocking**)
+    /// when it has none.
+    pub fn tls_or_system(&self) -> Result<&crate::BackendTls, ProxyError> {
+        if let Some(t) = self.tls() {
+            return Ok(t);
+        }
+        let roots = crate::BackendTls::system_roots().map_err(|e| ProxyError::BackendTls(e.to_string()))?;
+        Ok(self.late_tls.get_or_init(|| roots))
     }
 
     /// Records, before the balancer is shared, that discovery source `index`
@@ -394,12 +415,37 @@ impl Balancer {
     /// addresses added (or, when another owner has them, shared), vanished
     /// ones removed when no other owner holds them (requests in progress on
     /// them finish), a new weight set in place when the source is the
-    /// address's only owner. Unchanged backends are untouched. Returns the
-    /// diff from the source's view; the caller refreshes the eligible set.
-    pub fn apply_discovered(&self, index: usize, new: &BTreeMap<SocketAddr, u32>) -> Diff {
+    /// address's only owner. Unchanged backends are untouched. The
+    /// addresses in `tls` are spoken to over TLS with their target: a new
+    /// backend from the start, a kept one the source alone holds from its
+    /// next connection when its name changed (an address another owner
+    /// brought first speaks as that owner said). Returns the diff from the
+    /// source's view; the caller refreshes the eligible set.
+    pub fn apply_discovered(
+        &self,
+        index: usize,
+        new: &BTreeMap<SocketAddr, u32>,
+        tls: &HashMap<SocketAddr, TlsTarget>,
+    ) -> Diff {
         let mut owners = self.owners();
         let old = held_by(&owners, index);
-        let d = crate::discovery::diff(&old, new);
+        let mut d = crate::discovery::diff(&old, new);
+        // Kept backends this source alone holds: a new TLS name (or none) applies.
+        for (addr, b) in self.all().iter().map(|b| (b.addr(), b)) {
+            let alone = owners
+                .get(&addr)
+                .is_some_and(|o| !o.fixed && o.sources.len() == 1 && o.sources[0].0 == index);
+            if !alone || !new.contains_key(&addr) {
+                continue;
+            }
+            let want = tls.get(&addr);
+            let now = b.tls();
+            if want.map(TlsTarget::host) != now.as_deref().map(TlsTarget::host) {
+                b.set_tls(want.cloned());
+                d.renamed.push(addr);
+            }
+        }
+        d.renamed.sort();
         if d.is_empty() {
             return d;
         }
@@ -410,7 +456,11 @@ impl Balancer {
             o.sources.push((index, weight));
             if !list.iter().any(|b| b.addr() == addr) {
                 let id = self.next_id();
-                list.push(Arc::new(Backend::new(id, addr, weight)));
+                let b = Backend::new(id, addr, weight);
+                list.push(Arc::new(match tls.get(&addr) {
+                    Some(t) => b.with_tls(t.clone()),
+                    None => b,
+                }));
             }
         }
         for addr in &d.removed {
@@ -445,8 +495,13 @@ impl Balancer {
         d
     }
 
-    /// Adds a backend; it takes requests at once.
-    pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<Eligibility, ProxyError> {
+    /// Adds a backend (spoken to over TLS with `tls`); it takes requests at once.
+    pub fn add(
+        &self,
+        addr: SocketAddr,
+        weight: u32,
+        tls: Option<TlsTarget>,
+    ) -> Result<Eligibility, ProxyError> {
         {
             let mut owners = self.owners();
             let mut all = self.all.write().unwrap_or_else(|e| e.into_inner());
@@ -455,7 +510,11 @@ impl Balancer {
             }
             let id = self.next_id();
             let mut list: Vec<Arc<Backend>> = all.to_vec();
-            list.push(Arc::new(Backend::new(id, addr, weight)));
+            let b = Backend::new(id, addr, weight);
+            list.push(Arc::new(match tls {
+                Some(t) => b.with_tls(t),
+                None => b,
+            }));
             *all = list.into();
             owners.entry(addr).or_default().fixed = true;
         }

@@ -267,22 +267,30 @@ impl FromStr for BackendSpec {
 /// | `http://IP:PORT[=WEIGHT]` | the same, with its scheme spelled out |
 /// | `https://HOST:PORT[=WEIGHT]` | a fixed backend spoken to over TLS ([`BackendSource::Https`]): `HOST` is a DNS name (looked up once, at start; sent as SNI; the certificate must be valid for it) or an IP address (`https://[::1]:443` for IPv6; no SNI; the certificate must carry the address) |
 /// | `dns:NAME:PORT[=WEIGHT]` | every A and AAAA address of `NAME`, on `PORT`, each with `WEIGHT` (default 1), followed as DNS changes ([`BackendSource::Dns`]) |
+/// | `dns:https://NAME:PORT[=WEIGHT]` | the same, each address spoken to over TLS: SNI `NAME`, the certificate verified for `NAME` |
 /// | `srv:NAME` | the targets of `NAME`'s SRV records, with their ports and SRV weights, followed as DNS changes ([`BackendSource::Srv`]) |
+/// | `srv:https://NAME` | the same over TLS: each target's addresses get SNI = the target's name, their certificate verified for it |
 ///
+/// (`dns:http://` and `srv:http://` are the plain forms, spelled out.)
 /// Its [`FromStr`] never does a lookup; a plain `HOST:PORT` and an
 /// `https://NAME:PORT` are refused there (they are looked up once, at start,
 /// by [`BackendSource::parse_resolving`]; the configuration file's
 /// [`BackendSource::parse_in_file`] looks up `https://` names only, a plain
-/// name there being written `dns:NAME:PORT`). `dns:` and `srv:` entries are
-/// plain HTTP: discovered backends are not spoken to over TLS.
+/// name there being written `dns:NAME:PORT`).
 ///
 /// ```
 /// use rr_proxy::BackendSource;
 /// let dns: BackendSource = "dns:web.internal:9002=3".parse().unwrap();
-/// assert_eq!(dns, BackendSource::Dns { name: "web.internal".into(), port: 9002, weight: 3 });
+/// assert_eq!(dns, BackendSource::Dns { name: "web.internal".into(), port: 9002, weight: 3, tls: false });
 /// assert_eq!(dns.to_string(), "dns:web.internal:9002");
 /// let srv: BackendSource = "srv:_http._tcp.web.internal".parse().unwrap();
-/// assert_eq!(srv, BackendSource::Srv { name: "_http._tcp.web.internal".into() });
+/// assert_eq!(srv, BackendSource::Srv { name: "_http._tcp.web.internal".into(), tls: false });
+/// // Over TLS: the scheme after the prefix.
+/// let dns_tls: BackendSource = "dns:https://web.internal:443".parse().unwrap();
+/// assert!(dns_tls.is_tls() && dns_tls.is_discovered());
+/// assert_eq!(dns_tls.to_string(), "dns:https://web.internal:443");
+/// let srv_tls: BackendSource = "srv:https://_https._tcp.web.internal".parse().unwrap();
+/// assert_eq!(srv_tls.to_string(), "srv:https://_https._tcp.web.internal");
 /// assert!(matches!("127.0.0.1:9002".parse(), Ok(BackendSource::Static(_))));
 /// assert!("dns:web.internal".parse::<BackendSource>().is_err()); // no port
 /// assert!("srv:web.internal=2".parse::<BackendSource>().is_err()); // SRV gives weights
@@ -304,19 +312,27 @@ pub enum BackendSource {
         /// be valid for (and the SNI, for a DNS name).
         host: String,
     },
-    /// `dns:NAME:PORT[=WEIGHT]`: the A and AAAA records of `name`.
+    /// `dns:NAME:PORT[=WEIGHT]`: the A and AAAA records of `name`
+    /// (`dns:https://NAME:PORT[=WEIGHT]`: spoken to over TLS).
     Dns {
-        /// The name looked up (as given, without the `dns:` prefix).
+        /// The name looked up (as given, without the `dns:` prefix and scheme).
         name: String,
         /// The port every address gets.
         port: u16,
         /// The weight every address gets.
         weight: u32,
+        /// `dns:https://`: every address is spoken to over TLS, with SNI
+        /// `name` and the certificate verified for `name`.
+        tls: bool,
     },
-    /// `srv:NAME`: the SRV records of `name` (such as `_http._tcp.web.internal`).
+    /// `srv:NAME`: the SRV records of `name` (such as `_http._tcp.web.internal`;
+    /// `srv:https://NAME`: spoken to over TLS).
     Srv {
-        /// The name looked up (as given, without the `srv:` prefix).
+        /// The name looked up (as given, without the `srv:` prefix and scheme).
         name: String,
+        /// `srv:https://`: each target's addresses are spoken to over TLS,
+        /// with SNI the target's name and the certificate verified for it.
+        tls: bool,
     },
 }
 
@@ -350,6 +366,16 @@ impl BackendSource {
     /// True for `dns:` and `srv:` entries (those a discovery source follows).
     pub fn is_discovered(&self) -> bool {
         matches!(self, BackendSource::Dns { .. } | BackendSource::Srv { .. })
+    }
+
+    /// True for the entries spoken to over TLS: `https://`, `dns:https://`
+    /// and `srv:https://`.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            BackendSource::Static(_) => false,
+            BackendSource::Https { .. } => true,
+            BackendSource::Dns { tls, .. } | BackendSource::Srv { tls, .. } => *tls,
+        }
     }
 
     /// The fixed address and weight of a `Static` or `Https` entry.
@@ -389,8 +415,9 @@ fn parse_https(whole: &str, rest: &str, resolve: bool) -> Result<BackendSource, 
 }
 
 impl std::fmt::Display for BackendSource {
-    /// `IP:PORT=WEIGHT`, `dns:NAME:PORT` or `srv:NAME`: the name a discovery
-    /// source goes by in logs, `/stats` and `/metrics` (without the weight).
+    /// `IP:PORT=WEIGHT`, `dns:NAME:PORT` or `srv:NAME` (`dns:https://NAME:PORT`,
+    /// `srv:https://NAME` over TLS): the name a discovery source goes by in
+    /// logs, `/stats` and `/metrics` (without the weight).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendSource::Static(spec) => write!(f, "{}={}", spec.addr, spec.weight),
@@ -400,8 +427,12 @@ impl std::fmt::Display for BackendSource {
             BackendSource::Https { spec, host } => {
                 write!(f, "https://{host}:{}={}", spec.addr.port(), spec.weight)
             }
-            BackendSource::Dns { name, port, .. } => write!(f, "dns:{name}:{port}"),
-            BackendSource::Srv { name } => write!(f, "srv:{name}"),
+            BackendSource::Dns { name, port, tls, .. } => {
+                write!(f, "dns:{}{name}:{port}", if *tls { "https://" } else { "" })
+            }
+            BackendSource::Srv { name, tls } => {
+                write!(f, "srv:{}{name}", if *tls { "https://" } else { "" })
+            }
         }
     }
 }
@@ -411,6 +442,7 @@ impl FromStr for BackendSource {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("dns:") {
+            let (rest, tls) = scheme(rest);
             let (addr, weight) = split_weight(rest)?;
             let (name, port) = addr
                 .rsplit_once(':')
@@ -425,15 +457,18 @@ impl FromStr for BackendSource {
                 name: name.to_owned(),
                 port,
                 weight,
+                tls,
             });
         }
-        if let Some(name) = s.strip_prefix("srv:") {
+        if let Some(rest) = s.strip_prefix("srv:") {
+            let (name, tls) = scheme(rest);
             if name.contains(['=', ':']) {
                 return Err(SpecError::BadSrv(s.to_owned()));
             }
             check_dns_name(name)?;
             return Ok(BackendSource::Srv {
                 name: name.to_owned(),
+                tls,
             });
         }
         if let Some(rest) = s.strip_prefix("https://") {
@@ -443,6 +478,15 @@ impl FromStr for BackendSource {
             .unwrap_or(s)
             .parse()
             .map(BackendSource::Static)
+    }
+}
+
+/// What follows `dns:` or `srv:`, without its scheme (`https://`: true;
+/// `http://` or none: false).
+fn scheme(rest: &str) -> (&str, bool) {
+    match rest.strip_prefix("https://") {
+        Some(r) => (r, true),
+        None => (rest.strip_prefix("http://").unwrap_or(rest), false),
     }
 }
 
@@ -510,6 +554,17 @@ mod tests {
             name: name.into(),
             port,
             weight,
+            tls: false,
+        };
+        let dns_tls = |name: &str, port, weight| BackendSource::Dns {
+            name: name.into(),
+            port,
+            weight,
+            tls: true,
+        };
+        let srv = |name: &str, tls| BackendSource::Srv {
+            name: name.into(),
+            tls,
         };
         for (text, want) in [
             ("dns:web:80", dns("web", 80, 1)),
@@ -519,18 +574,16 @@ mod tests {
                 "dns:my-svc.my-ns.svc.cluster.local:8080",
                 dns("my-svc.my-ns.svc.cluster.local", 8080, 1),
             ),
+            ("srv:_http._tcp.web", srv("_http._tcp.web", false)),
+            ("srv:web.service.consul", srv("web.service.consul", false)),
+            ("dns:https://web:443", dns_tls("web", 443, 1)),
             (
-                "srv:_http._tcp.web",
-                BackendSource::Srv {
-                    name: "_http._tcp.web".into(),
-                },
+                "dns:https://web.internal.:8443=4",
+                dns_tls("web.internal.", 8443, 4),
             ),
-            (
-                "srv:web.service.consul",
-                BackendSource::Srv {
-                    name: "web.service.consul".into(),
-                },
-            ),
+            ("dns:http://web:80=2", dns("web", 80, 2)),
+            ("srv:https://_https._tcp.web", srv("_https._tcp.web", true)),
+            ("srv:http://_http._tcp.web", srv("_http._tcp.web", false)),
             (
                 "127.0.0.1:80=2",
                 BackendSource::Static(BackendSpec {
@@ -563,6 +616,23 @@ mod tests {
             ("srv:web=2", SpecError::BadSrv("srv:web=2".into())),
             ("srv:web:80", SpecError::BadSrv("srv:web:80".into())),
             ("srv:-/x", SpecError::BadName("-/x".into())),
+            ("dns:https://web", SpecError::BadDns("dns:https://web".into())),
+            ("dns:https://web:0", SpecError::BadDns("dns:https://web:0".into())),
+            ("dns:https://:443", SpecError::BadName("".into())),
+            ("dns:https://[::1]:443", SpecError::BadName("[::1]".into())),
+            ("dns:https://web/x:443", SpecError::BadName("web/x".into())),
+            ("dns:ftp://web:443", SpecError::BadName("ftp://web".into())),
+            ("dns:https://web:443=0", SpecError::BadWeight("0".into())),
+            ("srv:https://", SpecError::BadName("".into())),
+            ("srv:https://web=2", SpecError::BadSrv("srv:https://web=2".into())),
+            (
+                "srv:https://web:443",
+                SpecError::BadSrv("srv:https://web:443".into()),
+            ),
+            (
+                "srv:https://https://web",
+                SpecError::BadSrv("srv:https://https://web".into()),
+            ),
             ("web:80", SpecError::BadAddress("web:80".into())),
             ("txt:web", SpecError::BadAddress("txt:web".into())),
         ] {
@@ -578,6 +648,20 @@ mod tests {
         ));
         assert_eq!(dns("web", 80, 3).to_string(), "dns:web:80");
         assert!(dns("web", 80, 3).is_discovered());
+        assert!(!dns("web", 80, 3).is_tls());
+        assert_eq!(dns_tls("web", 443, 3).to_string(), "dns:https://web:443");
+        assert!(dns_tls("web", 443, 3).is_tls() && dns_tls("web", 443, 3).is_discovered());
+        assert_eq!(srv("web", true).to_string(), "srv:https://web");
+        assert!(srv("web", true).is_tls() && !srv("web", false).is_tls());
+        // The file's parser takes the same forms, without a lookup.
+        assert_eq!(
+            BackendSource::parse_in_file("dns:https://web:443"),
+            Ok(dns_tls("web", 443, 1))
+        );
+        assert_eq!(
+            BackendSource::parse_in_file("srv:https://_https._tcp.web"),
+            Ok(srv("_https._tcp.web", true))
+        );
     }
 
     #[test]

@@ -135,12 +135,15 @@ pub struct PoolSettings {
     /// `sticky_cookie`, `hash_key`, `hash_balance` (each only with its strategy).
     pub options: StrategyOptions,
     /// `backends`: `IP:PORT[=WEIGHT]`, `https://HOST:PORT[=WEIGHT]`,
-    /// `dns:NAME:PORT[=WEIGHT]` or `srv:NAME`; at least one, no address twice.
+    /// `dns:[https://]NAME:PORT[=WEIGHT]` or `srv:[https://]NAME`; at least
+    /// one, no address twice.
     pub backends: Vec<BackendSource>,
     /// `backend_ca`: the PEM file whose certificates alone are trusted for
-    /// this pool's `https://` backends (default: the system's roots); only
-    /// with an `https://` backend. A relative path is taken from the file's
-    /// directory (see [`ProxyConfig::load`]).
+    /// this pool's backends over TLS (`https://`, `dns:https://`,
+    /// `srv:https://`, and those added through the admin API; default: the
+    /// system's roots); only with such a backend or an `admin` endpoint. A
+    /// relative path is taken from the file's directory (see
+    /// [`ProxyConfig::load`]).
     pub backend_ca: Option<PathBuf>,
     /// `[pool.health]`: active health checks (off without the table).
     pub health: Option<HealthCheck>,
@@ -689,7 +692,7 @@ impl Validator<'_> {
                 );
             }
             name_lines.push(line_col(self.text, p.name.span().start).0);
-            pools.push(self.pool(p, i, name, mode)?);
+            pools.push(self.pool(p, i, name, mode, admin.is_some())?);
         }
 
         let mut routes: Vec<Route> = Vec::with_capacity(raw.route.len());
@@ -789,7 +792,16 @@ impl Validator<'_> {
         })
     }
 
-    fn pool(&self, p: &RawPool, i: usize, name: String, mode: Mode) -> Result<PoolSettings, ConfigError> {
+    /// Pool `i`; `admin_on`: the file has an admin endpoint (which may add
+    /// https backends, so a `backend_ca` needs no backend over TLS).
+    fn pool(
+        &self,
+        p: &RawPool,
+        i: usize,
+        name: String,
+        mode: Mode,
+        admin_on: bool,
+    ) -> Result<PoolSettings, ConfigError> {
         let k = |key: &str| format!("pool[{i}].{key}");
         let strategy = match &p.strategy {
             None => StrategyKind::RoundRobin,
@@ -879,7 +891,7 @@ impl Validator<'_> {
                     format!("{} is listed twice", b.get_ref()),
                 );
             }
-            if matches!(source, BackendSource::Https { .. }) && mode == Mode::Tcp {
+            if source.is_tls() && mode == Mode::Tcp {
                 return self.err(
                     b.span(),
                     &k("backends"),
@@ -890,11 +902,12 @@ impl Validator<'_> {
         }
         let backend_ca = match &p.backend_ca {
             None => None,
-            Some(ca) if !backends.iter().any(|b| matches!(b, BackendSource::Https { .. })) => {
+            Some(ca) if !admin_on && !backends.iter().any(BackendSource::is_tls) => {
                 return self.err(
                     ca.span(),
                     &k("backend_ca"),
-                    "backend_ca needs an https:// backend in the pool",
+                    "backend_ca needs a backend over TLS in the pool (https://, dns:https:// or srv:https://) \
+                     or an admin endpoint (for https backends added there)",
                 );
             }
             Some(ca) if ca.get_ref().is_empty() => {

@@ -17,11 +17,12 @@ use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::{Name, ResolveError, TokioResolver};
 use http_core::ShutdownSignal;
 
+use crate::backend_tls::TlsTarget;
 use crate::balancer::Balancer;
 use crate::config::{BackendSource, MAX_WEIGHT};
 
 /// A set of backends a [`Discovery`] source yields, and how long it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiscoveredSet {
     /// The backends with their weights (1 to [`MAX_WEIGHT`]; others are
     /// clamped). An address given twice counts once, with the larger weight.
@@ -29,6 +30,12 @@ pub struct DiscoveredSet {
     /// When to ask the source again (zero: at once, for a source whose
     /// [`discover`](Discovery::discover) waits for the next change itself).
     pub refresh_after: Duration,
+    /// The backends of `backends` spoken to over TLS, each with the name its
+    /// certificate is verified for against the pool's trust anchors (a DNS
+    /// name, also sent as SNI; or an IP address the certificate must carry,
+    /// with no SNI). Empty (the default): every backend is plain HTTP. A
+    /// source that fills it says so with [`Discovery::tls`].
+    pub tls_names: Vec<(SocketAddr, String)>,
 }
 
 /// Why a source yielded no set this time. Either way the proxy keeps the last
@@ -94,7 +101,7 @@ pub type DiscoverFuture<'a> =
 ///                 rx.changed().await.map_err(|_| DiscoveryError::Failed("sender gone".into()))?;
 ///             }
 ///             let backends = rx.borrow_and_update().clone();
-///             Ok(DiscoveredSet { backends, refresh_after: Duration::ZERO })
+///             Ok(DiscoveredSet { backends, refresh_after: Duration::ZERO, ..Default::default() })
 ///         })
 ///     }
 /// }
@@ -114,6 +121,15 @@ pub trait Discovery: Send + Sync + 'static {
     /// The current set. May wait (for a change, or for the answer); the
     /// proxy stops waiting when it shuts down.
     fn discover(&self) -> DiscoverFuture<'_>;
+
+    /// True when the backends it yields are spoken to over TLS (it names them
+    /// in [`DiscoveredSet::tls_names`]): the proxy then loads trust anchors
+    /// when it is built (the system's roots, unless
+    /// [`ProxyBuilder::backend_tls`](crate::ProxyBuilder::backend_tls) gives
+    /// others) and refuses TCP mode. Default: false.
+    fn tls(&self) -> bool {
+        false
+    }
 
     /// How long to wait before asking again after `failures` failed or empty
     /// answers in a row (1 or more). Default: 1 s doubling to at most 30 s.
@@ -142,12 +158,42 @@ pub(crate) struct Diff {
     pub removed: Vec<SocketAddr>,
     /// Addresses whose weight changed, with the new weight, in address order.
     pub reweighted: Vec<(SocketAddr, u32)>,
+    /// Addresses kept whose TLS name changed (an SRV target renamed), in
+    /// address order (filled by [`Balancer::apply_discovered`]).
+    pub renamed: Vec<SocketAddr>,
 }
 
 impl Diff {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.reweighted.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.reweighted.is_empty()
+            && self.renamed.is_empty()
     }
+}
+
+/// The TLS target of each backend of `set` that `set` names for TLS, with
+/// the pool's trust anchors.
+fn tls_targets(
+    shared: &Balancer,
+    set: &DiscoveredSet,
+) -> Result<HashMap<SocketAddr, TlsTarget>, DiscoveryError> {
+    if set.tls_names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let Some(tls) = shared.config.backend_tls.as_ref() else {
+        return Err(DiscoveryError::Failed(
+            "backends over TLS, but the pool has no trust anchors (Discovery::tls is false)".to_owned(),
+        ));
+    };
+    set.tls_names
+        .iter()
+        .map(|(addr, name)| {
+            tls.target(name).map(|t| (*addr, t)).map_err(|_| {
+                DiscoveryError::Failed(format!("{name:?} is no name a certificate can be verified for"))
+            })
+        })
+        .collect()
 }
 
 /// The diff from `old` to `new` (both address → weight).
@@ -297,6 +343,7 @@ fn describe(d: &Diff) -> String {
     parts.extend(d.added.iter().map(|(a, _)| format!("+{a}")));
     parts.extend(d.removed.iter().map(|a| format!("-{a}")));
     parts.extend(d.reweighted.iter().map(|(a, w)| format!("~{a}={w}")));
+    parts.extend(d.renamed.iter().map(|a| format!("~{a} (new TLS name)")));
     parts.join(" ")
 }
 
@@ -322,14 +369,14 @@ pub(crate) async fn run(
             () = shutdown.triggered() => return,
         };
         let set = match result {
-            Ok(set) if !set.backends.is_empty() => Ok(set),
+            Ok(set) if !set.backends.is_empty() => tls_targets(&shared, &set).map(|t| (set, t)),
             Ok(_) => Err(DiscoveryError::Empty("no backends".to_owned())),
             Err(e) => Err(e),
         };
         let wait = match set {
-            Ok(set) => {
+            Ok((set, targets)) => {
                 let new = normalize(&set.backends);
-                let d = shared.apply_discovered(index, &new);
+                let d = shared.apply_discovered(index, &new, &targets);
                 let count = new.len();
                 status.record(DiscoveryResult::Ok, None, count);
                 if failures > 0 {
@@ -427,7 +474,8 @@ enum Query {
     Srv { name: Name },
 }
 
-/// Backends from DNS, for `dns:NAME:PORT[=WEIGHT]` and `srv:NAME` entries.
+/// Backends from DNS, for `dns:NAME:PORT[=WEIGHT]` and `srv:NAME` entries
+/// (and their TLS forms `dns:https://NAME:PORT[=WEIGHT]` and `srv:https://NAME`).
 ///
 /// - `dns:NAME:PORT` asks for both A and AAAA records; every address found,
 ///   IPv4 and IPv6, becomes a backend on `PORT` with the entry's weight.
@@ -442,6 +490,10 @@ enum Query {
 ///   failure, after `ttl_min` doubling up to `ttl_max`.
 /// - Failures (timeout, refused, SERVFAIL) and empty answers (NXDOMAIN, no
 ///   records) keep the last good set.
+/// - Over TLS ([`Discovery::tls`] is true), each set names every backend's
+///   TLS name ([`DiscoveredSet::tls_names`]): `NAME` for every address of a
+///   `dns:https://` entry; the target's name (without its final dot) for
+///   the addresses of each SRV target of an `srv:https://` entry.
 ///
 /// ```
 /// use rr_proxy::{BackendSource, DnsDiscovery, Proxy, ResolverConfig};
@@ -457,6 +509,8 @@ enum Query {
 pub struct DnsDiscovery {
     label: String,
     query: Query,
+    /// `dns:https://` or `srv:https://`.
+    tls: bool,
     resolver: TokioResolver,
     ttl_min: Duration,
     ttl_max: Duration,
@@ -486,12 +540,14 @@ impl DnsDiscovery {
                     spec.addr
                 )))
             }
-            BackendSource::Dns { name, port, weight } => Query::Addresses {
+            BackendSource::Dns {
+                name, port, weight, ..
+            } => Query::Addresses {
                 name: parse(name)?,
                 port: *port,
                 weight: (*weight).clamp(1, MAX_WEIGHT),
             },
-            BackendSource::Srv { name } => Query::Srv { name: parse(name)? },
+            BackendSource::Srv { name, .. } => Query::Srv { name: parse(name)? },
         };
         if config.ttl_min.is_zero() || config.timeout.is_zero() {
             return Err(DiscoveryError::Config(
@@ -525,6 +581,7 @@ impl DnsDiscovery {
         Ok(DnsDiscovery {
             label: source.to_string(),
             query,
+            tls: source.is_tls(),
             resolver: builder.build(),
             ttl_min: config.ttl_min,
             ttl_max: config.ttl_max,
@@ -533,7 +590,7 @@ impl DnsDiscovery {
 
     async fn resolve(&self) -> Result<DiscoveredSet, DiscoveryError> {
         let now = Instant::now();
-        let (backends, valid_until) = match &self.query {
+        let (found, valid_until) = match &self.query {
             Query::Addresses { name, port, weight } => {
                 let lookup = self
                     .resolver
@@ -542,23 +599,36 @@ impl DnsDiscovery {
                     .map_err(|e| classify(name, e))?;
                 let list = lookup
                     .iter()
-                    .map(|ip| (SocketAddr::new(ip, *port), *weight))
+                    .map(|ip| (SocketAddr::new(ip, *port), *weight, name.clone()))
                     .collect();
                 (list, lookup.valid_until())
             }
             Query::Srv { name } => self.resolve_srv(name).await?,
         };
-        if backends.is_empty() {
+        if found.is_empty() {
             return Err(DiscoveryError::Empty(format!("{} has no addresses", self.label)));
         }
         let ttl = valid_until.saturating_duration_since(now);
+        let tls_names = if self.tls {
+            found
+                .iter()
+                .map(|(addr, _, name)| (*addr, tls_name(name)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(DiscoveredSet {
-            backends,
+            backends: found.into_iter().map(|(addr, w, _)| (addr, w)).collect(),
             refresh_after: clamp_ttl(ttl, self.ttl_min, self.ttl_max),
+            tls_names,
         })
     }
 
-    async fn resolve_srv(&self, name: &Name) -> Result<(Vec<(SocketAddr, u32)>, Instant), DiscoveryError> {
+    /// Each target's addresses, with the record's port and weight and the target's name.
+    async fn resolve_srv(
+        &self,
+        name: &Name,
+    ) -> Result<(Vec<(SocketAddr, u32, Name)>, Instant), DiscoveryError> {
         let lookup = self
             .resolver
             .srv_lookup(name.clone())
@@ -596,11 +666,17 @@ impl DnsDiscovery {
             };
             list.extend(
                 ips.into_iter()
-                    .map(|ip| (SocketAddr::new(ip, srv.port()), weight)),
+                    .map(|ip| (SocketAddr::new(ip, srv.port()), weight, target.clone())),
             );
         }
         Ok((list, valid_until))
     }
+}
+
+/// A DNS name as the certificate is verified for (and SNI): without the final dot.
+fn tls_name(name: &Name) -> String {
+    let text = name.to_utf8();
+    text.strip_suffix('.').unwrap_or(&text).to_owned()
 }
 
 fn is_empty(e: &ResolveError) -> bool {
@@ -624,6 +700,10 @@ impl Discovery for DnsDiscovery {
         Box::pin(self.resolve())
     }
 
+    fn tls(&self) -> bool {
+        self.tls
+    }
+
     fn retry_after(&self, failures: u32) -> Duration {
         backoff(self.ttl_min, self.ttl_max, failures)
     }
@@ -641,6 +721,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A plain set applied.
+    fn apply(b: &Balancer, index: usize, new: &BTreeMap<SocketAddr, u32>) -> Diff {
+        b.apply_discovered(index, new, &HashMap::new())
+    }
+
     #[test]
     fn diffs() {
         let old = map(&[("10.0.0.1:80", 1), ("10.0.0.2:80", 1), ("10.0.0.3:80", 2)]);
@@ -651,6 +736,7 @@ mod tests {
                 added: vec![(addr("10.0.0.4:80"), 1)],
                 removed: vec![addr("10.0.0.1:80")],
                 reweighted: vec![(addr("10.0.0.3:80"), 5)],
+                renamed: vec![],
             }
         );
         assert!(diff(&old, &old).is_empty());
@@ -712,7 +798,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         // Source 0 brings .2 and .3, and the fixed address too.
-        let d = b.apply_discovered(
+        let d = apply(
+            b,
             0,
             &map(&[("10.0.0.1:80", 5), ("10.0.0.2:80", 1), ("10.0.0.3:80", 1)]),
         );
@@ -723,9 +810,9 @@ mod tests {
         assert_eq!(before[0], (fixed, 0, 1), "the fixed backend keeps its weight");
         b.find(addr("10.0.0.2:80")).unwrap().count_request();
         // Source 1 shares .3.
-        b.apply_discovered(1, &map(&[("10.0.0.3:80", 1)]));
+        apply(b, 1, &map(&[("10.0.0.3:80", 1)]));
         // Source 0 drops everything but .2, whose weight becomes 4.
-        let d = b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)]));
+        let d = apply(b, 0, &map(&[("10.0.0.2:80", 4)]));
         assert_eq!(d.removed, [fixed, addr("10.0.0.3:80")]);
         assert_eq!(d.reweighted, [(addr("10.0.0.2:80"), 4)]);
         let after = ids(b);
@@ -745,13 +832,86 @@ mod tests {
         );
         assert_eq!((b.discovered_count(0), b.discovered_count(1)), (1, 1));
         // Source 1 lets .3 go: now nobody holds it.
-        b.apply_discovered(1, &BTreeMap::new());
+        apply(b, 1, &BTreeMap::new());
         assert!(b.find(addr("10.0.0.3:80")).is_err());
         // An unchanged set changes nothing.
-        assert!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).is_empty());
+        assert!(apply(b, 0, &map(&[("10.0.0.2:80", 4)])).is_empty());
         // Removed through the admin API: the source brings it back next time.
         let _ = b.remove(addr("10.0.0.2:80")).unwrap();
-        assert_eq!(b.apply_discovered(0, &map(&[("10.0.0.2:80", 4)])).added.len(), 1);
+        assert_eq!(apply(b, 0, &map(&[("10.0.0.2:80", 4)])).added.len(), 1);
+    }
+
+    /// A discovered backend over TLS gets its target when added; a kept one
+    /// the source alone holds follows a new name (or none); one a fixed
+    /// entry holds speaks as that entry says.
+    #[test]
+    fn discovered_backends_get_their_tls_names() {
+        let dir = test_support::TempDir::new("discovery-tls");
+        let ca = test_support::TestCa::new(dir.path());
+        let tls = crate::BackendTls::from_ca_file(&ca.ca_pem).unwrap();
+        let fixed = addr("10.0.0.1:443");
+        let proxy = crate::Proxy::builder()
+            .backend_tls(tls.clone())
+            .backend(fixed, 1)
+            .build()
+            .unwrap();
+        let b = &*proxy.shared();
+        let names = |list: &[(&str, &str)]| -> HashMap<SocketAddr, TlsTarget> {
+            list.iter()
+                .map(|(a, n)| (addr(a), tls.target(n).unwrap()))
+                .collect()
+        };
+        let host = |a: &str| b.find(addr(a)).unwrap().tls().map(|t| t.host().to_owned());
+        let set = map(&[("10.0.0.1:443", 1), ("10.0.0.2:443", 1), ("10.0.0.3:443", 1)]);
+        let d = b.apply_discovered(
+            0,
+            &set,
+            &names(&[
+                ("10.0.0.1:443", "a.web"),
+                ("10.0.0.2:443", "a.web"),
+                ("10.0.0.3:443", "b.web"),
+            ]),
+        );
+        assert_eq!(d.added.len(), 3);
+        assert!(d.renamed.is_empty());
+        assert_eq!(host("10.0.0.1:443"), None, "the fixed entry says plain");
+        assert_eq!(host("10.0.0.2:443").as_deref(), Some("a.web"));
+        assert_eq!(host("10.0.0.3:443").as_deref(), Some("b.web"));
+        let before = b.find(addr("10.0.0.3:443")).unwrap().id();
+        // The SRV target of .3 renamed; .2 unchanged: only .3 changes, in place.
+        let d = b.apply_discovered(
+            0,
+            &set,
+            &names(&[
+                ("10.0.0.1:443", "a.web"),
+                ("10.0.0.2:443", "a.web"),
+                ("10.0.0.3:443", "c.web"),
+            ]),
+        );
+        assert_eq!(d.renamed, [addr("10.0.0.3:443")]);
+        assert_eq!(describe(&d), "~10.0.0.3:443 (new TLS name)");
+        assert_eq!(host("10.0.0.3:443").as_deref(), Some("c.web"));
+        assert_eq!(
+            b.find(addr("10.0.0.3:443")).unwrap().id(),
+            before,
+            "the same backend"
+        );
+        // The same set again changes nothing.
+        assert!(b
+            .apply_discovered(
+                0,
+                &set,
+                &names(&[
+                    ("10.0.0.1:443", "a.web"),
+                    ("10.0.0.2:443", "a.web"),
+                    ("10.0.0.3:443", "c.web")
+                ]),
+            )
+            .is_empty());
+        // A set without names: plain from the next connection.
+        let d = b.apply_discovered(0, &set, &HashMap::new());
+        assert_eq!(d.renamed, [addr("10.0.0.2:443"), addr("10.0.0.3:443")]);
+        assert_eq!(host("10.0.0.2:443"), None);
     }
 
     #[test]

@@ -73,13 +73,13 @@ pub enum SpecError {
     /// The weight part is not a whole number from 1 to 1 000 000.
     #[error("bad backend weight {0:?}: expected a whole number from 1 to 1000000")]
     BadWeight(String),
-    /// A `dns:` entry is not `dns:NAME:PORT[=WEIGHT]` with a port from 1
-    /// (from [`BackendSource`](crate::BackendSource)'s `FromStr`).
-    #[error("bad DNS backend {0:?}: expected dns:NAME:PORT[=WEIGHT]")]
+    /// A `dns:` entry is not `dns:[https://]NAME:PORT[=WEIGHT]` with a port
+    /// from 1 (from [`BackendSource`](crate::BackendSource)'s `FromStr`).
+    #[error("bad DNS backend {0:?}: expected dns:NAME:PORT[=WEIGHT] or dns:https://NAME:PORT[=WEIGHT]")]
     BadDns(String),
-    /// An `srv:` entry is not `srv:NAME`; it takes no port and no weight
-    /// (the SRV records give both).
-    #[error("bad SRV backend {0:?}: expected srv:NAME (the SRV records give ports and weights)")]
+    /// An `srv:` entry is not `srv:[https://]NAME`; it takes no port and no
+    /// weight (the SRV records give both).
+    #[error("bad SRV backend {0:?}: expected srv:NAME or srv:https://NAME (the SRV records give ports and weights)")]
     BadSrv(String),
     /// The name in a `dns:` or `srv:` entry is not a DNS name (labels of 1 to
     /// 63 letters, digits, `-` or `_`, separated by dots, 253 bytes at most).

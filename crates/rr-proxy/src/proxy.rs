@@ -315,7 +315,8 @@ impl<H: ProxyHooks> ProxyBuilder<H> {
             if self.backends.is_empty() && self.discovery.is_empty() {
                 return Err(ProxyError::NoBackends);
             }
-            self.config.backend_tls = self.upstream_tls.finish(self.config.mode)?;
+            let tls_sources = self.discovery.iter().any(|d| d.tls());
+            self.config.backend_tls = self.upstream_tls.finish(self.config.mode, tls_sources)?;
             plans.push(PoolPlan {
                 name: "default".into(),
                 strategy: self.strategy,
@@ -639,10 +640,7 @@ impl ProxyHandle {
     /// pools).
     pub fn backend_tls(&self) -> Option<crate::BackendTls> {
         let table = self.shared.table.load();
-        table
-            .pools
-            .iter()
-            .find_map(|p| p.balancer.config.backend_tls.clone())
+        table.pools.iter().find_map(|p| p.balancer.tls().cloned())
     }
 
     /// Proxy-wide counters, each pool's and each backend's.
@@ -692,12 +690,7 @@ impl ProxyHandle {
             discovery,
             schema_version: crate::stats::STATS_SCHEMA_VERSION,
             uptime_seconds: self.shared.common.started.elapsed().as_secs(),
-            backend_tls: crate::backend_tls::total_stats(
-                table
-                    .pools
-                    .iter()
-                    .filter_map(|p| p.balancer.config.backend_tls.as_ref()),
-            ),
+            backend_tls: crate::backend_tls::total_stats(table.pools.iter().filter_map(|p| p.balancer.tls())),
             pools,
             reloads: self.shared.reloads.stats(),
         }
@@ -751,6 +744,57 @@ impl ProxyHandle {
             .pool(pool)
             .ok_or_else(|| ProxyError::UnknownPool(pool.to_owned()))?;
         add_to(&p.balancer, addr, weight)
+    }
+
+    /// Adds a backend spoken to over TLS (`https://HOST:PORT`) to the pool
+    /// named `pool` (the first pool with `None`): `addr` is where to connect,
+    /// `host` the name its certificate must be valid for (a DNS name, also
+    /// sent as SNI; or an IP address the certificate must carry). Verified
+    /// against the pool's trust anchors (its `backend_ca`, or the system's
+    /// roots, read now — **blocking** — for a pool that has none yet).
+    /// Refused in TCP mode and for a `host` that is no DNS name or IP address.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proxy = rr_proxy::Proxy::builder().backend("127.0.0.1:9002".parse()?, 1).build()?;
+    /// let h = proxy.handle();
+    /// # if rr_proxy::BackendTls::system_roots().is_ok() {
+    /// h.add_https_backend(None, "127.0.0.1:9443".parse()?, 2, "localhost")?;
+    /// assert_eq!(h.backend("127.0.0.1:9443".parse()?)?.weight, 2);
+    /// # }
+    /// assert!(h.add_https_backend(None, "127.0.0.1:9444".parse()?, 1, "not a name").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_https_backend(
+        &self,
+        pool: Option<&str>,
+        addr: SocketAddr,
+        weight: u32,
+        host: &str,
+    ) -> Result<(), ProxyError> {
+        if self.shared.config.mode == Mode::Tcp {
+            return Err(ProxyError::InvalidConfig(
+                "https backends need HTTP mode (TCP mode relays bytes as they come)",
+            ));
+        }
+        let table = self.shared.table.load();
+        let p = match pool {
+            Some(name) => table
+                .pool(name)
+                .ok_or_else(|| ProxyError::UnknownPool(name.to_owned()))?,
+            None => table.pools.first().ok_or(ProxyError::NoBackends)?,
+        };
+        let b = &p.balancer;
+        // The name is checked before the trust store is read.
+        rustls_pki_types::ServerName::try_from(host)
+            .map_err(|_| ProxyError::BadServerName(host.to_owned()))?;
+        let target = b.tls_or_system()?.target(host)?;
+        check_weight(addr, weight)?;
+        let e = b.add(addr, weight, Some(target))?;
+        tracing::info!(backend = %addr, weight, pool = %b.name, host, "backend https://{host} ({addr}) added; {} eligible", e.count());
+        e.log_summary();
+        Ok(())
     }
 
     /// Removes a backend from every pool that holds it: it gets no new
@@ -864,7 +908,7 @@ fn pool_backends(b: &Balancer, out: &mut Vec<BackendStats>) {
 
 fn add_to(b: &Balancer, addr: SocketAddr, weight: u32) -> Result<(), ProxyError> {
     check_weight(addr, weight)?;
-    let e = b.add(addr, weight)?;
+    let e = b.add(addr, weight, None)?;
     tracing::info!(backend = %addr, weight, pool = %b.name, "backend {addr} added; {} eligible", e.count());
     e.log_summary();
     Ok(())

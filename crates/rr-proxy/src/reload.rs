@@ -60,7 +60,12 @@ pub(crate) fn plans(config: &ProxyConfig, global: &Config) -> Result<(Vec<PoolPl
                 }
             }
         }
-        let backend_tls = match (&p.backend_ca, https.is_empty()) {
+        // A CA file with no backend over TLS yet is loaded for https
+        // backends added through the handle (the admin API) in HTTP mode.
+        let no_tls = https.is_empty()
+            && !discovery.iter().any(|d| d.tls())
+            && (p.backend_ca.is_none() || global.mode == Mode::Tcp);
+        let backend_tls = match (&p.backend_ca, no_tls) {
             (_, true) => None,
             _ if global.mode == Mode::Tcp => {
                 return Err(ProxyError::InvalidConfig(
@@ -164,16 +169,27 @@ fn build_pool(mut plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Re
         }
     }
     let old_all = old.map(|b| b.all());
+    let kept = |addr: SocketAddr| {
+        old_all
+            .as_ref()
+            .and_then(|all| all.iter().find(|b| b.addr() == addr).cloned())
+    };
     // The same backend object when the address was there, so that its
     // health, counters, drained state and idle connections carry on; it
     // speaks TLS (with this configuration's trust anchors) or not as the
-    // new entry says.
-    let take = |addr: SocketAddr, weight: u32| -> Arc<Backend> {
-        let tls = targets.iter().find(|(a, _)| *a == addr).map(|(_, t)| t.clone());
-        let kept = old_all
-            .as_ref()
-            .and_then(|all| all.iter().find(|b| b.addr() == addr).cloned());
-        match kept {
+    // new entry says (`carried`: a backend a source of the same name found,
+    // which speaks as before: a source's name holds its scheme).
+    let take = |addr: SocketAddr, weight: u32, carried: bool| -> Result<Arc<Backend>, ProxyError> {
+        let tls = if carried {
+            match (kept(addr).and_then(|b| b.tls()), &tls) {
+                (Some(before), Some(tls)) => Some(tls.target(before.host())?),
+                _ => None,
+            }
+        } else {
+            targets.iter().find(|(a, _)| *a == addr).map(|(_, t)| t.clone())
+        };
+        let kept = kept(addr);
+        Ok(match kept {
             Some(b) => {
                 b.set_weight(weight);
                 b.set_tls(tls);
@@ -186,9 +202,13 @@ fn build_pool(mut plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Re
                     None => b,
                 })
             }
-        }
+        })
     };
-    let mut list: Vec<Arc<Backend>> = plan.backends.iter().map(|&(a, w)| take(a, w)).collect();
+    let mut list: Vec<Arc<Backend>> = plan
+        .backends
+        .iter()
+        .map(|&(a, w)| take(a, w, false))
+        .collect::<Result<_, _>>()?;
     // What each source of the same name found before, kept until it answers again.
     let mut carried: Vec<(usize, SocketAddr, u32)> = Vec::new();
     let mut statuses = Vec::with_capacity(plan.discovery.len());
@@ -204,7 +224,7 @@ fn build_pool(mut plan: PoolPlan, common: &Common, old: Option<&Balancer>) -> Re
     }
     for &(_, addr, weight) in &carried {
         if !list.iter().any(|b| b.addr() == addr) {
-            list.push(take(addr, weight));
+            list.push(take(addr, weight, true)?);
         }
     }
     let routed = old.map_or_else(|| Arc::new(AtomicU64::new(0)), |o| o.routed.clone());

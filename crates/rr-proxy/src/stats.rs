@@ -568,6 +568,7 @@ mod tests {
                     health_checks_passed: 20,
                     health_checks_failed: 0,
                     pool: "web".into(),
+                    tls_name: None,
                 },
                 BackendStats {
                     addr: "[::1]:9003".parse().unwrap(),
@@ -587,6 +588,7 @@ mod tests {
                     health_checks_passed: 1,
                     health_checks_failed: 3,
                     pool: "web".into(),
+                    tls_name: None,
                 },
             ],
             discovery: vec![DiscoveryStats {

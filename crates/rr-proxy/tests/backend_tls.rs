@@ -1,6 +1,9 @@
 //! TLS to backends (`https://HOST:PORT`): certificates verified against a
 //! test CA, SNI, pooled and resumed sessions, stale pooled connections,
-//! health checks, bodies and upgrades through TLS. The backends are rustls
+//! health checks, bodies and upgrades through TLS; discovered backends over
+//! TLS (`dns:https://`, `srv:https://`, names answered by `dnsmasq`), https
+//! backends added through the admin API, and a reload switching a source
+//! between plain and TLS. The backends are rustls
 //! servers written here (they record the SNI and the handshake kind of each
 //! connection) serving HTTP with http-core's driver; the clients are ureq and
 //! raw sockets.
@@ -636,4 +639,536 @@ fn tcp_mode_and_bad_names_are_refused_at_build() {
     assert!(e.to_string().contains("no PEM certificate"), "{e}");
     let e = BackendTls::from_ca_file(dir.path().join("missing.pem")).unwrap_err();
     assert!(e.to_string().starts_with("cannot read CA file "), "{e}");
+}
+
+// ---- Discovered backends over TLS (dns:https://, srv:https://), backends
+// added through the admin API, reloads. DNS answers come from `dnsmasq` on a
+// loopback port (as in tests/dns_discovery.rs); the backends listen on
+// 127.0.0.2–127.0.0.9 (Linux routes all of 127.0.0.0/8 to loopback).
+
+impl TlsBackend {
+    /// A backend on `addr` (an IP with port 0 or a given port); `None` when
+    /// that cannot be bound.
+    fn start_on(
+        rt: &Runtime,
+        ca: &TestCa,
+        name: &str,
+        names: &[&str],
+        addr: SocketAddr,
+    ) -> Option<TlsBackend> {
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).ok()?;
+        let addr = listener.local_addr().ok()?;
+        Some(Self::serve(
+            rt,
+            ca,
+            name,
+            names,
+            Limits::default(),
+            listener,
+            addr,
+        ))
+    }
+
+    /// Stops it: its port is free when this returns.
+    fn stop(mut self, rt: &Runtime) {
+        self.task.abort();
+        let _ = rt.block_on(&mut self.task);
+    }
+
+    fn snis(&self) -> Vec<Option<String>> {
+        self.hellos().into_iter().map(|h| h.sni).collect()
+    }
+}
+
+/// TLS backends on 127.0.0.{octet}, all on one port, each with a certificate
+/// for `names[i]` (and named `t{octet}`).
+fn tls_backends_on_one_port(
+    rt: &Runtime,
+    ca: &TestCa,
+    octets: &[u8],
+    names: &[&str],
+) -> (u16, Vec<TlsBackend>) {
+    let ip = |o: u8| std::net::IpAddr::from([127, 0, 0, o]);
+    for _ in 0..20 {
+        let Some(first) = TlsBackend::start_on(
+            rt,
+            ca,
+            &format!("t{}", octets[0]),
+            &[names[0]],
+            SocketAddr::new(ip(octets[0]), 0),
+        ) else {
+            continue;
+        };
+        let port = first.addr.port();
+        let mut all = vec![first];
+        for (i, &o) in octets.iter().enumerate().skip(1) {
+            match TlsBackend::start_on(
+                rt,
+                ca,
+                &format!("t{o}"),
+                &[names[i]],
+                SocketAddr::new(ip(o), port),
+            ) {
+                Some(b) => all.push(b),
+                None => break,
+            }
+        }
+        if all.len() == octets.len() {
+            return (port, all);
+        }
+    }
+    panic!("no port free on every loopback address {octets:?}");
+}
+
+fn resolver(dns: &test_support::Dnsmasq) -> rr_proxy::ResolverConfig {
+    rr_proxy::ResolverConfig {
+        nameserver: Some(dns.addr),
+        ttl_min: Duration::from_millis(200),
+        ttl_max: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+fn dns_source(text: &str, dns: &test_support::Dnsmasq) -> rr_proxy::DnsDiscovery {
+    let spec: rr_proxy::BackendSource = text.parse().unwrap();
+    rr_proxy::DnsDiscovery::new(&spec, &resolver(dns)).unwrap()
+}
+
+/// What each backend's body says it is, over `n` requests.
+fn served_by(proxy: &TestProxy, n: usize) -> Vec<String> {
+    let agent = agent();
+    let mut names: Vec<String> = (0..n)
+        .map(|_| {
+            let r = get(&agent, &proxy.url("/d"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.text().split(' ').next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dns_https_speaks_tls_to_every_address_with_the_name_as_sni() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let (port, backends) = tls_backends_on_one_port(&rt, &ca, &[2, 3], &["web.test", "web.test"]);
+    let Some(dns) = test_support::Dnsmasq::start("127.0.0.2 web.test\n127.0.0.3 web.test\n", "") else {
+        return;
+    };
+    let check = HealthCheck {
+        path: "/health".into(),
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(2),
+        ..HealthCheck::default()
+    };
+    let name = format!("dns:https://web.test:{port}");
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backend_tls(trust(&ca))
+            .discovery(dns_source(&name, &dns))
+            .health_check(check),
+    );
+    wait_for(TIMEOUT, "the two addresses", || {
+        proxy.handle.backends().len() == 2
+    });
+    assert_eq!(served_by(&proxy, 10), [["t2"; 5], ["t3"; 5]].concat());
+    for b in &backends {
+        let snis = b.snis();
+        assert!(
+            !snis.is_empty() && snis.iter().all(|s| s.as_deref() == Some("web.test")),
+            "{}: {snis:?}",
+            b.addr
+        );
+    }
+    // Health checks go over TLS too, and pass.
+    wait_for(TIMEOUT, "health checks over TLS", || {
+        backends
+            .iter()
+            .all(|b| b.seen.health_checks.load(Ordering::SeqCst) > 0)
+            && proxy.handle.backends().iter().all(|s| s.health_checks_passed > 0)
+    });
+    let stats = proxy.handle.stats();
+    assert_eq!(stats.discovery[0].name, name, "the source shows its scheme");
+    let tls = stats.backend_tls.expect("handshakes counted");
+    assert!(tls.full >= 2 && tls.failed == 0, "{tls:?}");
+    let json = serde_json::to_string(&stats).unwrap();
+    assert!(json.contains(&format!("\"name\":\"{name}\"")), "{json}");
+}
+
+#[test]
+fn dns_https_refuses_a_certificate_for_another_name() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let (port, backends) = tls_backends_on_one_port(&rt, &ca, &[4], &["other.test"]);
+    let Some(dns) = test_support::Dnsmasq::start("127.0.0.4 web.test\n", "") else {
+        return;
+    };
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backend_tls(trust(&ca))
+            .discovery(dns_source(&format!("dns:https://web.test:{port}"), &dns))
+            .max_attempts(1),
+    );
+    wait_for(TIMEOUT, "the address", || proxy.handle.backends().len() == 1);
+    let r = get(&agent(), &proxy.url("/"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.text(), "TLS handshake with the backend failed\n");
+    let b = proxy.handle.backend(backends[0].addr).unwrap();
+    assert_eq!(
+        b.last_failure,
+        Some(FailureReason::Tls(TlsFailure::NotValidForName))
+    );
+    assert_eq!(proxy.handle.stats().backend_tls.map(|s| s.failed), Some(1));
+    assert_eq!(backends[0].hellos(), [], "no handshake ended");
+}
+
+#[test]
+fn srv_https_verifies_each_target_by_its_own_name() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let (port_a, a) = tls_backends_on_one_port(&rt, &ca, &[5], &["a.web.test"]);
+    let (port_b, b) = tls_backends_on_one_port(&rt, &ca, &[6], &["b.web.test"]);
+    let hosts = "127.0.0.5 a.web.test\n127.0.0.6 b.web.test\n";
+    let conf = format!(
+        "srv-host=_https._tcp.web.test,a.web.test,{port_a},0,1\n\
+         srv-host=_https._tcp.web.test,b.web.test,{port_b},0,1\n"
+    );
+    let Some(dns) = test_support::Dnsmasq::start(hosts, &conf) else {
+        return;
+    };
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backend_tls(trust(&ca))
+            .discovery(dns_source("srv:https://_https._tcp.web.test", &dns)),
+    );
+    wait_for(TIMEOUT, "the two targets", || proxy.handle.backends().len() == 2);
+    assert_eq!(served_by(&proxy, 6), ["t5", "t5", "t5", "t6", "t6", "t6"]);
+    assert!(
+        a[0].snis().iter().all(|s| s.as_deref() == Some("a.web.test")),
+        "{:?}",
+        a[0].snis()
+    );
+    assert!(
+        b[0].snis().iter().all(|s| s.as_deref() == Some("b.web.test")),
+        "{:?}",
+        b[0].snis()
+    );
+    assert_eq!(
+        proxy.handle.stats().discovery[0].name,
+        "srv:https://_https._tcp.web.test"
+    );
+}
+
+#[test]
+fn tcp_mode_refuses_discovered_tls_backends() {
+    let config = rr_proxy::ResolverConfig {
+        nameserver: Some("127.0.0.1:53".parse().unwrap()),
+        ..Default::default()
+    };
+    for text in ["dns:https://web.test:443", "srv:https://_https._tcp.web.test"] {
+        let spec: rr_proxy::BackendSource = text.parse().unwrap();
+        let source = rr_proxy::DnsDiscovery::new(&spec, &config).unwrap();
+        let built = rt_free_build(Proxy::builder().discovery(source).mode(rr_proxy::Mode::Tcp));
+        assert!(
+            matches!(&built, Err(ProxyError::InvalidConfig(m)) if m.contains("https backends need HTTP mode")),
+            "{text}: {built:?}"
+        );
+    }
+}
+
+/// Builds on a runtime (the resolver wants one), the result without the proxy.
+fn rt_free_build(b: rr_proxy::ProxyBuilder) -> Result<(), ProxyError> {
+    runtime().block_on(async { b.build().map(|_| ()) })
+}
+
+/// The admin endpoint on a loopback port, until dropped.
+struct Admin {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Admin {
+    fn start(rt: &Runtime, proxy: &TestProxy) -> Admin {
+        let (listener, addr) = bind(rt);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(rr_proxy::serve_admin(proxy.handle.clone(), listener, async {
+            let _ = rx.await;
+        }));
+        Admin { addr, _stop: tx }
+    }
+
+    fn post(&self, path: &str) -> (u16, String) {
+        let r = call(
+            &agent(),
+            "POST",
+            &format!("http://{}{path}", self.addr),
+            Some(b""),
+        )
+        .unwrap();
+        (r.status, r.text())
+    }
+}
+
+#[test]
+fn https_backends_added_through_the_admin_api_are_verified_and_get_requests() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let plain = TestBackend::start(&rt, "plain");
+    let named = TlsBackend::start(&rt, &ca, "named", &["localhost"], Limits::default());
+    let by_ip = TlsBackend::start(&rt, &ca, "byip", &["127.0.0.1"], Limits::default());
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder().backend_tls(trust(&ca)).backend(plain.addr, 1),
+    );
+    let admin = Admin::start(&rt, &proxy);
+
+    // Percent-encoded, by name, with a weight.
+    let (status, body) = admin.post(&format!(
+        "/backends/https%3A%2F%2Flocalhost%3A{}?weight=2",
+        named.addr.port()
+    ));
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["addr"].as_str(), v["weight"].as_u64()),
+        (Some(&*named.addr.to_string()), Some(2))
+    );
+    // As written, by IP address.
+    let (status, body) = admin.post(&format!("/backends/https://{}", by_ip.addr));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(proxy.handle.backends().len(), 3);
+
+    let agent = agent();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..8 {
+        let r = get(&agent, &proxy.url("/a"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let who = match r.header("X-Backend") {
+            Some(b) => b.to_owned(),
+            None => r.text().split(' ').next().unwrap_or_default().to_owned(),
+        };
+        *seen.entry(who).or_default() += 1;
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            ("byip".to_owned(), 2),
+            ("named".to_owned(), 4),
+            ("plain".to_owned(), 2)
+        ]
+    );
+    assert_eq!(named.snis()[0].as_deref(), Some("localhost"));
+    assert_eq!(by_ip.snis()[0], None, "no SNI for an IP address");
+
+    // Bad forms and names that do not resolve: 400, saying why; nothing added.
+    for (path, says) in [
+        (
+            "/backends/https%3A%2F%2Flocalhost".to_owned(),
+            "bad https backend",
+        ),
+        (
+            "/backends/https%3A%2F%2Flocalhost%3A0".to_owned(),
+            "bad https backend",
+        ),
+        ("/backends/https%3A%2F%2F%3A443".to_owned(), "bad https backend"),
+        (
+            "/backends/https%3A%2F%2Flocal%20host%3A443".to_owned(),
+            "bad https backend",
+        ),
+        (
+            format!("/backends/https%3A%2F%2Flocalhost%3A{}%3D2", named.addr.port()),
+            "give the weight as ?weight=N",
+        ),
+        (
+            "/backends/https%3A%2F%2Fno-such-host.invalid%3A443".to_owned(),
+            "cannot resolve backend address",
+        ),
+    ] {
+        let (status, body) = admin.post(&path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    // A duplicate is 409, as for plain backends; plain adds keep working.
+    let (status, _) = admin.post(&format!(
+        "/backends/https%3A%2F%2Flocalhost%3A{}",
+        named.addr.port()
+    ));
+    assert_eq!(status, 409);
+    let plain2 = TestBackend::start(&rt, "plain2");
+    assert_eq!(admin.post(&format!("/backends/{}", plain2.addr)).0, 201);
+    assert_eq!(proxy.handle.backends().len(), 4);
+}
+
+#[test]
+fn an_https_backend_added_with_a_wrong_name_gets_502() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let b = TlsBackend::start(&rt, &ca, "w", &["other.example"], Limits::default());
+    let plain = TestBackend::start(&rt, "plain");
+    let proxy = TestProxy::start(
+        &rt,
+        Proxy::builder()
+            .backend_tls(trust(&ca))
+            .backend(plain.addr, 1)
+            .max_attempts(1),
+    );
+    proxy.handle.drain(plain.addr).unwrap();
+    let admin = Admin::start(&rt, &proxy);
+    let (status, body) = admin.post(&format!("/backends/https%3A%2F%2Flocalhost%3A{}", b.addr.port()));
+    assert_eq!(status, 201, "{body}");
+    let r = get(&agent(), &proxy.url("/"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        proxy.handle.backend(b.addr).unwrap().last_failure,
+        Some(FailureReason::Tls(TlsFailure::NotValidForName))
+    );
+}
+
+#[test]
+fn a_reload_switches_a_dns_source_between_plain_and_tls() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let Some(mut dns) = test_support::Dnsmasq::start("127.0.0.8 web.test\n", "") else {
+        return;
+    };
+    // The same address, first plain, then over TLS, then plain again.
+    let plain = (0..20)
+        .find_map(|_| TestBackend::start_on(&rt, "plain", "127.0.0.8:0".parse().unwrap()))
+        .expect("a port on 127.0.0.8");
+    let addr = plain.addr;
+    let dns_addr = dns.addr;
+    let config = |source: &str| {
+        let text = format!(
+            "resolver = \"{}\"\ndns_ttl_min = \"200ms\"\ndns_ttl_max = \"1s\"\n\
+             [[pool]]\nname = \"web\"\nbackends = [\"{source}\"]\npool_max_idle = 0\nbackend_ca = \"{}\"\n",
+            dns_addr,
+            ca.ca_pem.display()
+        );
+        let text = if source.starts_with("dns:https") {
+            text
+        } else {
+            text.replace(&format!("backend_ca = \"{}\"\n", ca.ca_pem.display()), "")
+        };
+        rr_proxy::ProxyConfig::from_toml_str(&text, "test.toml").unwrap()
+    };
+    let plain_source = format!("dns:web.test:{}", addr.port());
+    let tls_source = format!("dns:https://web.test:{}", addr.port());
+    let proxy = TestProxy::start(&rt, Proxy::builder().config(&config(&plain_source)).unwrap());
+    let source_has_one = |name: &str| {
+        let s = proxy.handle.stats();
+        s.discovery.iter().any(|d| d.name == name && d.backends == 1) && s.backends.len() == 1
+    };
+    wait_for(TIMEOUT, "the plain source", || source_has_one(&plain_source));
+    let agent = agent();
+    let r = get(&agent, &proxy.url("/p"));
+    assert_eq!((r.status, r.header("X-Backend")), (200, Some("plain")));
+
+    let mut plain = plain;
+    plain.kill(&rt);
+    let tls = TlsBackend::start_on(&rt, &ca, "tls", &["web.test"], addr).expect("the same address");
+    // (on the runtime: the new pools' tasks start there)
+    rt.block_on(async { proxy.handle.reload(&config(&tls_source)) })
+        .unwrap();
+    wait_for(TIMEOUT, "the TLS source", || source_has_one(&tls_source));
+    let r = get(&agent, &proxy.url("/t"));
+    assert_eq!((r.status, r.text().as_str()), (200, "tls /t\n"));
+    assert_eq!(tls.snis(), [Some("web.test".to_owned())]);
+    assert!(proxy.handle.backend_tls().is_some());
+    // Reloaded with the same source while DNS is down: what the source found
+    // is carried over, and still spoken to over TLS (a new connection each
+    // request: no pooling here).
+    dns.kill();
+    rt.block_on(async { proxy.handle.reload(&config(&tls_source)) })
+        .unwrap();
+    let r = get(&agent, &proxy.url("/t2"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            200, "tls /t2
+"
+        )
+    );
+    assert_eq!(tls.snis().len(), 2);
+    dns.restart();
+
+    // And back: the address is spoken to in plain HTTP again.
+    tls.stop(&rt);
+    plain.restart(&rt);
+    rt.block_on(async { proxy.handle.reload(&config(&plain_source)) })
+        .unwrap();
+    wait_for(TIMEOUT, "the plain source again", || {
+        source_has_one(&plain_source)
+    });
+    let r = get(&agent, &proxy.url("/p2"));
+    assert_eq!((r.status, r.header("X-Backend")), (200, Some("plain")));
+    assert_eq!(proxy.handle.stats().reloads.succeeded, 3);
+}
+
+/// Trust anchors for https backends added later: a pool's `backend_ca` with
+/// no backend over TLS yet (the file has an admin endpoint) is loaded and
+/// used; a pool with none loads the system's roots, which do not know the
+/// test CA (502, unknown issuer, counted in `backend_tls`).
+#[test]
+fn admin_added_https_backends_use_the_pools_ca_or_the_system_roots() {
+    let rt = runtime();
+    let dir = TempDir::new("backend-tls");
+    let ca = ca_in(dir.path());
+    let plain = TestBackend::start(&rt, "plain");
+    let b = TlsBackend::start(&rt, &ca, "tls", &["localhost"], Limits::default());
+    let add = format!("/backends/https%3A%2F%2Flocalhost%3A{}", b.addr.port());
+    let text = format!(
+        "admin = \"127.0.0.1:0\"\n[[pool]]\nname = \"web\"\nbackends = [\"{}\"]\nbackend_ca = \"{}\"\n",
+        plain.addr,
+        ca.ca_pem.display()
+    );
+    let config = rr_proxy::ProxyConfig::from_toml_str(&text, "test.toml").unwrap();
+    let proxy = TestProxy::start(&rt, Proxy::builder().config(&config).unwrap());
+    assert!(proxy.handle.backend_tls().unwrap().trust().contains("ca.pem"));
+    let admin = Admin::start(&rt, &proxy);
+    let (status, body) = admin.post(&format!("{add}?pool=web"));
+    assert_eq!(status, 201, "{body}");
+    proxy.handle.drain(plain.addr).unwrap();
+    let r = get(&agent(), &proxy.url("/x"));
+    assert_eq!((r.status, r.text().as_str()), (200, "tls /x\n"));
+    drop(admin);
+    drop(proxy);
+
+    // No trust anchors in the pool: the system's roots, loaded at the add.
+    let proxy = TestProxy::start(&rt, Proxy::builder().backend(plain.addr, 1).max_attempts(1));
+    assert!(proxy.handle.backend_tls().is_none());
+    let admin = Admin::start(&rt, &proxy);
+    assert_eq!(admin.post(&add).0, 201);
+    assert!(proxy
+        .handle
+        .backend_tls()
+        .unwrap()
+        .trust()
+        .starts_with("system roots"));
+    proxy.handle.drain(plain.addr).unwrap();
+    let r = get(&agent(), &proxy.url("/x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(
+        proxy.handle.backend(b.addr).unwrap().last_failure,
+        Some(FailureReason::Tls(TlsFailure::UnknownIssuer))
+    );
+    assert_eq!(proxy.handle.stats().backend_tls.map(|s| s.failed), Some(1));
+    // TCP mode refuses it.
+    let tcp = TestProxy::start(
+        &rt,
+        Proxy::builder().backend(plain.addr, 1).mode(rr_proxy::Mode::Tcp),
+    );
+    let admin = Admin::start(&rt, &tcp);
+    let (status, body) = admin.post(&add);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("https backends need HTTP mode"), "{body}");
 }

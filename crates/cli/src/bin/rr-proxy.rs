@@ -48,12 +48,15 @@ struct Cli {
     /// of NAME's SRV records (their ports and weights), followed too;
     /// https://HOST:PORT[=WEIGHT] for a backend spoken to over TLS (its
     /// certificate verified for HOST against the system's roots or
-    /// --backend-ca; a name is sent as SNI). Repeat for each backend; the
+    /// --backend-ca; a name is sent as SNI); dns:https://NAME:PORT[=WEIGHT]
+    /// and srv:https://NAME for discovered backends over TLS (verified for
+    /// NAME, or for each SRV target's name). Repeat for each backend; the
     /// forms mix freely.
     #[arg(long = "backend", value_name = "ADDR[=WEIGHT]", value_parser = BackendSource::parse_resolving)]
     backends: Vec<BackendSource>,
 
-    /// Verify the certificates of https:// backends against the CA
+    /// Verify the certificates of backends over TLS (https://, dns:https://,
+    /// srv:https://, and those added through the admin API) against the CA
     /// certificates in this PEM file alone (default: the system's roots).
     /// With --config, it applies to every pool.
     #[arg(long, value_name = "FILE")]
@@ -418,17 +421,18 @@ fn configure(cli: &Cli, matches: &ArgMatches) -> Result<ProxyConfig, Failure> {
         None
     };
     if let Some(ca) = &cli.backend_ca {
-        let https = |p: &PoolSettings| {
-            p.backends
-                .iter()
-                .any(|b| matches!(b, BackendSource::Https { .. }))
-        };
-        if !config.pools.iter().any(https) {
-            return usage("--backend-ca needs an https://HOST:PORT backend");
+        let https = |p: &PoolSettings| p.backends.iter().any(BackendSource::is_tls);
+        // With an admin endpoint, https backends may be added to any pool there.
+        let admin_on = config.admin.is_some();
+        if !admin_on && !config.pools.iter().any(https) {
+            return usage(
+                "--backend-ca needs a backend over TLS (https://HOST:PORT, dns:https://NAME:PORT or srv:https://NAME) \
+                 or --admin (for https backends added there)",
+            );
         }
         // Read now, so that a missing or bad file is a usage error.
         BackendTls::from_ca_file(ca).map_err(|e| Failure::Usage(format!("--backend-ca: {e}")))?;
-        for pool in config.pools.iter_mut().filter(|p| https(p)) {
+        for pool in config.pools.iter_mut().filter(|p| admin_on || https(p)) {
             pool.backend_ca = Some(ca.clone());
         }
     } else {
@@ -649,14 +653,17 @@ fn h2_describe(h2c: bool, tls: bool) -> &'static str {
 }
 
 /// What the certificates of a pool's https backends are verified against
-/// (`""` without https backends): the CA file, or the system's roots.
+/// (`""` without https backends): the CA file, or the system's roots (a CA
+/// file given for backends the admin will add, when there are none yet).
 fn backend_trust(pool: &PoolSettings, loaded: Option<&BackendTls>) -> String {
-    if !pool
-        .backends
-        .iter()
-        .any(|b| matches!(b, BackendSource::Https { .. }))
-    {
-        return String::new();
+    if !pool.backends.iter().any(BackendSource::is_tls) {
+        return match &pool.backend_ca {
+            Some(ca) => format!(
+                "; https backends added through the admin verified against CA file {}",
+                ca.display()
+            ),
+            None => String::new(),
+        };
     }
     match (loaded, &pool.backend_ca) {
         (Some(tls), _) => format!("; https backends verified against {}", tls.trust()),
