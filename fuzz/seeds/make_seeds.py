@@ -178,6 +178,41 @@ H2_STREAMS = [
 ]
 
 
+
+# What a client sends on a TLS connection (tls): real ClientHellos from
+# Python's ssl (TLS 1.3 and 1.2, SNI fuzz.test, ALPN h2 and http/1.1), the
+# same handshake message cut into 7-byte records, and bytes that are not TLS.
+def client_hello(version):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ctx.wrap_bio(incoming, outgoing, server_hostname="fuzz.test")
+    try:
+        conn.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def refragment(records, size):
+    """The handshake bytes of `records` again, in records of `size` bytes."""
+    body, at = b"", 0
+    while at + 5 <= len(records):
+        n = struct.unpack(">H", records[at + 3 : at + 5])[0]
+        body += records[at + 5 : at + 5 + n]
+        at += 5 + n
+    return b"".join(b"\x16\x03\x01" + struct.pack(">H", len(body[i : i + size])) + body[i : i + size] for i in range(0, len(body), size))
+
+
+def tls_streams():
+    import ssl
+    hellos = [client_hello(ssl.TLSVersion.TLSv1_3), client_hello(ssl.TLSVersion.TLSv1_2)]
+    return hellos + [refragment(hellos[0], 7), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\x16\x03\x01\xff\xff" + b"\x00" * 40, b"\x17\x03\x03\x00\x05hello"]
+
 def write(target, inputs):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -205,3 +240,4 @@ write(
     + [bytes(mode) + CLIENT_STREAMS[15] for mode in CLIENT_MODES[5:8]],
 )
 write("h2", [bytes([cap]) + pieces(s, size) for s in H2_STREAMS for (cap, size) in ((3, 255), (0, 5))])
+write("tls", [bytes([cap]) + pieces(s, size) for s in tls_streams() for (cap, size) in ((3, 255), (0, 5))])

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use http_core::net::{CertPair, TlsConfig};
 use http_core::{
     parse_request, parse_response, serve_connection, serve_h2_connection, write_header, write_request_line,
     Body, BodyDecoder, BodyKind, ChunkedDecoder, ChunkedEncoder, ClientConn, H2Limits, Limits, Method,
@@ -1023,6 +1024,86 @@ pub fn h2(data: &[u8]) {
             out[at + 3]
         );
         at += 9 + len;
+    }
+}
+
+/// A self-signed certificate for `fuzz.test` and its key (EC P-256), made
+/// for this harness alone: the TLS target's server identity.
+const FUZZ_CERT: &str = r"-----BEGIN CERTIFICATE-----
+MIIBlTCCATugAwIBAgIUe20iJMauLg09zji1lStiFlXBDX8wCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJZnV6ei50ZXN0MCAXDTI2MTEyNzA0NTIxN1oYDzIxMjYxMTAz
+MDQ1MjE3WjAUMRIwEAYDVQQDDAlmdXp6LnRlc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARlgj/d34mZ4p0Q44x5qjpU5WXhLAICp2olDyoll15GhhDTKVrPrFKr
+f0P36fkhu4fMNQzPbjZl2nmcr5XakJ/Do2kwZzAdBgNVHQ4EFgQUxdtPlzVXf3x5
+K17IsFPX5iKuAKYwHwYDVR0jBBgwFoAUxdtPlzVXf3x5K17IsFPX5iKuAKYwDwYD
+VR0TAQH/BAUwAwEB/zAUBgNVHREEDTALgglmdXp6LnRlc3QwCgYIKoZIzj0EAwID
+SAAwRQIhANxnMEIV5ZaHTtQZqv31AvQdboEeH55w2gsCBuVUKzaoAiAjqH+rPO4e
+N9c+7eAIVZH4PXGzOwjJTjYMXcAgM9DiOw==
+-----END CERTIFICATE-----
+";
+const FUZZ_KEY: &str = r"-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgikLRC98LkUcYg/ov
+Ru83CAuEwaUlGZ1C8S42lR4oe2GhRANCAARlgj/d34mZ4p0Q44x5qjpU5WXhLAIC
+p2olDyoll15GhhDTKVrPrFKrf0P36fkhu4fMNQzPbjZl2nmcr5XakJ/D
+-----END PRIVATE KEY-----
+";
+
+/// The TLS configuration of the `tls` target, from files written once per
+/// process.
+fn fuzz_tls() -> &'static TlsConfig {
+    static TLS: OnceLock<TlsConfig> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rr-http-fuzz-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the fuzz TLS directory");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, FUZZ_CERT).expect("write the certificate");
+        std::fs::write(&key, FUZZ_KEY).expect("write the key");
+        TlsConfig::from_pem_files(&[CertPair::new(cert, key)]).expect("the fuzz certificate loads")
+    })
+}
+
+/// The server's TLS stream (http-core's, on rustls' unbuffered API) under the
+/// HTTP/1.1 driver, the input as the client's bytes in the pieces its length
+/// bytes say (as in `driver`; the first byte picks the duplex capacity).
+/// Whatever the client sends, the connection ends (no hang, no panic) and what
+/// the server wrote is a sequence of whole TLS records (the last may be cut
+/// where the connection died) of the four record types, none longer than
+/// TLS allows.
+pub fn tls(data: &[u8]) {
+    let Some((&[cap], mut rest)) = data.split_first_chunk::<1>() else {
+        return;
+    };
+    let mut pieces = Vec::new();
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        pieces.push(tail[..n].to_vec());
+        rest = &tail[n..];
+    }
+    let service = Arc::new(Fuzz {
+        methods: Mutex::new(Vec::new()),
+        files: None,
+    });
+    let out = over_duplex(64 << (cap % 8), pieces, |server| {
+        let stream = fuzz_tls().accept_io(server).expect("a TLS stream");
+        serve_connection(
+            stream,
+            None,
+            service.clone(),
+            Arc::new(small_limits()),
+            ShutdownSignal::never(),
+        )
+    });
+    let mut at = 0;
+    while at + 5 <= out.len() {
+        let kind = out[at];
+        assert!(
+            (20..=23).contains(&kind),
+            "a record type the server never sends: {kind}"
+        );
+        assert_eq!(out[at + 1], 3, "TLS record version");
+        let len = usize::from(out[at + 3]) << 8 | usize::from(out[at + 4]);
+        assert!(len <= 16_384 + 256, "a record longer than TLS allows: {len}");
+        at += 5 + len;
     }
 }
 

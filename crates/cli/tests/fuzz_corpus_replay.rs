@@ -77,3 +77,8 @@ fn client_response() {
 fn h2() {
     replay("h2", checks::h2);
 }
+
+#[test]
+fn tls() {
+    replay("tls", checks::tls);
+}

@@ -159,7 +159,14 @@ fn stats_and_metrics() {
     );
     // No resource from elsewhere: nothing loaded by URL (the page names
     // https:// backends, which is text, not a resource).
-    for external in ["src=\"http", "href=\"http", "url(http", "@import", "src=\"//", "href=\"//"] {
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "url(http",
+        "@import",
+        "src=\"//",
+        "href=\"//",
+    ] {
         assert!(!html.contains(external), "no external resources: {external}");
     }
     let help = get(&agent, &admin.url("/help"));

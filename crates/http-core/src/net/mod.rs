@@ -16,3 +16,4 @@ pub use io::{AnyIo, Finish, Io};
 pub use lazy::LazyTcpStream;
 pub use listener::listen;
 pub use tls::{CertPair, TlsCollector, TlsConfig, TlsError, TlsStats, ALPN_PROTOCOLS};
+pub use tls_stream::TlsStream;

@@ -34,6 +34,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::io::Io;
 use super::lazy::LazyTcpStream;
 use super::tls_stream::TlsStream;
 
@@ -451,6 +452,25 @@ impl TlsConfig {
             timeout,
             self.shared.clone(),
         )
+    }
+
+    /// The server side of TLS over a transport of one's own (a Unix socket,
+    /// an in-memory pipe): the handshake runs as the stream is first read or
+    /// written, within the handshake timeout (10 s unless
+    /// [`handshake_timeout`](Self::handshake_timeout) says otherwise), and
+    /// is counted in [`stats`](Self::stats). The stream is an
+    /// [`Io`](crate::Io): give it to [`serve_connection`](crate::serve_connection).
+    ///
+    /// ```no_run
+    /// # async fn run(tls: http_core::net::TlsConfig) -> std::io::Result<()> {
+    /// let (_client, server) = tokio::io::duplex(64 * 1024);
+    /// let stream = tls.accept_io(server)?;
+    /// // http_core::serve_connection(stream, None, service, limits, shutdown).await;
+    /// # drop(stream); Ok(()) }
+    /// ```
+    pub fn accept_io<T: Io>(&self, io: T) -> io::Result<TlsStream<T>> {
+        let timeout = self.handshake_timeout.unwrap_or(Duration::from_secs(10));
+        TlsStream::new(io, self.shared.config.clone(), None, timeout, self.shared.clone())
     }
 }
 

@@ -56,12 +56,16 @@ thread_local! {
     static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A server connection over TLS: the handshake, then the decrypted stream.
-/// The handshake is driven by the first read or write, on the connection's
-/// own task, and must end before its deadline.
-pub(crate) struct TlsStream {
+/// The server side of a TLS connection over a transport `T`: the handshake,
+/// then the decrypted stream, itself an [`Io`] the driver serves. The
+/// handshake is driven by the first read or write, on the connection's own
+/// task, and must end before its deadline. [`Server::tls`](crate::Server::tls)
+/// makes these for the TCP connections it accepts;
+/// [`TlsConfig::accept_io`](super::TlsConfig::accept_io) makes one over any
+/// other transport.
+pub struct TlsStream<T = LazyTcpStream> {
     conn: UnbufferedServerConnection,
-    tcp: LazyTcpStream,
+    tcp: T,
     bufs: Bufs,
     /// The handshake's deadline, while it runs.
     handshake: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -256,9 +260,9 @@ fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl TlsStream {
+impl<T: Io> TlsStream<T> {
     pub(crate) fn new(
-        tcp: LazyTcpStream,
+        tcp: T,
         config: Arc<rustls::ServerConfig>,
         peer: Option<SocketAddr>,
         timeout: Duration,
@@ -280,7 +284,7 @@ impl TlsStream {
 
     /// The protocol ALPN settled on (`b"http/1.1"`; `b"h2"` once offered),
     /// or `None` before the handshake or when the client offered none.
-    pub(crate) fn alpn_protocol(&self) -> Option<&[u8]> {
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
         if self.handshake.is_some() {
             return None;
         }
@@ -389,14 +393,26 @@ impl TlsStream {
         }
     }
 
-    /// After rustls refused the peer's bytes: sends the alert rustls queued,
-    /// as far as the socket takes it now, and returns the error.
+    /// After rustls refused the peer's bytes: sends what rustls queued (the
+    /// alert, and any handshake records before it), as far as the socket
+    /// takes it now, and returns the error.
     fn alert(&mut self, cx: &mut Context<'_>, e: rustls::Error) -> io::Error {
-        // The connection is over: what the peer sent is dropped, so that the
-        // next round yields the queued alert without reading those bytes (and
-        // refusing them) again.
-        self.bufs.incoming.clear();
-        let _ = self.bufs.pump(&mut self.conn, None, None);
+        // Queued records come out of a round before rustls looks at the input
+        // again, so rounds are run only while some wait: a round with none
+        // would read the refused bytes again (and queue a second alert). The
+        // input is the same as before: rustls remembers how far into it it got.
+        while self.conn.wants_write() {
+            let status = self.conn.process_tls_records(self.bufs.incoming.data_mut());
+            let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state else {
+                break;
+            };
+            if let Err(EncodeError::InsufficientSize(size)) = encode.encode(&mut []) {
+                match encode.encode(self.bufs.outgoing.room(size.required_size)) {
+                    Ok(n) => self.bufs.outgoing.commit(n),
+                    Err(_) => break,
+                }
+            }
+        }
         let _ = self.poll_send(cx);
         tls_error(e)
     }
@@ -417,12 +433,15 @@ impl TlsStream {
         match self.bufs.pump(&mut self.conn, None, Some(write)) {
             Ok(Pumped::Writable(n)) => Poll::Ready(Ok(n)),
             Ok(_) => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            Err(e) => Poll::Ready(Err(self.alert(cx, e))),
+            Err(e) => {
+                let e = self.alert(cx, e);
+                Poll::Ready(Err(self.fail(e)))
+            }
         }
     }
 }
 
-impl fmt::Debug for TlsStream {
+impl<T: Io> fmt::Debug for TlsStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsStream")
             .field("peer", &self.peer)
@@ -431,7 +450,7 @@ impl fmt::Debug for TlsStream {
     }
 }
 
-impl AsyncRead for TlsStream {
+impl<T: Io> AsyncRead for TlsStream<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -492,7 +511,7 @@ impl AsyncRead for TlsStream {
     }
 }
 
-impl AsyncWrite for TlsStream {
+impl<T: Io> AsyncWrite for TlsStream<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
@@ -551,7 +570,7 @@ impl AsyncWrite for TlsStream {
     }
 }
 
-impl TlsStream {
+impl<T: Io> TlsStream<T> {
     fn queue_close_notify(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.write_closed {
             return Ok(());
@@ -574,7 +593,7 @@ impl TlsStream {
 /// The last write: the bytes and close_notify are encrypted together and
 /// leave with the FIN, in one segment when they fit
 /// ([`LazyTcpStream`]'s finish).
-impl Io for TlsStream {
+impl<T: Io> Io for TlsStream<T> {
     fn poll_finish(mut self: Pin<&mut Self>, cx: &mut Context<'_>, last: &mut &[u8]) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.failed || this.handshake.is_some() {
@@ -610,7 +629,7 @@ impl Io for TlsStream {
     }
 
     fn alpn_protocol(&self) -> Option<&[u8]> {
-        TlsStream::alpn_protocol(self)
+        TlsStream::<T>::alpn_protocol(self)
     }
 }
 
