@@ -10,7 +10,8 @@
 # h2s (h2load -c 1 -m 1: one stream at a time), h1 (h2load --h1 -c 4: HTTP/1.1
 # keep-alive). Defaults: N1 2000, N2 12000. STATIC_SERVER=PATH measures another
 # binary (default target/release/static-server; build it with
-# `cargo build --release -p cli`). Needs valgrind, h2load (nghttp2-client),
+# `cargo build --release -p cli`). KEEP=DIR keeps the two callgrind out files
+# there (callgrind.N1, callgrind.N2) for callgrind_annotate --inclusive=yes. Needs valgrind, h2load (nghttp2-client),
 # openssl, curl. Instruction counts repeat to within about 0.5 % from run to
 # run even on a busy machine; with MODE h2 how the answers fall into TLS
 # records depends on timing, so compare binaries with the same MODE only.
@@ -60,4 +61,5 @@ ir() {
 
 a="$(ir "$n1")"
 b="$(ir "$n2")"
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp/callgrind.$n1" "$tmp/callgrind.$n2" "$KEEP/"; fi
 echo "$mode: Ir($n1)=$a Ir($n2)=$b instructions per request=$(( (b - a) / (n2 - n1) ))"
