@@ -45,13 +45,15 @@ use super::frame_check::Frames;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// Gathered bytes are written out as soon as they reach this much (a full
-/// TLS record's worth), whatever the turn.
-const FLUSH_AT: usize = 16 * 1024;
+/// Gathered bytes are written out as soon as they reach this much (two full
+/// TLS records' worth, in one write), whatever the turn.
+const FLUSH_AT: usize = 32 * 1024;
 /// The most gathered at once: a write arriving at a buffer this full waits
-/// for it to be written out. Writes of `FLUSH_AT` or more bypass the buffer
-/// when it is empty.
-const GATHER_MAX: usize = 32 * 1024;
+/// for it to be written out.
+const GATHER_MAX: usize = FLUSH_AT;
+/// Writes of this much or more (a full DATA frame of a large body) bypass
+/// the buffer when it is empty: they are not copied.
+const WRITE_THROUGH: usize = 16 * 1024;
 
 /// When writes on a connection started to wait, shared between the transport
 /// (inside the h2 connection) and the driver.
@@ -271,7 +273,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.out.is_empty() && (buf.len() >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+        if this.out.is_empty() && (buf.len() >= WRITE_THROUGH || !this.stall.gather.load(Ordering::Relaxed)) {
             let p = Pin::new(&mut this.inner).poll_write(cx, buf);
             this.stall.note(&p);
             if let Poll::Ready(Ok(n)) = p {
@@ -291,7 +293,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let total = bufs.iter().map(|b| b.len()).sum::<usize>();
-        if this.out.is_empty() && (total >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+        if this.out.is_empty() && (total >= WRITE_THROUGH || !this.stall.gather.load(Ordering::Relaxed)) {
             let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
             this.stall.note(&p);
             if let Poll::Ready(Ok(mut n)) = p {
