@@ -189,6 +189,8 @@ pub(crate) async fn serve<T: Io, S: Service>(
     // A stream's future in a box of its own, for the next stream answered at
     // once (see `Event::Accepted`): its memory is used again.
     let mut spare = None;
+    // Streams among `streams` (not answered at once) still running.
+    let mut running = 0usize;
     // Streams finished since the connection was last polled.
     let mut finished = 0usize;
     // Of which answered at once, when their request was accepted.
@@ -238,6 +240,11 @@ pub(crate) async fn serve<T: Io, S: Service>(
                             // accepted were refused or reset by the h2 crate
                             // (or their header block is not all in yet).
                             accepted = stall.opened();
+                            if running == 0 {
+                                // Idle for now: an idle connection holds no
+                                // stream's box.
+                                spare = None;
+                            }
                         }
                         return p;
                     }
@@ -275,7 +282,10 @@ pub(crate) async fn serve<T: Io, S: Service>(
                         finished += 1;
                         inline = true;
                     }
-                    Poll::Pending => streams.push(Slot(slot)),
+                    Poll::Pending => {
+                        streams.push(Slot(slot));
+                        running += 1;
+                    }
                 }
             }
             Event::Accepted(Some(Err(e))) => {
@@ -286,6 +296,7 @@ pub(crate) async fn serve<T: Io, S: Service>(
             Event::Accepted(None) => break,
             Event::StreamsDone(n) => {
                 finished += n;
+                running -= n;
                 last_active = Instant::now();
             }
             Event::Timer => {
