@@ -8,9 +8,11 @@
 #
 # MODE: h2 (h2load -c 4 -m 10: ten streams at once on each of 4 connections),
 # h2s (h2load -c 1 -m 1: one stream at a time), h1 (h2load --h1 -c 4: HTTP/1.1
-# keep-alive). Defaults: N1 2000, N2 12000. STATIC_SERVER=PATH measures another
+# keep-alive). Defaults: N1 2000, N2 12000. CONNS=50 makes MODE h2 use 50
+# connections (bench.py's count) instead of 4. STATIC_SERVER=PATH measures another
 # binary (default target/release/static-server; build it with
-# `cargo build --release -p cli`). Needs valgrind, h2load (nghttp2-client),
+# `cargo build --release -p cli`). KEEP=DIR keeps the two callgrind out files
+# there (callgrind.N1, callgrind.N2) for callgrind_annotate --inclusive=yes. Needs valgrind, h2load (nghttp2-client),
 # openssl, curl. Instruction counts repeat to within about 0.5 % from run to
 # run even on a busy machine; with MODE h2 how the answers fall into TLS
 # records depends on timing, so compare binaries with the same MODE only.
@@ -44,7 +46,7 @@ ir() {
   done
   local url="https://127.0.0.1:$port/page.html"
   case "$mode" in
-    h2) h2load -n "$n" -c 4 -m 10 "$url" >"$tmp/load.log" 2>&1 ;;
+    h2) h2load -n "$n" -c "${CONNS:-4}" -m 10 "$url" >"$tmp/load.log" 2>&1 ;;
     h2s) h2load -n "$n" -c 1 -m 1 "$url" >"$tmp/load.log" 2>&1 ;;
     h1) h2load --h1 -n "$n" -c 4 -m 1 "$url" >"$tmp/load.log" 2>&1 ;;
     *) echo "unknown mode $mode" >&2; kill "$pid"; exit 2 ;;
@@ -60,4 +62,5 @@ ir() {
 
 a="$(ir "$n1")"
 b="$(ir "$n2")"
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$tmp/callgrind.$n1" "$tmp/callgrind.$n2" "$KEEP/"; fi
 echo "$mode: Ir($n1)=$a Ir($n2)=$b instructions per request=$(( (b - a) / (n2 - n1) ))"

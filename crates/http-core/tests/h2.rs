@@ -709,7 +709,7 @@ impl Service for TwoKilobytes {
 }
 
 /// Ten requests sent together on one connection are answered together: the
-/// answers finished in one turn leave in one or two writes (past 16 KiB the
+/// answers finished in one turn leave in one or two writes (past 32 KiB the
 /// gathered bytes are written out), not one write per answer; every answer
 /// arrives whole, and a single answer afterwards still goes out at once.
 #[test]

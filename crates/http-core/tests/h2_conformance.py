@@ -253,8 +253,8 @@ def even_stream_identifier(c):
 def lower_stream_identifier(c):
     c.send(c.headers(5))
     c.send(c.headers(3))
-    # Stream 5 is a valid request: its answer may come before the GOAWAY
-    # (a regression: counted as a failure when the server was quick).
+    # The server may answer stream 5 before it reads stream 3's HEADERS (it
+    # answers a ready request at once): that answer is not the outcome.
     return (None, True)
 
 

@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -185,8 +186,17 @@ pub(crate) async fn serve<T: Io, S: Service>(
     let keep_alive = ctx.limits.keep_alive_timeout;
     let write_timeout = ctx.limits.write_timeout;
     let mut streams = FuturesUnordered::new();
+    // A stream's future in a box of its own, for the next stream answered at
+    // once (see `Event::Accepted`): its memory is used again.
+    let mut spare = None;
+    // Streams among `streams` (not answered at once) still running.
+    let mut running = 0usize;
     // Streams finished since the connection was last polled.
     let mut finished = 0usize;
+    // Of which answered at once, when their request was accepted.
+    let mut inline = false;
+    // Streams accepted so far, against those the peer opened.
+    let mut accepted = 0u64;
     let mut scratch = BytesMut::new();
     let mut last_active = Instant::now();
     // When GOAWAY was sent: from then on the connection only finishes.
@@ -207,9 +217,12 @@ pub(crate) async fn serve<T: Io, S: Service>(
             a = poll_fn(|cx| {
                 // Each poll of the connection is a turn (see `H2Io`): the
                 // answers finished since the last one are gathered into one
-                // write when there are several, which a second turn at once
-                // sends.
-                let mut gather = std::mem::take(&mut finished) > 1;
+                // write when there are several, or when one was answered at
+                // once and more requests came with it (they are accepted in
+                // the next turns, their answers gathered with it); a turn
+                // with gathering off sends them.
+                let more = stall.opened() > accepted;
+                let mut gather = std::mem::take(&mut finished) > 1 || (std::mem::take(&mut inline) && more);
                 for _ in 0..4 {
                     // A frame error the transport's check found: the h2
                     // crate sends the GOAWAY with the RFC's code and closes.
@@ -219,7 +232,20 @@ pub(crate) async fn serve<T: Io, S: Service>(
                     }
                     stall.next_turn(gather);
                     let p = conn.poll_accept(cx);
-                    if p.is_ready() || !stall.take_deferred() {
+                    // A request: the flush put off waits for the next turn,
+                    // which comes as soon as the request is taken up.
+                    if !stall.take_deferred() || p.is_ready() {
+                        if p.is_pending() {
+                            // No request waits: the streams opened and not
+                            // accepted were refused or reset by the h2 crate
+                            // (or their header block is not all in yet).
+                            accepted = stall.opened();
+                            if running == 0 {
+                                // Idle for now: an idle connection holds no
+                                // stream's box.
+                                spare = None;
+                            }
+                        }
                         return p;
                     }
                     gather = false;
@@ -236,9 +262,31 @@ pub(crate) async fn serve<T: Io, S: Service>(
             Event::Accepted(Some(Ok((req, respond)))) => {
                 let started = Instant::now();
                 last_active = started;
+                accepted += 1;
                 let (parts, recv) = req.into_parts();
                 let head = build_head(&parts, recv.is_end_stream(), &ctx.limits, &mut scratch);
-                streams.push(stream(&ctx, head, recv, respond, started));
+                let fut = stream(&ctx, head, recv, respond, started);
+                // Polled once at once: an answer the service has ready (a
+                // cached file) is queued now, without a task of its own;
+                // one that has to wait goes on among the other streams.
+                let mut slot = match spare.take() {
+                    Some(mut slot) => {
+                        Pin::set(&mut slot, Some(fut));
+                        slot
+                    }
+                    None => Box::pin(Some(fut)),
+                };
+                match poll_fn(|cx| Poll::Ready(poll_slot(&mut slot, cx))).await {
+                    Poll::Ready(()) => {
+                        spare = Some(slot);
+                        finished += 1;
+                        inline = true;
+                    }
+                    Poll::Pending => {
+                        streams.push(Slot(slot));
+                        running += 1;
+                    }
+                }
             }
             Event::Accepted(Some(Err(e))) => {
                 // A protocol error: the h2 crate has sent its GOAWAY.
@@ -248,6 +296,7 @@ pub(crate) async fn serve<T: Io, S: Service>(
             Event::Accepted(None) => break,
             Event::StreamsDone(n) => {
                 finished += n;
+                running -= n;
                 last_active = Instant::now();
             }
             Event::Timer => {
@@ -298,6 +347,31 @@ pub(crate) async fn serve<T: Io, S: Service>(
     // service calls are cancelled, their sends fail).
     drop(conn);
     while streams.next().await.is_some() {}
+}
+
+/// A stream's future in a box that outlives it: emptied once it is done.
+type BoxedSlot<F> = Pin<Box<Option<F>>>;
+
+/// Polls the future in `slot`; once done, the slot is emptied (so its box
+/// can hold the next one).
+fn poll_slot<F: Future<Output = ()>>(slot: &mut BoxedSlot<F>, cx: &mut Context<'_>) -> Poll<()> {
+    let Some(fut) = slot.as_mut().as_pin_mut() else {
+        return Poll::Ready(());
+    };
+    std::task::ready!(fut.poll(cx));
+    slot.set(None);
+    Poll::Ready(())
+}
+
+/// A stream that could not be answered at once, among the others.
+struct Slot<F>(BoxedSlot<F>);
+
+impl<F: Future<Output = ()>> Future for Slot<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        poll_slot(&mut self.get_mut().0, cx)
+    }
 }
 
 /// Runs the streams until none can go on; `Ready` with how many finished if

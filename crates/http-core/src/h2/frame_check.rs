@@ -56,6 +56,8 @@ pub(super) struct Frames {
     settings: Option<([u8; 6], usize)>,
     /// The highest odd stream id a HEADERS frame used.
     max_stream: u32,
+    /// Streams the peer's HEADERS frames opened (new stream ids).
+    opened: u64,
     /// What is known of the peer's streams (inbound only).
     streams: Streams,
     /// Streams the server reset, noted by the outbound side for the inbound.
@@ -154,6 +156,12 @@ impl Frames {
         self.max_stream
     }
 
+    /// How many streams the peer's HEADERS frames opened so far (checked
+    /// side only).
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+
     /// Follows `bytes` without checking them (the server's own frames).
     pub fn follow(&mut self, bytes: &[u8]) {
         let _ = self.walk(bytes, false);
@@ -206,6 +214,12 @@ impl Frames {
                     self.settings = None;
                 }
                 bytes = &bytes[n..];
+            } else if self.head_len == 0 && bytes.len() >= HEAD_LEN {
+                // A whole frame header at hand (the usual case): a copy of a
+                // known length.
+                self.head.copy_from_slice(&bytes[..HEAD_LEN]);
+                bytes = &bytes[HEAD_LEN..];
+                self.start_frame(checking)?;
             } else {
                 let n = (HEAD_LEN - self.head_len).min(bytes.len());
                 self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
@@ -249,6 +263,7 @@ impl Frames {
             match kind {
                 HEADERS if stream > self.max_stream => {
                     self.max_stream = stream;
+                    self.opened += 1;
                     if end && !self.streams.given_up {
                         remember(&mut self.streams.ended, stream);
                     } else if !end {
@@ -322,6 +337,11 @@ mod tests {
         f.check(&frames[4][5..]).unwrap();
         assert!(f.at_boundary());
         assert_eq!(f.max_stream(), 3);
+        // One stream opened; HEADERS on it again (trailers) opens none.
+        assert_eq!(f.opened(), 1);
+        f.check(&frame(HEADERS, 0x5, 3, b"\x82")).unwrap();
+        f.check(&frame(HEADERS, 0x5, 5, b"\x82")).unwrap();
+        assert_eq!(f.opened(), 2);
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! does not copy (any payload over 256 bytes), so ten answers finished in one
 //! turn of the connection were ten writes: over TLS ten records and ten
 //! `sendmsg` calls. When the driver has finished two answers or more since it
-//! last polled the connection, it asks for gathering: writes are then copied
-//! into one buffer and a flush asked for while it holds less than
-//! [`FLUSH_AT`] is put off; the driver polls the connection once more at
-//! once, a new turn in which the buffer is written out: one write for all.
-//! A single answer (or a large body's DATA frames) is written through as
-//! before, without a copy.
+//! last polled the connection, or answered a request at once while more
+//! requests are on their way (the peer's HEADERS frames opened more streams
+//! than the driver has accepted), it asks for gathering: writes are then
+//! copied into one buffer and a flush asked for while it holds less than
+//! [`FLUSH_AT`] is put off. While the turns give it requests it answers at
+//! once, the driver keeps gathering; once it has accepted them all, or when a
+//! turn gives none, it polls the connection once more without gathering: the
+//! buffer is written out, one write for all. A single answer (or a large
+//! body's DATA frames) is written through, without a copy.
 //!
 //! It also looks at each frame header the peer sends ([`Frames`]): on a frame
 //! error RFC 9113 gives its own code, the bytes are held back and the driver
@@ -42,13 +45,15 @@ use super::frame_check::Frames;
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
-/// Gathered bytes are written out as soon as they reach this much (a full
-/// TLS record's worth), whatever the turn.
-const FLUSH_AT: usize = 16 * 1024;
+/// Gathered bytes are written out as soon as they reach this much (two full
+/// TLS records' worth, in one write), whatever the turn.
+const FLUSH_AT: usize = 32 * 1024;
 /// The most gathered at once: a write arriving at a buffer this full waits
-/// for it to be written out. Writes of `FLUSH_AT` or more bypass the buffer
-/// when it is empty.
-const GATHER_MAX: usize = 32 * 1024;
+/// for it to be written out.
+const GATHER_MAX: usize = FLUSH_AT;
+/// Writes of this much or more (a full DATA frame of a large body) bypass
+/// the buffer when it is empty: they are not copied.
+const WRITE_THROUGH: usize = 16 * 1024;
 
 /// When writes on a connection started to wait, shared between the transport
 /// (inside the h2 connection) and the driver.
@@ -58,9 +63,6 @@ pub(super) struct WriteStall {
     /// Milliseconds from `origin` to when the current wait began, plus one;
     /// 0 while writes go through.
     since: AtomicU64,
-    /// The driver's polls of the connection so far: a flush put off in one
-    /// is done in the next.
-    turn: AtomicU64,
     /// The driver asks for this turn's writes to be gathered.
     gather: AtomicBool,
     /// A flush was put off in this turn: the driver polls again.
@@ -69,6 +71,9 @@ pub(super) struct WriteStall {
     /// bytes (0: none): the driver has the h2 crate end the connection with
     /// a GOAWAY of that code.
     violation: std::sync::atomic::AtomicU32,
+    /// How many streams the peer's HEADERS frames have opened so far: when
+    /// the driver has accepted as many, no request it has not seen is waiting.
+    opened: AtomicU64,
 }
 
 impl WriteStall {
@@ -76,11 +81,17 @@ impl WriteStall {
         Arc::new(WriteStall {
             origin: Instant::now(),
             since: AtomicU64::new(0),
-            turn: AtomicU64::new(0),
             gather: AtomicBool::new(false),
             deferred: AtomicBool::new(false),
             violation: std::sync::atomic::AtomicU32::new(0),
+            opened: AtomicU64::new(0),
         })
+    }
+
+    /// How many streams the peer has opened so far (HEADERS frames on new
+    /// stream ids, as read).
+    pub(super) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The code of the frame error the peer made, once (0: none).
@@ -88,10 +99,9 @@ impl WriteStall {
         self.violation.swap(0, Ordering::Relaxed)
     }
 
-    /// A new turn of the driver: flushes put off in an earlier one are due;
-    /// `gather`: writes are gathered in this one.
+    /// A new turn of the driver; `gather`: writes are gathered in this one
+    /// and flushes put off (a turn without gathering writes them out).
     pub(super) fn next_turn(&self, gather: bool) {
-        self.turn.fetch_add(1, Ordering::Relaxed);
         self.gather.store(gather, Ordering::Relaxed);
     }
 
@@ -138,8 +148,6 @@ pub(super) struct H2Io<T> {
     out: Vec<u8>,
     /// How much of `out` has been written.
     out_at: usize,
-    /// The turn in which a flush was put off, if one is.
-    deferred: Option<u64>,
     /// The peer's frames, checked as they are read.
     inbound: Frames,
     /// The server's frames, followed for the streams it resets.
@@ -161,7 +169,6 @@ impl<T> H2Io<T> {
             discarded: 0,
             out: Vec::new(),
             out_at: 0,
-            deferred: None,
             inbound: Frames::inbound(),
             outbound: Frames::outbound(),
             failed: false,
@@ -185,7 +192,9 @@ impl<T> H2Io<T> {
     /// has the h2 crate send the GOAWAY (whole, between its frames) and
     /// close the connection.
     fn check_read(&mut self, cx: &mut Context<'_>, read: &[u8]) -> bool {
-        let Err(code) = self.inbound.check(read) else {
+        let checked = self.inbound.check(read);
+        self.stall.opened.store(self.inbound.opened(), Ordering::Relaxed);
+        let Err(code) = checked else {
             return true;
         };
         tracing::debug!(
@@ -264,7 +273,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Io<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.out.is_empty() && (buf.len() >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+        if this.out.is_empty() && (buf.len() >= WRITE_THROUGH || !this.stall.gather.load(Ordering::Relaxed)) {
             let p = Pin::new(&mut this.inner).poll_write(cx, buf);
             this.stall.note(&p);
             if let Poll::Ready(Ok(n)) = p {
@@ -284,7 +293,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let total = bufs.iter().map(|b| b.len()).sum::<usize>();
-        if this.out.is_empty() && (total >= FLUSH_AT || !this.stall.gather.load(Ordering::Relaxed)) {
+        if this.out.is_empty() && (total >= WRITE_THROUGH || !this.stall.gather.load(Ordering::Relaxed)) {
             let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
             this.stall.note(&p);
             if let Poll::Ready(Ok(mut n)) = p {
@@ -320,24 +329,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.out_at < this.out.len() {
-            let turn = this.stall.turn.load(Ordering::Relaxed);
             // Not put off once the connection is ending (the peer's side
             // ended, or its frames were refused): no later turn may come.
-            let due = this.deferred.is_some_and(|t| t != turn)
-                || this.out.len() >= FLUSH_AT
+            let due = this.out.len() >= FLUSH_AT
                 || !this.stall.gather.load(Ordering::Relaxed)
                 || this.failed
                 || this.read_ended;
             if !due {
-                // The rest of this turn's frames may follow: written in the
-                // next turn, which the driver starts at once.
-                this.deferred.get_or_insert(turn);
+                // More frames may follow: written in a later turn, at the
+                // latest the one without gathering the driver then starts.
                 this.stall.deferred.store(true, Ordering::Relaxed);
                 return Poll::Ready(Ok(()));
             }
             std::task::ready!(this.poll_drain(cx))?;
         }
-        this.deferred = None;
         let p = Pin::new(&mut this.inner).poll_flush(cx);
         this.stall.note(&p);
         p
