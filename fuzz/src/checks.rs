@@ -350,15 +350,10 @@ impl Service for Fuzz {
 /// side and reads to the end. Time is paused, so timeouts cost nothing and an input
 /// the driver never finishes (a virtual hour) is reported as a hang.
 pub fn driver(data: &[u8]) {
-    let Some((&[mode, cap], mut rest)) = data.split_first_chunk::<2>() else {
+    let Some((&[mode, cap], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let mut pieces = Vec::new();
-    while let Some((&n, tail)) = rest.split_first() {
-        let n = usize::from(n).min(tail.len());
-        pieces.push(tail[..n].to_vec());
-        rest = &tail[n..];
-    }
+    let pieces = length_prefixed_pieces(rest);
     let service = Arc::new(Fuzz {
         methods: Mutex::new(Vec::new()),
         files: (mode % 2 == 1).then(|| {
@@ -982,15 +977,11 @@ fn paused_runtime<F: std::future::Future>(f: F) -> F::Output {
 /// is a sequence of whole frames of known types, SETTINGS first (the last
 /// may be cut where the connection died).
 pub fn h2(data: &[u8]) {
-    let Some((&[cap], mut rest)) = data.split_first_chunk::<1>() else {
+    let Some((&[cap], rest)) = data.split_first_chunk::<1>() else {
         return;
     };
     let mut pieces = vec![H2_PREFACE.to_vec()];
-    while let Some((&n, tail)) = rest.split_first() {
-        let n = usize::from(n).min(tail.len());
-        pieces.push(tail[..n].to_vec());
-        rest = &tail[n..];
-    }
+    pieces.extend(length_prefixed_pieces(rest));
     let service = Arc::new(Fuzz {
         methods: Mutex::new(Vec::new()),
         files: None,
@@ -1070,15 +1061,10 @@ fn fuzz_tls() -> &'static TlsConfig {
 /// where the connection died) of the four record types, none longer than
 /// TLS allows.
 pub fn tls(data: &[u8]) {
-    let Some((&[cap], mut rest)) = data.split_first_chunk::<1>() else {
+    let Some((&[cap], rest)) = data.split_first_chunk::<1>() else {
         return;
     };
-    let mut pieces = Vec::new();
-    while let Some((&n, tail)) = rest.split_first() {
-        let n = usize::from(n).min(tail.len());
-        pieces.push(tail[..n].to_vec());
-        rest = &tail[n..];
-    }
+    let pieces = length_prefixed_pieces(rest);
     let service = Arc::new(Fuzz {
         methods: Mutex::new(Vec::new()),
         files: None,
@@ -1105,6 +1091,18 @@ pub fn tls(data: &[u8]) {
         assert!(len <= 16_384 + 256, "a record longer than TLS allows: {len}");
         at += 5 + len;
     }
+}
+
+/// The client's writes an input describes: a length byte, then that many
+/// bytes (fewer at the end), again and again.
+fn length_prefixed_pieces(mut rest: &[u8]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        pieces.push(tail[..n].to_vec());
+        rest = &tail[n..];
+    }
+    pieces
 }
 
 /// Runs the server `serve` makes of one end of a duplex (`capacity` bytes
