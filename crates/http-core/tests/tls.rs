@@ -540,3 +540,68 @@ async fn key_updates_and_close_notify_from_the_client() {
     assert_eq!(tls.stats().handshake_failures, 0);
     server.shutdown().await;
 }
+
+/// `TlsConfig::accept_io`: TLS over a transport that is not TCP (here an
+/// in-memory pipe), served by the same driver, counted in the same stats.
+#[tokio::test]
+async fn tls_over_another_transport_with_accept_io() {
+    let f = fixture();
+    let tls = TlsConfig::from_pem_files(std::slice::from_ref(&f.a))
+        .unwrap()
+        .hsts(Duration::from_secs(60));
+    let (client, server) = tokio::io::duplex(4096);
+    let stream = tls.accept_io(server).unwrap();
+    let served = tokio::spawn(http_core::serve_connection(
+        stream,
+        None,
+        Arc::new(Echo),
+        Arc::new(Limits::default()),
+        http_core::ShutdownSignal::never(),
+    ));
+    let connector = tokio_rustls::TlsConnector::from(client_config(&f.ca, &[b"http/1.1"]));
+    let mut s = connector
+        .connect(ServerName::try_from("a.test").unwrap(), client)
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    s.write_all(b"GET /piped HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .await
+        .expect("close_notify, then the end of the pipe");
+    let all = String::from_utf8(all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+    assert!(all.ends_with("/piped tls=true\n"), "{all}");
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the connection ended")
+        .unwrap();
+    assert_eq!(tls.stats().handshakes, 1);
+    // Garbage on another pipe: a failed handshake, counted, the pipe closed.
+    let (mut client, server) = tokio::io::duplex(4096);
+    let served = tokio::spawn(http_core::serve_connection(
+        tls.accept_io(server).unwrap(),
+        None,
+        Arc::new(Echo),
+        Arc::new(Limits::default()),
+        http_core::ShutdownSignal::never(),
+    ));
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(
+        got.first(),
+        Some(&21),
+        "a TLS alert record, then the end: {got:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tls.stats().handshake_failures, 1);
+}
