@@ -389,12 +389,15 @@ impl Service for Sink {
             return Response::text(200, "0123456789abcdef".repeat(n / 16));
         }
         match req.body.to_bytes(8 << 20).await {
-            Ok(body) => {
-                let sum = body
-                    .iter()
-                    .fold(0u32, |s, &b| s.wrapping_mul(31).wrapping_add(u32::from(b)));
-                Response::text(200, format!("{} {sum}\n", body.len()))
-            }
+            Ok(body) => Response::text(
+                200,
+                format!(
+                    "{} {}
+",
+                    body.len(),
+                    checksum(&body)
+                ),
+            ),
             Err(e) => Response::text(400, format!("{e}\n")),
         }
     }
@@ -546,9 +549,7 @@ async fn key_updates_and_close_notify_from_the_client() {
 #[tokio::test]
 async fn tls_over_another_transport_with_accept_io() {
     let f = fixture();
-    let tls = TlsConfig::from_pem_files(std::slice::from_ref(&f.a))
-        .unwrap()
-        .hsts(Duration::from_secs(60));
+    let tls = TlsConfig::from_pem_files(std::slice::from_ref(&f.a)).unwrap();
     let (client, server) = tokio::io::duplex(4096);
     let stream = tls.accept_io(server).unwrap();
     let served = tokio::spawn(http_core::serve_connection(
