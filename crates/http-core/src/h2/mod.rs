@@ -1,6 +1,6 @@
 //! HTTP/2 onto the same [`Service`](crate::Service): one task per connection
-//! drives the [`h2`](::h2) crate's server and runs every stream's service
-//! call on that task, each request mapped to the [`RequestHead`](crate::RequestHead)
+//! reads the frames (our own implementation of RFC 9113 and of HPACK, RFC
+//! 7541) and runs every stream's service call on that task, each request mapped to the [`RequestHead`](crate::RequestHead)
 //! the strict HTTP/1.1 parser would give its HTTP/1.1 form.
 //!
 //! Entry points: [`serve_h2_connection`] on any [`Io`](crate::Io) transport
@@ -10,8 +10,8 @@
 
 mod body;
 mod conn;
-mod frame_check;
-mod io;
+mod frame;
+mod hpack;
 mod request;
 mod response;
 

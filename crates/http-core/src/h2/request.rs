@@ -3,17 +3,17 @@
 //! that both protocols answer to one set of rules and a proxy forwards an
 //! HTTP/2 request exactly as it would forward that HTTP/1.1 request.
 //!
-//! Before that, what RFC 9113 §8.2–8.3 calls malformed and the h2 crate lets
-//! through is refused here: a `host` that differs from `:authority`, a value
-//! with whitespace at either end, a connection-specific field, `te` other
-//! than `trailers`, a `:path` not in origin form (or `*` for OPTIONS). (A
-//! request without `:path` reaches us as `/`: the h2 crate lets it through and
-//! the `http` crate cannot tell it from `:path: /`.)
+//! Before that, the decoded field list is held to RFC 9113 §8.1–8.3: what it
+//! calls malformed (a pseudo-header unknown, repeated, missing or after a
+//! regular field; a name with uppercase or a byte outside a token; a value
+//! with CR, LF or NUL or whitespace at either end; a connection-specific
+//! field; `te` other than `trailers`; a `host` that differs from
+//! `:authority`; userinfo in `:authority`; a `:path` not in origin form, or
+//! `*` for OPTIONS) is refused as a stream error and never reaches a service.
 
 use bytes::{BufMut, BytesMut};
-use http::request::Parts;
-use http::{header, Method as HttpMethod};
 
+use super::hpack::HeaderList;
 use crate::{parse_request, BodyKind, Error, Limits, RequestHead};
 
 /// The least a connection's head buffer grows by.
@@ -29,82 +29,128 @@ pub(crate) enum Refusal {
     Status(Error),
 }
 
-/// Builds the head of `parts` in `scratch` (which keeps its allocation for
-/// the next heads) and parses it. `end_stream`: the HEADERS frame ended the
-/// stream (no body follows).
+/// The pseudo-header fields of a request.
+#[derive(Default)]
+struct Pseudo<'a> {
+    method: Option<&'a [u8]>,
+    scheme: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    path: Option<&'a [u8]>,
+}
+
+/// Builds the head of the request `fields` in `scratch` (which keeps its
+/// allocation for the next heads) and parses it. `end_stream`: the HEADERS
+/// frame ended the stream (no body follows).
 pub(crate) fn build_head(
-    parts: &Parts,
+    fields: &HeaderList,
     end_stream: bool,
     limits: &Limits,
     scratch: &mut BytesMut,
 ) -> Result<RequestHead, Refusal> {
     scratch.clear();
-    let r = write_head(parts, scratch).and_then(|()| parse(scratch, end_stream, limits));
+    let r = write_head(fields, scratch).and_then(|()| {
+        if fields.too_large() {
+            // Well-formed as far as it was kept, but past the header list
+            // size: 431, as an HTTP/1.1 head past its limit.
+            return Err(Refusal::Status(Error::HeadTooLarge));
+        }
+        parse(scratch, end_stream, limits)
+    });
     if r.is_err() {
         scratch.clear();
     }
     r
 }
 
-fn write_head(parts: &Parts, out: &mut BytesMut) -> Result<(), Refusal> {
-    let authority = parts.uri.authority().map(|a| a.as_str());
-    if authority.is_some_and(|a| a.contains('@')) {
+fn pseudo<'a>(fields: &'a HeaderList) -> Result<(Pseudo<'a>, usize), Refusal> {
+    let mut p = Pseudo::default();
+    let mut n = 0;
+    for (name, value) in fields.iter() {
+        if name.first() != Some(&b':') {
+            break;
+        }
+        n += 1;
+        let slot = match name {
+            b":method" => &mut p.method,
+            b":scheme" => &mut p.scheme,
+            b":authority" => &mut p.authority,
+            b":path" => &mut p.path,
+            _ => return Err(Refusal::Malformed("unknown pseudo-header")),
+        };
+        if slot.replace(value).is_some() {
+            return Err(Refusal::Malformed("repeated pseudo-header"));
+        }
+    }
+    Ok((p, n))
+}
+
+fn write_head(fields: &HeaderList, out: &mut BytesMut) -> Result<(), Refusal> {
+    let (p, npseudo) = pseudo(fields)?;
+    let method = p.method.ok_or(Refusal::Malformed("missing :method"))?;
+    if method.is_empty() {
+        return Err(Refusal::Malformed("empty :method"));
+    }
+    let connect = method == b"CONNECT";
+    let authority = p.authority;
+    if authority.is_some_and(|a| a.contains(&b'@')) {
         // RFC 9113 §8.3.1: no userinfo in `:authority`.
         return Err(Refusal::Malformed("userinfo in :authority"));
     }
-    let target = if parts.method == HttpMethod::CONNECT {
+    let target = if connect {
+        if p.scheme.is_some() || p.path.is_some() {
+            return Err(Refusal::Malformed("CONNECT with :scheme or :path"));
+        }
         authority.ok_or(Refusal::Malformed("CONNECT without :authority"))?
     } else {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .ok_or(Refusal::Malformed("missing :path"))?;
-        if !(path.starts_with('/') || (path == "*" && parts.method == HttpMethod::OPTIONS)) {
+        if p.scheme.is_none_or(<[u8]>::is_empty) {
+            return Err(Refusal::Malformed("missing :scheme"));
+        }
+        let path = p.path.ok_or(Refusal::Malformed("missing :path"))?;
+        if !(path.starts_with(b"/") || (path == b"*" && method == b"OPTIONS")) {
             return Err(Refusal::Malformed(":path not in origin or asterisk form"));
         }
         path
     };
+    for v in [Some(method), Some(target), authority].into_iter().flatten() {
+        if v.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            // Spaces or controls would change the request line's meaning.
+            return Err(Refusal::Malformed("invalid byte in a pseudo-header"));
+        }
+    }
     // The whole head is about this long: reserved once.
-    let fields: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    let need = parts.method.as_str().len() + target.len() + authority.map_or(0, str::len) + fields + 32;
+    let need = fields.size() + 32;
     if out.capacity() - out.len() < need {
         // Heads are split off this buffer and live as long as their request:
         // room for many is taken at once (and taken back once they are gone).
         out.reserve(need.max(HEAD_BUFFER));
     }
-    out.put_slice(parts.method.as_str().as_bytes());
+    out.put_slice(method);
     out.put_u8(b' ');
-    out.put_slice(target.as_bytes());
+    out.put_slice(target);
     out.put_slice(b" HTTP/1.1\r\n");
     if let Some(a) = authority {
         out.put_slice(b"host: ");
-        out.put_slice(a.as_bytes());
+        out.put_slice(a);
         out.put_slice(b"\r\n");
     }
     let mut cookies = 0;
-    for (name, value) in &parts.headers {
-        let v = value.as_bytes();
+    for (name, v) in fields.iter().skip(npseudo) {
         check_field(name, v)?;
-        if name == header::HOST {
+        if name == b"host" {
             if let Some(a) = authority {
                 // RFC 9113 §8.3.1: a `host` naming another entity than
                 // `:authority` is malformed; an equal one is said once.
-                if v != a.as_bytes() {
+                if v != a {
                     return Err(Refusal::Malformed("host differs from :authority"));
                 }
                 continue;
             }
         }
-        if name == header::COOKIE {
+        if name == b"cookie" {
             cookies += 1;
             continue;
         }
-        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(v);
         out.put_slice(b"\r\n");
@@ -112,11 +158,12 @@ fn write_head(parts: &Parts, out: &mut BytesMut) -> Result<(), Refusal> {
     if cookies > 0 {
         // RFC 9113 §8.2.3: crumbs are joined with "; " for HTTP/1.1.
         out.put_slice(b"cookie: ");
-        for (i, v) in parts.headers.get_all(header::COOKIE).iter().enumerate() {
+        let crumbs = fields.iter().skip(npseudo).filter(|(n, _)| *n == b"cookie");
+        for (i, (_, v)) in crumbs.enumerate() {
             if i > 0 {
                 out.put_slice(b"; ");
             }
-            out.put_slice(v.as_bytes());
+            out.put_slice(v);
         }
         out.put_slice(b"\r\n");
     }
@@ -124,18 +171,26 @@ fn write_head(parts: &Parts, out: &mut BytesMut) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The field rules of RFC 9113 §8.2 the h2 crate does not enforce itself
-/// (names are lowercase tokens and values free of CR, LF and NUL by the time
-/// they get here; the connection-specific names are checked again all the same).
-fn check_field(name: &header::HeaderName, value: &[u8]) -> Result<(), Refusal> {
-    let n = name.as_str();
-    if matches!(
-        n,
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
-    ) {
+/// The field rules of RFC 9113 §8.2: a regular field's name is lowercase
+/// with no byte outside `!`..`~` (and no colon: a pseudo-header here comes
+/// after a regular field), its value free of CR, LF and NUL and of
+/// whitespace at either end; no connection-specific field; `te` only as
+/// `trailers`.
+pub(super) fn check_field(name: &[u8], value: &[u8]) -> Result<(), Refusal> {
+    if name.first() == Some(&b':') {
+        return Err(Refusal::Malformed("pseudo-header after a regular field"));
+    }
+    let bad_name = name.is_empty()
+        || name
+            .iter()
+            .any(|&b| b <= b' ' || b >= 0x7f || b.is_ascii_uppercase() || b == b':');
+    if bad_name {
+        return Err(Refusal::Malformed("invalid field name"));
+    }
+    if is_connection_specific(name) {
         return Err(Refusal::Malformed("connection-specific field"));
     }
-    if n == "te" && value != b"trailers" {
+    if name == b"te" && value != b"trailers" {
         return Err(Refusal::Malformed("te other than trailers"));
     }
     if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
@@ -144,10 +199,18 @@ fn check_field(name: &header::HeaderName, value: &[u8]) -> Result<(), Refusal> {
     let bad = value
         .iter()
         .fold(false, |bad, &b| bad | (b == b'\r') | (b == b'\n') | (b == 0));
-    if bad || n.bytes().any(|b| b.is_ascii_uppercase() || b == b':') {
-        return Err(Refusal::Malformed("invalid field"));
+    if bad {
+        return Err(Refusal::Malformed("CR, LF or NUL in a value"));
     }
     Ok(())
+}
+
+/// Fields HTTP/2 does not carry (RFC 9113 §8.2.2), by their lowercase names.
+fn is_connection_specific(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
+    )
 }
 
 fn parse(scratch: &mut BytesMut, end_stream: bool, limits: &Limits) -> Result<RequestHead, Refusal> {
@@ -171,25 +234,46 @@ fn parse(scratch: &mut BytesMut, end_stream: bool, limits: &Limits) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h2::hpack::Decoder;
     use crate::{Method, Version};
 
-    fn parts(method: &str, uri: &str, headers: &[(&str, &[u8])]) -> Parts {
-        let mut b = http::Request::builder().method(method).uri(uri);
-        for (n, v) in headers {
-            b = b.header(*n, http::HeaderValue::from_bytes(v).unwrap());
+    /// A header list as a peer's block of literals would decode to: the
+    /// fields exactly as given, any case, any bytes.
+    fn list(fields: &[(&str, &[u8])]) -> HeaderList {
+        let mut block = Vec::new();
+        for (n, v) in fields {
+            // Literal without indexing, new name (RFC 7541 §6.2.2); short strings.
+            block.push(0);
+            block.push(n.len() as u8);
+            block.extend_from_slice(n.as_bytes());
+            block.push(v.len() as u8);
+            block.extend_from_slice(v);
         }
-        b.body(()).unwrap().into_parts().0
+        let mut out = HeaderList::default();
+        Decoder::new(4096).decode(&block, 1 << 20, &mut out).unwrap();
+        out
     }
 
-    fn build(p: &Parts, end: bool) -> Result<RequestHead, Refusal> {
-        build_head(p, end, &Limits::default(), &mut BytesMut::new())
+    fn req(method: &str, authority: &str, path: &str, headers: &[(&str, &[u8])]) -> HeaderList {
+        let mut f: Vec<(&str, &[u8])> = vec![(":method", method.as_bytes()), (":scheme", b"https")];
+        if !authority.is_empty() {
+            f.push((":authority", authority.as_bytes()));
+        }
+        f.push((":path", path.as_bytes()));
+        f.extend_from_slice(headers);
+        list(&f)
+    }
+
+    fn build(l: &HeaderList, end: bool) -> Result<RequestHead, Refusal> {
+        build_head(l, end, &Limits::default(), &mut BytesMut::new())
     }
 
     #[test]
     fn maps_to_the_http11_form() {
-        let p = parts(
+        let l = req(
             "GET",
-            "https://example.test/a/b?c=d",
+            "example.test",
+            "/a/b?c=d",
             &[
                 ("accept", b"*/*"),
                 ("cookie", b"a=1"),
@@ -197,7 +281,7 @@ mod tests {
                 ("cookie", b"b=2"),
             ],
         );
-        let head = build(&p, true).unwrap();
+        let head = build(&l, true).unwrap();
         assert_eq!(head.method(), Method::Get);
         assert_eq!(head.version(), Version::Http2);
         assert_eq!(head.target(), "/a/b?c=d");
@@ -213,67 +297,113 @@ mod tests {
 
     #[test]
     fn body_framing() {
-        let p = parts("POST", "http://h/u", &[("content-length", b"5")]);
-        assert_eq!(build(&p, false).unwrap().body(), BodyKind::Length(5));
-        let p = parts("POST", "http://h/u", &[]);
-        assert_eq!(build(&p, false).unwrap().body(), BodyKind::Chunked);
-        assert_eq!(build(&p, true).unwrap().body(), BodyKind::Empty);
-        let p = parts("POST", "http://h/u", &[("content-length", b"0")]);
-        assert_eq!(build(&p, false).unwrap().body(), BodyKind::Empty);
-        let p = parts("POST", "http://h/u", &[("content-length", b"99999999999999")]);
+        let l = req("POST", "h", "/u", &[("content-length", b"5")]);
+        assert_eq!(build(&l, false).unwrap().body(), BodyKind::Length(5));
+        let l = req("POST", "h", "/u", &[]);
+        assert_eq!(build(&l, false).unwrap().body(), BodyKind::Chunked);
+        assert_eq!(build(&l, true).unwrap().body(), BodyKind::Empty);
+        let l = req("POST", "h", "/u", &[("content-length", b"0")]);
+        assert_eq!(build(&l, false).unwrap().body(), BodyKind::Empty);
+        let l = req("POST", "h", "/u", &[("content-length", b"99999999999999")]);
         assert_eq!(
-            build(&p, false).unwrap_err(),
+            build(&l, false).unwrap_err(),
             Refusal::Status(Error::BodyTooLarge)
         );
     }
 
     #[test]
     fn malformed_requests() {
-        let m = |p: Parts| match build(&p, true) {
+        let m = |l: HeaderList| match build(&l, true) {
             Err(Refusal::Malformed(_)) => {}
-            other => panic!("{p:?}: {other:?}"),
+            other => panic!("{l:?}: {other:?}"),
         };
-        m(parts("GET", "http://a.test/", &[("host", b"b.test")]));
-        m(parts("GET", "http://a.test/", &[("x", b" lead")]));
-        m(parts("GET", "http://a.test/", &[("x", b"trail\t")]));
-        m(parts(
-            "GET",
-            "http://a.test/",
-            &[("transfer-encoding", b"chunked")],
-        ));
-        m(parts("GET", "http://a.test/", &[("connection", b"keep-alive")]));
-        m(parts("GET", "http://a.test/", &[("keep-alive", b"5")]));
-        m(parts("GET", "http://a.test/", &[("upgrade", b"websocket")]));
-        m(parts("GET", "http://a.test/", &[("te", b"gzip")]));
-        m(parts("GET", "http://u@a.test/", &[]));
+        m(req("GET", "a.test", "/", &[("host", b"b.test")]));
+        m(req("GET", "a.test", "/", &[("x", b" lead")]));
+        m(req("GET", "a.test", "/", &[("x", b"trail\t")]));
+        m(req("GET", "a.test", "/", &[("x", b"a\rb")]));
+        m(req("GET", "a.test", "/", &[("x", b"a\nb")]));
+        m(req("GET", "a.test", "/", &[("x", b"a\x00b")]));
+        m(req("GET", "a.test", "/", &[("X-Upper", b"1")]));
+        m(req("GET", "a.test", "/", &[("x:y", b"1")]));
+        m(req("GET", "a.test", "/", &[("x y", b"1")]));
+        m(req("GET", "a.test", "/", &[("transfer-encoding", b"chunked")]));
+        m(req("GET", "a.test", "/", &[("connection", b"keep-alive")]));
+        m(req("GET", "a.test", "/", &[("keep-alive", b"5")]));
+        m(req("GET", "a.test", "/", &[("upgrade", b"websocket")]));
+        m(req("GET", "a.test", "/", &[("te", b"gzip")]));
+        m(req("GET", "u@a.test", "/", &[]));
+        m(req("GET", "a.test", "", &[]));
+        m(req("GET", "a.test", "x", &[]));
+        m(req("GET", "a.test", "/", &[(":path", b"/again")]));
+        m(req("GET", "a.test", "/", &[(":status", b"200")]));
+        m(list(&[(":method", b"GET"), (":path", b"/")]));
+        m(list(&[(":method", b"GET"), (":scheme", b"https")]));
+        m(list(&[(":scheme", b"https"), (":path", b"/")]));
+        m(list(&[(":method", b"GET"), ("x", b"1"), (":scheme", b"https"), (":path", b"/")]));
+        m(list(&[(":method", b"GET"), (":protocol", b"websocket"), (":scheme", b"https"), (":path", b"/")]));
+        // CONNECT names its target in :authority, and nothing else.
+        m(list(&[(":method", b"CONNECT")]));
+        m(list(&[(":method", b"CONNECT"), (":authority", b"a:1"), (":path", b"/")]));
         // An equal host is said once; `te: trailers` passes.
-        let p = parts(
-            "GET",
-            "http://a.test/",
-            &[("host", b"a.test"), ("te", b"trailers")],
-        );
-        let head = build(&p, true).unwrap();
+        let l = req("GET", "a.test", "/", &[("host", b"a.test"), ("te", b"trailers")]);
+        let head = build(&l, true).unwrap();
         assert_eq!(head.headers().filter(|(n, _)| *n == "host").count(), 1);
+        // `*` is a target for OPTIONS only.
+        assert!(build(&req("OPTIONS", "a.test", "*", &[]), true).is_ok());
+        m(req("GET", "a.test", "*", &[]));
     }
 
     #[test]
     fn the_http11_rules_answer_with_their_status() {
-        let s = |p: Parts| match build(&p, true) {
+        let s = |l: HeaderList| match build(&l, true) {
             Err(Refusal::Status(e)) => e.status(),
-            other => panic!("{p:?}: {other:?}"),
+            other => panic!("{l:?}: {other:?}"),
         };
         // No :authority and no host: as an HTTP/1.1 request without Host.
-        assert_eq!(s(parts("GET", "/x", &[])), 400);
-        let long = format!("http://a.test/{}", "x".repeat(9000));
-        assert_eq!(s(parts("GET", &long, &[])), 414);
-        let mut many = parts("GET", "http://a.test/", &[]);
-        for i in 0..120 {
-            let name = http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
-            many.headers.insert(name, http::HeaderValue::from_static("v"));
+        assert_eq!(s(req("GET", "", "/x", &[])), 400);
+        let long = format!("/{}", "x".repeat(9000));
+        let mut block = Vec::new();
+        for (n, v) in [(":method", "GET"), (":scheme", "https"), (":authority", "a.test")] {
+            block.extend_from_slice(&[0, n.len() as u8]);
+            block.extend_from_slice(n.as_bytes());
+            block.push(v.len() as u8);
+            block.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(s(many), 431);
+        // A long :path: its length as an HPACK integer (7-bit prefix).
+        block.extend_from_slice(&[0, 5]);
+        block.extend_from_slice(b":path");
+        let mut n = long.len() - 127;
+        block.push(0x7f);
+        while n >= 128 {
+            block.push((n % 128) as u8 | 0x80);
+            n /= 128;
+        }
+        block.push(n as u8);
+        block.extend_from_slice(long.as_bytes());
+        let mut l = HeaderList::default();
+        Decoder::new(4096).decode(&block, 1 << 20, &mut l).unwrap();
+        assert_eq!(s(l), 414);
+        let names: Vec<String> = (0..120).map(|i| format!("x-{i}")).collect();
+        let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        assert_eq!(s(req("GET", "a.test", "/", &many)), 431);
         // Without :authority a host header stands, as in HTTP/1.1.
-        let p = parts("GET", "/x", &[("host", b"h.test")]);
-        assert_eq!(build(&p, true).unwrap().host(), Some(&b"h.test"[..]));
+        let l = req("GET", "", "/x", &[("host", b"h.test")]);
+        assert_eq!(build(&l, true).unwrap().host(), Some(&b"h.test"[..]));
+        // A list decoded past the limit: 431.
+        let mut block = Vec::new();
+        for (n, v) in [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/")] {
+            block.extend_from_slice(&[0, n.len() as u8]);
+            block.extend_from_slice(n.as_bytes());
+            block.push(v.len() as u8);
+            block.extend_from_slice(v.as_bytes());
+        }
+        for _ in 0..20 {
+            block.extend_from_slice(&[0, 1, b'x', 100]);
+            block.extend_from_slice(&[b'v'; 100]);
+        }
+        let mut big = HeaderList::default();
+        Decoder::new(4096).decode(&block, 1000, &mut big).unwrap();
+        assert!(big.too_large());
+        assert_eq!(s(big), 431);
     }
 }

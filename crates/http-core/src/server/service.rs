@@ -361,11 +361,6 @@ impl HeaderBlock {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
-
-    /// The lines as shared bytes: values are sliced out of them without copying.
-    pub(crate) fn shared(&self) -> &Bytes {
-        &self.0
-    }
 }
 
 impl HeaderBlockBuilder {
