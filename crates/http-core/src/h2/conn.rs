@@ -291,7 +291,10 @@ impl Conn {
     fn new(limits: Arc<Limits>, h2: H2Limits, extra: Bytes, read: Bytes, preface_left: usize) -> Conn {
         let mut rbuf = buf_pool::take();
         rbuf.extend_from_slice(&read);
-        let mut out = Out::default();
+        let mut out = Out {
+            buf: buf_pool::take(),
+            ..Out::default()
+        };
         let max_list = u32::try_from(limits.max_head_len).unwrap_or(u32::MAX);
         f::put_settings(
             &mut out.buf,
@@ -929,6 +932,15 @@ impl Conn {
         let Some(i) = self.stream_index(id) else {
             return;
         };
+        {
+            // The service is done with the request body: what it left
+            // unread is dropped and its window given back.
+            let mut inbox = self.streams[i].inbox.lock();
+            let unread: usize = inbox.data.iter().map(Bytes::len).sum();
+            self.conn_release += unread + std::mem::take(&mut inbox.taken);
+            inbox.data.clear();
+            inbox.gone = true;
+        }
         let (content_length, no_body) = prepare(&mut resp, method);
         let at = self.out.buf.len();
         self.out.buf.put_bytes(0, f::HEAD_LEN);
@@ -1280,9 +1292,16 @@ pub(crate) async fn serve<T: Io, S: Service>(
     poll_fn(|cx| {
         for _ in 0..TURNS {
             let mut progress = false;
+            if conn.out.buf.capacity() == 0 {
+                // Frames about to be written go to a pooled buffer, not one
+                // grown from nothing.
+                conn.out.buf = buf_pool::take();
+            }
             // The peer's frames.
             if !conn.read_closed && !conn.fatal && conn.out.len() < READ_STOP {
-                if conn.rbuf.capacity() - conn.rbuf.len() < 1024 {
+                if conn.rbuf.capacity() == 0 {
+                    conn.rbuf = buf_pool::take();
+                } else if conn.rbuf.capacity() - conn.rbuf.len() < 1024 {
                     conn.rbuf.reserve(buf_pool::BUF_CAPACITY);
                 }
                 match tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut conn.rbuf) {
@@ -1454,7 +1473,7 @@ pub(crate) async fn serve<T: Io, S: Service>(
                     buf_pool::give(std::mem::take(&mut conn.rbuf));
                 }
                 if conn.out.buf.capacity() > 0 {
-                    conn.out.buf = BytesMut::new();
+                    buf_pool::give(std::mem::take(&mut conn.out.buf));
                 }
                 spare = None;
             }
@@ -1466,11 +1485,14 @@ pub(crate) async fn serve<T: Io, S: Service>(
         Poll::Pending
     })
     .await;
-    // The connection is over: streams still running are cancelled.
-    for s in conn.streams.drain(..) {
-        s.inbox.cancel();
+    // The connection is over: answers still being sent are logged as cut
+    // short, service calls still running are cancelled and logged as 499.
+    for s in std::mem::take(&mut conn.streams) {
+        conn.drop_stream(s);
     }
-    drop(tasks);
+    while let Some(done) = tasks.next().await {
+        on_done(&mut conn, done);
+    }
     flush_logs(&ctx);
     if !write_failed {
         linger(&mut io, &mut conn.out).await;
