@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::huffman;
 use super::table::{static_name, DynTable, ENTRY_OVERHEAD, STATIC};
 
 /// The largest dynamic table we use, whatever the peer allows (the RFC's
@@ -59,6 +60,19 @@ fn integer(out: &mut BytesMut, flags: u8, n: u32, v: usize) {
 fn string(out: &mut BytesMut, s: &[u8]) {
     integer(out, 0, 7, s.len());
     out.put_slice(s);
+}
+
+/// Writes a string literal Huffman coded when that is shorter (§5.2): only
+/// for the literals that enter the table, which a connection sends once.
+#[inline]
+fn string_once(out: &mut BytesMut, s: &[u8]) {
+    let len = huffman::encoded_len(s);
+    if len < s.len() {
+        integer(out, 0x80, 7, len);
+        huffman::encode(s, out);
+    } else {
+        string(out, s);
+    }
 }
 
 impl Encoder {
@@ -183,12 +197,17 @@ impl Encoder {
             // §6.2.2 Literal Header Field without Indexing.
             integer(out, 0x00, 4, name_idx);
         }
-        if name_idx == 0 {
-            string(out, name);
-        }
-        string(out, value);
         if index {
+            if name_idx == 0 {
+                string_once(out, name);
+            }
+            string_once(out, value);
             self.table.insert(name, value);
+        } else {
+            if name_idx == 0 {
+                string(out, name);
+            }
+            string(out, value);
         }
     }
 

@@ -400,14 +400,12 @@ pub(super) fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
 }
 
 /// The length of `src` Huffman coded.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn encoded_len(src: &[u8]) -> usize {
     let bits: usize = src.iter().map(|&b| CODES[b as usize].1 as usize).sum();
     bits.div_ceil(8)
 }
 
 /// Appends `src` Huffman coded, padded with the most significant bits of EOS.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn encode(src: &[u8], out: &mut impl bytes::BufMut) {
     let mut acc = 0u64;
     let mut bits = 0u32;

@@ -12,10 +12,11 @@
 //! [`Encoder`] writes response header blocks: a (name, value) pair already in
 //! the static or dynamic table is one indexed byte, so a connection answering
 //! the same file again sends each field of the second answer as one byte. New
-//! pairs are literals with incremental indexing (raw strings, no Huffman), the
+//! pairs are literals with incremental indexing (strings Huffman coded when
+//! that is shorter: paid once per connection), the
 //! credentials (`authorization`, `cookie`, `set-cookie`,
 //! `proxy-authorization`) never indexed, values over half the table not
-//! indexed.
+//! indexed (both sent raw, as they are sent again each time).
 
 mod decoder;
 mod encoder;

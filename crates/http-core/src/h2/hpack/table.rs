@@ -411,3 +411,75 @@ impl DynTable {
         self.buf.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table against a plain model (a list of entries, newest first),
+    /// through wrapping, eviction, growing and shrinking.
+    #[test]
+    fn hpack_dyn_table_ring_matches_a_model() {
+        let mut t = DynTable::new(100);
+        let mut model: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut limit = 100;
+        let check = |t: &DynTable, model: &Vec<(Vec<u8>, Vec<u8>)>, limit: usize| {
+            assert_eq!(t.entries(), *model);
+            let size: usize = model.iter().map(|(n, v)| n.len() + v.len() + 32).sum();
+            assert_eq!(t.size(), size);
+            assert!(size <= limit);
+            assert!(t.ring_len() <= 300);
+            for (i, (n, v)) in model.iter().enumerate() {
+                assert_eq!(t.find(n, v).0.map(|j| &model[j]), Some(&model[i]));
+            }
+        };
+        let limits = [100, 100, 300, 300, 50, 0, 120, 300, 64];
+        for round in 0..90u32 {
+            if round % 10 == 9 {
+                limit = limits[(round / 10) as usize];
+                t.set_limit(limit);
+                let mut size = 0;
+                model.retain(|(n, v)| {
+                    size += n.len() + v.len() + 32;
+                    size <= limit
+                });
+            }
+            let name = format!("n{}", round % 7).into_bytes();
+            let value = vec![b'a' + (round % 26) as u8; (round as usize * 7) % 23];
+            t.insert(&name, &value);
+            let entry = name.len() + value.len() + 32;
+            if entry > limit {
+                model.clear();
+            } else {
+                model.insert(0, (name, value));
+                let mut size = 0;
+                model.retain(|(n, v)| {
+                    size += n.len() + v.len() + 32;
+                    size <= limit
+                });
+            }
+            check(&t, &model, limit);
+        }
+        // Down to 0: empty, and the ring freed.
+        t.set_limit(0);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.ring_len(), 0);
+        assert_eq!(t.get(0).map(|_| ()), None);
+    }
+
+    #[test]
+    fn hpack_static_name_lookup() {
+        assert_eq!(static_name(b":status"), Some((8, 7)));
+        assert_eq!(static_name(b"www-authenticate"), Some((61, 1)));
+        assert_eq!(static_name(b":authority"), Some((1, 1)));
+        assert_eq!(static_name(b"Content-Type"), None);
+        assert_eq!(static_name(b"x-none"), None);
+        for (i, (n, _)) in STATIC.iter().enumerate() {
+            let (first, count) = static_name(n).unwrap();
+            assert!((first as usize..(first + count) as usize).contains(&(i + 1)));
+            assert!(STATIC[first as usize - 1..(first + count) as usize - 1]
+                .iter()
+                .all(|(m, _)| m == n));
+        }
+    }
+}
