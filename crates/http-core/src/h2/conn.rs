@@ -20,7 +20,7 @@ use super::body::{H2Body, Shared};
 use super::frame::{self as f, Head, Reason};
 use super::hpack::{Decoder, Encoder, HeaderList};
 use super::request::{build_head, Refusal};
-use super::response::{encode_head, prepare};
+use super::response::{encode_head, prepare, HeadMemo};
 use super::H2Limits;
 use crate::net::io::Io;
 use crate::server::access_log::{self, AccessRecord};
@@ -240,6 +240,7 @@ struct Conn {
     out: Out,
     dec: Decoder,
     enc: Encoder,
+    memo: HeadMemo,
     fields: HeaderList,
     scratch: BytesMut,
     /// Header block fragments of the block in progress.
@@ -318,6 +319,7 @@ impl Conn {
             out,
             dec: Decoder::new(4096),
             enc: Encoder::new(),
+            memo: HeadMemo::default(),
             fields: HeaderList::default(),
             scratch: BytesMut::new(),
             block: Vec::new(),
@@ -946,6 +948,7 @@ impl Conn {
         self.out.buf.put_bytes(0, f::HEAD_LEN);
         encode_head(
             &mut self.enc,
+            &mut self.memo,
             &resp,
             Instant::now(),
             &self.extra,
@@ -1041,7 +1044,9 @@ impl Conn {
                 }
                 Source::Reader { reader, len } => {
                     let left = len.map(|n| n - sending.sent);
-                    let want = left.map_or(READ_CHUNK, |l| l.min(READ_CHUNK as u64) as usize).min(max);
+                    let want = left
+                        .map_or(READ_CHUNK, |l| l.min(READ_CHUNK as u64) as usize)
+                        .min(max);
                     let mut buf = BytesMut::with_capacity(want);
                     let mut take = tokio::io::AsyncReadExt::take(&mut **reader, want as u64);
                     match tokio_util::io::poll_read_buf(Pin::new(&mut take), cx, &mut buf) {
@@ -1078,7 +1083,13 @@ impl Conn {
             if let Phase::Sending(sending) = &mut s.phase {
                 sending.sent += n as u64;
             }
-            f::put_head(&mut self.out.buf, n, f::DATA, if end { f::END_STREAM } else { 0 }, id);
+            f::put_head(
+                &mut self.out.buf,
+                n,
+                f::DATA,
+                if end { f::END_STREAM } else { 0 },
+                id,
+            );
             self.out.push(piece);
             if end {
                 let s = &mut self.streams[i];
@@ -1144,7 +1155,10 @@ impl Conn {
         let stalled: Vec<u32> = self
             .streams
             .iter()
-            .filter(|s| s.blocked_since.is_some_and(|t| now.saturating_duration_since(t) >= timeout))
+            .filter(|s| {
+                s.blocked_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+            })
             .map(|s| s.id)
             .collect();
         for id in stalled {
@@ -1447,7 +1461,9 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 if let Some(t) = closing {
                     next = next.min(t + write_timeout);
                 }
-                timer.as_mut().reset(next.max(now + Duration::from_millis(10)).into());
+                timer
+                    .as_mut()
+                    .reset(next.max(now + Duration::from_millis(10)).into());
                 progress = true;
             }
             if closing.is_none() && signalled.as_mut().poll(cx).is_ready() {

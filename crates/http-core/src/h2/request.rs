@@ -339,11 +339,25 @@ mod tests {
         m(list(&[(":method", b"GET"), (":path", b"/")]));
         m(list(&[(":method", b"GET"), (":scheme", b"https")]));
         m(list(&[(":scheme", b"https"), (":path", b"/")]));
-        m(list(&[(":method", b"GET"), ("x", b"1"), (":scheme", b"https"), (":path", b"/")]));
-        m(list(&[(":method", b"GET"), (":protocol", b"websocket"), (":scheme", b"https"), (":path", b"/")]));
+        m(list(&[
+            (":method", b"GET"),
+            ("x", b"1"),
+            (":scheme", b"https"),
+            (":path", b"/"),
+        ]));
+        m(list(&[
+            (":method", b"GET"),
+            (":protocol", b"websocket"),
+            (":scheme", b"https"),
+            (":path", b"/"),
+        ]));
         // CONNECT names its target in :authority, and nothing else.
         m(list(&[(":method", b"CONNECT")]));
-        m(list(&[(":method", b"CONNECT"), (":authority", b"a:1"), (":path", b"/")]));
+        m(list(&[
+            (":method", b"CONNECT"),
+            (":authority", b"a:1"),
+            (":path", b"/"),
+        ]));
         // An equal host is said once; `te: trailers` passes.
         let l = req("GET", "a.test", "/", &[("host", b"a.test"), ("te", b"trailers")]);
         let head = build(&l, true).unwrap();
@@ -391,7 +405,12 @@ mod tests {
         assert_eq!(build(&l, true).unwrap().host(), Some(&b"h.test"[..]));
         // A list decoded past the limit: 431.
         let mut block = Vec::new();
-        for (n, v) in [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/")] {
+        for (n, v) in [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "a.test"),
+            (":path", "/"),
+        ] {
             block.extend_from_slice(&[0, n.len() as u8]);
             block.extend_from_slice(n.as_bytes());
             block.push(v.len() as u8);

@@ -4,15 +4,16 @@
 //! encoder, which makes the fields repeated from one answer to the next
 //! one-byte references.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::hpack::Encoder;
+use super::hpack::{Encoder, FieldMemo};
 use crate::server::encode::{is_bodiless, refuse_length_only};
 use crate::server::service::{Body, Response};
-use crate::wire::date::with_date_at;
-use crate::{is_hop_by_hop, Method};
+use crate::wire::date::{with_date_at, DATE_LEN};
+use crate::{is_hop_by_hop, HeaderBlock, Method};
 
 /// Fields HTTP/2 does not carry (RFC 9113 §8.2.2): never sent.
 fn is_connection_specific(name: &[u8]) -> bool {
@@ -64,10 +65,72 @@ pub(super) fn prepare(resp: &mut Response, method: Method) -> (Option<u64>, bool
     (content_length, head_only || resp.body.is_empty())
 }
 
+/// The fields of a header block (and the extra lines after it), split out
+/// once, each with what the encoder learned when it sent it.
+#[derive(Debug)]
+struct BlockMemo {
+    /// Held, so that the memory compared by address cannot be reused for
+    /// other lines while the memo lives (`Bytes` never change).
+    block: HeaderBlock,
+    extra: Bytes,
+    /// (name start, name end, value start, value end) in the block's bytes
+    /// then the extra lines' (`in_extra`), with the encoder's memo.
+    fields: Vec<(bool, [usize; 4], FieldMemo)>,
+}
+
+impl BlockMemo {
+    fn new(block: &HeaderBlock, extra: &Bytes) -> BlockMemo {
+        let mut fields = Vec::new();
+        for (in_extra, bytes) in [(false, block.as_bytes()), (true, &extra[..])] {
+            let base = bytes.as_ptr() as usize;
+            lines(bytes, |name, value| {
+                if !is_connection_specific(name) {
+                    let n = name.as_ptr() as usize - base;
+                    let v = value.as_ptr() as usize - base;
+                    fields.push((
+                        in_extra,
+                        [n, n + name.len(), v, v + value.len()],
+                        FieldMemo::Unknown,
+                    ));
+                }
+            });
+        }
+        BlockMemo {
+            block: block.clone(),
+            extra: extra.clone(),
+            fields,
+        }
+    }
+
+    fn is_for(&self, block: &HeaderBlock, extra: &Bytes) -> bool {
+        same(self.block.as_bytes(), block.as_bytes()) && same(&self.extra, extra)
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+/// Header blocks remembered per connection.
+const BLOCK_MEMOS: usize = 4;
+
+/// What a connection's encoder learned of the fields it sends again and
+/// again: a file answered over and over has the same header block (the
+/// cached one, the same bytes), so its fields are split out once and sent
+/// as one indexed byte each without a lookup; `date` and `content-length`
+/// are remembered by value.
+#[derive(Debug, Default)]
+pub(super) struct HeadMemo {
+    blocks: VecDeque<BlockMemo>,
+    date: Option<([u8; DATE_LEN], FieldMemo)>,
+    length: Option<(u64, FieldMemo)>,
+}
+
 /// Encodes the head of `resp`, dated `dated`, with the header lines `extra`
 /// and `content_length`, as one header block appended to `out`.
 pub(super) fn encode_head(
     enc: &mut Encoder,
+    memo: &mut HeadMemo,
     resp: &Response,
     dated: Instant,
     extra: &Bytes,
@@ -76,20 +139,44 @@ pub(super) fn encode_head(
 ) {
     enc.begin(out);
     enc.status(resp.status, out);
-    with_date_at(dated, |d| enc.field(b"date", d, out));
-    let mut field = |name: &[u8], value: &[u8]| {
-        if !is_connection_specific(name) {
-            enc.field(name, value, out);
+    with_date_at(dated, |d| {
+        let m = match &mut memo.date {
+            Some((known, m)) if known == d => m,
+            slot => &mut slot.insert((*d, FieldMemo::Unknown)).1,
+        };
+        enc.field_memo(m, b"date", d, out);
+    });
+    if !resp.block.as_bytes().is_empty() || !extra.is_empty() {
+        let at = match memo.blocks.iter().position(|b| b.is_for(&resp.block, extra)) {
+            Some(at) => at,
+            None => {
+                if memo.blocks.len() == BLOCK_MEMOS {
+                    memo.blocks.pop_back();
+                }
+                memo.blocks.push_front(BlockMemo::new(&resp.block, extra));
+                0
+            }
+        };
+        let b = &mut memo.blocks[at];
+        let (block, extra) = (b.block.as_bytes(), &b.extra[..]);
+        for (in_extra, [n0, n1, v0, v1], m) in &mut b.fields {
+            let bytes = if *in_extra { extra } else { block };
+            enc.field_memo(m, &bytes[*n0..*n1], &bytes[*v0..*v1], out);
         }
-    };
-    lines(resp.block.as_bytes(), &mut field);
-    if !extra.is_empty() {
-        lines(extra, &mut field);
     }
     for (name, value) in &resp.headers {
-        field(name.as_bytes(), value);
+        if !is_connection_specific(name.as_bytes()) {
+            enc.field(name.as_bytes(), value, out);
+        }
     }
     if let Some(n) = content_length {
+        if let Some((known, m)) = &mut memo.length {
+            if *known == n {
+                let mut digits = itoa::Buffer::new();
+                enc.field_memo(m, b"content-length", digits.format(n).as_bytes(), out);
+                return;
+            }
+        }
         let mut digits = [0u8; 20];
         let mut at = digits.len();
         let mut n = n;
@@ -101,7 +188,9 @@ pub(super) fn encode_head(
                 break;
             }
         }
-        enc.field(b"content-length", &digits[at..], out);
+        let mut m = FieldMemo::Unknown;
+        enc.field_memo(&mut m, b"content-length", &digits[at..], out);
+        memo.length = Some((n, m));
     }
 }
 
@@ -143,6 +232,7 @@ mod tests {
         let hsts = Bytes::from_static(b"Strict-Transport-Security: max-age=60\r\n");
         let now = Instant::now();
         let mut enc = Encoder::new();
+        let mut memo = HeadMemo::default();
         let mut dec = Decoder::new(4096);
         let mut got = HeaderList::default();
         for round in 0..3 {
@@ -153,7 +243,7 @@ mod tests {
                     .header("Connection", "close");
                 for length in [Some(5), None] {
                     let mut out = BytesMut::new();
-                    encode_head(&mut enc, &resp, now, &extra, length, &mut out);
+                    encode_head(&mut enc, &mut memo, &resp, now, &extra, length, &mut out);
                     dec.decode(&out, 1 << 16, &mut got).unwrap();
                     let f = fields(&got);
                     assert_eq!(f[0], (":status".to_owned(), "200".to_owned()));

@@ -20,6 +20,18 @@ fn sensitive(static_first: u8) -> bool {
     matches!(static_first, 23 | 32 | 49 | 55)
 }
 
+/// What the encoder knows of a field it sent before, for sending it again
+/// without looking it up: its static index, or the number of its dynamic
+/// table entry (valid while the entry is in the table).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum FieldMemo {
+    /// Not known, or sent as a literal that did not enter the table.
+    #[default]
+    Unknown,
+    Static(u8),
+    Dynamic(u64),
+}
+
 /// The encoder of one connection: our side of the peer's dynamic table.
 #[derive(Debug)]
 pub(crate) struct Encoder {
@@ -124,7 +136,7 @@ impl Encoder {
             _ => {
                 let mut digits = itoa::Buffer::new();
                 let value = digits.format(status).as_bytes();
-                self.dynamic_or_literal(b":status", Some(8), value, out);
+                let _ = self.dynamic_or_literal(b":status", Some(8), value, out);
                 return;
             }
         };
@@ -135,55 +147,85 @@ impl Encoder {
     /// is sent lowercased (RFC 9113 §8.2.1). Caller guarantees it is a valid
     /// token and the value has no CR/LF/NUL.
     pub(crate) fn field(&mut self, name: &[u8], value: &[u8], out: &mut BytesMut) {
+        self.field_learned(name, value, out);
+    }
+
+    /// [`field`](Self::field) for a field sent before with `memo` learned
+    /// then: while that still holds (the entry was not evicted), one indexed
+    /// byte without a lookup; else as `field`, and `memo` learns anew.
+    /// `memo` must only ever be used with this encoder and the same
+    /// name and value.
+    #[inline]
+    pub(crate) fn field_memo(&mut self, memo: &mut FieldMemo, name: &[u8], value: &[u8], out: &mut BytesMut) {
+        match *memo {
+            FieldMemo::Static(i) => return out.put_u8(0x80 | i),
+            FieldMemo::Dynamic(n) => {
+                if let Some(i) = self.table.position(n) {
+                    return integer(out, 0x80, 7, 62 + i);
+                }
+            }
+            FieldMemo::Unknown => {}
+        }
+        *memo = self.field_learned(name, value, out);
+    }
+
+    fn field_learned(&mut self, name: &[u8], value: &[u8], out: &mut BytesMut) -> FieldMemo {
         if name.len() <= STACK_NAME {
             let mut buf = [0u8; STACK_NAME];
             let lower = &mut buf[..name.len()];
             for (d, s) in lower.iter_mut().zip(name) {
                 *d = s.to_ascii_lowercase();
             }
-            self.lower_field(lower, value, out);
+            self.lower_field(lower, value, out)
         } else {
             let mut lower = std::mem::take(&mut self.long_name);
             lower.clear();
             lower.extend(name.iter().map(u8::to_ascii_lowercase));
-            self.lower_field(&lower, value, out);
+            let memo = self.lower_field(&lower, value, out);
             self.long_name = lower;
+            memo
         }
     }
 
     /// [`field`](Self::field) with the name lowercased.
     #[inline]
-    fn lower_field(&mut self, name: &[u8], value: &[u8], out: &mut BytesMut) {
+    fn lower_field(&mut self, name: &[u8], value: &[u8], out: &mut BytesMut) -> FieldMemo {
         let static_idx = match static_name(name) {
             Some((first, count)) => {
                 for i in first..first + count {
                     if STATIC[i as usize - 1].1 == value {
                         out.put_u8(0x80 | i);
-                        return;
+                        return FieldMemo::Static(i);
                     }
                 }
                 if sensitive(first) {
                     // §6.2.3 Literal Header Field Never Indexed, indexed name.
                     integer(out, 0x10, 4, first as usize);
                     string(out, value);
-                    return;
+                    return FieldMemo::Unknown;
                 }
                 Some(first)
             }
             None => None,
         };
-        self.dynamic_or_literal(name, static_idx, value, out);
+        self.dynamic_or_literal(name, static_idx, value, out)
     }
 
     /// A field not in the static table: indexed from the dynamic table, else a
     /// literal (with incremental indexing when the entry is at most half the
     /// table).
     #[inline]
-    fn dynamic_or_literal(&mut self, name: &[u8], static_idx: Option<u8>, value: &[u8], out: &mut BytesMut) {
+    fn dynamic_or_literal(
+        &mut self,
+        name: &[u8],
+        static_idx: Option<u8>,
+        value: &[u8],
+        out: &mut BytesMut,
+    ) -> FieldMemo {
         let (full, by_name) = self.table.find(name, value);
         if let Some(i) = full {
             integer(out, 0x80, 7, 62 + i);
-            return;
+            return FieldMemo::Dynamic(self.table.newest() - i as u64);
         }
         let name_idx = match static_idx {
             Some(i) => i as usize,
@@ -202,13 +244,18 @@ impl Encoder {
                 string_once(out, name);
             }
             string_once(out, value);
+            let before = self.table.newest();
             self.table.insert(name, value);
+            if self.table.newest() > before {
+                return FieldMemo::Dynamic(self.table.newest());
+            }
         } else {
             if name_idx == 0 {
                 string(out, name);
             }
             string(out, value);
         }
+        FieldMemo::Unknown
     }
 
     /// The §4.1 size of the dynamic table (tests).

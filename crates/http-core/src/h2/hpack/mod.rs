@@ -27,7 +27,7 @@ mod tests;
 
 // Used by the HTTP/2 connection that replaces the h2 crate's.
 pub(crate) use decoder::{Decoder, HeaderList};
-pub(crate) use encoder::Encoder;
+pub(crate) use encoder::{Encoder, FieldMemo};
 
 /// Why a header block could not be decoded: always a connection error of type
 /// COMPRESSION_ERROR (RFC 9113 §4.3).

@@ -239,6 +239,9 @@ pub(super) struct DynTable {
     size: usize,
     /// The current maximum size (§4.2).
     limit: usize,
+    /// Entries inserted since the table began: entry number `n` (counted
+    /// from 1) is at position `inserted - n` while `n > inserted - len`.
+    inserted: u64,
 }
 
 impl DynTable {
@@ -249,7 +252,24 @@ impl DynTable {
             head: 0,
             size: 0,
             limit: limit.min(u32::MAX as usize),
+            inserted: 0,
         }
+    }
+
+    /// The number of the newest entry (0 before the first): what
+    /// [`position`](Self::position) takes.
+    pub(super) fn newest(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Where entry number `n` is now (0 the newest), if it is still there.
+    #[inline]
+    pub(super) fn position(&self, n: u64) -> Option<usize> {
+        let back = self.inserted.checked_sub(n)?;
+        if n == 0 || back >= self.slots.len() as u64 {
+            return None;
+        }
+        Some(back as usize)
     }
 
     #[cfg(test)]
@@ -312,6 +332,7 @@ impl DynTable {
         self.write(name);
         self.write(value);
         self.size += entry;
+        self.inserted += 1;
         self.slots.push_back(Slot {
             start: start as u32,
             name_len: name.len() as u32,
