@@ -38,8 +38,11 @@ const OUT_HIGH: usize = 64 * 1024;
 /// peer that sends PINGs or SETTINGS and never reads the answers is stopped.
 const READ_STOP: usize = 128 * 1024;
 /// Body slices up to this long are copied into the frame buffer; longer
-/// ones are written from their own memory.
-const SMALL_COPY: usize = 4 * 1024;
+/// ones are written from their own memory (a cached file's bytes), which
+/// also keeps the frame buffer small: ten answers of a turn copied into it
+/// grew it past its pooled size, and the growth was a copy of everything in
+/// it each time.
+const SMALL_COPY: usize = 512;
 /// A decoded header list this many times the limit ends the connection
 /// (`ENHANCE_YOUR_CALM`): a small block referencing a big table entry over
 /// and over (the HPACK bomb) costs its sender nothing.
