@@ -1494,6 +1494,16 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 if conn.out.buf.capacity() > 0 {
                     buf_pool::give(std::mem::take(&mut conn.out.buf));
                 }
+                if conn.scratch.capacity() > 0 {
+                    // The heads split off it are gone with their streams.
+                    conn.scratch = BytesMut::new();
+                }
+                if conn.streams.capacity() > 0 {
+                    conn.streams = Vec::new();
+                }
+                if events.capacity() > 0 {
+                    events = Vec::new();
+                }
                 spare = None;
             }
             if !progress {

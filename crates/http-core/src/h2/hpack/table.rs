@@ -226,10 +226,13 @@ struct Slot {
     value_len: u32,
 }
 
+/// The least ring allocated.
+const MIN_RING: usize = 512;
+
 /// The dynamic table of one direction of a connection.
 #[derive(Debug)]
 pub(super) struct DynTable {
-    /// The ring of entry bytes: empty, or at least `limit` long.
+    /// The ring of entry bytes: empty, or longer than the live entries.
     buf: Vec<u8>,
     /// Oldest entry first.
     slots: VecDeque<Slot>,
@@ -324,8 +327,12 @@ impl DynTable {
         if self.slots.is_empty() {
             self.head = 0;
         }
-        if self.buf.len() < self.limit {
-            self.relayout(self.limit);
+        if self.buf.len() < (self.size + entry).min(self.limit) {
+            // The ring grows with what it holds, up to the limit: a
+            // connection that sent a few fields holds a few hundred bytes
+            // of table, not the whole 4 KiB.
+            let want = (self.size + entry).saturating_mul(2).max(MIN_RING);
+            self.relayout(want.min(self.limit));
         }
         // The live bytes plus this entry are under `limit` <= the ring's length.
         let start = self.head;
