@@ -26,14 +26,11 @@ impl HeaderList {
 
     /// The fields stored.
     #[cfg(test)]
+    #[allow(clippy::len_without_is_empty)]
     pub(crate) fn len(&self) -> usize {
         self.fields.len()
     }
 
-    #[cfg(test)]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
 
     /// `(name, value)` of the fields stored, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
