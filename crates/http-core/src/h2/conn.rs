@@ -32,21 +32,23 @@ use crate::{buf_pool, BodyKind, Error, Limits, Method, RequestHead};
 /// The status the access line gives a stream the client reset before its
 /// answer was sent (nginx's "client closed request").
 const CLIENT_CLOSED: u16 = 499;
-/// DATA is framed for the streams while less than this waits to be written.
-const OUT_HIGH: usize = 64 * 1024;
-/// The peer's bytes are not read while this much waits to be written: a
-/// peer that sends PINGs or SETTINGS and never reads the answers is stopped.
-const READ_STOP: usize = 128 * 1024;
+/// The peer's bytes are not read while this many times
+/// [`H2Limits::max_send_buffer`] waits to be written: a peer that sends PINGs
+/// or SETTINGS and never reads the answers is stopped.
+const READ_STOP_FACTOR: usize = 2;
 /// Body slices up to this long are copied into the frame buffer; longer
 /// ones are written from their own memory (a cached file's bytes), which
 /// also keeps the frame buffer small: ten answers of a turn copied into it
 /// grew it past its pooled size, and the growth was a copy of everything in
 /// it each time.
 const SMALL_COPY: usize = 512;
+/// The same over a transport that writes one slice at a time: every frame
+/// is copied, so a turn's answers still leave in one write.
+const SMALL_COPY_UNVECTORED: usize = 16 * 1024;
 /// A decoded header list this many times the limit ends the connection
 /// (`ENHANCE_YOUR_CALM`): a small block referencing a big table entry over
 /// and over (the HPACK bomb) costs its sender nothing.
-const BOMB_FACTOR: usize = 16;
+const BOMB_FACTOR: usize = 4;
 /// CONTINUATION frames allowed in one header block: a client splits a block
 /// at the frame size, so even the largest header list allowed takes a few.
 const MAX_CONTINUATIONS: usize = 32;
@@ -149,6 +151,8 @@ struct Out {
     buf: BytesMut,
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// Body slices up to this long are copied into `buf`.
+    small_copy: usize,
 }
 
 impl Out {
@@ -169,7 +173,7 @@ impl Out {
     }
 
     fn push(&mut self, b: Bytes) {
-        if b.len() <= SMALL_COPY {
+        if b.len() <= self.small_copy {
             self.buf.extend_from_slice(&b);
         } else {
             self.seal();
@@ -292,11 +296,16 @@ enum Event {
 }
 
 impl Conn {
-    fn new(limits: Arc<Limits>, h2: H2Limits, extra: Bytes, read: Bytes, preface_left: usize) -> Conn {
+    fn new(limits: Arc<Limits>, h2: H2Limits, extra: Bytes, read: Bytes, vectored: bool) -> Conn {
         let mut rbuf = buf_pool::take();
         rbuf.extend_from_slice(&read);
         let mut out = Out {
             buf: buf_pool::take(),
+            small_copy: if vectored {
+                SMALL_COPY
+            } else {
+                SMALL_COPY_UNVECTORED
+            },
             ..Out::default()
         };
         let max_list = u32::try_from(limits.max_head_len).unwrap_or(u32::MAX);
@@ -329,7 +338,7 @@ impl Conn {
             partial: None,
             streams: Vec::new(),
             receiving: 0,
-            preface_left,
+            preface_left: super::PREFACE.len(),
             settings_seen: false,
             peer_initial_window: i64::from(f::DEFAULT_WINDOW),
             peer_max_frame: f::DEFAULT_MAX_FRAME as usize,
@@ -1020,7 +1029,9 @@ impl Conn {
     fn pump(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut newly_blocked = false;
         let mut i = 0;
-        while i < self.streams.len() && self.out.len() < OUT_HIGH {
+        // At least a frame's worth, whatever the setting.
+        let high = self.h2.max_send_buffer.max(f::DEFAULT_MAX_FRAME as usize);
+        while i < self.streams.len() && self.out.len() < high {
             let s = &mut self.streams[i];
             let Phase::Sending(sending) = &mut s.phase else {
                 i += 1;
@@ -1288,9 +1299,10 @@ pub(crate) async fn serve<T: Io, S: Service>(
         peer_text,
         tls,
     };
-    let mut conn = Conn::new(limits.clone(), h2, extra, read, super::PREFACE.len());
+    let mut conn = Conn::new(limits.clone(), h2, extra, read, io.is_write_vectored());
     let keep_alive = limits.keep_alive_timeout;
     let write_timeout = limits.write_timeout;
+    let read_stop = h2.max_send_buffer.max(1024).saturating_mul(READ_STOP_FACTOR);
     let opened_at = Instant::now();
     let mut last_active = opened_at;
     let mut closing: Option<Instant> = None;
@@ -1315,7 +1327,7 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 conn.out.buf = buf_pool::take();
             }
             // The peer's frames.
-            if !conn.read_closed && !conn.fatal && conn.out.len() < READ_STOP {
+            if !conn.read_closed && !conn.fatal && conn.out.len() < read_stop {
                 if conn.rbuf.capacity() == 0 {
                     conn.rbuf = buf_pool::take();
                 } else if conn.rbuf.capacity() - conn.rbuf.len() < 1024 {

@@ -30,14 +30,13 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 ///
 /// What a connection can hold, whatever the peer does: request bodies not
 /// yet read by the services, at most [`initial_connection_window`](Self::initial_connection_window)
-/// (1 MiB by default); response bytes queued for a peer that does not read,
-/// at most [`max_send_buffer`](Self::max_send_buffer) per stream times
-/// [`max_concurrent_streams`](Self::max_concurrent_streams) (6.25 MiB by
-/// default, less the bodies that are shared, such as cached files); one
-/// header block being decoded, bounded by the header list size; one
-/// pending PING or SETTINGS acknowledgement; and, while several answers
-/// finished together are gathered into one write, at most 32 KiB of them
-/// (freed once written).
+/// (1 MiB by default); response frames queued for a peer that does not read,
+/// at most [`max_send_buffer`](Self::max_send_buffer) plus one frame per
+/// stream (bodies held in memory, such as cached files, are shared, not
+/// copied); control frames (PING and SETTINGS acknowledgements, resets)
+/// queued up to twice that, past which the peer's bytes are no longer read;
+/// one header block being decoded, bounded by the header list size; the
+/// streams' service calls and their state.
 ///
 /// ```
 /// let h2 = http_core::H2Limits {
@@ -63,8 +62,8 @@ pub struct H2Limits {
     /// Largest frame payload accepted (`SETTINGS_MAX_FRAME_SIZE`). Default
     /// (and least) 16 KiB.
     pub max_frame_size: u32,
-    /// Response bytes queued on one stream beyond what the socket took.
-    /// Default 64 KiB.
+    /// Response bytes queued on the connection beyond what the socket took:
+    /// DATA is framed for the streams only while less waits. Default 64 KiB.
     pub max_send_buffer: usize,
     /// Streams the client opened and reset before the server took them up;
     /// past this many at once the connection is closed with `GOAWAY

@@ -31,7 +31,6 @@ impl HeaderList {
         self.fields.len()
     }
 
-
     /// `(name, value)` of the fields stored, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.fields
