@@ -707,10 +707,10 @@ impl Service for TwoKilobytes {
     }
 }
 
-/// Ten requests sent together on one connection are answered together: the
-/// answers finished in one turn leave in one or two writes (past 32 KiB the
-/// gathered bytes are written out), not one write per answer; every answer
-/// arrives whole, and a single answer afterwards still goes out at once.
+/// Ten requests sent together on one connection are answered together: a
+/// turn's answers leave in one write (the requests may arrive over a few
+/// reads, so a few turns), not one write per answer; every answer arrives
+/// whole, and a single answer afterwards still goes out at once.
 #[test]
 fn answers_finished_together_leave_together() {
     let rt = tokio::runtime::Builder::new_current_thread()
