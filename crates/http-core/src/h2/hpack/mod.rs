@@ -25,7 +25,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-// Used by the HTTP/2 connection that replaces the h2 crate's.
+// Used by the HTTP/2 connection (conn.rs, request.rs, response.rs).
 pub(crate) use decoder::{Decoder, HeaderList};
 pub(crate) use encoder::{Encoder, FieldMemo};
 
