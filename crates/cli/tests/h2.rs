@@ -291,6 +291,7 @@ fn rr_proxy_never_forwards_an_h2_smuggling_vector() {
     let rows = [
         ("cl_more", "rst:1"),
         ("cl_less", "rst:1"),
+        ("cl_zero_with_data", "rst:1"),
         ("cr_in_value", "rst:1"),
         ("lf_in_value", "rst:1"),
         ("nul_in_value", "rst:1"),

@@ -378,6 +378,7 @@ fn smuggling_vectors_are_refused_with_their_exact_outcome() {
         // The body is held to its content-length (RFC 9113 §8.1.1).
         ("cl_more", &rst),
         ("cl_less", &rst),
+        ("cl_zero_with_data", &rst),
         // A field RFC 9113 §8.2.1 does not allow: the request is
         // malformed, a stream error (§8.1.1); the connection goes on.
         ("cr_in_value", &rst),

@@ -176,9 +176,14 @@ def cl_less(h, p, path):
     return malformed(h, p, path, [(b"content-length", b"10")], body=b"01234", method=b"POST")
 
 
+def cl_zero_with_data(h, p, path):
+    return malformed(h, p, path, [(b"content-length", b"0")], body=b"0123", method=b"POST")
+
+
 SMUGGLING = {
     "cl_more": cl_more,
     "cl_less": cl_less,
+    "cl_zero_with_data": cl_zero_with_data,
     "cr_in_value": lambda h, p, path: malformed(h, p, path, [(b"x-a", b"a\rb")]),
     "lf_in_value": lambda h, p, path: malformed(h, p, path, [(b"x-a", b"a\nx-injected: 1")]),
     "nul_in_value": lambda h, p, path: malformed(h, p, path, [(b"x-a", b"a\x00b")]),

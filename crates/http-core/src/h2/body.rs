@@ -33,6 +33,9 @@ pub(super) struct Inbox {
     pub(super) body_waker: Option<Waker>,
     /// The stream's task waits for its service call (woken to be cancelled).
     pub(super) task_waker: Option<Waker>,
+    /// The server reset the stream for this error of the client's (a body
+    /// that disagrees with its `content-length`, bad trailers).
+    pub(super) refused: Option<Error>,
 }
 
 /// The [`Inbox`] of a stream, shared.

@@ -690,6 +690,7 @@ impl Conn {
         };
         if bad_length {
             // RFC 9113 §8.1.1: content-length and the DATA disagree.
+            s.inbox.lock().refused = Some(Error::BadContentLength);
             self.conn_release += data.len();
             self.reset(head.stream, Reason::ProtocolError);
             return Ok(());
@@ -802,6 +803,11 @@ impl Conn {
             let trailers_ok = p.end_stream && self.fields.iter().all(|(n, _)| n.first() != Some(&b':'));
             let s = &mut self.streams[i];
             if !trailers_ok || s.declared.is_some_and(|n| n != s.received) {
+                s.inbox.lock().refused = Some(if trailers_ok {
+                    Error::BadContentLength
+                } else {
+                    Error::BadHeader
+                });
                 self.reset(id, Reason::ProtocolError);
                 return Ok(());
             }
@@ -867,6 +873,8 @@ impl Conn {
             Ok(head) => {
                 let declared = match head.body() {
                     BodyKind::Length(n) => Some(n),
+                    // `content-length: 0`: no DATA may carry bytes.
+                    _ if head.header("content-length").is_some() => Some(0),
                     _ => None,
                 };
                 if end_stream && declared.is_some_and(|n| n > 0) {
@@ -1024,13 +1032,26 @@ impl Conn {
         }
     }
 
-    /// Frames body data for the streams with window, round-robin, while
-    /// the output is short. True when a stream began to wait for window.
+    /// Frames body data for the streams with window, a frame per stream
+    /// and pass, while the output is short. True when a stream began to
+    /// wait for window.
     fn pump(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut newly_blocked = false;
-        let mut i = 0;
         // At least a frame's worth, whatever the setting.
         let high = self.h2.max_send_buffer.max(f::DEFAULT_MAX_FRAME as usize);
+        loop {
+            let before = self.out.len();
+            newly_blocked |= self.pump_pass(cx, now, high);
+            if self.out.len() == before || self.out.len() >= high {
+                return newly_blocked;
+            }
+        }
+    }
+
+    /// One pass of [`pump`](Self::pump) over the streams.
+    fn pump_pass(&mut self, cx: &mut Context<'_>, now: Instant, high: usize) -> bool {
+        let mut newly_blocked = false;
+        let mut i = 0;
         while i < self.streams.len() && self.out.len() < high {
             let s = &mut self.streams[i];
             let Phase::Sending(sending) = &mut s.phase else {
@@ -1153,14 +1174,12 @@ impl Conn {
             }
         }
         let quarter = (self.h2.initial_connection_window / 4).max(1) as usize;
-        if self.conn_release >= quarter.min(self.recv_window.max(0) as usize + 1) && self.conn_release > 0 {
-            // Given back once a quarter is free, or at once when the
-            // window is nearly shut.
-            if self.conn_release >= quarter || self.recv_window < quarter as i64 {
-                f::put_window_update(&mut self.out.buf, 0, self.conn_release as u32);
-                self.recv_window += self.conn_release as i64;
-                self.conn_release = 0;
-            }
+        // Given back once a quarter is free, or at once when the window is
+        // nearly shut (one WINDOW_UPDATE for many DATA frames).
+        if self.conn_release > 0 && (self.conn_release >= quarter || self.recv_window < quarter as i64) {
+            f::put_window_update(&mut self.out.buf, 0, self.conn_release as u32);
+            self.recv_window += self.conn_release as i64;
+            self.conn_release = 0;
         }
     }
 
@@ -1363,6 +1382,30 @@ pub(crate) async fn serve<T: Io, S: Service>(
             } in events.drain(..)
             {
                 last_active = Instant::now();
+                let gone = {
+                    let i = inbox.lock();
+                    i.gone.then_some(i.refused)
+                };
+                if let Some(refused) = gone {
+                    // Reset before its service was called (frames read with
+                    // its HEADERS made it malformed, or the client reset
+                    // it): the service never sees it.
+                    let status = if refused.is_some() { 400 } else { CLIENT_CLOSED };
+                    PENDING_LOGS.with(|l| {
+                        l.borrow_mut().push((
+                            LogEntry {
+                                head: Some(head),
+                                status,
+                                fields: Vec::new(),
+                                started: last_active,
+                                refused,
+                            },
+                            None,
+                        ))
+                    });
+                    progress = true;
+                    continue;
+                }
                 let fut = stream_call(&ctx, id, head, inbox, end_stream, last_active);
                 let mut slot = match spare.take() {
                     Some(mut slot) => {
@@ -1513,6 +1556,11 @@ pub(crate) async fn serve<T: Io, S: Service>(
                 if conn.streams.capacity() > 0 {
                     conn.streams = Vec::new();
                 }
+                if conn.block.capacity() > 0 {
+                    conn.block = Vec::new();
+                }
+                // The last header list (up to the list size) is not kept.
+                conn.fields = HeaderList::default();
                 if events.capacity() > 0 {
                     events = Vec::new();
                 }
