@@ -91,6 +91,12 @@ impl Service for TestService {
                 len: Some(70_000),
                 reader: Box::new(std::io::Cursor::new(b"streamed-body;".repeat(5000))),
             }),
+            // 64 MiB made as it is read: nothing is held unless the
+            // server queues it.
+            "/endless" => Response::new(200).body(Body::Stream {
+                len: Some(64 << 20),
+                reader: Box::new(tokio::io::AsyncReadExt::take(tokio::io::repeat(b'e'), 64 << 20)),
+            }),
             "/short-stream" => Response::new(200).body(Body::Stream {
                 len: Some(100),
                 reader: Box::new(std::io::Cursor::new(b"only ten!!".to_vec())),
@@ -525,6 +531,24 @@ fn a_peer_that_never_opens_its_window_gets_the_stream_reset() {
     // timeout (2 s here).
     assert_eq!(verdict(&v), format!("rst:{CANCEL}"), "{v}");
     assert_eq!(v["status"], 200, "{v}");
+}
+
+/// A peer that opens its windows as wide as HTTP/2 allows (2^31 - 1 on
+/// every stream and the connection) and asks for 100 streamed bodies of 64
+/// MiB, then never reads: the frames queued for it stay within the
+/// connection's send buffer (64 KiB, `H2Limits::max_send_buffer`; the bodies
+/// are read from their source only as frames leave), not the 12.5 TiB its
+/// windows allow; others are served meanwhile.
+#[test]
+fn a_peer_that_opens_its_windows_and_never_reads_holds_the_send_buffer() {
+    let s = TestServer::start(true);
+    let rss_before = test_support::rss_bytes(None);
+    let Some(v) = under_attack(&s, "open_windows_never_read", "/endless", &["3"]) else {
+        return;
+    };
+    assert_eq!(v["outcome"], "closed", "{v}");
+    let grown = test_support::rss_bytes(None).saturating_sub(rss_before);
+    assert!(grown < 32 << 20, "RSS grew by {grown} bytes");
 }
 
 /// The h2 crate's client (not ours): a body without content-length arrives

