@@ -64,6 +64,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 /// Largest piece of a streamed body read at once.
 const READ_CHUNK: usize = 16 * 1024;
+/// An idle connection keeps its stream list up to this many entries, and
+/// its last header list up to this many bytes.
+const IDLE_KEEP_ITEMS: usize = 4;
+const IDLE_KEEP_BYTES: usize = 1024;
 /// Turns of the loop before it yields to the runtime's other tasks.
 const TURNS: usize = 32;
 
@@ -1553,16 +1557,22 @@ pub(crate) async fn serve<T: Io, S: Service>(
                     // The heads split off it are gone with their streams.
                     conn.scratch = BytesMut::new();
                 }
-                if conn.streams.capacity() > 0 {
+                // What one request at a time needs is kept (a client that
+                // sends one request after another would otherwise grow these
+                // again for each); what a burst or a big header list grew
+                // them to is not.
+                if conn.streams.capacity() > IDLE_KEEP_ITEMS {
                     conn.streams = Vec::new();
+                }
+                if events.capacity() > 0 {
+                    // Its entries hold a whole request head each.
+                    events = Vec::new();
+                }
+                if conn.fields.heap_size() > IDLE_KEEP_BYTES {
+                    conn.fields = HeaderList::default();
                 }
                 if conn.block.capacity() > 0 {
                     conn.block = Vec::new();
-                }
-                // The last header list (up to the list size) is not kept.
-                conn.fields = HeaderList::default();
-                if events.capacity() > 0 {
-                    events = Vec::new();
                 }
                 spare = None;
             }

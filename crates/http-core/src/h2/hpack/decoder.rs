@@ -65,6 +65,11 @@ impl HeaderList {
     pub(super) fn buf_capacity(&self) -> usize {
         self.buf.capacity()
     }
+
+    /// The heap memory the list holds.
+    pub(crate) fn heap_size(&self) -> usize {
+        self.buf.capacity() + self.fields.capacity() * std::mem::size_of::<(usize, usize, usize)>()
+    }
 }
 
 /// The decoder of one connection: the peer's dynamic table.
