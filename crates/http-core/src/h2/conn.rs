@@ -413,17 +413,12 @@ impl Conn {
 
     /// Forgets a stream: its service call (if running) is cancelled, the
     /// connection window its unread data held is given back.
-    fn drop_stream(&mut self, s: Stream) {
-        let mut i = s.inbox.lock();
-        let unread: usize = i.data.iter().map(Bytes::len).sum();
-        self.conn_release += unread + i.taken;
-        i.taken = 0;
-        drop(i);
-        if !s.remote_done {
-            self.receiving = self.receiving.saturating_sub(1);
-        }
-        s.inbox.cancel();
-        if let Phase::Sending(sending) = s.phase {
+    fn drop_stream(&mut self, mut s: Stream) {
+        let phase = std::mem::replace(&mut s.phase, Phase::Calling);
+        let inbox = s.inbox.clone();
+        self.forget(s);
+        inbox.cancel();
+        if let Phase::Sending(sending) = phase {
             // The answer was cut short: logged without a byte count.
             PENDING_LOGS.with(|l| l.borrow_mut().push((sending.log, None)));
         }
@@ -958,15 +953,10 @@ impl Conn {
         let Some(i) = self.stream_index(id) else {
             return;
         };
-        {
-            // The service is done with the request body: what it left
-            // unread is dropped and its window given back.
-            let mut inbox = self.streams[i].inbox.lock();
-            let unread: usize = inbox.data.iter().map(Bytes::len).sum();
-            self.conn_release += unread + std::mem::take(&mut inbox.taken);
-            inbox.data.clear();
-            inbox.gone = true;
-        }
+        // The service is done with the request body: what it left unread
+        // is dropped and its window given back.
+        let inbox = self.streams[i].inbox.clone();
+        self.close_inbox(&inbox);
         let (content_length, no_body) = prepare(&mut resp, method);
         let at = self.out.buf.len();
         self.out.buf.put_bytes(0, f::HEAD_LEN);
@@ -1024,16 +1014,21 @@ impl Conn {
 
     /// Drops a finished stream (its answer logged already).
     fn forget(&mut self, s: Stream) {
-        let mut i = s.inbox.lock();
-        let unread: usize = i.data.iter().map(Bytes::len).sum();
-        self.conn_release += unread + i.taken;
-        i.taken = 0;
-        i.gone = true;
-        i.data.clear();
-        drop(i);
+        self.close_inbox(&s.inbox);
         if !s.remote_done {
             self.receiving = self.receiving.saturating_sub(1);
         }
+    }
+
+    /// Marks a stream's body gone: the data the service did not take is
+    /// dropped, and its connection window (with what was taken and not yet
+    /// given back) is given back.
+    fn close_inbox(&mut self, inbox: &Shared) {
+        let mut i = inbox.lock();
+        let unread: usize = i.data.iter().map(Bytes::len).sum();
+        self.conn_release += unread + std::mem::take(&mut i.taken);
+        i.data.clear();
+        i.gone = true;
     }
 
     /// Frames body data for the streams with window, a frame per stream
